@@ -1,0 +1,235 @@
+"""`benchmark`: time one model in one mode, the same way for every model.
+
+What is timed: one *step* = ``infer`` (forward under ``torch.inference_mode``), ``train`` (zero_grad, forward,
+the model's real loss, backward, optimiser step) or ``generate`` (the model's generation call). Inputs are
+synthetic, built from the model's own input specification, and created on the device before timing.
+After ``warmup`` untimed steps, ``iters`` steps are timed one by one: with CUDA events on a GPU (device time,
+no host gaps counted), with ``time.perf_counter`` on a CPU. Throughput = batch size / median step time.
+FLOPs are counted once, on one real step, by ``torch.utils.flop_counter.FlopCounterMode`` (an FMA = 2 FLOPs).
+MFU = achieved FLOP/s / peak FLOP/s from `zoo.bench.peaks` (a measured matmul peak on CPUs and unknown GPUs).
+``--compile`` compiles the model first; the compile time (the first call) is reported apart.
+An out-of-memory batch size halves and retries, and the result says so.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import ZooError
+from ..registry import load_object, paper_of
+from .adapters import BenchAdapter
+from .env import environment
+from .peaks import peak_for
+
+MODES = ("infer", "train", "generate")
+PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in str(exc) or "can't allocate memory" in str(exc)))
+
+
+def with_backoff(run, batch_size: int):
+    """Call ``run(batch_size)``, halving the batch size after each out-of-memory error.
+
+    Returns:
+        (result of the successful call, the batch size that worked, [batch sizes that ran out of memory]).
+    """
+    failed = []
+    while batch_size >= 1:
+        try:
+            return run(batch_size), batch_size, failed
+        except Exception as exc:  # noqa: BLE001 - only OOM is retried
+            if not is_oom(exc):
+                raise
+            failed.append(batch_size)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch_size //= 2
+    raise ZooError(f"out of memory even at batch size 1 (tried {failed})")
+
+
+def load_bench_model(source: str):
+    """Folder -> from_pretrained; ``name.tag`` -> pretrained weights; bare name -> random init."""
+    from pathlib import Path
+
+    from ..checkpoint import from_pretrained
+    from ..registry import create_model, split_name
+
+    if Path(source).is_dir() or split_name(source)[1]:
+        return from_pretrained(source)
+    return create_model(source)
+
+
+def adapter_for(model) -> BenchAdapter:
+    paper = paper_of(model.zoo_cfg["architecture"])
+    if not paper.bench:
+        raise ZooError(f"paper {paper.id} declares no benchmark adapter")
+    return load_object(paper.bench)(model)
+
+
+def _stats(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "min": float(a.min()), "max": float(a.max())}
+
+
+def _make_step(model, adapter: BenchAdapter, mode: str, amp, device, scaler):
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else nullcontext
+    if mode == "infer":
+        def step(batch):
+            with torch.inference_mode(), autocast():
+                return adapter.forward(model, batch)
+    elif mode == "generate":
+        if adapter.generate is None:
+            raise ZooError(f"{model.zoo_cfg['architecture']} has no generate mode")
+
+        def step(batch):
+            with torch.inference_mode(), autocast():
+                return adapter.generate(model, batch)
+    else:
+        if adapter.loss is None:
+            raise ZooError(f"{model.zoo_cfg['architecture']} has no train mode")
+        opt = adapter.optimizer([p for p in model.parameters() if p.requires_grad])
+
+        def step(batch):
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = adapter.loss(model, batch)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            return loss
+    return step
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(step, batch, n: int, device) -> list[float]:
+    times = []
+    if device.type == "cuda":
+        for _ in range(n):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step(batch)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    else:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            step(batch)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def benchmark(source: str | None = None, *, model=None, mode: str = "infer", device: str = "cpu",
+              precision: str = "32", batch_size: int = 32, compile: bool = False, warmup: int = 5, iters: int = 20,
+              channels_last: bool = False) -> dict:
+    """Benchmark one model; returns the result dict (see the module docstring for what is measured)."""
+    if mode not in MODES:
+        raise ZooError(f"unknown mode {mode!r}; choose {', '.join(MODES)}")
+    if precision not in PRECISIONS:
+        raise ZooError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if warmup < 1 or iters < 1:
+        raise ZooError("--warmup and --iters must be >= 1")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ZooError("--device cuda given but no CUDA device is available")
+    model = model if model is not None else load_bench_model(source)
+    name = source or model.zoo_cfg["architecture"]
+    adapter = adapter_for(model)
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train(mode == "train")
+    amp = PRECISIONS[precision]
+    scaler = torch.amp.GradScaler(dev.type) if (mode == "train" and amp == torch.float16) else None
+    runner = torch.compile(model) if compile else model
+    step = _make_step(runner, adapter, mode, amp, dev, scaler)
+    flop_step = _make_step(model, adapter, mode, amp, dev, scaler)
+    timing = {}
+
+    def run(bs: int):
+        batch = adapter.make_batch(bs, dev)
+        t0 = time.perf_counter()
+        step(batch)
+        _sync(dev)
+        timing["first_s"] = time.perf_counter() - t0
+        for _ in range(warmup - 1):
+            step(batch)
+        _sync(dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        return batch, _time_steps(step, batch, iters, dev)
+
+    (batch, times), bs, failed = with_backoff(run, batch_size)
+    peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    with FlopCounterMode(display=False) as counter:
+        flop_step(batch)
+    flops = counter.get_total_flops()
+    lat = _stats(times)
+    step_s = lat["p50"] / 1e3
+    peak_tflops, peak_source, peak_dtype = peak_for(dev, precision)
+    achieved = flops / step_s / 1e12
+    result = {
+        "model": name,
+        "architecture": model.zoo_cfg["architecture"],
+        "mode": mode,
+        "device": dev.type,
+        "precision": precision,
+        "batch_size": bs,
+        "requested_batch_size": batch_size,
+        "oom_backoff": failed,
+        "samples_per_s": bs / step_s,
+        "unit": adapter.unit,
+        f"{adapter.unit}_per_s": bs / step_s,
+        **{f"{k}_per_s": v * bs / step_s for k, v in adapter.extra_units.items()},
+        "latency_ms": lat,
+        "peak_mem_mb": peak_mem,
+        "peak_mem_kind": "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "process peak RSS (ru_maxrss)",
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops_per_sample": flops / bs,
+        "tflops": achieved,
+        "mfu": achieved / peak_tflops,
+        "peak_tflops": peak_tflops,
+        "peak_dtype": peak_dtype,
+        "peak_source": peak_source,
+        "compile": compile,
+        "compile_s": timing["first_s"] if compile else None,
+        "channels_last": channels_last,
+        "warmup": warmup,
+        "iters": iters,
+        "input": adapter.input_desc,
+        "env": environment(dev),
+    }
+    return result
+
+
+def format_result(r: dict) -> str:
+    lat = r["latency_ms"]
+    note = f" (OOM at {r['oom_backoff']}, backed off)" if r["oom_backoff"] else ""
+    extra = "".join(f", {r[k]:.1f} {k[:-6]}/s" for k in r if k.endswith("_per_s") and k not in
+                    ("samples_per_s", f"{r['unit']}_per_s"))
+    comp = f"; compile {r['compile_s']:.1f} s" if r["compile"] else ""
+    return (f"{r['model']} {r['mode']} {r['device']} {r['precision']} batch {r['batch_size']}{note}: "
+            f"{r['samples_per_s']:.1f} {r['unit']}/s{extra}; latency ms mean {lat['mean']:.2f} p50 {lat['p50']:.2f} "
+            f"p90 {lat['p90']:.2f} p99 {lat['p99']:.2f}; peak mem {r['peak_mem_mb']:.0f} MB; "
+            f"{r['params'] / 1e6:.2f} M params; {r['flops_per_sample'] / 1e9:.3f} GFLOP/sample; "
+            f"{r['tflops']:.3f} TFLOP/s = MFU {100 * r['mfu']:.1f} % of {r['peak_tflops']:.1f} ({r['peak_source']})"
+            f"{comp}")

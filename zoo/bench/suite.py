@@ -1,0 +1,87 @@
+"""Benchmark suites (``configs/bench/*.yaml``) and their committed result files.
+
+A suite lists runs; each run expands over ``modes x precisions x batch_sizes``::
+
+    name: default
+    runs:
+      - {model: knn_ood_resnet18, modes: [infer, train], precisions: ["32", bf16-mixed], batch_sizes: [256]}
+
+Results go to ``benchmarks/results/<suite>__<device>__torch<version>[__cu<version>].json`` with the command and
+environment; `zoo.bench.report` turns them into the tables of ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from itertools import product
+from pathlib import Path
+
+import torch
+
+from ..errors import ZooError
+from ..hub import repo_root
+from ..io import write_json
+from .env import device_slug, environment
+from .harness import benchmark, format_result
+
+
+def load_suite(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ZooError(f"suite file {path} does not exist")
+    suite = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(suite.get("runs"), list) or not suite["runs"]:
+        raise ZooError(f"{path}: a suite needs a non-empty 'runs' list")
+    for i, run in enumerate(suite["runs"]):
+        if "model" not in run:
+            raise ZooError(f"{path}: run {i} has no 'model'")
+    suite.setdefault("name", path.stem)
+    return suite
+
+
+def expand(suite: dict, device: str) -> list[dict]:
+    """One keyword dict for `benchmark` per (run, mode, precision, batch size); GPU-only precisions are
+    skipped on a CPU (fp16 autocast)."""
+    jobs = []
+    for run in suite["runs"]:
+        for mode, prec, bs in product(run.get("modes", ["infer"]), run.get("precisions", ["32"]),
+                                      run.get("batch_sizes", [32])):
+            if device == "cpu" and prec == "16-mixed":
+                continue
+            jobs.append({"source": run["model"], "mode": mode, "precision": str(prec), "batch_size": int(bs),
+                         "device": device, "compile": bool(run.get("compile", False)),
+                         "warmup": int(run.get("warmup", suite.get("warmup", 5))),
+                         "iters": int(run.get("iters", suite.get("iters", 20)))})
+    return jobs
+
+
+def results_path(suite: dict, env: dict, out_dir: Path | None = None) -> Path:
+    out_dir = out_dir or repo_root() / "benchmarks" / "results"
+    cu = f"__cu{env['cuda']}" if env.get("driver") else ""
+    return out_dir / f"{suite['name']}__{device_slug(env)}__torch{env['torch'].split('+')[0]}{cu}.json"
+
+
+def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = None,
+              batch_size: int | None = None, iters: int | None = None) -> Path:
+    """Run every job of a suite; write and return the results file. ``batch_size``/``iters`` override the
+    suite (for a quick check)."""
+    suite = load_suite(path)
+    env = environment(torch.device(device))
+    results = []
+    for job in expand(suite, device):
+        if batch_size:
+            job["batch_size"] = batch_size
+        if iters:
+            job["iters"] = iters
+        r = benchmark(**job)
+        r.pop("env")
+        print(format_result(r), flush=True)
+        results.append(r)
+    dest = Path(out) if out else results_path(suite, env)
+    command = "zoo bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    write_json(dest, {"suite": suite["name"], "suite_file": str(path), "command": command, "env": env,
+                      "results": results})
+    return dest

@@ -1,0 +1,194 @@
+"""Weights in and out: safetensors + config.json folders, safe reading of foreign checkpoints, load reports.
+
+* `save_pretrained` writes ``config.json`` (architecture + constructor arguments), ``model.safetensors`` and a
+  ``README.md`` model card; each file is written atomically.
+* `from_pretrained` rebuilds the model from such a folder (or a ``name.tag``) and loads it strictly.
+* `read_foreign` reads an authors' checkpoint with ``torch.load(weights_only=True)``: a pickle that would import
+  or call anything beyond tensors and plain containers is refused before any of its code runs.
+* `load_state_dict` compares keys and shapes first and raises one error that lists every missing, unexpected
+  and mis-shaped key, unless an explicit allow-list (fnmatch patterns) covers the missing/unexpected ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ZooError
+from .io import atomic_path, write_json, write_text
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class LoadReport:
+    """Outcome of comparing a state dict with a model: every key that did not load cleanly."""
+
+    source: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # key, model shape, file shape
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        if self.clean:
+            return f"{self.source}: all keys loaded"
+        parts = []
+        if self.missing:
+            parts.append(f"missing in file ({len(self.missing)}): {', '.join(self.missing)}")
+        if self.unexpected:
+            parts.append(f"unexpected in file ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        if self.mismatched:
+            parts.append("shape mismatch: " + ", ".join(f"{k} model {tuple(a)} vs file {tuple(b)}"
+                                                        for k, a, b in self.mismatched))
+        return f"{self.source}: " + "; ".join(parts)
+
+
+def _matches(key: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def load_state_dict(model, state_dict: dict, *, allow_missing=(), allow_unexpected=(),
+                    source: str = "state dict") -> LoadReport:
+    """Load ``state_dict`` into ``model`` strictly, except for keys covered by the allow-lists.
+
+    Raises:
+        ZooError: naming every mis-shaped key and every missing/unexpected key outside the allow-lists.
+    """
+    own = model.state_dict()
+    report = LoadReport(source=source)
+    report.missing = [k for k in own if k not in state_dict]
+    report.unexpected = [k for k in state_dict if k not in own]
+    report.mismatched = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state_dict.items()
+                         if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    bad = LoadReport(
+        source=source,
+        missing=[k for k in report.missing if not _matches(k, allow_missing)],
+        unexpected=[k for k in report.unexpected if not _matches(k, allow_unexpected)],
+        mismatched=report.mismatched,
+    )
+    if not bad.clean:
+        raise ZooError(f"weights do not fit {type(model).__name__}: {bad}")
+    model.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
+    return report
+
+
+def read_foreign(path: str | Path) -> dict:
+    """Read a checkpoint written by someone else, without ever executing code from it.
+
+    ``.safetensors`` files are read directly; anything else goes through ``torch.load(weights_only=True)``,
+    which refuses pickles that reference functions or classes outside torch's tensor allow-list.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        return read_weights(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((ln for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        raise ZooError(
+            f"refused to load {path}: it is not a plain tensor checkpoint and loading it would run code "
+            f"({detail.strip()}); re-save it as a state dict of tensors or as .safetensors"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise ZooError(f"cannot read {path}: corrupt or truncated checkpoint ({exc})") from None
+
+
+def read_weights(path: str | Path) -> dict:
+    """Tensors of a ``.safetensors`` file (or a foreign checkpoint, via `read_foreign`)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return read_foreign(path)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ZooError(f"cannot read {path}: corrupt or truncated safetensors file ({exc})") from None
+
+
+def read_config(directory: str | Path) -> dict:
+    path = Path(directory) / CONFIG_NAME
+    if not path.exists():
+        raise ZooError(f"{directory} is not a zoo model folder: {CONFIG_NAME} is missing")
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ZooError(f"{path} is not valid JSON ({exc})") from None
+    if "architecture" not in cfg:
+        raise ZooError(f"{path} lacks 'architecture'")
+    return cfg
+
+
+def save_pretrained(model, directory: str | Path, *, model_card: str | None = None,
+                    metadata: dict | None = None) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``.
+
+    The model must carry ``zoo_cfg`` (set by `zoo.create_model`), which records how to rebuild it.
+    ``metadata`` (JSON-serialisable) is stored in ``config.json`` under ``"metadata"``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    cfg = getattr(model, "zoo_cfg", None)
+    if not cfg:
+        raise ZooError("save_pretrained needs a model built by zoo.create_model (it records the architecture "
+                       "and arguments needed to rebuild it)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
+               if isinstance(v, torch.Tensor)}
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": cfg["architecture"]})
+    config = {**cfg, "zoo_version": __version__}
+    if metadata:
+        config["metadata"] = metadata
+    card = model_card or _default_card(config)
+    write_text(directory / "README.md", card)
+    write_json(directory / CONFIG_NAME, config)  # last: a folder with a config is complete
+    return directory
+
+
+def _default_card(config: dict) -> str:
+    from .registry import paper_of
+
+    paper = paper_of(config["architecture"])
+    return (
+        f"---\nlibrary_name: zoo\nlicense: {paper.license}\ntags: [{paper.id}]\n---\n\n"
+        f"# {config['architecture']}\n\n"
+        f"Weights saved by zoo {config['zoo_version']}. Paper: {paper.title} ({paper.authors}, {paper.venue}, "
+        f"arXiv {paper.arxiv}); authors' code: {paper.code}.\n\n"
+        f"```python\nimport zoo\nmodel = zoo.from_pretrained(\"<this folder>\")\n```\n\n"
+        f"Constructor arguments: `{json.dumps(config.get('model_args', {}))}`.\n"
+    )
+
+
+def from_pretrained(source: str | Path):
+    """A model from a folder written by `save_pretrained`, or from a manifest ``name.tag``."""
+    from .registry import create_model
+
+    path = Path(source)
+    if path.is_dir():
+        cfg = read_config(path)
+        model = create_model(cfg["architecture"], **cfg.get("model_args", {}))
+        load_state_dict(model, read_weights(path / WEIGHTS_NAME), source=str(path / WEIGHTS_NAME))
+        model.zoo_cfg = {**model.zoo_cfg, "tag": cfg.get("tag")}
+        return model
+    if path.exists() or "/" in str(source):
+        raise ZooError(f"{source} is neither a zoo model folder nor a name.tag from `zoo list --pretrained`")
+    return create_model(str(source), pretrained=True)

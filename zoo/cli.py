@@ -1,0 +1,233 @@
+"""The ``zoo`` command. User errors print one line and exit 2; ``--debug`` (or ZOO_DEBUG=1) shows tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import ZooError
+
+LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+VERBS = {
+    "list": "list models (or pretrained name.tag entries)",
+    "info": "paper, weights, results and licence of a model or a saved folder",
+    "convert": "convert an authors' checkpoint into a zoo folder",
+    "download": "fetch weights into the cache and verify their sha256",
+    "verify": "re-hash the weights of every manifest entry",
+    "fit": "train with LightningCLI (--config configs/<paper>/<recipe>.yaml)",
+    "validate": "LightningCLI validate",
+    "test": "LightningCLI test",
+    "predict": "LightningCLI predict",
+    "eval": "run a paper's evaluation (--task ...) and write JSON",
+    "bench": "benchmark a model: throughput, latency percentiles, memory, FLOPs, MFU",
+    "demo": "the quick start: fit, evaluate and benchmark every paper briefly",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zoo", description="A PyTorch Lightning model zoo of six papers.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    for verb, help_ in VERBS.items():
+        sub.add_parser(verb, help=help_, add_help=verb not in LIGHTNING_VERBS + ("eval",))
+    return p
+
+
+def _cmd_list(argv):
+    from .registry import list_models, paper_of, tags_for
+
+    p = argparse.ArgumentParser(prog="zoo list")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--pretrained", action="store_true", help="list name.tag entries that have weights")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    names = list_models(a.pattern, pretrained=a.pretrained)
+    if a.json:
+        print(json.dumps(names if a.pretrained else {n: {"paper": paper_of(n).id, "tags": tags_for(n)}
+                                                    for n in names}, indent=2))
+        return
+    if not names:
+        print(f"no models match {a.pattern!r}")
+    for n in names:
+        if a.pretrained:
+            print(n)
+        else:
+            tags = tags_for(n)
+            print(f"{n:<32} {paper_of(n).id:<10} {'weights: ' + ', '.join(tags) if tags else ''}")
+
+
+def _cmd_info(argv):
+    from .registry import model_info
+
+    p = argparse.ArgumentParser(prog="zoo info")
+    p.add_argument("name", help="NAME, NAME.TAG or a folder written by save_pretrained")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    info = model_info(a.name)
+    if a.json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    import yaml
+
+    print(yaml.safe_dump(info, sort_keys=False, width=110).rstrip())
+
+
+def _cmd_convert(argv):
+    from .registry import get_paper, load_object
+
+    p = argparse.ArgumentParser(prog="zoo convert")
+    p.add_argument("paper", help="paper id (see `zoo list`)")
+    p.add_argument("--src", required=True, help="the authors' checkpoint")
+    p.add_argument("--out", required=True, help="output folder")
+    a = p.parse_args(argv)
+    paper = get_paper(a.paper)
+    if not paper.converter:
+        raise ZooError(f"paper {paper.id} has no converter")
+    out = load_object(paper.converter)(a.src, a.out)
+    print(f"wrote {out}; load it with zoo.from_pretrained({str(out)!r})")
+
+
+def _cmd_download(argv):
+    from .hub import fetch, load_manifest
+
+    p = argparse.ArgumentParser(prog="zoo download")
+    p.add_argument("names", nargs="*", help="name.tag entries (see `zoo list --pretrained`)")
+    p.add_argument("--all", action="store_true")
+    a = p.parse_args(argv)
+    keys = list(load_manifest()) if a.all else a.names
+    if not keys:
+        raise ZooError("name at least one name.tag, or --all")
+    for key in keys:
+        print(f"{key}: {fetch(key)}")
+
+
+def _cmd_verify(argv):
+    from .hub import verify_all
+
+    argparse.ArgumentParser(prog="zoo verify").parse_args(argv)
+    bad = 0
+    for key, status in verify_all():
+        print(f"{key}: {status}")
+        bad += status != "ok"
+    if bad:
+        raise ZooError(f"{bad} manifest entries failed verification")
+
+
+def _cmd_eval(argv):
+    from .eval import evaluate, get_task, list_tasks
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task")
+    known, _ = pre.parse_known_args(argv)
+    p = argparse.ArgumentParser(prog="zoo eval", description=f"tasks: {', '.join(sorted(list_tasks()))}")
+    p.add_argument("model", help="zoo folder, NAME.TAG, or NAME with default weights")
+    p.add_argument("--task", required=True, help="evaluation task")
+    p.add_argument("--json", dest="json_out", help="write the result JSON here (plots go beside it)")
+    p.add_argument("--save-scores", help="folder for raw per-sample scores (.npz per input)")
+    p.add_argument("--out-dir", help="folder for plots and other artifacts (default: beside --json)")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
+    if known.task:
+        get_task(known.task).add_arguments(p.add_argument_group(f"{known.task} options"))
+    a = vars(p.parse_args(argv))
+    evaluate(a.pop("model"), a.pop("task"), **a)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cmd_bench(argv):
+    from .io import write_json
+
+    p = argparse.ArgumentParser(prog="zoo bench")
+    p.add_argument("model", nargs="?", help="NAME (random init), NAME.TAG or a zoo folder")
+    p.add_argument("--suite", help="configs/bench/FILE.yaml: run every job and write a results file")
+    p.add_argument("--mode", default="infer", choices=["infer", "train", "generate"])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--json", dest="json_out", help="write the result (or, with --suite, the results file) here")
+    a = p.parse_args(argv)
+    device = a.device or ("cuda" if _cuda() else "cpu")
+    if a.suite:
+        from .bench.suite import run_suite
+
+        path = run_suite(a.suite, device=device, out=a.json_out, batch_size=a.batch_size,
+                         iters=a.iters if "--iters" in argv else None)
+        print(f"wrote {path}")
+        return
+    if not a.model:
+        raise ZooError("name a model, or give --suite configs/bench/FILE.yaml")
+    from .bench.harness import benchmark, format_result
+
+    r = benchmark(a.model, mode=a.mode, device=device, precision=a.precision, batch_size=a.batch_size or 32,
+                  compile=a.compile, warmup=a.warmup, iters=a.iters, channels_last=a.channels_last)
+    print(format_result(r))
+    if a.json_out:
+        write_json(a.json_out, r)
+
+
+def _cmd_demo(argv):
+    from .demo import main as demo_main
+
+    p = argparse.ArgumentParser(prog="zoo demo")
+    p.add_argument("--workdir", default=None, help="where runs, models and results go (default: a temp folder)")
+    p.add_argument("--only", default=None, help="comma-separated paper ids")
+    a = p.parse_args(argv)
+    demo_main(workdir=a.workdir, only=a.only.split(",") if a.only else None)
+
+
+def _user_message(exc: ZooError) -> str:
+    msg = str(exc)
+    if "Original Traceback" in msg:  # a ZooError raised in a DataLoader worker: keep the original message
+        last = msg.strip().splitlines()[-1]
+        msg = last.split(": ", 1)[1] if last.startswith("zoo.errors.") else last
+    return " ".join(msg.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("ZOO_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help"):
+        _parser().print_help()
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        import difflib
+
+        close = difflib.get_close_matches(verb, VERBS, n=1)
+        print(f"zoo: error: unknown verb {verb!r}{f' (did you mean {close[0]}?)' if close else ''}; "
+              f"see `zoo --help`", file=sys.stderr)
+        return 2
+    try:
+        if verb in LIGHTNING_VERBS:
+            from .training.cli import main as lightning_main
+
+            lightning_main([verb, *rest])
+        else:
+            globals()[f"_cmd_{verb}"](rest)
+    except ZooError as exc:
+        if debug:
+            raise
+        print(f"zoo: error: {_user_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: the catalogue (`catalog`), image sources (`images`), transforms, DataModules, embedded data."""

@@ -1,0 +1,104 @@
+"""The shared image-classification DataModule: any source `open_split` understands, seeded splits.
+
+Transforms come from the model: unless ``input_spec`` is given, `setup` reads ``input_spec`` from the
+LightningModule the trainer is fitting, so one config names the model once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ZooError
+from .images import open_split
+from .transforms import eval_transform, fit_transform
+
+
+class TransformView(Dataset):
+    """``base[indices[i]]`` with ``transform`` applied to the image. Items: ``(Tensor[C, H, W], int)``."""
+
+    def __init__(self, base, indices, transform):
+        self.base, self.indices, self.transform = base, np.asarray(indices), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        image, label = self.base[int(self.indices[i])]
+        return self.transform(image), label
+
+
+def seeded_subset(n: int, size: int | None, seed: int) -> np.ndarray:
+    """``size`` indices out of ``range(n)`` drawn without replacement by a seeded generator (all if None)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+class ImageClassificationDataModule(pl.LightningDataModule):
+    """Train / val / test loaders over one labelled image source.
+
+    Args:
+        data: catalogue name, folder or archive (see `zoo.data.images.open_split`).
+        batch_size, num_workers: loader settings.
+        val_fraction: share of the training split held out for validation (seeded).
+        train_subset, test_subset: use only this many images (seeded), for small recipes.
+        augment: training transform: ``standard`` (crop + flip), ``contrastive`` (two SupCon views per image,
+            items ``[2, C, H, W]``) or ``none``.
+        input_spec: the model's input spec; default: the fitted LightningModule's ``input_spec``.
+        seed: seed of the splits.
+    """
+
+    def __init__(self, data: str = "cifar10_jpeg", batch_size: int = 128, num_workers: int = 2,
+                 val_fraction: float = 0.1, train_subset: int | None = None, test_subset: int | None = None,
+                 augment: str = "standard", input_spec: dict | None = None, seed: int = 0):
+        super().__init__()
+        if not 0.0 <= val_fraction < 1.0:
+            raise ZooError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.input_spec = input_spec
+
+    def _spec(self) -> dict:
+        if self.input_spec is not None:
+            return self.input_spec
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        spec = getattr(module, "input_spec", None)
+        if spec is None:
+            raise ZooError("ImageClassificationDataModule needs input_spec: pass data.input_spec or use a model "
+                           "whose LightningModule exposes input_spec")
+        return spec
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        spec = self._spec()
+        train = open_split(hp.data, "train")
+        test = open_split(hp.data, "test")
+        self.classes = train.classes
+        idx = seeded_subset(len(train), hp.train_subset, hp.seed)
+        perm = np.random.default_rng(hp.seed + 1).permutation(idx)
+        n_val = int(round(len(perm) * hp.val_fraction))
+        train_idx, val_idx = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        fit_tf = fit_transform(spec, hp.augment)
+        self.train_set = TransformView(train, train_idx, fit_tf)
+        self.val_set = TransformView(train, val_idx, eval_transform(spec))
+        self.test_set = TransformView(test, seeded_subset(len(test), hp.test_subset, hp.seed), eval_transform(spec))
+
+    def _loader(self, ds, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(ds, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, drop_last=False,
+                          generator=torch.Generator().manual_seed(hp.seed) if shuffle else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

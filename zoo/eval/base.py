@@ -1,0 +1,151 @@
+"""`EvalTask` (the plugin contract) and `evaluate` (the loop every task shares)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..errors import ZooError
+from ..io import atomic_path, write_json
+from ..registry import list_papers, load_object
+
+CORE_TASKS = {"classification": "zoo.eval.classification:ClassificationTask"}
+
+
+@dataclass
+class EvalContext:
+    """What the harness hands a task: where to run and how to show progress."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    batch_size: int
+    num_workers: int
+    out_dir: Path | None
+
+    def progress(self, iterable, desc: str = "", total: int | None = None):
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)  # off when not a TTY
+
+
+class EvalTask:
+    """One paper's evaluation protocol.
+
+    Subclasses set ``name``, declare options in `add_arguments`, and implement `setup` (fit on reference data),
+    `inputs` (the datasets to score), `score` (one batch -> named score arrays) and `finalize` (all scores ->
+    the JSON result). `table` renders the result with the paper's metric names; `artifacts` writes plots.
+    """
+
+    name = ""
+
+    def __init__(self, **options):
+        self.options = argparse.Namespace(**options)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def load(self, source: str):
+        return load_model(source)
+
+    def setup(self, model, ctx: EvalContext) -> None:
+        self.model, self.ctx = model, ctx
+
+    def inputs(self) -> Iterable[tuple[str, Iterable]]:
+        raise NotImplementedError
+
+    def score(self, batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def finalize(self, scores: dict[str, dict[str, np.ndarray]]) -> dict:
+        raise NotImplementedError
+
+    def table(self, result: dict) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in result.items())
+
+    def artifacts(self, result: dict, scores: dict[str, dict[str, np.ndarray]], out_dir: Path) -> list[Path]:
+        return []
+
+
+def list_tasks() -> dict[str, str]:
+    """Task name -> ``"module:Class"``, from the core and every registered paper."""
+    tasks = dict(CORE_TASKS)
+    for paper in list_papers():
+        tasks.update(paper.tasks)
+    return tasks
+
+
+def get_task(name: str) -> type[EvalTask]:
+    tasks = list_tasks()
+    if name not in tasks:
+        raise ZooError(f"unknown eval task {name!r}; available: {', '.join(sorted(tasks))}")
+    return load_object(tasks[name])
+
+
+def load_model(source: str):
+    """A model from a zoo folder, a ``name.tag`` or a bare name with default weights."""
+    from ..checkpoint import from_pretrained
+
+    path = Path(source)
+    if path.exists() and not path.is_dir():
+        raise ZooError(f"{source}: pass a folder written by zoo.save_pretrained / zoo convert, not a file")
+    return from_pretrained(source)
+
+
+def _amp_dtype(precision: str) -> torch.dtype | None:
+    table = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+    if precision not in table:
+        raise ZooError(f"unknown precision {precision!r}; choose 32, bf16-mixed or 16-mixed")
+    return table[precision]
+
+
+def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "32", batch_size: int = 256,
+             num_workers: int = 2, json_out: str | Path | None = None, save_scores: str | Path | None = None,
+             out_dir: str | Path | None = None, model=None, **options) -> dict:
+    """Run task ``task`` on the model at ``source``; returns the result dict (also written to ``json_out``).
+
+    Args:
+        source: zoo folder or ``name.tag`` (ignored when ``model`` is given).
+        device, precision: where and how to run (``32``, ``bf16-mixed``, ``16-mixed``).
+        json_out: path of the JSON result; artifacts (plots) go beside it, or into ``out_dir``.
+        save_scores: folder for raw scores, one ``<input>.npz`` per scored input.
+        **options: the task's options (see ``zoo eval --task T --help``).
+    """
+    cls = get_task(task)
+    t = cls(**options)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ZooError("--device cuda given but no CUDA device is available")
+    out = Path(out_dir) if out_dir else (Path(json_out).parent if json_out else None)
+    ctx = EvalContext(dev, _amp_dtype(precision), batch_size, num_workers, out)
+    model = model if model is not None else t.load(source)
+    t.setup(model, ctx)
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    with torch.inference_mode():
+        for name, batches in t.inputs():
+            acc = defaultdict(list)
+            total = len(batches) if hasattr(batches, "__len__") else None
+            for batch in ctx.progress(batches, desc=f"{task}:{name}", total=total):
+                with torch.autocast(dev.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+                    for k, v in t.score(batch).items():
+                        acc[k].append(torch.as_tensor(v).detach().float().cpu().numpy())
+            scores[name] = {k: np.concatenate(v) for k, v in acc.items()}
+    result = t.finalize(scores)
+    if save_scores:
+        folder = Path(save_scores)
+        for name, arrays in scores.items():
+            with atomic_path(folder / f"{name}.npz") as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)
+    if json_out:
+        write_json(json_out, result)
+    if out is not None:
+        t.artifacts(result, scores, out)
+    print(t.table(result))
+    return result

@@ -1,0 +1,47 @@
+"""``zoo eval MODEL --task classification --data PATH``: top-1 / top-5 accuracy of an image classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.classification import TransformView
+from ..data.images import open_split
+from ..data.transforms import eval_transform
+from .base import EvalTask
+
+
+class ClassificationTask(EvalTask):
+    name = "classification"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--data", required=True, help="catalogue name, folder or archive of labelled images")
+        parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+
+    def setup(self, model, ctx) -> None:
+        super().setup(model, ctx)
+        ds = open_split(self.options.data, self.options.split)
+        self.dataset_name = ds.name
+        view = TransformView(ds, np.arange(len(ds)), eval_transform(model.input_spec))
+        self.loader = DataLoader(view, batch_size=ctx.batch_size, num_workers=ctx.num_workers)
+        model.eval().to(ctx.device)
+
+    def inputs(self):
+        yield self.options.split, self.loader
+
+    def score(self, batch):
+        x, y = batch
+        logits = self.model(x.to(self.ctx.device))
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
+        y = torch.as_tensor(y)
+        return {"top1": (top5[:, 0] == y).float(), "top5": (top5 == y[:, None]).any(1).float()}
+
+    def finalize(self, scores):
+        s = scores[self.options.split]
+        return {"dataset": self.dataset_name, "split": self.options.split, "n": int(s["top1"].size),
+                "top1": float(s["top1"].mean()), "top5": float(s["top5"].mean())}
+
+    def table(self, r) -> str:
+        return f"{r['dataset']} {r['split']} (n={r['n']}): top-1 {100 * r['top1']:.2f} %, top-5 {100 * r['top5']:.2f} %"

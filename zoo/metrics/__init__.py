@@ -1,0 +1,1 @@
+"""Task metrics; each is checked against an independent implementation (scikit-learn, scipy) in the tests."""

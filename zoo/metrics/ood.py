@@ -1,0 +1,82 @@
+"""OOD detection metrics. Scores follow one convention everywhere: higher means more in-distribution (ID).
+
+FPR at 95 % TPR uses the kNN-OOD paper's convention by default: ID is the positive class, the threshold keeps
+95 % of ID test samples, and FPR is the share of OOD samples that pass it. OpenOOD v1.5 instead treats OOD as
+positive (threshold at 95 % OOD recall, FPR = share of ID flagged); ``positive="ood"`` gives that number. AUROC
+does not depend on the convention.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_arrays(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(id_scores, dtype=np.float64).ravel()
+    b = np.asarray(ood_scores, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("OOD metrics need at least one ID and one OOD score")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("OOD scores contain NaN or inf")
+    return a, b
+
+
+def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95, positive: str = "id") -> float:
+    """False-positive rate at the threshold where the positive class reaches ``tpr`` recall.
+
+    ``positive="id"`` (paper): threshold t = largest value with share(ID >= t) >= tpr; returns share(OOD >= t).
+    ``positive="ood"`` (OpenOOD v1.5): the same with the roles and the score sign swapped.
+    """
+    a, b = _as_arrays(id_scores, ood_scores)
+    if positive == "ood":
+        a, b = -b, -a
+    elif positive != "id":
+        raise ValueError(f"positive must be 'id' or 'ood', got {positive!r}")
+    t = np.sort(a)[::-1][int(np.ceil(tpr * a.size)) - 1]
+    return float(np.mean(b >= t))
+
+
+def auroc(id_scores, ood_scores) -> float:
+    """Area under the ROC curve, ID positive: P(score_ID > score_OOD) + 0.5 P(tie) (Mann-Whitney U)."""
+    a, b = _as_arrays(id_scores, ood_scores)
+    _, inverse, counts = np.unique(np.concatenate([a, b]), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # 1-based ranks, ties averaged
+    u = ranks[: a.size].sum() - a.size * (a.size + 1) / 2.0
+    return float(u / (a.size * b.size))
+
+
+def average_precision(pos_scores, neg_scores) -> float:
+    """Area under the precision-recall curve as the step-wise sum over distinct thresholds (sklearn's AP)."""
+    a, b = _as_arrays(pos_scores, neg_scores)
+    scores = np.concatenate([a, b])
+    labels = np.concatenate([np.ones(a.size), np.zeros(b.size)])
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tp = np.cumsum(labels)[last_of_run]
+    fp = (last_of_run + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / a.size
+    recall_prev = np.r_[0.0, recall[:-1]]
+    return float(np.sum((recall - recall_prev) * precision))
+
+
+def aupr_in(id_scores, ood_scores) -> float:
+    """Average precision with ID as the positive class (higher score = ID)."""
+    return average_precision(id_scores, ood_scores)
+
+
+def aupr_out(id_scores, ood_scores) -> float:
+    """Average precision with OOD as the positive class (negated scores)."""
+    a, b = _as_arrays(id_scores, ood_scores)
+    return average_precision(-b, -a)
+
+
+def ood_metrics(id_scores, ood_scores) -> dict[str, float]:
+    """``{"fpr95", "auroc", "aupr_in", "aupr_out"}`` as fractions in [0, 1] (paper convention for FPR)."""
+    return {
+        "fpr95": fpr_at_tpr(id_scores, ood_scores),
+        "auroc": auroc(id_scores, ood_scores),
+        "aupr_in": aupr_in(id_scores, ood_scores),
+        "aupr_out": aupr_out(id_scores, ood_scores),
+    }

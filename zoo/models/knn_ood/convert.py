@@ -1,0 +1,95 @@
+"""Authors' checkpoints -> zoo folders.
+
+Two layouts are recognised from the keys (a ``module.`` prefix and a ``state_dict``/``model`` wrapper are
+stripped first):
+
+* **akamaster/pytorch_resnet_cifar10** (the widely used CIFAR ResNets, option-A shortcuts):
+  ``{'state_dict': {'module.conv1.weight', ..., 'module.layer3.8.bn2.running_var', 'module.linear.weight'},
+  'best_prec1': ...}``. The depth is inferred from the number of blocks in ``layer1`` (depth = 6n + 2), so depths
+  never seen before convert too. These were trained on inputs normalised with ImageNet statistics.
+* **deeplearning-wisc/knn-ood** CIFAR ResNet-18 (``models/resnet_ss.py``; CE and SupCon):
+  ``conv1``, ``bn1``, ``layer{1-4}.{j}.{conv1,bn1,conv2,bn2,downsample.{0,1}}``, ``fc``, and for SupCon a
+  projection ``head.{0,2}``. The projection is not part of the backbone (the paper scores penultimate
+  features) and is dropped; CIFAR statistics normalise the inputs, as in the authors' loaders.
+
+BatchNorm ``num_batches_tracked`` counters, absent from checkpoints saved by old PyTorch, are set to 0.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...errors import ZooError
+from ...hub import sha256_file
+from ...registry import create_model
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _unwrap(ckpt: dict) -> tuple[dict, dict]:
+    """(state dict without ``module.``, other top-level entries) of a checkpoint dict."""
+    if not isinstance(ckpt, dict):
+        raise ZooError("checkpoint is not a dict of tensors")
+    sd = ckpt
+    for key in ("state_dict", "model"):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            sd = ckpt[key]
+            break
+    extras = {k: v for k, v in ckpt.items() if sd is not ckpt and not isinstance(v, dict)}
+    return {re.sub(r"^module\.", "", k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, extras
+
+
+def _with_bn_counters(sd: dict) -> dict:
+    out = dict(sd)
+    for k in sd:
+        if k.endswith(".running_var"):
+            out.setdefault(k[: -len("running_var")] + "num_batches_tracked", torch.tensor(0))
+    return out
+
+
+def _blocks(sd: dict, stage: int) -> int:
+    return len({int(m.group(1)) for k in sd if (m := re.match(rf"layer{stage}\.(\d+)\.", k))})
+
+
+def map_akamaster(sd: dict) -> tuple[str, dict, dict]:
+    """(architecture, model_args, zoo state dict) for an akamaster CIFAR ResNet of any depth."""
+    n = _blocks(sd, 1)
+    if n == 0 or any(_blocks(sd, s) != n for s in (2, 3)) or "layer4.0.conv1.weight" in sd:
+        raise ZooError("not an option-A CIFAR ResNet: expected layer1-3 with the same number of blocks")
+    depth = 6 * n + 2
+    num_classes = sd["linear.weight"].shape[0]
+    out = {("fc." + k[len("linear."):] if k.startswith("linear.") else k): v for k, v in sd.items()}
+    args = {"depth": depth, "num_classes": num_classes, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return "knn_ood_cifar_resnet", args, _with_bn_counters(out)
+
+
+def map_knn_ood_resnet18(sd: dict) -> tuple[str, dict, dict]:
+    """(architecture, model_args, zoo state dict) for the knn-ood repo's CIFAR ResNet-18 (CE or SupCon)."""
+    if [_blocks(sd, s) for s in (1, 2, 3, 4)] != [2, 2, 2, 2]:
+        raise ZooError("not a CIFAR ResNet-18: expected 2 blocks in each of layer1-4")
+    out = {k.replace(".downsample.", ".shortcut."): v for k, v in sd.items() if not k.startswith("head.")}
+    return "knn_ood_resnet18", {"num_classes": sd["fc.weight"].shape[0]}, _with_bn_counters(out)
+
+
+def convert(src: str | Path, out_dir: str | Path) -> Path:
+    """Convert ``src`` (either layout above) into a zoo folder at ``out_dir``; returns ``out_dir``."""
+    src = Path(src)
+    sd, extras = _unwrap(read_foreign(src))
+    if "linear.weight" in sd:
+        arch, args, zoo_sd = map_akamaster(sd)
+    elif "fc.weight" in sd and "layer4.0.conv1.weight" in sd:
+        arch, args, zoo_sd = map_knn_ood_resnet18(sd)
+    else:
+        sample = ", ".join(list(sd)[:5])
+        raise ZooError(f"{src}: unrecognised layout (first keys: {sample}); expected an akamaster CIFAR ResNet "
+                       f"or a knn-ood CIFAR ResNet-18 checkpoint")
+    model = create_model(arch, **args)
+    load_state_dict(model, zoo_sd, source=str(src))
+    meta = {"converted_from": src.name, "source_sha256": sha256_file(src),
+            **{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in extras.items()
+               if isinstance(v, (int, float, str, torch.Tensor)) and (not isinstance(v, torch.Tensor) or v.numel() == 1)}}
+    return save_pretrained(model, out_dir, metadata=meta)

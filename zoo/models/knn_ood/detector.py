@@ -1,0 +1,85 @@
+"""`OODDetector`: a backbone plus fitted scorers, saved and reloaded together as one zoo folder.
+
+The folder is what `zoo.save_pretrained` writes (``config.json``, ``model.safetensors``, ``README.md``) plus
+``ood_scorers.safetensors``: the kNN bank (normalised training features), the Mahalanobis statistics, and the
+scorer settings in the file's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ...checkpoint import from_pretrained, save_pretrained
+from ...errors import ZooError
+from ...io import atomic_path
+from .features import extract
+from .scorers import SCORERS, Features, Scorer
+
+SCORERS_FILE = "ood_scorers.safetensors"
+
+
+class OODDetector:
+    """Scores images with several OOD scorers at once (higher = more in-distribution).
+
+    Args:
+        model: backbone with ``forward_features`` / ``forward_head``.
+        scorers: scorer instances; `setup` fits them on ID training data.
+    """
+
+    def __init__(self, model, scorers: list[Scorer]):
+        self.model, self.scorers = model, scorers
+
+    def setup(self, train: Features | DataLoader, **extract_kwargs) -> "OODDetector":
+        if isinstance(train, DataLoader):
+            train = extract(self.model, train, **extract_kwargs)
+        for s in self.scorers:
+            s.setup(train)
+        return self
+
+    def score_features(self, x: Features) -> dict[str, torch.Tensor]:
+        """``{scorer name: scores [N]}`` for precomputed features."""
+        return {s.name: s.score(x) for s in self.scorers}
+
+    @torch.inference_mode()
+    def score(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images [B, C, H, W] (normalised as ``model.input_spec``) -> ``{scorer name: scores [B]}``."""
+        self.model.eval()
+        f = self.model.forward_features(images)
+        return self.score_features(Features(f, self.model.forward_head(f), torch.full((len(f),), -1)))
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        directory = save_pretrained(self.model, directory)
+        tensors, settings = {}, []
+        for s in self.scorers:
+            settings.append({"name": s.name, **s.settings()})
+            tensors.update({f"{s.name}.{k}": v.detach().cpu().contiguous() for k, v in s.state().items()})
+        with atomic_path(directory / SCORERS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"scorers": json.dumps(settings)})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "OODDetector":
+        from safetensors import safe_open
+
+        directory = Path(directory)
+        path = directory / SCORERS_FILE
+        if not path.exists():
+            raise ZooError(f"{directory} has no {SCORERS_FILE}: save it with OODDetector.save")
+        model = from_pretrained(directory)
+        with safe_open(str(path), "pt") as f:
+            settings = json.loads(f.metadata()["scorers"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        scorers = []
+        for cfg in settings:
+            name = cfg.pop("name")
+            scorer = SCORERS[name](**cfg)
+            prefix = f"{name}."
+            scorer.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            scorers.append(scorer)
+        return cls(model, scorers)

@@ -1,0 +1,109 @@
+"""Nearest-neighbour search over L2-normalised features: faiss (exact flat or IVF, GPU when faiss sees one)
+and a pure-torch chunked matmul + top-k that returns the same neighbours on any device.
+
+All backends return *squared* L2 distances, ascending, as ``faiss.IndexFlatL2`` does (the paper's index). For
+unit vectors ``||a - b||^2 = 2 - 2 a.b``, so the torch path ranks by inner product and converts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ...errors import ZooError, require
+
+BACKENDS = ("auto", "faiss", "faiss-ivf", "torch")
+
+
+def _faiss():
+    return require("faiss", "ood", package="faiss-cpu")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``auto``: torch matmul on a GPU (bandwidth-bound, no faiss-gpu needed); faiss flat on the CPU when
+    faiss is installed (the paper's index), torch otherwise. See ``benchmarks/compare_knn_ood.py``."""
+    if backend not in BACKENDS:
+        raise ZooError(f"unknown kNN backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if device.type != "cpu":
+        return "torch"
+    try:
+        _faiss()
+        return "faiss"
+    except ImportError:
+        return "torch"
+
+
+class KNNIndex:
+    """k-NN index over a bank of L2-normalised features.
+
+    Args:
+        bank: [N, D] float tensor, rows L2-normalised.
+        backend: ``auto``, ``faiss`` (exact IndexFlatL2), ``faiss-ivf`` (approximate IndexIVFFlat) or ``torch``.
+        nlist: IVF cells (default ``4 * sqrt(N)``); nprobe: IVF cells visited per query.
+        chunk: torch path, bank rows per matmul block (bounds memory at ``B * chunk`` scores).
+    """
+
+    def __init__(self, bank: torch.Tensor, backend: str = "auto", nlist: int | None = None, nprobe: int = 16,
+                 chunk: int = 65536):
+        if bank.ndim != 2 or bank.shape[0] == 0:
+            raise ZooError(f"kNN bank must be a non-empty [N, D] tensor, got shape {tuple(bank.shape)}")
+        self.bank = bank
+        self.backend = resolve_backend(backend, bank.device)
+        self.nprobe, self.chunk = nprobe, chunk
+        self._faiss_index = None
+        if self.backend.startswith("faiss"):
+            faiss = _faiss()
+            x = np.ascontiguousarray(bank.detach().float().cpu().numpy())
+            d = x.shape[1]
+            if self.backend == "faiss":
+                index = faiss.IndexFlatL2(d)
+            else:
+                nlist = nlist or max(1, int(4 * math.sqrt(len(x))))
+                index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, min(nlist, len(x)), faiss.METRIC_L2)
+                index.train(x)
+                index.nprobe = nprobe
+            if faiss.get_num_gpus() > 0 and bank.device.type == "cuda":
+                index = faiss.index_cpu_to_all_gpus(index)
+            index.add(x)
+            self._faiss_index = index
+
+    def __len__(self) -> int:
+        return self.bank.shape[0]
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """k nearest bank rows of each query.
+
+        Args:
+            queries: [B, D] L2-normalised.
+        Returns:
+            (squared distances [B, k] ascending, bank indices [B, k] int64), on the queries' device.
+        """
+        if not 1 <= k <= len(self):
+            raise ZooError(f"k={k} must be between 1 and the bank size {len(self)}")
+        if queries.shape[-1] != self.bank.shape[1]:
+            raise ZooError(f"query dim {queries.shape[-1]} != bank dim {self.bank.shape[1]}: features come from "
+                           f"a different backbone than the index")
+        if self._faiss_index is not None:
+            q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+            dist, idx = self._faiss_index.search(q, k)
+            return torch.from_numpy(dist).to(queries.device), torch.from_numpy(idx).to(queries.device)
+        return self._torch_search(queries, k)
+
+    @torch.no_grad()
+    def _torch_search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        q = queries.to(self.bank.device, self.bank.dtype)
+        best_sim, best_idx = None, None
+        for start in range(0, len(self), self.chunk):
+            sim = q @ self.bank[start:start + self.chunk].T  # [B, chunk]
+            s, i = sim.topk(min(k, sim.shape[1]), dim=1)
+            i = i + start
+            if best_sim is not None:
+                s, j = torch.cat([best_sim, s], 1).topk(k, dim=1)
+                i = torch.cat([best_idx, i], 1).gather(1, j)
+            best_sim, best_idx = s, i
+        dist = (2.0 - 2.0 * best_sim.float()).clamp_min_(0.0)
+        return dist.to(queries.device), best_idx.to(queries.device)

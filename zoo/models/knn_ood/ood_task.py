@@ -1,0 +1,160 @@
+"""``zoo eval MODEL --task ood``: the paper's OOD evaluation.
+
+The kNN bank and the other scorers are fitted on the ID *training* split (eval transform, as the authors'
+feature extraction); ID test images are the positives; each ``--ood`` folder is one OOD set. Metrics use the
+paper's convention (ID positive; see `zoo.metrics.ood`). JSON::
+
+    {"id_accuracy": f, "k": int, "results": [{"ood": NAME, "scorer": S, "fpr95": f, "auroc": f,
+     "aupr_in": f, "aupr_out": f}, ...], "average": [{"scorer": S, ...}], "n_id_train": int, "n_id_test": int,
+     "n_ood": {NAME: int}}
+
+and ``ood_scores_<scorer>.png`` histograms beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ...data.classification import TransformView, seeded_subset
+from ...data.images import image_folder, idx_folder, is_idx_folder, open_split
+from ...data.transforms import eval_transform
+from ...errors import ZooError
+from ...eval.base import EvalTask
+from ...metrics.ood import ood_metrics
+from .features import extract
+from .scorers import Features, build_scorers
+
+
+def open_ood(path: str):
+    """An OOD set: an IDX folder (its test split, e.g. Fashion-MNIST) or any folder of images, recursively."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise ZooError(f"OOD path {path} does not exist")
+    if is_idx_folder(p):
+        return idx_folder(p, "test", name=p.name)
+    return image_folder(p, labelled=False, name=p.name)
+
+
+class OODTask(EvalTask):
+    name = "ood"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--id-data", required=True,
+                            help="ID data: folder with train/<class>/ and test/<class>/, the CIFAR-10 JPEG tarball, "
+                                 "or a catalogue name (cifar10_jpeg)")
+        parser.add_argument("--ood", action="append", required=True, metavar="PATH",
+                            help="OOD set: a folder of images (recursive) or an IDX folder; repeat for several")
+        parser.add_argument("--k", type=int, default=50, help="neighbour rank for the kNN score (paper CIFAR-10: 50)")
+        parser.add_argument("--alpha", type=float, default=1.0, help="share of ID training features in the bank")
+        parser.add_argument("--scorers", default="knn,msp,energy,mahalanobis",
+                            help="comma-separated: knn, msp, energy, mahalanobis")
+        parser.add_argument("--backend", default="auto", help="kNN index: auto, faiss, faiss-ivf, torch")
+        parser.add_argument("--id-train-subset", type=int, default=None, help="use N ID training images (seeded)")
+        parser.add_argument("--id-test-subset", type=int, default=None, help="use N ID test images (seeded)")
+        parser.add_argument("--ood-subset", type=int, default=None, help="use at most N images per OOD set (seeded)")
+
+    def _loader(self, ds, subset):
+        view = TransformView(ds, seeded_subset(len(ds), subset, 0), eval_transform(self.model.input_spec))
+        return DataLoader(view, batch_size=self.ctx.batch_size, num_workers=self.ctx.num_workers)
+
+    def setup(self, model, ctx) -> None:
+        if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+            raise ZooError(f"{type(model).__name__} has no forward_features/forward_head: the ood task needs a "
+                           f"classifier backbone (e.g. knn_ood_resnet18)")
+        super().setup(model, ctx)
+        o = self.options
+        self.scorers = build_scorers([s.strip() for s in o.scorers.split(",") if s.strip()], k=o.k, alpha=o.alpha,
+                                     backend=o.backend)
+        model.eval().to(ctx.device)
+        train = self._loader(open_split(o.id_data, "train"), o.id_train_subset)
+        self.n_id_train = len(train.dataset)
+        if any(s.name == "knn" for s in self.scorers) and o.k > int(o.alpha * self.n_id_train):
+            raise ZooError(f"--k {o.k} is larger than the kNN bank ({int(o.alpha * self.n_id_train)} ID training "
+                           f"features); lower --k or use more training data")
+        feats = extract(model, train, ctx.device, ctx.amp_dtype,
+                        progress=lambda it: ctx.progress(it, desc="ood:id-train features", total=len(train)))
+        for s in self.scorers:
+            s.setup(feats)
+        self.sets = [("id", self._loader(open_split(o.id_data, "test"), o.id_test_subset))]
+        seen = set()
+        for path in o.ood:
+            ds = open_ood(path)
+            name = ds.name
+            while name in seen or name == "id":
+                name += "_"
+            seen.add(name)
+            self.sets.append((name, self._loader(ds, o.ood_subset)))
+
+    def inputs(self):
+        yield from self.sets
+
+    def score(self, batch):
+        x, y = batch
+        f = self.model.forward_features(x.to(self.ctx.device)).float()
+        z = self.model.forward_head(f).float()
+        feats = Features(f, z, torch.as_tensor(y))
+        out = {s.name: s.score(feats) for s in self.scorers}
+        out.update(pred=z.argmax(1), label=torch.as_tensor(y))
+        return out
+
+    def finalize(self, scores):
+        idd = scores["id"]
+        results = []
+        for name, s in scores.items():
+            if name == "id":
+                continue
+            for sc in self.scorers:
+                results.append({"ood": name, "scorer": sc.name, **ood_metrics(idd[sc.name], s[sc.name])})
+        average = []
+        for sc in self.scorers:
+            rows = [r for r in results if r["scorer"] == sc.name]
+            average.append({"scorer": sc.name, **{m: float(np.mean([r[m] for r in rows]))
+                                                  for m in ("fpr95", "auroc", "aupr_in", "aupr_out")}})
+        return {
+            "id_accuracy": float(np.mean(idd["pred"] == idd["label"])),
+            "k": self.options.k,
+            "results": results,
+            "average": average,
+            "alpha": self.options.alpha,
+            "n_id_train": self.n_id_train,
+            "n_id_test": int(idd["label"].size),
+            "n_ood": {name: int(s["pred"].size) for name, s in scores.items() if name != "id"},
+        }
+
+    def table(self, r) -> str:
+        lines = [f"ID accuracy {100 * r['id_accuracy']:.2f} % (n={r['n_id_test']}); kNN k={r['k']}, "
+                 f"alpha={r['alpha']}, bank {r['n_id_train']}; FPR95 (ID positive) / AUROC / AUPR-in / AUPR-out, %",
+                 f"{'OOD set':<20} {'scorer':<12} {'FPR95':>7} {'AUROC':>7} {'AUPR-in':>8} {'AUPR-out':>8}"]
+        for row in r["results"] + [{"ood": "average", **a} for a in r["average"]]:
+            lines.append(f"{row['ood']:<20} {row['scorer']:<12} {100 * row['fpr95']:7.2f} {100 * row['auroc']:7.2f} "
+                         f"{100 * row['aupr_in']:8.2f} {100 * row['aupr_out']:8.2f}")
+        return "\n".join(lines)
+
+    def artifacts(self, result, scores, out_dir):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ...io import atomic_path
+
+        paths = []
+        for sc in self.scorers:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for name, s in scores.items():
+                ax.hist(s[sc.name], bins=60, alpha=0.5, density=True, label="ID test" if name == "id" else name)
+            ax.set_xlabel(f"{sc.name} score (higher = more in-distribution)")
+            ax.set_ylabel("density")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            path = out_dir / f"ood_scores_{sc.name}.png"
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format="png", dpi=110)
+            plt.close(fig)
+            paths.append(path)
+        return paths

@@ -1,0 +1,262 @@
+"""Model registry: papers declare their models; `create_model` builds one, with verified weights if asked.
+
+Each paper is one folder `zoo/models/<paper>/` whose `__init__.py` defines `PAPER = Paper(...)`. That file
+imports nothing heavy: models are named by ``"module:function"`` strings and are imported only when created,
+so listing the zoo costs milliseconds and one paper's optional dependencies never break another paper.
+
+Names follow timm: ``<paper>_<arch>_<size>`` for an architecture, ``name.tag`` for one set of weights
+(``knn_ood_resnet20.cifar10``). A bare name with ``pretrained=True`` takes the tag marked ``default`` in the
+manifest, else the first one listed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ZooError
+
+
+@dataclass(frozen=True)
+class Paper:
+    """What one paper contributes. Strings of the form ``"package.module:attr"`` are imported lazily.
+
+    Attributes:
+        id: folder name under ``zoo/models`` (``knn_ood``); ``zoo convert <id>`` uses it.
+        title, authors, venue, arxiv, code: the citation and the authors' repository.
+        license: licence of the authors' code and released weights.
+        models: model name -> builder ``"module:function"``; the builder takes keyword arguments only and
+            returns a plain ``nn.Module``.
+        tasks: ``zoo eval --task`` name -> ``"module:Class"`` (a `zoo.eval.EvalTask`).
+        converter: ``"module:function"`` with signature ``(src, out_dir, **options) -> Path``.
+        bench: ``"module:function"`` returning a `zoo.bench.BenchAdapter` for a model of this paper.
+        demo: ``"module:function"`` with signature ``(workdir: Path, quick: bool) -> dict`` for ``zoo demo``.
+        card: model card path, relative to the repository root.
+    """
+
+    id: str
+    title: str
+    authors: str
+    venue: str
+    arxiv: str
+    code: str
+    license: str
+    models: dict[str, str]
+    tasks: dict[str, str] = field(default_factory=dict)
+    converter: str | None = None
+    bench: str | None = None
+    demo: str | None = None
+    card: str | None = None
+
+
+def load_object(target: str) -> Any:
+    """Import ``"package.module:attr"`` and return the attribute."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@lru_cache(maxsize=None)
+def _papers() -> dict[str, Paper]:
+    import zoo.models
+
+    papers = {}
+    for info in sorted(pkgutil.iter_modules(zoo.models.__path__), key=lambda m: m.name):
+        if not info.ispkg or info.name.startswith("_"):
+            continue
+        paper = getattr(importlib.import_module(f"zoo.models.{info.name}"), "PAPER", None)
+        if isinstance(paper, Paper):
+            papers[paper.id] = paper
+    return papers
+
+
+@lru_cache(maxsize=None)
+def _model_index() -> dict[str, Paper]:
+    index: dict[str, Paper] = {}
+    for paper in _papers().values():
+        for name in paper.models:
+            if name in index:
+                raise RuntimeError(f"model name {name!r} is registered by both {index[name].id} and {paper.id}")
+            index[name] = paper
+    return index
+
+
+def list_papers() -> list[Paper]:
+    """All registered papers, sorted by id."""
+    return list(_papers().values())
+
+
+def get_paper(paper_id: str) -> Paper:
+    papers = _papers()
+    if paper_id not in papers:
+        raise ZooError(f"unknown paper {paper_id!r}{_suggest(paper_id, papers)}; known papers: {', '.join(papers)}")
+    return papers[paper_id]
+
+
+def paper_of(name: str) -> Paper:
+    """The paper that registers model ``name`` (a tag, if any, is ignored)."""
+    arch, _ = split_name(name)
+    index = _model_index()
+    if arch not in index:
+        raise ZooError(f"unknown model {arch!r}{_suggest(arch, index)}; see `zoo list`")
+    return index[arch]
+
+
+def _natural_key(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"arch.tag"`` -> ``("arch", "tag")``; ``"arch"`` -> ``("arch", None)``."""
+    arch, _, tag = name.partition(".")
+    return arch, (tag or None)
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered model names matching an fnmatch ``pattern``, naturally sorted.
+
+    With ``pretrained=True`` the result lists ``name.tag`` for every manifest entry with weights instead.
+    """
+    if pretrained:
+        from .hub import load_manifest
+
+        names = [k for k in load_manifest() if split_name(k)[0] in _model_index()]
+    else:
+        names = list(_model_index())
+    return sorted((n for n in names if fnmatch.fnmatch(n, pattern)), key=_natural_key)
+
+
+def tags_for(arch: str) -> list[str]:
+    """Manifest tags of one architecture, the default tag first."""
+    from .hub import load_manifest
+
+    entries = {k: v for k, v in load_manifest().items() if split_name(k)[0] == arch}
+    tags = [split_name(k)[1] for k in entries]
+    default = [split_name(k)[1] for k, v in entries.items() if v.get("default")]
+    return default + [t for t in tags if t not in default]
+
+
+def resolve_entry(name: str, pretrained: bool | str = True) -> tuple[str, dict]:
+    """Manifest key and entry for ``name`` (``arch`` or ``arch.tag``) and a ``pretrained`` tag."""
+    from .hub import load_manifest
+
+    arch, tag = split_name(name)
+    if isinstance(pretrained, str):
+        tag = pretrained
+    if tag is None:
+        tags = tags_for(arch)
+        if not tags:
+            raise ZooError(f"model {arch!r} has no pretrained weights in the manifest; use pretrained=False")
+        tag = tags[0]
+    key = f"{arch}.{tag}"
+    manifest = load_manifest()
+    if key not in manifest:
+        known = [f"{arch}.{t}" for t in tags_for(arch)]
+        raise ZooError(
+            f"no weights named {key!r}{_suggest(key, manifest)}; "
+            f"weights for {arch}: {', '.join(known) if known else 'none'}"
+        )
+    return key, manifest[key]
+
+
+def _builder(arch: str) -> Callable[..., Any]:
+    paper = paper_of(arch)
+    return load_object(paper.models[arch])
+
+
+def create_model(name: str, pretrained: bool | str = False, **kwargs):
+    """Build a registered model as a plain ``nn.Module``.
+
+    Args:
+        name: ``arch`` or ``arch.tag``. A tag's ``model_args`` from the manifest apply; its weights load only
+            when ``pretrained`` asks for them (timm's convention).
+        pretrained: ``False`` (random init), ``True`` (the tag in ``name`` or the default tag), a tag string,
+            or a path to a ``.safetensors`` file or a folder written by `zoo.save_pretrained`.
+        **kwargs: constructor arguments; they override the manifest's ``model_args``.
+
+    Returns:
+        The model, with ``model.zoo_cfg = {"architecture", "model_args", "tag"}`` recorded so that
+        `zoo.save_pretrained` can write a config that rebuilds it.
+    """
+    from .checkpoint import load_state_dict, read_weights
+
+    arch, tag = split_name(name)
+    builder = _builder(arch)
+    entry_key, entry = None, None
+    weights_path: Path | None = None
+    if isinstance(pretrained, (str, Path)) and (Path(pretrained).exists() or "/" in str(pretrained)):
+        weights_path = Path(pretrained)
+        if weights_path.is_dir():
+            weights_path = weights_path / "model.safetensors"
+        if not weights_path.exists():
+            raise ZooError(f"pretrained weights {pretrained} not found: expected a .safetensors file or a "
+                           f"folder written by zoo.save_pretrained")
+    elif pretrained:
+        entry_key, entry = resolve_entry(name, pretrained)
+        tag = split_name(entry_key)[1]
+    elif tag is not None:
+        from .hub import load_manifest
+
+        entry = load_manifest().get(f"{arch}.{tag}")
+        if entry is None:
+            resolve_entry(name, tag)  # raises with suggestions
+
+    model_args = {**(entry or {}).get("model_args", {}), **kwargs}
+    try:
+        model = builder(**model_args)
+    except TypeError as exc:
+        raise ZooError(f"bad arguments for model {arch!r}: {exc}") from None
+    model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag}
+
+    if entry_key is not None:
+        from .hub import fetch
+
+        weights_path = fetch(entry_key)
+    if weights_path is not None:
+        load_state_dict(
+            model,
+            read_weights(weights_path),
+            allow_missing=(entry or {}).get("allow_missing", ()),
+            allow_unexpected=(entry or {}).get("allow_unexpected", ()),
+            source=str(weights_path),
+        )
+    return model
+
+
+def model_info(name: str) -> dict:
+    """Everything known about ``name`` (``arch``, ``arch.tag`` or a folder written by save_pretrained)."""
+    from .hub import load_manifest
+
+    path = Path(name)
+    if path.is_dir():
+        from .checkpoint import read_config
+
+        cfg = read_config(path)
+        return {"source": str(path), **cfg}
+    arch, tag = split_name(name)
+    paper = paper_of(arch)
+    info = {
+        "name": arch,
+        "paper": {k: getattr(paper, k) for k in ("id", "title", "authors", "venue", "arxiv", "code", "license")},
+        "model_card": paper.card,
+        "weights": {},
+    }
+    manifest = load_manifest()
+    tags = [tag] if tag else tags_for(arch)
+    for t in tags:
+        key = f"{arch}.{t}"
+        if key not in manifest:
+            resolve_entry(name, t)
+        info["weights"][key] = manifest[key]
+    return info

@@ -1,0 +1,1 @@
+"""LightningModules and the LightningCLI shared by several papers."""

@@ -1,0 +1,76 @@
+"""`zoo fit | validate | test | predict`: LightningCLI in subclass mode for models and data.
+
+Configs name any LightningModule and LightningDataModule by ``class_path``. Each run writes into its own folder,
+``runs/<config name>/<timestamp>`` (or ``$ZOO_RUNS_DIR/...``), unless ``--trainer.default_root_dir`` is given:
+the resolved ``config.yaml``, Lightning checkpoints (``last.ckpt`` to resume with ``--ckpt_path last`` and the
+same root dir) and, after ``fit``, the trained model as a zoo folder (``model/``: config.json +
+model.safetensors) that `zoo.from_pretrained` loads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+
+class ExportModel(pl.Callback):
+    """After ``fit``, save the LightningModule's ``model`` (a zoo model) to ``<run dir>/model`` on rank 0."""
+
+    def __init__(self, enabled: bool = True, dirname: str = "model"):
+        self.enabled, self.dirname = enabled, dirname
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        model = getattr(pl_module, "model", None)
+        if not (self.enabled and trainer.is_global_zero and getattr(model, "zoo_cfg", None)):
+            return
+        from ..checkpoint import save_pretrained
+
+        out = Path(trainer.default_root_dir) / self.dirname
+        save_pretrained(model, out, metadata={"epochs": trainer.current_epoch, "global_step": trainer.global_step})
+
+
+def _run_dir(config_files) -> str:
+    name = Path(str(config_files[-1])).stem if config_files else "run"
+    base = Path(os.environ.get("ZOO_RUNS_DIR", "runs")) / name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = base / stamp, 1
+    while path.exists():
+        path, n = base / f"{stamp}-{n}", n + 1
+    return str(path)
+
+
+class ZooLightningCLI(LightningCLI):
+    def __init__(self, args=None, run: bool = True):
+        super().__init__(
+            pl.LightningModule,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+            auto_configure_optimizers=False,
+            parser_kwargs={"prog": "zoo"},
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.add_lightning_class_args(ExportModel, "export")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if not cfg.trainer.get("default_root_dir"):
+            cfg.trainer.default_root_dir = _run_dir(cfg.get("config") or [])
+        root = cfg.trainer.default_root_dir
+        if not cfg.checkpoint.get("dirpath"):
+            cfg.checkpoint.dirpath = str(Path(root) / "checkpoints")
+
+
+def main(args: list[str] | None = None) -> ZooLightningCLI:
+    return ZooLightningCLI(args=args)
