@@ -48,26 +48,39 @@ def table_peak(device_name: str, dtype: str) -> tuple[float, str] | None:
     return None
 
 
-def measured_peak(device: torch.device, dtype: str, n: int = 2048, seconds: float = 0.5) -> tuple[float, str]:
-    """Matrix-multiply throughput measured now: best of repeated ``n x n`` matmuls, in TFLOP/s."""
+def measured_peak(device: torch.device, dtype: str, seconds: float = 0.5) -> tuple[float, str]:
+    """Matrix-multiply throughput measured now, in TFLOP/s: the best of repeated ``n x n`` matmuls, with ``n``
+    doubled from 256 until one product takes 20 ms or n reaches 4096 (slow dtypes, e.g. bf16 on CPUs without
+    native support, stay small)."""
     tdt = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32)
     if device.type == "cpu" and tdt == torch.float16:
         tdt = torch.float32
-    a = torch.randn(n, n, device=device, dtype=tdt)
-    b = torch.randn(n, n, device=device, dtype=tdt)
-    for _ in range(2):
-        a @ b
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+
+    def once(a, b) -> float:
+        _sync(device)
         t0 = time.perf_counter()
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    n = 256
+    while True:
+        a = torch.randn(n, n, device=device, dtype=tdt)
+        b = torch.randn(n, n, device=device, dtype=tdt)
+        once(a, b)
+        if n >= 4096 or once(a, b) >= 0.02:
+            break
+        n *= 2
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        best = min(best, once(a, b))
     tflops = 2 * n**3 / best / 1e12
     return tflops, f"measured: best torch.matmul {n}x{n} {str(tdt).replace('torch.', '')} in this run"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def peak_for(device: torch.device, precision: str) -> tuple[float, str, str]:

@@ -43,7 +43,7 @@ class KNNIndex:
     Args:
         bank: [N, D] float tensor, rows L2-normalised.
         backend: ``auto``, ``faiss`` (exact IndexFlatL2), ``faiss-ivf`` (approximate IndexIVFFlat) or ``torch``.
-        nlist: IVF cells (default ``4 * sqrt(N)``); nprobe: IVF cells visited per query.
+        nlist: IVF cells (default ``sqrt(N)``); nprobe: IVF cells visited per query.
         chunk: torch path, bank rows per matmul block (bounds memory at ``B * chunk`` scores).
     """
 
@@ -62,7 +62,7 @@ class KNNIndex:
             if self.backend == "faiss":
                 index = faiss.IndexFlatL2(d)
             else:
-                nlist = nlist or max(1, int(4 * math.sqrt(len(x))))
+                nlist = nlist or max(1, int(math.sqrt(len(x))))
                 index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, min(nlist, len(x)), faiss.METRIC_L2)
                 index.train(x)
                 index.nprobe = nprobe

@@ -72,6 +72,13 @@ class OODTask(EvalTask):
                                      backend=o.backend)
         model.eval().to(ctx.device)
         train = self._loader(open_split(o.id_data, "train"), o.id_train_subset)
+        self.sets = [("id", self._loader(open_split(o.id_data, "test"), o.id_test_subset))]
+        for path in o.ood:  # open every set before the expensive feature extraction, so bad paths fail fast
+            ds = open_ood(path)
+            name = ds.name
+            while name in {n for n, _ in self.sets}:
+                name += "_"
+            self.sets.append((name, self._loader(ds, o.ood_subset)))
         self.n_id_train = len(train.dataset)
         if any(s.name == "knn" for s in self.scorers) and o.k > int(o.alpha * self.n_id_train):
             raise ZooError(f"--k {o.k} is larger than the kNN bank ({int(o.alpha * self.n_id_train)} ID training "
@@ -80,15 +87,6 @@ class OODTask(EvalTask):
                         progress=lambda it: ctx.progress(it, desc="ood:id-train features", total=len(train)))
         for s in self.scorers:
             s.setup(feats)
-        self.sets = [("id", self._loader(open_split(o.id_data, "test"), o.id_test_subset))]
-        seen = set()
-        for path in o.ood:
-            ds = open_ood(path)
-            name = ds.name
-            while name in seen or name == "id":
-                name += "_"
-            seen.add(name)
-            self.sets.append((name, self._loader(ds, o.ood_subset)))
 
     def inputs(self):
         yield from self.sets

@@ -1,0 +1,43 @@
+"""Shared test setup: offline, a project-local cache, real data when ../shared/data is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ZOO_HOME", str(ROOT / ".zoo-cache"))  # persists unpacked archives between local runs
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def require_data(name: str) -> Path:
+    """The folder of catalogue dataset ``name``, or skip the test saying what is missing."""
+    from zoo.data.catalog import available, locate, missing_reason
+
+    if not available(name):
+        pytest.skip(missing_reason(name))
+    return locate(name)
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def shapes_data() -> Path:
+    """A small generated ID dataset (train/test, 10 classes) that needs no download."""
+    from zoo.data import synthetic
+
+    return synthetic.shapes(n_train=40, n_test=10)
+
+
+@pytest.fixture(scope="session")
+def textures_data() -> Path:
+    from zoo.data import synthetic
+
+    return synthetic.textures(n_per_texture=30)

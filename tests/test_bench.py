@@ -1,0 +1,106 @@
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.bench.harness import benchmark, with_backoff
+from zoo.bench.peaks import table_peak
+from zoo.bench.suite import expand, load_suite, run_suite
+from zoo.cli import main
+from zoo.errors import ZooError
+
+FIELDS = {"model", "mode", "device", "precision", "batch_size", "samples_per_s", "latency_ms", "peak_mem_mb",
+          "params", "flops_per_sample", "tflops", "mfu", "peak_source", "env"}
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_bench_fields_and_ordering(mode, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["bench", "knn_ood_resnet20", "--mode", mode, "--device", "cpu", "--batch-size", "2",
+                 "--iters", "3", "--warmup", "1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert FIELDS <= set(r)
+    lat = r["latency_ms"]
+    assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert r["samples_per_s"] > 0 and 0 < r["mfu"] < 1.5 and r["peak_source"].startswith("measured")
+    assert {"device_name", "torch", "cuda", "zoo", "git_commit", "driver"} <= set(r["env"])
+
+
+def _conv(cin, cout, hw, k=3):
+    return 2 * cin * cout * k * k * hw * hw
+
+
+def resnet20_flops() -> int:
+    """Hand-derived: every 3x3 conv of the 3 stages (16/32/64 channels at 32/16/8 px) plus the linear head."""
+    f = _conv(3, 16, 32)
+    f += 6 * _conv(16, 16, 32)
+    f += _conv(16, 32, 16) + 5 * _conv(32, 32, 16)
+    f += _conv(32, 64, 8) + 5 * _conv(64, 64, 8)
+    return f + 2 * 64 * 10
+
+
+def resnet18_cifar_flops() -> int:
+    """Hand-derived: stem, four stages of two blocks (64..512 channels at 32..4 px), 1x1 projections, head."""
+    f = _conv(3, 64, 32) + 4 * _conv(64, 64, 32)
+    for cin, cout, hw in ((64, 128, 16), (128, 256, 8), (256, 512, 4)):
+        f += _conv(cin, cout, hw) + 3 * _conv(cout, cout, hw) + _conv(cin, cout, hw, k=1)
+    return f + 2 * 512 * 10
+
+
+@pytest.mark.parametrize("name, formula", [("knn_ood_resnet20", resnet20_flops),
+                                           ("knn_ood_resnet18", resnet18_cifar_flops)])
+def test_flop_count_matches_hand_formula(name, formula):
+    r = benchmark(name, mode="infer", batch_size=2, warmup=1, iters=1)
+    assert r["flops_per_sample"] == formula()
+    t = benchmark(name, mode="train", batch_size=2, warmup=1, iters=1)
+    # backward of a conv/linear costs two forward passes (input and weight gradients), but the first conv
+    # needs no input gradient: train = 3 x forward - that one input gradient
+    assert t["flops_per_sample"] == 3 * formula() - _conv(3, 64 if name.endswith("18") else 16, 32)
+
+
+def test_backoff_halves_on_oom_and_reports():
+    calls = []
+
+    def run(bs):
+        calls.append(bs)
+        if bs > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return "ok"
+
+    assert with_backoff(run, 32) == ("ok", 4, [32, 16, 8])
+    assert calls == [32, 16, 8, 4]
+
+
+def test_backoff_reraises_other_errors_and_gives_up_at_one():
+    def broken(bs):
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError):
+        with_backoff(broken, 8)
+
+    def always_oom(bs):
+        raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(ZooError, match="even at batch size 1"):
+        with_backoff(always_oom, 4)
+
+
+def test_peak_table_matches_device_names():
+    assert table_peak("NVIDIA H100 80GB HBM3", "bf16")[0] == 989.5
+    assert table_peak("NVIDIA H100 PCIe", "bf16")[0] == 756.5
+    assert table_peak("NVIDIA H200", "tf32")[0] == 494.5
+    assert table_peak("NVIDIA A100-SXM4-80GB", "fp32")[0] == 19.5
+    assert table_peak("NVIDIA L40S", "fp16")[0] == 362.05
+    assert table_peak("NVIDIA GeForce RTX 4090", "bf16") is None
+
+
+def test_suite_runs_and_writes_named_results(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: t\nruns:\n  - {model: knn_ood_resnet20, modes: [infer], precisions: ['32', "
+                     "bf16-mixed, 16-mixed], batch_sizes: [2], iters: 2, warmup: 1}\n")
+    assert len(expand(load_suite(suite), "cpu")) == 2  # fp16 autocast is GPU-only
+    path = run_suite(suite, device="cpu", out=tmp_path / "out.json")
+    data = json.loads(path.read_text())
+    assert [r["precision"] for r in data["results"]] == ["32", "bf16-mixed"]
+    assert data["env"]["device_name"]

@@ -1,0 +1,91 @@
+import pickle
+
+import pytest
+import torch
+
+import zoo
+from zoo.checkpoint import load_state_dict, read_foreign, read_weights
+from zoo.errors import ZooError
+
+
+def test_save_and_load_round_trip(tmp_path):
+    m = zoo.create_model("knn_ood_resnet20", num_classes=5).eval()
+    out = zoo.save_pretrained(m, tmp_path / "m")
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    m2 = zoo.from_pretrained(out).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(m(x), m2(x))
+    assert m2.zoo_cfg["model_args"] == {"num_classes": 5}
+
+
+def test_save_requires_a_zoo_model(tmp_path):
+    with pytest.raises(ZooError, match="create_model"):
+        zoo.save_pretrained(torch.nn.Linear(2, 2), tmp_path)
+
+
+def test_load_report_lists_every_problem():
+    m = zoo.create_model("knn_ood_resnet20")
+    sd = dict(m.state_dict())
+    sd.pop("fc.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    sd["fc.weight"] = torch.zeros(3, 64)
+    with pytest.raises(ZooError) as exc:
+        load_state_dict(m, sd)
+    msg = str(exc.value)
+    assert "fc.bias" in msg and "extra.weight" in msg and "fc.weight model (10, 64) vs file (3, 64)" in msg
+
+
+def test_allow_lists_are_explicit():
+    m = zoo.create_model("knn_ood_resnet20")
+    sd = {k: v for k, v in m.state_dict().items() if not k.startswith("fc.")}
+    sd["head.0.weight"] = torch.zeros(1)
+    report = load_state_dict(m, sd, allow_missing=["fc.*"], allow_unexpected=["head.*"])
+    assert report.missing == ["fc.weight", "fc.bias"] and report.unexpected == ["head.0.weight"]
+    with pytest.raises(ZooError):
+        load_state_dict(m, sd, allow_missing=["fc.*"])
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _Exploit(marker)}, evil)
+    with pytest.raises(ZooError, match="refused to load"):
+        read_foreign(evil)
+    assert not marker.exists()
+    plain = tmp_path / "evil.pkl"
+    plain.write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(ZooError, match="refused to load"):
+        read_foreign(plain)
+    assert not marker.exists()
+
+
+def test_corrupt_and_truncated_files_are_clear_errors(tmp_path):
+    m = zoo.create_model("knn_ood_resnet20")
+    good = zoo.save_pretrained(m, tmp_path / "m") / "model.safetensors"
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(ZooError, match="corrupt or truncated"):
+        read_weights(cut)
+    torch.save({"w": torch.zeros(100)}, tmp_path / "x.pth")
+    half = tmp_path / "half.pth"
+    half.write_bytes((tmp_path / "x.pth").read_bytes()[:200])
+    with pytest.raises(ZooError, match="corrupt or truncated"):
+        read_foreign(half)
+
+
+def test_from_pretrained_rejects_wrong_architecture(tmp_path):
+    out = zoo.save_pretrained(zoo.create_model("knn_ood_resnet56"), tmp_path / "m")
+    cfg = (out / "config.json").read_text().replace("knn_ood_resnet56", "knn_ood_resnet20")
+    (out / "config.json").write_text(cfg)
+    with pytest.raises(ZooError, match="weights do not fit"):
+        zoo.from_pretrained(out)

@@ -1,0 +1,103 @@
+"""The `zoo` command, driven in-process (one Python start for all tests) except where a real process matters."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import zoo
+from zoo.cli import VERBS, main
+
+SMALL = "configs/knn_ood/resnet20_cifar10_small.yaml"
+
+
+def test_help_lists_every_verb(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(v in out for v in VERBS)
+
+
+def test_list_and_info(capsys):
+    assert main(["list", "knn_ood_resnet*"]) == 0
+    out = capsys.readouterr().out
+    assert "knn_ood_resnet20" in out and "weights: cifar10" in out
+    assert main(["list", "--pretrained", "--json"]) == 0
+    assert "knn_ood_resnet56.cifar10" in json.loads(capsys.readouterr().out)
+    assert main(["info", "knn_ood_resnet20.cifar10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["paper"]["venue"] == "ICML 2022"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["info", "knn_ood_resnet2"], "did you mean"),
+    (["eval", "/no/such/folder", "--task", "classification", "--data", "x"], "neither a zoo model folder"),
+    (["convert", "knn_ood", "--src", "/no/such.th", "--out", "/tmp/x"], "does not exist"),
+    (["convert", "nopaper", "--src", "a", "--out", "b"], "unknown paper"),
+    (["bench", "knn_ood_resnet20", "--iters", "0"], "must be >= 1"),
+])
+def test_user_errors_are_one_line_without_traceback(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_verb_suggests(capsys):
+    assert main(["lst"]) == 2
+    assert "did you mean list" in capsys.readouterr().err
+
+
+def test_print_config_resolves_subclasses(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", SMALL, "--print_config"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "class_path: zoo.training.classification.ClassifierModule" in out and "train_subset: 10000" in out
+
+
+def test_fit_fast_dev_run_gets_its_own_folder_and_exports(shapes_data, runs_dir):
+    args = ["fit", "--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",
+            "--data.init_args.batch_size", "16", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+            "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    assert main(args) == 0
+    runs = sorted((runs_dir / "resnet20_cifar10_small").iterdir())
+    assert len(runs) == 2  # each run has its own folder
+    run = runs[0]
+    assert list(run.rglob("config.yaml")) and (run / "checkpoints" / "last.ckpt").exists()
+    model = zoo.from_pretrained(run / "model")
+    assert model.zoo_cfg["architecture"] == "knn_ood_resnet20"
+
+
+def test_resume_from_last_checkpoint(shapes_data, tmp_path):
+    root = tmp_path / "run"
+    base = ["--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",
+            "--data.init_args.batch_size", "16", "--trainer.limit_val_batches", "1", "--trainer.default_root_dir",
+            str(root), "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", *base, "--trainer.max_steps", "2"]) == 0
+    assert main(["fit", *base, "--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0
+    import torch
+
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 4
+
+
+def test_bad_config_value_exits_nonzero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", SMALL, "--model.init_args.lr", "fast"])
+    assert exc.value.code != 0
+
+
+def test_ddp_two_gloo_processes(shapes_data, tmp_path):
+    """`zoo fit ... --trainer.strategy ddp --trainer.devices 2` on CPU: Lightning launches the second rank."""
+    env = {**os.environ, "ZOO_RUNS_DIR": str(tmp_path), "PL_DISABLE_FORK": "1"}
+    cmd = [sys.executable, "-m", "zoo", "fit", "--config", SMALL, "--data.init_args.data", str(shapes_data),
+           "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "16", "--trainer.max_steps", "3",
+           "--trainer.limit_val_batches", "2", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
+           "--trainer.default_root_dir", str(tmp_path / "ddp")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "distributed_backend=gloo" in log and "All distributed processes registered" in log
+    assert (tmp_path / "ddp" / "model" / "model.safetensors").exists()

@@ -1,0 +1,110 @@
+"""Downloads from a real HTTP server on 127.0.0.1: mirrors, cache hits, hash and size checks, offline mode."""
+
+import hashlib
+import http.server
+import threading
+from functools import partial
+
+import pytest
+
+from zoo.errors import ZooError
+from zoo.hub import download
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        if self.path.startswith("/truncated/"):
+            body = PAYLOAD[: len(PAYLOAD) // 2]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "w.safetensors").write_bytes(PAYLOAD)
+    (root / "other.bin").write_bytes(b"not the weights" * 100)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
+    httpd.requests = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_download_then_cache_hit(server, tmp_path):
+    httpd, url = server
+    cache = tmp_path / "cache"
+    path = download("w.safetensors", [f"{url}/w.safetensors"], SHA, len(PAYLOAD), dest_dir=cache)
+    assert path.read_bytes() == PAYLOAD and len(httpd.requests) == 1
+    again = download("w.safetensors", [f"{url}/w.safetensors"], SHA, len(PAYLOAD), dest_dir=cache)
+    assert again == path and len(httpd.requests) == 1  # served from the cache after a hash check
+    assert [p.name for p in cache.iterdir()] == ["w.safetensors"]  # no temporary files left
+
+
+def test_wrong_hash_is_refused_and_nothing_is_kept(server, tmp_path):
+    _, url = server
+    with pytest.raises(ZooError, match="does not match"):
+        download("w.safetensors", [f"{url}/other.bin"], SHA, None, dest_dir=tmp_path / "c")
+    assert not any((tmp_path / "c").iterdir())
+
+
+def test_truncated_file_is_refused(server, tmp_path):
+    _, url = server
+    with pytest.raises(ZooError, match="truncated"):
+        download("w.safetensors", [f"{url}/truncated/w.safetensors"], SHA, len(PAYLOAD), dest_dir=tmp_path / "c")
+    assert not any((tmp_path / "c").iterdir())
+
+
+def test_dead_url_falls_through_to_next_mirror(server, tmp_path):
+    httpd, url = server
+    dead = "http://127.0.0.1:9/w.safetensors"  # discard port: connection refused
+    missing = f"{url}/nope/w.safetensors"  # 404
+    path = download("w.safetensors", [dead, missing, f"{url}/w.safetensors"], SHA, len(PAYLOAD),
+                    dest_dir=tmp_path / "c")
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_stale_cache_copy_is_replaced(server, tmp_path):
+    _, url = server
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "w.safetensors").write_bytes(b"tampered")
+    path = download("w.safetensors", [f"{url}/w.safetensors"], SHA, len(PAYLOAD), dest_dir=cache)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_offline_names_the_file_and_urls(server, tmp_path, monkeypatch):
+    httpd, url = server
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(ZooError) as exc:
+        download("w.safetensors", [f"{url}/w.safetensors"], SHA, len(PAYLOAD), dest_dir=tmp_path / "c")
+    msg = str(exc.value)
+    assert "w.safetensors" in msg and f"{url}/w.safetensors" in msg and "ZOO_OFFLINE" in msg
+    assert httpd.requests == []
+
+
+def test_relative_file_url_works_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    (tmp_path / "w.safetensors").write_bytes(PAYLOAD)
+    path = download("w.safetensors", ["file:w.safetensors"], SHA, len(PAYLOAD), dest_dir=tmp_path / "c",
+                    base=tmp_path)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_manifest_entries_verify():
+    from zoo.hub import verify_all
+
+    assert all(status == "ok" for _, status in verify_all())

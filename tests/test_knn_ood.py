@@ -1,0 +1,302 @@
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import zoo
+from conftest import require_data
+from zoo.errors import ZooError
+from zoo.models.knn_ood.convert import convert
+from zoo.models.knn_ood.detector import OODDetector
+from zoo.models.knn_ood.index import KNNIndex
+from zoo.models.knn_ood.scorers import (EnergyScorer, Features, KNNScorer, MahalanobisScorer, MSPScorer,
+                                        build_scorers)
+from zoo.models.knn_ood.supcon import supcon_loss
+
+
+@pytest.mark.parametrize("name, kwargs, dim", [("knn_ood_resnet20", {}, 64),
+                                               ("knn_ood_cifar_resnet", {"depth": 110}, 64),
+                                               ("knn_ood_resnet18", {"num_classes": 100}, 512)])
+def test_backbone_shapes_and_gradients(name, kwargs, dim):
+    m = zoo.create_model(name, **kwargs)
+    x = torch.randn(2, 3, 32, 32)
+    f = m.forward_features(x)
+    assert f.shape == (2, dim) and m.num_features == dim
+    logits = m(x)
+    assert logits.shape == (2, kwargs.get("num_classes", 10))
+    logits.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_bad_depth_is_a_user_error():
+    with pytest.raises(ZooError, match="6n\\+2"):
+        zoo.create_model("knn_ood_cifar_resnet", depth=21)
+
+
+def _akamaster_state_dict(depth: int) -> dict:
+    """A state dict with the authors' exact key names and shapes: ``module.`` prefix, ``linear`` head, no BN
+    counters (as akamaster's checkpoints saved by old PyTorch)."""
+    sd = zoo.create_model("knn_ood_cifar_resnet", depth=depth).state_dict()
+    return {"module." + k.replace("fc.", "linear."): v.clone().normal_() if v.is_floating_point() else v
+            for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+
+
+@pytest.mark.parametrize("depth", [32, 44, 110])
+def test_converter_infers_unseen_depths(depth, tmp_path):
+    sd = _akamaster_state_dict(depth)
+    src = tmp_path / "ck.th"
+    torch.save({"state_dict": sd, "best_prec1": 90.0}, src)
+    out = convert(src, tmp_path / "out")
+    m = zoo.from_pretrained(out)
+    assert m.zoo_cfg["model_args"]["depth"] == depth
+    assert torch.equal(m.state_dict()["fc.weight"], sd["module.linear.weight"])
+    assert json.loads((out / "config.json").read_text())["metadata"]["best_prec1"] == 90.0
+
+
+def test_converter_knn_ood_resnet18_layout(tmp_path):
+    sd = {k.replace(".shortcut.", ".downsample."): v.clone().normal_() if v.is_floating_point() else v
+          for k, v in zoo.create_model("knn_ood_resnet18").state_dict().items()}
+    sd.update({"head.0.weight": torch.zeros(512, 512), "head.0.bias": torch.zeros(512),
+               "head.2.weight": torch.zeros(128, 512), "head.2.bias": torch.zeros(128)})
+    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}}, tmp_path / "checkpoint_500.pth.tar")
+    m = zoo.from_pretrained(convert(tmp_path / "checkpoint_500.pth.tar", tmp_path / "out"))
+    assert torch.equal(m.layer2[0].shortcut[0].weight, sd["layer2.0.downsample.0.weight"])
+
+
+def test_converter_rejects_unknown_layout(tmp_path):
+    torch.save({"state_dict": {"encoder.w": torch.zeros(2)}}, tmp_path / "x.pth")
+    with pytest.raises(ZooError, match="unrecognised layout"):
+        convert(tmp_path / "x.pth", tmp_path / "out")
+
+
+def test_real_checkpoints_convert_and_match_manifest(tmp_path):
+    folder = require_data("cifar10_resnets")
+    for depth in (20, 56):
+        src = next(folder.glob(f"resnet{depth}-*.th"))
+        m = zoo.from_pretrained(convert(src, tmp_path / str(depth)))
+        ref = zoo.create_model(f"knn_ood_resnet{depth}.cifar10", pretrained=True)
+        for (k, a), b in zip(m.state_dict().items(), ref.state_dict().values()):
+            assert torch.equal(a, b), k
+
+
+def test_torch_and_faiss_return_the_same_neighbours():
+    g = torch.Generator().manual_seed(0)
+    bank = F.normalize(torch.randn(5000, 64, generator=g), dim=1)
+    q = F.normalize(torch.randn(200, 64, generator=g), dim=1)
+    d_f, i_f = KNNIndex(bank, backend="faiss").search(q, 50)
+    d_t, i_t = KNNIndex(bank, backend="torch", chunk=1024).search(q, 50)  # several chunks
+    assert torch.equal(i_f, i_t)
+    assert torch.allclose(d_f, d_t, atol=1e-5)
+    exact = torch.cdist(q, bank).pow(2).topk(50, largest=False)
+    assert torch.equal(exact.indices, i_t)
+
+
+def test_ivf_is_approximate_but_close():
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(10, 32, generator=g) * 3  # class-clustered, like real penultimate features
+    bank = F.normalize(centres[torch.arange(20000) % 10] + torch.randn(20000, 32, generator=g), dim=1)
+    q = F.normalize(centres[torch.arange(100) % 10] + torch.randn(100, 32, generator=g), dim=1)
+    exact = KNNIndex(bank, backend="faiss").search(q, 10)[1]
+    approx = KNNIndex(bank, backend="faiss-ivf", nprobe=32).search(q, 10)[1]
+    recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(exact, approx)])
+    assert recall > 0.8
+
+
+def _features(n=600, c=3, d=16, seed=0, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % c
+    centres = torch.randn(c, d, generator=torch.Generator().manual_seed(42)) * 4
+    f = centres[y] + torch.randn(n, d, generator=g) + shift
+    return Features(f, torch.randn(n, c, generator=g), y)
+
+
+def test_knn_score_is_negative_kth_squared_distance_and_alpha_subsamples():
+    train, test = _features(), _features(n=50, seed=1)
+    s = KNNScorer(k=5).setup(train)
+    bank = F.normalize(train.features, dim=1)
+    direct = -torch.cdist(F.normalize(test.features, dim=1), bank).pow(2).topk(5, largest=False).values[:, -1]
+    assert torch.allclose(s.score(test), direct, atol=1e-5)
+    half = KNNScorer(k=5, alpha=0.5, seed=3).setup(train)
+    assert len(half.index) == 300
+    with pytest.raises(ZooError, match="larger than the kNN bank"):
+        KNNScorer(k=601).setup(train)
+
+
+def test_baseline_scorers_against_direct_formulas():
+    train, test = _features(), _features(n=40, seed=2)
+    assert torch.allclose(MSPScorer().score(test), test.logits.softmax(1).max(1).values)
+    assert torch.allclose(EnergyScorer().score(test), torch.logsumexp(test.logits, 1))
+    maha = MahalanobisScorer().setup(train)
+    f, y = train.features.double(), train.labels
+    mu = torch.stack([f[y == c].mean(0) for c in range(3)])
+    cov = sum((f[y == c] - mu[c]).T @ (f[y == c] - mu[c]) for c in range(3)) / len(f)
+    prec = torch.linalg.inv(cov)
+    t = test.features.double()
+    direct = -torch.stack([((t - mu[c]) @ prec * (t - mu[c])).sum(1) for c in range(3)], 1).min(1).values
+    assert torch.allclose(maha.score(test).double(), direct, rtol=1e-4, atol=1e-3)
+
+
+def test_scores_rank_shifted_data_as_ood():
+    from zoo.metrics.ood import auroc
+
+    train, idd, ood = _features(), _features(n=200, seed=5), _features(n=200, seed=6, shift=6.0)
+    for s in build_scorers(["knn", "mahalanobis"], k=10):
+        s.setup(train)
+        assert auroc(s.score(idd), s.score(ood)) > 0.95
+
+
+def test_detector_saves_and_reloads_index(tmp_path, shapes_data):
+    from torch.utils.data import DataLoader
+
+    from zoo.data.classification import TransformView
+    from zoo.data.images import open_split
+    from zoo.data.transforms import eval_transform
+
+    model = zoo.create_model("knn_ood_resnet20").eval()
+    ds = open_split(shapes_data, "train")
+    loader = DataLoader(TransformView(ds, np.arange(64), eval_transform(model.input_spec)), batch_size=32)
+    det = OODDetector(model, build_scorers(["knn", "msp", "mahalanobis"], k=5)).setup(loader)
+    det.save(tmp_path / "det")
+    det2 = OODDetector.load(tmp_path / "det")
+    x = next(iter(loader))[0]
+    a, b = det.score(x), det2.score(x)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_supcon_loss_matches_direct_formula():
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.randn(6, 2, 8, generator=g), dim=2)
+    y = torch.tensor([0, 1, 0, 2, 1, 0])
+    feats = torch.cat([z[:, 0], z[:, 1]])
+    labels = torch.cat([y, y])
+    t, total = 0.1, 0.0
+    for i in range(12):
+        others = [a for a in range(12) if a != i]
+        denom = torch.logsumexp(torch.stack([feats[i] @ feats[a] / t for a in others]), 0)
+        pos = [p for p in others if labels[p] == labels[i]]
+        total += -sum(feats[i] @ feats[p] / t - denom for p in pos) / len(pos)
+    expected = (t / 0.07) * total / 12
+    assert torch.allclose(supcon_loss(z, y, t, 0.07), expected, atol=1e-5)
+
+
+def test_supcon_module_trains_one_step(shapes_data, tmp_path):
+    import pytorch_lightning as pl
+
+    from zoo.data.classification import ImageClassificationDataModule
+    from zoo.models.knn_ood.supcon import SupConModule
+
+    module = SupConModule(model="knn_ood_resnet20", lr=0.05)
+    dm = ImageClassificationDataModule(str(shapes_data), batch_size=16, num_workers=0, augment="contrastive")
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, default_root_dir=tmp_path, accelerator="cpu")
+    before = module.model.conv1.weight.detach().clone()
+    trainer.fit(module, dm)
+    assert not torch.equal(before, module.model.conv1.weight)
+    assert "train/supcon" in trainer.callback_metrics
+
+
+def test_feature_extraction_gathers_across_processes(shapes_data, tmp_path):
+    """Two gloo ranks, each on its DistributedSampler shard (with padding), give the single-process result."""
+    import torch.multiprocessing as mp
+
+    model = zoo.create_model("knn_ood_resnet20").eval()
+    zoo.save_pretrained(model, tmp_path / "m")
+    mp.spawn(_gather_worker, args=(2, str(tmp_path), str(shapes_data)), nprocs=2, join=True)
+    single = _extract_shapes(model, str(shapes_data), None)
+    gathered = torch.load(tmp_path / "rank0.pt")
+    assert torch.allclose(gathered["features"], single.features, atol=1e-5)
+    assert torch.equal(gathered["labels"], single.labels)
+
+
+def _extract_shapes(model, data, sampler):
+    from torch.utils.data import DataLoader
+
+    from zoo.data.classification import TransformView
+    from zoo.data.images import open_split
+    from zoo.data.transforms import eval_transform
+    from zoo.models.knn_ood.features import extract
+
+    ds = open_split(data, "test")
+    view = TransformView(ds, np.arange(97), eval_transform(model.input_spec))  # odd size: the sampler pads
+    if sampler is not None:
+        sampler = sampler(view)
+    return extract(model, DataLoader(view, batch_size=16, sampler=sampler))
+
+
+def _gather_worker(rank, world, tmp, data):
+    import os
+
+    import torch.distributed as dist
+    from torch.utils.data.distributed import DistributedSampler
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = zoo.from_pretrained(f"{tmp}/m").eval()
+    out = _extract_shapes(model, data, lambda ds: DistributedSampler(ds, world, rank, shuffle=False))
+    if rank == 0:
+        torch.save({"features": out.features, "labels": out.labels}, f"{tmp}/rank0.pt")
+    dist.destroy_process_group()
+
+
+def test_ood_eval_end_to_end_json_and_plots(tmp_path, shapes_data, textures_data):
+    from zoo.cli import main
+
+    out = tmp_path / "ood.json"
+    assert main(["eval", "knn_ood_resnet20.cifar10", "--task", "ood", "--id-data", str(shapes_data), "--ood",
+                 str(textures_data), "--k", "5", "--num-workers", "0", "--json", str(out),
+                 "--save-scores", str(tmp_path / "scores")]) == 0
+    r = json.loads(out.read_text())
+    assert set(r) >= {"id_accuracy", "k", "results"} and r["k"] == 5
+    assert {(x["ood"], x["scorer"]) for x in r["results"]} == {("textures", s) for s in
+                                                               ("knn", "msp", "energy", "mahalanobis")}
+    assert all(set(x) == {"ood", "scorer", "fpr95", "auroc", "aupr_in", "aupr_out"} for x in r["results"])
+    assert (tmp_path / "ood_scores_knn.png").stat().st_size > 1000
+    scores = np.load(tmp_path / "scores" / "textures.npz")
+    from zoo.metrics.ood import fpr_at_tpr
+
+    idd = np.load(tmp_path / "scores" / "id.npz")
+    knn = next(x for x in r["results"] if x["scorer"] == "knn")
+    assert fpr_at_tpr(idd["knn"], scores["knn"]) == knn["fpr95"]  # metrics recompute from saved scores
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--k", "100000"], "larger than the kNN bank"),
+    (["--ood", "/no/such/dir"], "does not exist"),
+    (["--scorers", "knn,odin"], "unknown scorer 'odin'"),
+])
+def test_ood_eval_errors(extra, needle, shapes_data, textures_data, capsys):
+    from zoo.cli import main
+
+    argv = ["eval", "knn_ood_resnet20.cifar10", "--task", "ood", "--id-data", str(shapes_data), "--ood",
+            str(textures_data), "--num-workers", "0", *extra]
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_ood_eval_names_an_unreadable_image(tmp_path, shapes_data, capsys):
+    from zoo.cli import main
+
+    bad = tmp_path / "bad_ood"
+    bad.mkdir()
+    (bad / "ok.png").write_bytes((next(shapes_data.rglob("*.png"))).read_bytes())
+    (bad / "broken.jpg").write_bytes(b"garbage")
+    argv = ["eval", "knn_ood_resnet20.cifar10", "--task", "ood", "--id-data", str(shapes_data), "--ood", str(bad),
+            "--k", "5", "--num-workers", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"cannot read image .*broken\.jpg", err) and len(err.strip().splitlines()) == 1
+
+
+def test_ood_eval_rejects_a_non_classifier(tmp_path, shapes_data, textures_data):
+    from zoo.eval import evaluate
+
+    class NotAClassifier(torch.nn.Linear):
+        pass
+
+    with pytest.raises(ZooError, match="no forward_features"):
+        evaluate("x", "ood", model=NotAClassifier(2, 2), id_data=str(shapes_data), ood=[str(textures_data)],
+                 k=5, alpha=1.0, scorers="knn", backend="auto", id_train_subset=None, id_test_subset=None,
+                 ood_subset=None)

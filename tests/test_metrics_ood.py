@@ -1,0 +1,42 @@
+"""OOD metrics against scikit-learn, including tied scores."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from zoo.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics
+
+
+def _sets(seed, ties):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(1.0, 1.0, 1500), rng.normal(0.0, 1.0, 900)
+    return (np.round(a, 1), np.round(b, 1)) if ties else (a, b)
+
+
+@pytest.mark.parametrize("seed, ties", [(0, False), (1, False), (2, True), (3, True)])
+def test_against_sklearn(seed, ties):
+    a, b = _sets(seed, ties)
+    y, s = np.r_[np.ones(a.size), np.zeros(b.size)], np.r_[a, b]
+    assert auroc(a, b) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert aupr_in(a, b) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert aupr_out(a, b) == pytest.approx(average_precision_score(1 - y, -s), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, s)  # ID positive: FPR at the first threshold reaching 95 % TPR
+    assert fpr_at_tpr(a, b) == pytest.approx(fpr[np.searchsorted(tpr, 0.95)], abs=1e-12)
+    fpr, tpr, _ = roc_curve(1 - y, -s)  # OpenOOD v1.5: OOD positive
+    assert fpr_at_tpr(a, b, positive="ood") == pytest.approx(fpr[np.searchsorted(tpr, 0.95)], abs=1e-12)
+
+
+def test_paper_threshold_rule():
+    """The knn-ood repo: threshold = ID scores sorted ascending at index round(0.05 n); FPR = share of OOD above."""
+    a, b = _sets(4, False)
+    threshold = np.sort(a)[round(0.05 * a.size)]
+    assert fpr_at_tpr(a, b) == pytest.approx(np.mean(b > threshold), abs=1 / b.size)
+
+
+def test_perfect_and_bad_inputs():
+    m = ood_metrics([2, 3, 4], [0, 1])
+    assert m == {"fpr95": 0.0, "auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0}
+    with pytest.raises(ValueError, match="NaN"):
+        auroc([1, np.nan], [0])
+    with pytest.raises(ValueError, match="at least one"):
+        auroc([], [0])

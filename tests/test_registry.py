@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+import zoo
+from zoo.errors import ZooError
+
+
+def test_list_models_pattern_and_pretrained():
+    names = zoo.list_models()
+    assert names == sorted(set(names), key=names.index)
+    assert "knn_ood_resnet20" in names
+    assert zoo.list_models("knn_ood_resnet?0") == ["knn_ood_resnet20"]
+    assert "knn_ood_resnet20.cifar10" in zoo.list_models(pretrained=True)
+
+
+def test_create_model_kwargs_and_cfg():
+    m = zoo.create_model("knn_ood_resnet20", num_classes=7)
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    assert m.zoo_cfg == {"architecture": "knn_ood_resnet20", "model_args": {"num_classes": 7}, "tag": None}
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ZooError, match="did you mean knn_ood_resnet20"):
+        zoo.create_model("knn_ood_resnt20")
+
+
+def test_unknown_tag_lists_available():
+    with pytest.raises(ZooError, match="weights for knn_ood_resnet20: knn_ood_resnet20.cifar10"):
+        zoo.create_model("knn_ood_resnet20.imagenet", pretrained=True)
+
+
+def test_bad_constructor_argument_is_a_user_error():
+    with pytest.raises(ZooError, match="bad arguments for model"):
+        zoo.create_model("knn_ood_resnet20", width=3)
+
+
+def test_pretrained_default_tag_loads_verified_weights():
+    m = zoo.create_model("knn_ood_resnet20", pretrained=True)
+    assert m.zoo_cfg["tag"] == "cifar10"
+    assert m.input_spec["mean"] == [0.485, 0.456, 0.406]  # from the manifest's model_args
+    ref = zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True)
+    for a, b in zip(m.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_model_info_has_paper_and_results():
+    info = zoo.model_info("knn_ood_resnet20.cifar10")
+    assert info["paper"]["arxiv"] == "2204.06507"
+    res = info["weights"]["knn_ood_resnet20.cifar10"]["results"][0]
+    assert {"paper_value", "zoo_value", "dataset", "split", "command"} <= set(res)
