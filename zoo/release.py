@@ -9,6 +9,7 @@ into the manifest, replacing an entry of the same key.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,18 @@ from .registry import split_name
 
 HEADER = ("# Weights the zoo serves: one entry per name.tag. Written by `python -m zoo.release`; see README.md.\n"
           "# results: paper_value beside zoo_value, with dataset, split and the command that measured zoo_value.\n")
+
+
+@contextlib.contextmanager
+def _locked(manifest: Path):
+    import fcntl
+
+    with open(manifest.parent / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _fp16_copy(src: Path, dest: Path) -> None:
@@ -64,10 +77,11 @@ def publish(folder: str | Path, key: str, *, license: str, recipe: str, results:
         entry["allow_missing"] = list(allow_missing)
     if default:
         entry["default"] = True
-    data = yaml.safe_load(manifest.read_text()) if manifest.exists() else {}
-    old = (data or {}).get(key)
-    data = {**(data or {}), key: entry}
-    write_text(manifest, HEADER + yaml.safe_dump(data, sort_keys=False, width=120))
+    with _locked(manifest):  # several writers (parallel trainings) may publish at once
+        data = yaml.safe_load(manifest.read_text()) if manifest.exists() else {}
+        old = (data or {}).get(key)
+        data = {**(data or {}), key: entry}
+        write_text(manifest, HEADER + yaml.safe_dump(data, sort_keys=False, width=120))
     if old and old["file"] != dest.name and (out_dir / old["file"]).exists():
         (out_dir / old["file"]).unlink()
     return entry

@@ -34,10 +34,28 @@ def table(data: dict, source: str) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def comparison(data: dict, source: str) -> str:
+    """A side-by-side comparison file: ``description``, ``rows`` (flat dicts, one per setting), ``summary``."""
+    env = data["env"]
+    head = (f"### Comparison: {data['comparison']} on {env['device_name']}\n\n{data.get('description', '')}\n\n"
+            f"`{source}`: torch {env['torch']}, zoo {env['zoo']}, commit {(env.get('git_commit') or '-')[:12]}, "
+            f"{env.get('threads')} threads. Command: `{data['command']}`\n\n")
+    rows = data.get("rows", [])
+    if not rows:
+        return head
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return head + "\n".join(lines) + (f"\n\n{data['summary']}\n" if data.get("summary") else "\n")
+
+
 def render(results_dir: Path) -> str:
     parts = []
     for path in sorted(results_dir.glob("*.json")):
-        parts.append(table(json.loads(path.read_text()), f"benchmarks/results/{path.name}"))
+        data = json.loads(path.read_text())
+        render_one = comparison if "comparison" in data else table
+        parts.append(render_one(data, f"benchmarks/results/{path.name}"))
     return "\n".join(parts) if parts else "_No results committed yet._\n"
 
 

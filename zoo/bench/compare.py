@@ -1,0 +1,48 @@
+"""Shared pieces of the side-by-side comparisons in ``benchmarks/compare_<paper>.py``.
+
+A comparison runs the zoo's path and a plain re-statement of the authors' algorithm on the same inputs in one
+process, checks that they agree, times both with `timeit`, and saves one JSON file with `save` (device and
+software in its name, the environment and the command inside).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..hub import repo_root
+from ..io import write_json
+from .env import device_slug, environment
+
+
+def timeit(fn, *, device: torch.device | str = "cpu", warmup: int = 3, iters: int = 10) -> dict:
+    """Median and percentiles (ms) of ``fn()`` over ``iters`` calls after ``warmup`` calls, device-synchronised."""
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    a = np.asarray(times)
+    return {"p50": float(np.median(a)), "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
+            "min": float(a.min()), "iters": iters}
+
+
+def save(name: str, payload: dict, device: torch.device | str = "cpu", out_dir: Path | None = None) -> Path:
+    """Write ``benchmarks/results/compare_<name>__<device>__torch<ver>.json`` with the environment and command."""
+    env = environment(torch.device(device))
+    out_dir = out_dir or repo_root() / "benchmarks" / "results"
+    path = out_dir / f"compare_{name}__{device_slug(env)}__torch{env['torch'].split('+')[0]}.json"
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    write_json(path, {"comparison": name, "command": command, "env": env, **payload})
+    return path
