@@ -68,7 +68,7 @@ def measured_peak(device: torch.device, dtype: str, seconds: float = 0.5) -> tup
         a = torch.randn(n, n, device=device, dtype=tdt)
         b = torch.randn(n, n, device=device, dtype=tdt)
         once(a, b)
-        if n >= 4096 or once(a, b) >= 0.02:
+        if n >= 4096 or min(once(a, b) for _ in range(3)) >= 0.02:
             break
         n *= 2
     best, deadline = float("inf"), time.perf_counter() + seconds

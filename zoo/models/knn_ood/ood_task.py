@@ -27,16 +27,29 @@ from .features import extract
 from .scorers import Features, build_scorers
 
 
-def open_ood(path: str):
-    """An OOD set: an IDX folder (its test split, e.g. Fashion-MNIST) or any folder of images, recursively."""
+EMBEDDED_OOD = {"skimage_textures": "random 64x64 crops of scikit-image's brick, grass and gravel photographs"}
+
+
+def open_ood(spec: str):
+    """An OOD set: a catalogue dataset (``fashion_mnist`` -> its IDX test split, ``biq2021_subset`` -> its
+    photos), ``skimage_textures`` (embedded), an IDX folder, or any folder of images searched recursively."""
     from pathlib import Path
 
-    p = Path(path)
-    if not p.exists():
-        raise ZooError(f"OOD path {path} does not exist")
-    if is_idx_folder(p):
-        return idx_folder(p, "test", name=p.name)
-    return image_folder(p, labelled=False, name=p.name)
+    from ...data.catalog import catalog, locate
+    from ...data.synthetic import textures
+
+    if spec == "skimage_textures":
+        ds = image_folder(textures(), labelled=False)
+    elif spec in catalog():
+        folder = locate(spec)
+        ds = idx_folder(folder, "test") if is_idx_folder(folder) else image_folder(folder, labelled=False)
+    else:
+        p = Path(spec)
+        if not p.exists():
+            raise ZooError(f"OOD path {spec} does not exist (nor is it a catalogue dataset or skimage_textures)")
+        return idx_folder(p, "test", name=p.name) if is_idx_folder(p) else image_folder(p, labelled=False)
+    ds.name = spec
+    return ds
 
 
 class OODTask(EvalTask):
@@ -48,7 +61,8 @@ class OODTask(EvalTask):
                             help="ID data: folder with train/<class>/ and test/<class>/, the CIFAR-10 JPEG tarball, "
                                  "or a catalogue name (cifar10_jpeg)")
         parser.add_argument("--ood", action="append", required=True, metavar="PATH",
-                            help="OOD set: a folder of images (recursive) or an IDX folder; repeat for several")
+                            help="OOD set: a folder of images (recursive), an IDX folder, a catalogue name "
+                                 "(fashion_mnist, biq2021_subset) or skimage_textures; repeat for several")
         parser.add_argument("--k", type=int, default=50, help="neighbour rank for the kNN score (paper CIFAR-10: 50)")
         parser.add_argument("--alpha", type=float, default=1.0, help="share of ID training features in the bank")
         parser.add_argument("--scorers", default="knn,msp,energy,mahalanobis",
