@@ -92,7 +92,6 @@ def main() -> None:
                          "ratio_vs_original": t_orig["p50"] / t["p50"], "fraction_of_bound": bound_s / (t["p50"] / 1e3),
                          "p50_ms": t["p50"]})
         print(rows[-3:], flush=True)
-        del index, bank, train, zoo_scorer, torch_scorer
     zoo_rows = [r for r in rows if r["method"] == "zoo"]
     worst = min(r["ratio_vs_original"] for r in zoo_rows)
     summary = (f"Device read bandwidth (measured, x.sum over 1 GiB): {bw / 1e9:.1f} GB/s; matmul peak {peak_tflops:.3f} "

@@ -3,7 +3,6 @@ import json
 import pytest
 import torch
 
-import zoo
 from zoo.bench.harness import benchmark, with_backoff
 from zoo.bench.peaks import table_peak
 from zoo.bench.suite import expand, load_suite, run_suite

@@ -301,3 +301,26 @@ def test_ood_eval_rejects_a_non_classifier(tmp_path, shapes_data, textures_data)
         evaluate("x", "ood", model=NotAClassifier(2, 2), id_data=str(shapes_data), ood=[str(textures_data)],
                  k=5, alpha=1.0, scorers="knn", backend="auto", id_train_subset=None, id_test_subset=None,
                  ood_subset=None)
+
+
+def test_torchrun_sharded_eval_matches_single_process(tmp_path, shapes_data, textures_data):
+    """`torchrun --nproc_per_node 2 -m zoo eval ...` shards every dataset (gloo on CPU) and gathers the scores."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["eval", "knn_ood_resnet20.cifar10", "--task", "ood", "--id-data", str(shapes_data), "--ood",
+            str(textures_data), "--k", "5", "--num-workers", "0", "--batch-size", "32"]
+    from zoo.cli import main
+
+    assert main([*args, "--json", str(tmp_path / "single.json")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+           "-m", "zoo", *args, "--json", str(tmp_path / "sharded.json")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    single, sharded = (json.loads((tmp_path / f).read_text()) for f in ("single.json", "sharded.json"))
+    assert sharded["n_id_test"] == single["n_id_test"] and sharded["n_ood"] == single["n_ood"]
+    for a, b in zip(single["results"], sharded["results"]):
+        assert a["ood"] == b["ood"] and a["scorer"] == b["scorer"]
+        for m in ("fpr95", "auroc", "aupr_in", "aupr_out"):
+            assert b[m] == pytest.approx(a[m], abs=1e-6)

@@ -10,7 +10,10 @@ from typing import Iterable
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
+from .. import distributed
 from ..errors import ZooError
 from ..io import atomic_path, write_json
 from ..registry import list_papers, load_object
@@ -20,18 +23,30 @@ CORE_TASKS = {"classification": "zoo.eval.classification:ClassificationTask"}
 
 @dataclass
 class EvalContext:
-    """What the harness hands a task: where to run and how to show progress."""
+    """What the harness hands a task: where to run, how to load data and how to show progress.
+
+    Under ``torchrun`` (``distributed``), `loader` shards a dataset across ranks and the harness gathers the
+    scores back into dataset order; a task that builds its loaders with `loader` runs sharded unchanged.
+    """
 
     device: torch.device
     amp_dtype: torch.dtype | None
     batch_size: int
     num_workers: int
     out_dir: Path | None
+    distributed: bool = False
+
+    def loader(self, dataset, batch_size: int | None = None) -> DataLoader:
+        sampler = DistributedSampler(dataset, shuffle=False) if self.distributed else None
+        return DataLoader(dataset, batch_size=batch_size or self.batch_size, num_workers=self.num_workers,
+                          sampler=sampler)
 
     def progress(self, iterable, desc: str = "", total: int | None = None):
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)  # off when not a TTY
+        # disable=None: no bar when stderr is not a terminal; only rank 0 shows one
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+                    disable=None if distributed.rank() == 0 else True)
 
 
 class EvalTask:
@@ -110,6 +125,9 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
              out_dir: str | Path | None = None, model=None, **options) -> dict:
     """Run task ``task`` on the model at ``source``; returns the result dict (also written to ``json_out``).
 
+    Launched with ``torchrun --nproc_per_node N -m zoo eval ...`` it shards every dataset the task loads through
+    ``ctx.loader`` across the N processes and gathers the scores; rank 0 writes the outputs.
+
     Args:
         source: zoo folder or ``name.tag`` (ignored when ``model`` is given).
         device, precision: where and how to run (``32``, ``bf16-mixed``, ``16-mixed``).
@@ -122,8 +140,11 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ZooError("--device cuda given but no CUDA device is available")
+    sharded = distributed.init_from_env()
+    if sharded and dev.type == "cuda":
+        dev = torch.device("cuda", torch.cuda.current_device())
     out = Path(out_dir) if out_dir else (Path(json_out).parent if json_out else None)
-    ctx = EvalContext(dev, _amp_dtype(precision), batch_size, num_workers, out)
+    ctx = EvalContext(dev, _amp_dtype(precision), batch_size, num_workers, out, sharded)
     model = model if model is not None else t.load(source)
     t.setup(model, ctx)
     scores: dict[str, dict[str, np.ndarray]] = {}
@@ -135,8 +156,13 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
                 with torch.autocast(dev.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
                     for k, v in t.score(batch).items():
                         acc[k].append(torch.as_tensor(v).detach().float().cpu().numpy())
-            scores[name] = {k: np.concatenate(v) for k, v in acc.items()}
+            keys = list(acc)
+            arrays = [torch.from_numpy(np.concatenate(acc[k])).to(dev) for k in keys]
+            arrays = distributed.gather_in_order(arrays, getattr(batches, "sampler", None))
+            scores[name] = {k: a.cpu().numpy() for k, a in zip(keys, arrays)}
     result = t.finalize(scores)
+    if distributed.rank() != 0:  # every rank holds the same result; rank 0 writes it
+        return result
     if save_scores:
         folder = Path(save_scores)
         for name, arrays in scores.items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..data.classification import TransformView
 from ..data.images import open_split
@@ -25,7 +24,7 @@ class ClassificationTask(EvalTask):
         ds = open_split(self.options.data, self.options.split)
         self.dataset_name = ds.name
         view = TransformView(ds, np.arange(len(ds)), eval_transform(model.input_spec))
-        self.loader = DataLoader(view, batch_size=ctx.batch_size, num_workers=ctx.num_workers)
+        self.loader = ctx.loader(view)
         model.eval().to(ctx.device)
 
     def inputs(self):

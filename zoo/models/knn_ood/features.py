@@ -8,25 +8,10 @@ dataset order on every rank, so the kNN bank is identical everywhere.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
+from ...distributed import gather_in_order
 from .scorers import Features
-
-
-def _all_gather_cat(t: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``t`` [n_rank, ...] from every rank (n_rank may differ) along dim 0."""
-    world = dist.get_world_size()
-    n = torch.tensor([t.shape[0]], device=t.device)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(sizes, n)
-    top = int(max(s.item() for s in sizes))
-    padded = torch.zeros((top, *t.shape[1:]), dtype=t.dtype, device=t.device)
-    padded[: t.shape[0]] = t
-    out = [torch.zeros_like(padded) for _ in range(world)]
-    dist.all_gather(out, padded)
-    return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes)])
 
 
 @torch.inference_mode()
@@ -55,14 +40,5 @@ def extract(model, loader: DataLoader, device: torch.device | str = "cpu", amp_d
         feats.append(f.float())
         logits.append(z.float())
         labels.append(torch.as_tensor(y).to(device))
-    out = Features(torch.cat(feats), torch.cat(logits), torch.cat(labels).long())
-    sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler) and dist.is_available() and dist.is_initialized():
-        if sampler.shuffle:
-            raise ValueError("feature extraction needs a DistributedSampler with shuffle=False")
-        idx = torch.tensor(list(iter(sampler)), device=device)
-        idx, f, z, y = (_all_gather_cat(t) for t in (idx, out.features, out.logits, out.labels))
-        order = torch.full((len(sampler.dataset),), -1, dtype=torch.long, device=device)
-        order[idx] = torch.arange(len(idx), device=device)  # padding duplicates collapse onto one position
-        out = Features(f[order], z[order], y[order])
-    return Features(out.features.cpu(), out.logits.cpu(), out.labels.cpu())
+    f, z, y = gather_in_order([torch.cat(feats), torch.cat(logits), torch.cat(labels).long()], loader.sampler)
+    return Features(f.cpu(), z.cpu(), y.cpu())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ...data.classification import TransformView, seeded_subset
 from ...data.images import image_folder, idx_folder, is_idx_folder, open_split
@@ -73,8 +72,7 @@ class OODTask(EvalTask):
         parser.add_argument("--ood-subset", type=int, default=None, help="use at most N images per OOD set (seeded)")
 
     def _loader(self, ds, subset):
-        view = TransformView(ds, seeded_subset(len(ds), subset, 0), eval_transform(self.model.input_spec))
-        return DataLoader(view, batch_size=self.ctx.batch_size, num_workers=self.ctx.num_workers)
+        return self.ctx.loader(TransformView(ds, seeded_subset(len(ds), subset, 0), eval_transform(self.model.input_spec)))
 
     def setup(self, model, ctx) -> None:
         if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
