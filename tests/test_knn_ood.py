@@ -324,3 +324,13 @@ def test_torchrun_sharded_eval_matches_single_process(tmp_path, shapes_data, tex
         assert a["ood"] == b["ood"] and a["scorer"] == b["scorer"]
         for m in ("fpr95", "auroc", "aupr_in", "aupr_out"):
             assert b[m] == pytest.approx(a[m], abs=1e-6)
+
+
+def test_timm_backbone_behind_the_same_interface():
+    m = zoo.create_model("knn_ood_timm", model_name="resnet18", num_classes=4, image_size=64).eval()
+    assert m.input_spec["input_size"] == [3, 64, 64] and m.num_features == 512
+    x = torch.randn(2, 3, 64, 64)
+    f = m.forward_features(x)
+    assert f.shape == (2, 512) and torch.allclose(m.forward_head(f), m(x), atol=1e-5)
+    with pytest.raises(ZooError, match="timm cannot build"):
+        zoo.create_model("knn_ood_timm", model_name="not_a_timm_model")
