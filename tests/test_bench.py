@@ -103,3 +103,21 @@ def test_suite_runs_and_writes_named_results(tmp_path):
     data = json.loads(path.read_text())
     assert [r["precision"] for r in data["results"]] == ["32", "bf16-mixed"]
     assert data["env"]["device_name"]
+
+
+@pytest.mark.parametrize("groups, transposed", [(1, False), (16, False), (16, True)])
+def test_conv_backward_flops_respect_groups(groups, transposed):
+    """Backward of a convolution = 2 forwards (input and weight gradients), grouped/depthwise ones included."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from zoo.bench.harness import _conv_backward_flops
+
+    conv_cls = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
+    conv = conv_cls(16, 32, 3, stride=2, groups=groups)
+    x = torch.randn(2, 16, 9, 9, requires_grad=True)
+    mapping = {torch.ops.aten.convolution_backward: _conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as fwd:
+        y = conv(x)
+    with FlopCounterMode(display=False, custom_mapping=mapping) as bwd:
+        y.sum().backward()
+    assert bwd.get_total_flops() == 2 * fwd.get_total_flops() > 0

@@ -35,6 +35,8 @@ def test_list_and_info(capsys):
     (["convert", "knn_ood", "--src", "/no/such.th", "--out", "/tmp/x"], "does not exist"),
     (["convert", "nopaper", "--src", "a", "--out", "b"], "unknown paper"),
     (["bench", "knn_ood_resnet20", "--iters", "0"], "must be >= 1"),
+    (["fit", "--config", SMALL, "--model.init_args.model", "knn_ood_resnet2", "--trainer.fast_dev_run", "1"],
+     "did you mean"),
 ])
 def test_user_errors_are_one_line_without_traceback(argv, needle, capsys):
     assert main(argv) == 2

@@ -13,6 +13,7 @@ An out-of-memory batch size halves and retries, and the result says so.
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from contextlib import nullcontext
@@ -73,6 +74,20 @@ def adapter_for(model) -> BenchAdapter:
     if not paper.bench:
         raise ZooError(f"paper {paper.id} declares no benchmark adapter")
     return load_object(paper.bench)(model)
+
+
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``aten.convolution_backward``: each requested gradient (input, weight) costs one forward.
+
+    torch's default formula counts the weight gradient of a grouped (depthwise) convolution as if it were dense,
+    which inflates the training FLOPs of depthwise networks (EfficientNet, ConvNeXt) many times over.
+    ``w_shape`` is ``[C_out, C_in / groups, *kernel]`` (transposed: ``[C_in, C_out / groups, *kernel]``); the
+    forward costs ``2 * N * prod(w_shape) * prod(spatial)`` with ``spatial`` the output size (transposed: input).
+    """
+    spatial = x_shape[2:] if transposed else grad_out_shape[2:]
+    forward = 2 * grad_out_shape[0] * math.prod(w_shape) * math.prod(spatial)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
 def _stats(ms: list[float]) -> dict:
@@ -180,7 +195,8 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
     (batch, times), bs, failed = with_backoff(run, batch_size)
     peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping={
+            torch.ops.aten.convolution_backward: _conv_backward_flops}) as counter:
         flop_step(batch)
     flops = counter.get_total_flops()
     lat = _stats(times)
@@ -231,5 +247,5 @@ def format_result(r: dict) -> str:
             f"{r['samples_per_s']:.1f} {r['unit']}/s{extra}; latency ms mean {lat['mean']:.2f} p50 {lat['p50']:.2f} "
             f"p90 {lat['p90']:.2f} p99 {lat['p99']:.2f}; peak mem {r['peak_mem_mb']:.0f} MB; "
             f"{r['params'] / 1e6:.2f} M params; {r['flops_per_sample'] / 1e9:.3f} GFLOP/sample; "
-            f"{r['tflops']:.3f} TFLOP/s = MFU {100 * r['mfu']:.1f} % of {r['peak_tflops']:.1f} ({r['peak_source']})"
+            f"{r['tflops']:.3f} TFLOP/s = MFU {100 * r['mfu']:.1f} % of {r['peak_tflops']:.3g} ({r['peak_source']})"
             f"{comp}")

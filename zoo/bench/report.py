@@ -30,7 +30,7 @@ def table(data: dict, source: str) -> str:
         rows.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {bs} | {r['samples_per_s']:.1f} "
                     f"| {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {r['peak_mem_mb']:.0f} "
                     f"| {r['flops_per_sample'] / 1e9:.3f} | {r['tflops']:.3f} | {100 * r['mfu']:.1f} % "
-                    f"| {r['peak_tflops']:.1f} {r['peak_dtype']} ({r['peak_source']}) |")
+                    f"| {r['peak_tflops']:.3g} TFLOP/s {r['peak_dtype']} ({r['peak_source']}) |")
     return head + "\n".join(rows) + "\n"
 
 

@@ -8,6 +8,7 @@ import torch
 from ..data.classification import TransformView
 from ..data.images import open_split
 from ..data.transforms import eval_transform
+from ..errors import ZooError
 from .base import EvalTask
 
 
@@ -22,7 +23,7 @@ class ClassificationTask(EvalTask):
     def setup(self, model, ctx) -> None:
         super().setup(model, ctx)
         ds = open_split(self.options.data, self.options.split)
-        self.dataset_name = ds.name
+        self.dataset_name, self.num_classes = ds.name, len(ds.classes)
         view = TransformView(ds, np.arange(len(ds)), eval_transform(model.input_spec))
         self.loader = ctx.loader(view)
         model.eval().to(ctx.device)
@@ -33,6 +34,10 @@ class ClassificationTask(EvalTask):
     def score(self, batch):
         x, y = batch
         logits = self.model(x.to(self.ctx.device))
+        if logits.ndim != 2 or logits.shape[1] < self.num_classes:
+            raise ZooError(f"the model returns outputs of shape {tuple(logits.shape)} but {self.dataset_name} has "
+                           f"{self.num_classes} classes: evaluate a classifier with {self.num_classes} outputs "
+                           "(an encoder must be fine-tuned on the dataset first)")
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
         y = torch.as_tensor(y)
         return {"top1": (top5[:, 0] == y).float(), "top5": (top5 == y[:, None]).any(1).float()}

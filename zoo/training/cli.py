@@ -17,6 +17,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from ..errors import ZooError
+
 
 class ExportModel(pl.Callback):
     """After ``fit``, save the LightningModule's ``model`` (a zoo model) to ``<run dir>/model`` on rank 0."""
@@ -70,6 +72,19 @@ class ZooLightningCLI(LightningCLI):
         root = cfg.trainer.default_root_dir
         if not cfg.checkpoint.get("dirpath"):
             cfg.checkpoint.dirpath = str(Path(root) / "checkpoints")
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a ZooError raised inside a constructor (jsonargparse wraps it) is
+        re-raised as itself so the CLI prints its one line."""
+        try:
+            super().instantiate_classes()
+        except Exception as exc:
+            cause = exc
+            while cause is not None and not isinstance(cause, ZooError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
 
 def main(args: list[str] | None = None) -> ZooLightningCLI:
