@@ -1,0 +1,125 @@
+"""PMT-IQA inference: the zoo's batched-crops path vs a plain re-statement of the authors' forward pass.
+
+Both paths use the same model object (same weights) on the same images and the same crop offsets (the BIQ2021
+subset's test split, K random 224x224 crops per image, seeded), in this process:
+
+* ``authors``: ``MultiTaskIQANet.forward`` as pqy000/PMT-IQA computes it, one crop at a time (their test loader
+  gives one crop per sample with batch size 1), fp32, NCHW: backbone, 1x1 convolution on the full-resolution taps
+  then 7x7 average pooling, both heads; the image score is the mean regression output over its crops.
+* ``zoo``: `PMTIQA.predict`: every crop of ``--batch-images`` images in one forward, channels-last, pooling
+  before the 1x1 convolutions, regression head only; in fp32 and under bf16 autocast.
+
+Reported per path: images/s (median of ``--iters`` timed passes over all images, device-synchronised), the
+speed-up over ``authors``, SRCC / PLCC against the MOS, the SRCC difference to ``authors`` and the largest
+absolute difference of the image scores.
+
+    python benchmarks/compare_pmt_iqa.py --device cpu --images 32 --precisions fp32        # CPU, as run here
+    python benchmarks/compare_pmt_iqa.py --device cuda --images 250 --batch-images 64 --iters 5      # GPU
+
+(bf16 autocast is left out on CPUs without bf16 matrix units, where it is slower than fp32.)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.bench.compare import save, timeit
+from zoo.data.iqa import read_table
+from zoo.data.iqa_datamodule import IQACrops
+from zoo.metrics.iqa import plcc, srcc
+
+
+@torch.inference_mode()
+def authors_forward(model, crop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One crop [1, 3, 224, 224] -> (score [1, 1], level logits [1, L]) in the authors' order of operations."""
+    taps = model.backbone.forward_taps(crop)
+    ms = model.multi_scale
+    parts = [fc(F.avg_pool2d(conv(t), 7, 7).view(t.size(0), -1)) for conv, fc, t in zip(ms.convs, ms.fcs, taps)]
+    parts.append(ms.fcs[3](F.avg_pool2d(taps[3], 7, 7).view(taps[3].size(0), -1)))
+    z = model.heads.shared(torch.cat(parts, 1))
+    return model.heads.regression(z), model.heads.classification(z)
+
+
+def authors_scores(model, crops: torch.Tensor) -> torch.Tensor:
+    """[N, K, 3, S, S] -> [N]: the per-crop loop, fp32."""
+    out = torch.empty(len(crops))
+    for i, image in enumerate(crops):
+        out[i] = torch.stack([authors_forward(model, c[None])[0].squeeze() for c in image]).mean()
+    return out
+
+
+@torch.inference_mode()
+def zoo_scores(model, crops: torch.Tensor, batch_images: int, dtype) -> torch.Tensor:
+    out = []
+    for s in range(0, len(crops), batch_images):
+        x = crops[s:s + batch_images]
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out.append(model.predict(x).float())
+    return torch.cat(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="pmt_iqa_efficientnet_lite0.biq2021", help="NAME.TAG, folder or NAME")
+    p.add_argument("--data", default="biq2021_subset")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--images", type=int, default=32, help="test images to score (the subset has 250)")
+    p.add_argument("--crops", type=int, default=4)
+    p.add_argument("--batch-images", type=int, default=16)
+    p.add_argument("--iters", type=int, default=2)
+    p.add_argument("--precisions", default="fp32,bf16", help="zoo path precisions: fp32 and/or bf16 (autocast)")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    name = a.model
+    model = zoo.from_pretrained(name) if "." in name or "/" in name else zoo.create_model(name)
+    model.eval().to(device)
+    table = read_table(a.data)
+    test = np.flatnonzero(np.asarray(table.split) == "test")[: a.images] if table.split else np.arange(a.images)
+    spec = model.input_spec
+    ds = IQACrops(table, test, torch.zeros(len(table), dtype=torch.long), spec["input_size"][-1], spec["mean"],
+                  spec["std"], a.crops, train=False)
+    crops = torch.stack([ds[i][0] for i in range(len(ds))]).to(device)
+    mos = table.scores[test]
+
+    authors = authors_scores(model, crops)
+    t_auth = timeit(lambda: authors_scores(model, crops), device=device, warmup=1, iters=a.iters)
+    rows = [{"path": "authors: per-crop loop, fp32, NCHW", "images": len(crops), "crops": a.crops,
+             "images_per_s": len(crops) / (t_auth["p50"] / 1e3), "speedup": 1.0, "srcc": srcc(authors, mos),
+             "plcc": plcc(authors, mos), "srcc_diff": 0.0, "max_abs_score_diff": 0.0}]
+    model_cl = model.to(memory_format=torch.channels_last)  # channels-last weights make the convs channels-last
+    dtypes = {"fp32": ("fp32", None), "bf16": ("bf16 autocast", torch.bfloat16)}
+    wanted = [w.strip() for w in a.precisions.split(",") if w.strip()]
+    if not wanted or set(wanted) - set(dtypes):
+        raise SystemExit(f"--precisions takes fp32 and/or bf16, got {a.precisions!r}")
+    for label, dtype in (dtypes[w] for w in wanted):
+        pred = zoo_scores(model_cl, crops, a.batch_images, dtype).cpu()
+        t = timeit(lambda dtype=dtype: zoo_scores(model_cl, crops, a.batch_images, dtype), device=device, warmup=1,
+                   iters=a.iters)
+        rows.append({"path": f"zoo: batched crops ({a.batch_images} images), channels-last, {label}",
+                     "images": len(crops), "crops": a.crops, "images_per_s": len(crops) / (t["p50"] / 1e3),
+                     "speedup": t_auth["p50"] / t["p50"], "srcc": srcc(pred, mos), "plcc": plcc(pred, mos),
+                     "srcc_diff": srcc(pred, mos) - rows[0]["srcc"],
+                     "max_abs_score_diff": float((pred - authors).abs().max())})
+    for r in rows:
+        print(f"{r['path']:<62} {r['images_per_s']:8.2f} images/s  x{r['speedup']:.2f}  SRCC {r['srcc']:.4f} "
+              f"(diff {r['srcc_diff']:+.5f}, max |score diff| {r['max_abs_score_diff']:.2e})")
+    best = max(rows[1:], key=lambda r: r["speedup"])
+    summary = (f"{name} on {len(crops)} {a.data} test images x {a.crops} crops, {device.type}: best zoo path "
+               f"{best['speedup']:.2f}x the authors' per-crop loop ({best['path']}), SRCC difference "
+               f"{best['srcc_diff']:+.5f}.")
+    desc = ("Inference on the same weights, images and crop offsets: the authors' forward restated (one crop at a "
+            "time, fp32, NCHW, 1x1 conv before pooling, both heads) against the zoo's `PMTIQA.predict` (all crops "
+            "of a batch of images in one forward, channels-last, pooling before the 1x1 convs, regression head "
+            "only).")
+    path = save("pmt_iqa", {"description": desc, "rows": rows, "summary": summary}, device)
+    print(summary)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

