@@ -1,0 +1,94 @@
+"""Drum generation throughput: the zoo's sampler vs transformers' default ``generate``, same model, same prompts,
+same sampling (temperature 0.9 over the full softmax: no top-k, no top-p; the paper's settings).
+
+Two settings per model, both timed in this process on the same left-padded test prompts:
+
+* ``fixed``: every row generates exactly N tokens (``stop_at_end=False`` / ``min_new_tokens=N``): the per-step
+  cost of the two decoding loops.
+* ``stop``: rows stop at ``END`` (the paper's decoding; ``eos_token_id`` = ``END`` in transformers). The zoo drops
+  finished rows from the batch and its KV cache; transformers keeps them until the longest row ends.
+  Tokens/s counts the tokens each row generated up to its ``END``.
+
+Before timing, both loops decode greedily (temperature 1e-4 for the zoo, ``do_sample=False`` for transformers)
+and must produce the same tokens (``agree``).
+
+    python benchmarks/compare_drums.py                                   # CPU, the published models
+    python benchmarks/compare_drums.py --device cuda --batch 37 --new-tokens 256 --iters 5   # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import zoo
+from zoo.bench.compare import save, timeit
+from zoo.models.drums.data import open_examples
+from zoo.models.drums.generate import PAPER_TEMPERATURE, _left_pad, sample_ids
+
+
+def hf_generate(model, prompts, n, stop, greedy=False, generator_seed=0):
+    """transformers' ``generate`` on the same model and prompts; returns each row's new ids up to END."""
+    device = next(model.parameters()).device
+    ids, mask = _left_pad(prompts, model.tokenizer.pad_id, device)
+    torch.manual_seed(generator_seed)
+    kwargs = {"do_sample": False} if greedy else {"do_sample": True, "temperature": PAPER_TEMPERATURE, "top_k": 0,
+                                                  "top_p": 1.0}
+    out = model.lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=0 if stop else n,
+                            eos_token_id=model.stop_ids[0] if stop else None, pad_token_id=model.tokenizer.pad_id,
+                            **kwargs)[:, ids.shape[1]:].tolist()
+    end = model.stop_ids[0]
+    return [row[: row.index(end) + 1] if stop and end in row else row for row in out]
+
+
+def zoo_generate(model, prompts, n, stop, greedy=False, generator_seed=0):
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(generator_seed)
+    return sample_ids(model, prompts, temperature=1e-4 if greedy else PAPER_TEMPERATURE, max_new_tokens=n,
+                      stop_at_end=stop, generator=g)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="+", default=["drums_smollm2_135m.groove_lora", "drums_smollm2_scratch.groove"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=8, help="prompts per batch (the first test prompts)")
+    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--iters", type=int, default=2)
+    a = p.parse_args()
+    device = torch.device(a.device)
+    prompts_text = [e.prompt for e in open_examples("groove_midi", "test")[: a.batch]]
+    rows = []
+    for name in a.models:
+        model = zoo.from_pretrained(name).eval().to(device)
+        prompts = [model.tokenizer.encode(t) for t in prompts_text]
+        with torch.inference_mode():
+            agree = zoo_generate(model, prompts, 16, True, greedy=True) == hf_generate(model, prompts, 16, True,
+                                                                                       greedy=True)
+            for setting, stop in (("fixed", False), ("stop", True)):
+                counts, timings = {}, {}
+                for impl, fn in (("zoo", zoo_generate), ("transformers", hf_generate)):
+                    def run(fn=fn, impl=impl, model=model, prompts=prompts, stop=stop, counts=counts):
+                        # the tokens of the last timed call are the ones counted
+                        counts[impl] = sum(len(r) for r in fn(model, prompts, a.new_tokens, stop))
+                    timings[impl] = timeit(run, device=device, warmup=1, iters=a.iters)
+                row = {"model": name, "setting": setting, "batch": len(prompts), "max_new_tokens": a.new_tokens,
+                       "agree": agree}
+                for impl in ("zoo", "transformers"):
+                    row[f"{impl}_tokens"] = counts[impl]
+                    row[f"{impl}_p50_ms"] = timings[impl]["p50"]
+                    row[f"{impl}_tokens_per_s"] = counts[impl] / (timings[impl]["p50"] / 1e3)
+                row["speedup"] = row["zoo_tokens_per_s"] / row["transformers_tokens_per_s"]
+                rows.append(row)
+                print(row, flush=True)
+    summary = {"min_speedup": min(r["speedup"] for r in rows), "all_agree": all(r["agree"] for r in rows)}
+    path = save("drums", {"description": "Generated tokens/s of zoo.models.drums.generate.sample_ids vs "
+                                         "transformers' generate (same model, prompts, temperature 0.9, full "
+                                         "softmax). fixed: exactly N tokens per row; stop: rows end at END.",
+                          "rows": rows, "summary": summary}, device=device)
+    print(summary, f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()

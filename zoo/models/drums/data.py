@@ -1,0 +1,189 @@
+"""Groove MIDI examples with the paper's selection, and the LightningDataModule that feeds them to a causal LM.
+
+The selection (the authors' ``compile_midi.py``, ``split_data.py``, ``midi_to_text.py``, ``text_to_data.py``):
+``beat`` performances (fills excluded) from ``drummerN/session1..3`` (``eval_session`` excluded), in the official
+``info.csv`` split, in an x/4 metre, with more than 8 bars left after leading-empty-bar stripping. On Groove MIDI
+v1.0.0 that gives 378 / 48 / 37 files, 373 / 47 / 37 in x/4 and 372 / 47 / 37 examples (train / validation / test).
+
+`open_examples` also reads the paper's own prompt-completion files (``gpt3_train.jsonl`` style: one JSON object
+per line with ``prompt``, ``completion`` and ``name``), so a user with the authors' text can train on it as is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ...errors import ZooError
+from .encoding import Example, grid_to_lines, make_example, performance_to_grid
+from .events import EMPTY, events_to_lines, performance_to_events
+from .midi import read_performance
+
+ENCODINGS = ("paper", "events")
+SPLITS = {"train": "train", "validation": "validation", "val": "validation", "dev": "validation", "test": "test"}
+JSONL_NAMES = {"train": ("train.jsonl", "gpt3_train.jsonl"), "validation": ("validation.jsonl", "dev.jsonl",
+                                                                               "gpt3_dev.jsonl"),
+               "test": ("test.jsonl", "gpt3_test.jsonl")}
+
+
+def canonical_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ZooError(f"unknown split {split!r}; choose train, validation (or dev) or test")
+    return SPLITS[split]
+
+
+def groove_root(data: str | Path) -> Path:
+    """The folder holding ``info.csv``: from the catalogue name ``groove_midi``, the dataset's folder, or a folder
+    or archive that contains ``groove/info.csv``."""
+    from ...data.catalog import catalog, locate, unpack
+    from ...hub import cache_dir, sha256_file
+
+    if str(data) in catalog():
+        path = locate(str(data))
+    else:
+        path = Path(data)
+        if not path.exists():
+            raise ZooError(f"Groove MIDI data {data} does not exist; give the catalogue name groove_midi, the "
+                           f"dataset folder (with info.csv) or its .tar.gz")
+        if path.is_file():
+            path = unpack(path, cache_dir() / "data" / f"{path.name.split('.')[0]}-{sha256_file(path)[:8]}")
+    for candidate in (path, path / "groove"):
+        if (candidate / "info.csv").is_file():
+            return candidate
+    raise ZooError(f"{path} has no info.csv (nor groove/info.csv): point at the Groove MIDI Dataset folder")
+
+
+def select_files(root: Path, split: str) -> list[tuple[str, Path]]:
+    """(name, MIDI path) of the paper's files of one split, in ``info.csv`` order, before the metre filter."""
+    split = canonical_split(split)
+    out = []
+    with open(root / "info.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            drummer, _, session = row["session"].partition("/")
+            if row["split"] != split or row["beat_type"] != "beat" or not re.fullmatch(r"session[123]", session):
+                continue
+            stem = Path(row["midi_filename"]).stem
+            out.append((f"{drummer.removeprefix('drummer')}_{stem}", root / row["midi_filename"]))
+    return out
+
+
+def encode_file(name: str, path: Path, encoding: str = "paper") -> Example | None:
+    """The example of one MIDI file in the paper's text (``paper``) or the velocity/timing text (``events``);
+    None if the metre is not x/4 or the groove is too short."""
+    perf = read_performance(path)
+    if perf.time_signature[1] != 4:
+        return None
+    if encoding == "events":
+        return make_example(name, events_to_lines(performance_to_events(perf)), perf.time_signature[0], EMPTY)
+    return make_example(name, grid_to_lines(performance_to_grid(perf)), perf.time_signature[0])
+
+
+@lru_cache(maxsize=8)
+def _groove_examples(root: str, split: str, encoding: str) -> tuple[Example, ...]:
+    return tuple(e for name, path in select_files(Path(root), split)
+                 if (e := encode_file(name, path, encoding)) is not None)
+
+
+def _jsonl_file(folder: Path, split: str) -> Path | None:
+    return next((folder / n for n in JSONL_NAMES[split] if (folder / n).is_file()), None)
+
+
+def read_jsonl(path: Path) -> list[Example]:
+    """Examples from a prompt-completion JSON-lines file (the authors' ``gpt3_<split>.jsonl``)."""
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            out.append(Example(d.get("name", f"{path.stem}_{i}"), d["prompt"], d["completion"],
+                               d.get("numerator", 4), d.get("window", "")))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ZooError(f"{path} line {i} is not a prompt-completion JSON object ({exc})") from None
+    return out
+
+
+def open_examples(data: str | Path, split: str, encoding: str = "paper") -> list[Example]:
+    """The examples of ``split`` from Groove MIDI (catalogue name, folder or archive; ``encoding`` ``paper`` or
+    ``events``), a folder of ``<split>.jsonl`` / ``gpt3_<split>.jsonl`` files, or one such ``.jsonl`` file."""
+    split = canonical_split(split)
+    if encoding not in ENCODINGS:
+        raise ZooError(f"unknown encoding {encoding!r}; choose {' or '.join(ENCODINGS)}")
+    path = Path(data)
+    if path.suffix == ".jsonl":
+        if not path.is_file():
+            raise ZooError(f"{path} does not exist")
+        return read_jsonl(path)
+    if path.is_dir() and (jsonl := _jsonl_file(path, split)) is not None:
+        return read_jsonl(jsonl)
+    return list(_groove_examples(str(groove_root(data)), split, encoding))
+
+
+class ExampleSet(Dataset):
+    """Items: `Example` (text); the LightningModule's ``collate`` tokenises a batch."""
+
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.examples[i]
+
+
+class GrooveMidiDataModule(pl.LightningDataModule):
+    """Train / validation / test prompt-completion examples for a causal-LM LightningModule.
+
+    The fitted LightningModule's ``collate(list[Example]) -> dict`` tokenises batches, so one config names the
+    tokenizer once (through the model).
+
+    Args:
+        data: ``groove_midi`` (catalogue), a Groove MIDI folder or archive, or a folder of ``<split>.jsonl`` files.
+        batch_size, num_workers: loader settings.
+        train_subset: use only the first N training examples (small recipes and tests).
+        encoding: ``paper`` (six ``o``/``-`` columns) or ``events`` (velocity and micro-timing; see
+            `zoo.models.drums.events`).
+        seed: shuffling seed.
+    """
+
+    def __init__(self, data: str = "groove_midi", batch_size: int = 4, num_workers: int = 0,
+                 train_subset: int | None = None, encoding: str = "paper", seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        self.collate = getattr(module, "collate", None)
+        if self.collate is None:
+            raise ZooError("GrooveMidiDataModule needs a LightningModule with collate(examples), e.g. "
+                           "zoo.models.drums.module.DrumLMModule")
+        train = open_examples(hp.data, "train", hp.encoding)
+        self.train_set = ExampleSet(train[: hp.train_subset] if hp.train_subset else train)
+        self.val_set = ExampleSet(open_examples(hp.data, "validation", hp.encoding))
+        self.test_set = ExampleSet(open_examples(hp.data, "test", hp.encoding))
+        if not len(self.train_set):
+            raise ZooError(f"no training examples in {hp.data}")
+
+    def _loader(self, ds: ExampleSet, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(ds, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
+                          collate_fn=self.collate, persistent_workers=hp.num_workers > 0,
+                          generator=torch.Generator().manual_seed(hp.seed) if shuffle else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,109 @@
+"""Batched sampling of drum continuations with a KV cache: the paper's decoding (temperature 0.9, stop at ``END``,
+at most 1000 new tokens), written for throughput.
+
+Per batch of prompts: one left-padded prefill (logits of the last position only), then one token per step for
+every unfinished row. A row that emits ``END`` (or fills its line budget) leaves the batch at once: its KV-cache
+rows are dropped, so the remaining steps cost only what the unfinished rows need, where transformers' default
+``generate`` keeps computing padded rows until the longest one ends. Sampling is plain temperature sampling from the
+full softmax (no top-k, no top-p), as the OpenAI completions API the authors called.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .encoding import END
+from .lm import DrumLM
+
+PAPER_TEMPERATURE = 0.9
+PAPER_MAX_NEW_TOKENS = 1000
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float = PAPER_TEMPERATURE,
+               max_new_tokens: int = PAPER_MAX_NEW_TOKENS, max_new_lines: int | None = None,
+               stop_at_end: bool = True, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Continue each prompt (one batch); returns the new token ids of every row, ``END`` included when emitted.
+
+    Args:
+        prompt_ids: B token-id lists (any lengths).
+        temperature: softmax temperature (> 0).
+        max_new_tokens: hard cap per row.
+        max_new_lines: stop a row after this many newline tokens (a 16-bar window needs 237 after a 2-bar
+            prompt: 224 drum lines and 13 SEP lines); None: no line budget.
+        stop_at_end: stop a row when it emits ``END``; False generates exactly ``max_new_tokens`` per row
+            (benchmarks).
+        generator: the random stream (on the model's device) that makes sampling reproducible.
+    """
+    lm, device = model.lm, next(model.parameters()).device
+    stop = torch.tensor(model.stop_ids, device=device)
+    newline = model.tokenizer.encode("\n")
+    newline_id = newline[0] if len(newline) == 1 else None
+    ids, mask = _left_pad(prompt_ids, model.tokenizer.pad_id, device)
+    positions = (mask.cumsum(1) - 1).clamp_min(0)
+    out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    rows = torch.arange(len(prompt_ids), device=device)  # which prompt each live batch row belongs to
+    new = [[] for _ in prompt_ids]
+    lines = torch.zeros(len(prompt_ids), dtype=torch.long, device=device)
+    last_pos = positions[:, -1]
+    for step in range(max_new_tokens):
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        for r, t in zip(rows.tolist(), token.tolist()):
+            new[r].append(t)
+        done = torch.tensor([stop_at_end and new[r][-len(stop):] == stop.tolist() for r in rows.tolist()],
+                            device=device)
+        if newline_id is not None and max_new_lines is not None:
+            lines += token == newline_id
+            done |= lines >= max_new_lines
+        if step == max_new_tokens - 1 or bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            rows, token, mask, lines, last_pos = rows[keep], token[keep], mask[keep], lines[keep], last_pos[keep]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        last_pos = last_pos + 1
+        out = lm(input_ids=token[:, None], attention_mask=mask, position_ids=last_pos[:, None],
+                 past_key_values=cache, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1]
+    return new
+
+
+def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64, seed: int = 0,
+                     **sampling) -> list[str]:
+    """Prompt texts -> continuation texts (everything after the prompt, up to and including ``END`` when the
+    model wrote it). Prompts are processed longest first in batches of ``batch_size``; results keep the input
+    order. ``sampling``: see `sample_ids`."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    encoded = [model.tokenizer.encode(p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    texts: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, ids in zip(chunk, sample_ids(model, [encoded[i] for i in chunk], generator=generator,
+                                                **sampling)):
+                texts[i] = model.tokenizer.decode(ids)
+    finally:
+        model.train(was_training)
+    return texts
+
+
+def finished(text: str) -> bool:
+    """Whether a continuation ended with ``END`` (rather than at a token or line budget)."""
+    return text.rstrip().endswith(END)

