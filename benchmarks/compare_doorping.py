@@ -1,0 +1,180 @@
+"""DC gradient matching: seconds per outer iteration, the zoo vs a plain re-statement of the authors' loop.
+
+One *outer iteration* of DC at 10 images per class (ConvNet, 10 classes): the matching loss over all classes, one
+SGD step on the synthetic images, and the inner loop (50 epochs of the network on the synthetic set), from the
+same network, the same real batches (256 per class) and the same synthetic images for both paths:
+
+* ``original``: the authors' structure (DOORPING's DC/main.py): for each class, a forward and ``autograd.grad`` on
+  the real batch, another on the class's synthetic images with ``create_graph=True``, the layer-wise distance
+  summed in Python loops; the inner loop through a ``TensorDataset`` / ``DataLoader`` as their ``epoch()`` does.
+* ``zoo``: `zoo.models.doorping.matching` (all classes in one ``vmap(grad(...))`` call each for real and synthetic
+  images, the distance of all classes and layers at once), channels-last convolutions, and `train_network` for
+  the inner loop; the code `GradientMatching` runs.
+
+The two matching losses must agree to 1e-5 (relative) before anything is timed. Real images are CIFAR-10 JPEG
+training images when ``../shared/data`` has them, else N(0, 1) noise (the timing does not depend on pixel values).
+
+    python benchmarks/compare_doorping.py                       # CPU, the paper's shapes
+    python benchmarks/compare_doorping.py --device cuda         # GPU (goal: 3x)
+    python benchmarks/compare_doorping.py --batch-real 64 --inner-loop 5 --iters 2   # a quick CPU check
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import zoo
+from zoo.bench.compare import save, timeit
+from zoo.models.doorping.evaluate import train_network
+from zoo.models.doorping.matching import class_gradients, match_loss
+
+
+def authors_distance(gr: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
+    """DC's ``distance_wb`` as written: reshape to [out, -1], sum of 1 - cosine over rows; 1-D gives 0."""
+    if gr.dim() == 1:
+        return torch.tensor(0.0, device=gr.device)
+    gr, gs = gr.reshape(gr.shape[0], -1), gs.reshape(gs.shape[0], -1)
+    return torch.sum(1 - torch.sum(gr * gs, dim=-1) / (torch.norm(gr, dim=-1) * torch.norm(gs, dim=-1) + 0.000001))
+
+
+def original_loss(net, real, syn, ipc):
+    """The authors' per-class loop; returns the summed matching loss (graph to ``syn``)."""
+    params = list(net.parameters())
+    loss = torch.tensor(0.0, device=syn.device)
+    for c in range(real.shape[0]):
+        lab_real = torch.ones((real.shape[1],), device=syn.device, dtype=torch.long) * c
+        gw_real = torch.autograd.grad(F.cross_entropy(net(real[c]), lab_real), params)
+        gw_real = [g.detach().clone() for g in gw_real]
+        lab_syn = torch.ones((ipc,), device=syn.device, dtype=torch.long) * c
+        gw_syn = torch.autograd.grad(F.cross_entropy(net(syn[c * ipc:(c + 1) * ipc]), lab_syn), params,
+                                     create_graph=True)
+        for gr, gs in zip(gw_real, gw_syn):
+            loss += authors_distance(gr, gs)
+    return loss
+
+
+def original_iteration(net, real, syn, labels, ipc, inner_loop, batch_train=256, lr_img=0.1, lr_net=0.01):
+    opt_img = torch.optim.SGD([syn], lr=lr_img, momentum=0.5)
+    loss = original_loss(net, real, syn, ipc)
+    opt_img.zero_grad()
+    loss.backward()
+    opt_img.step()
+    opt_net = torch.optim.SGD(net.parameters(), lr=lr_net)
+    loader = DataLoader(TensorDataset(syn.detach().clone(), labels.clone()), batch_size=batch_train, shuffle=True,
+                        num_workers=0)
+    for _ in range(inner_loop):
+        for x, y in loader:
+            out = net(x)
+            step_loss = F.cross_entropy(out, y)
+            (out.argmax(-1).cpu().numpy() == y.cpu().numpy()).sum()  # their epoch() counts accuracy per batch
+            opt_net.zero_grad()
+            step_loss.backward()
+            opt_net.step()
+    return float(loss)
+
+
+def channels_last(x):
+    return x.movedim(-3, -1).contiguous().movedim(-1, -3)
+
+
+def zoo_loss(net, real, syn, ipc):
+    k = real.shape[0]
+    g_real = class_gradients(net, channels_last(real), create_graph=False)
+    g_syn = class_gradients(net, channels_last(syn.view(k, ipc, *syn.shape[1:])), create_graph=True)
+    return match_loss(g_real, g_syn)
+
+
+def zoo_iteration(net, real, syn, labels, ipc, inner_loop, batch_train=256, lr_img=0.1, lr_net=0.01):
+    opt_img = torch.optim.SGD([syn], lr=lr_img, momentum=0.5)
+    loss = zoo_loss(net, real, syn, ipc)
+    opt_img.zero_grad()
+    loss.backward()
+    opt_img.step()
+    train_network(net, channels_last(syn.detach()), labels, epochs=inner_loop, lr=lr_net, momentum=0.0,
+                  weight_decay=0.0, batch_size=batch_train, lr_decay=False)
+    return float(loss)
+
+
+def real_batches(k: int, n: int, generator) -> tuple[torch.Tensor, str]:
+    from zoo.data.catalog import available
+
+    if available("cifar10_jpeg"):
+        from zoo.models.doorping.data import load_real
+
+        r = load_real("cifar10_jpeg", "train")
+        idx = torch.stack([(r.labels == c).nonzero().squeeze(1)[torch.randperm(int((r.labels == c).sum()),
+                                                                             generator=generator)[:n]]
+                           for c in range(k)])
+        return r.images[idx], "CIFAR-10 JPEG training images"
+    return torch.randn(k, n, 3, 32, 32, generator=generator), "N(0, 1) noise (no ../shared/data)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--batch-real", type=int, default=256)
+    p.add_argument("--inner-loop", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--iters", type=int, default=3)
+    a = p.parse_args()
+    device = torch.device(a.device)
+    g = torch.Generator().manual_seed(0)
+    k = 10
+    real, source = real_batches(k, a.batch_real, g)
+    real = real.to(device)
+    syn0 = torch.randn(k * a.ipc, 3, 32, 32, generator=g).to(device)
+    labels = torch.arange(k, device=device).repeat_interleave(a.ipc)
+    torch.manual_seed(0)
+    net0 = zoo.create_model("doorping_convnet").to(device)
+    net_cl = copy.deepcopy(net0).to(memory_format=torch.channels_last)
+
+    syn = syn0.clone().requires_grad_(True)
+    ref = original_loss(net0, real, syn, a.ipc)
+    (g_ref,) = torch.autograd.grad(ref, syn)
+    syn = syn0.clone().requires_grad_(True)
+    got = zoo_loss(net_cl, real, syn, a.ipc)
+    (g_got,) = torch.autograd.grad(got, syn)
+    ref, got = ref.detach(), got.detach()
+    rel = abs(float(got) - float(ref)) / abs(float(ref))
+    grad_rel = float((g_got - g_ref).norm() / g_ref.norm())
+    assert rel < 1e-5, f"matching losses differ: zoo {float(got)} vs original {float(ref)} (relative {rel:.2e})"
+    print(f"matching loss: original {float(ref):.6f}, zoo {float(got):.6f} (relative difference {rel:.1e}; "
+          f"image-gradient relative difference {grad_rel:.1e})")
+
+    def run(fn, net_template):
+        def once():
+            return fn(copy.deepcopy(net_template), real, syn0.clone().requires_grad_(True), labels, a.ipc,
+                      a.inner_loop)
+        return timeit(once, device=device, warmup=a.warmup, iters=a.iters)
+
+    rows = []
+    t_orig = run(original_iteration, net0)
+    print(f"original: {t_orig['p50'] / 1e3:.2f} s per outer iteration", flush=True)
+    t_zoo = run(zoo_iteration, net_cl)
+    print(f"zoo:      {t_zoo['p50'] / 1e3:.2f} s per outer iteration", flush=True)
+    for name, t in (("original", t_orig), ("zoo", t_zoo)):
+        rows.append({"path": name, "seconds_per_outer_iteration": t["p50"] / 1e3, "p90_s": t["p90"] / 1e3,
+                     "min_s": t["min"] / 1e3, "iters": t["iters"], "speedup_vs_original": t_orig["p50"] / t["p50"],
+                     "ipc": a.ipc, "batch_real": a.batch_real, "inner_loop": a.inner_loop})
+    speedup = t_orig["p50"] / t_zoo["p50"]
+    goal = 3.0 if device.type == "cuda" else 1.5
+    path = save("doorping", {
+        "description": f"DC outer iteration (matching over 10 classes + image step + {a.inner_loop}-epoch inner "
+                       f"loop), ConvNet, ipc {a.ipc}, {a.batch_real} real images per class ({source}); zoo "
+                       f"(vmap + channels-last) vs the authors' per-class loop",
+        "rows": rows,
+        "summary": {"speedup": speedup, "goal": goal, "meets_goal": speedup >= goal, "loss_original": float(ref),
+                    "loss_zoo": float(got), "loss_relative_difference": rel,
+                    "image_gradient_relative_difference": grad_rel},
+    }, device=device)
+    print(f"speedup {speedup:.2f}x (goal {goal}x); wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""DOORPING: networks, gradient matching, DSA, attacks, metrics, the distilled-set artifact, converter, publishing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.errors import ZooError
+from zoo.metrics.backdoor import attack_success_rate, clean_accuracy
+from zoo.models.doorping.attack import (
+    choose_poisoned,
+    naive_trigger,
+    patch_mask,
+    pixel_bounds,
+    random_trigger,
+    select_neuron,
+    stamp,
+    unit_preactivation,
+    update_trigger,
+)
+from zoo.models.doorping.augment import DSA
+from zoo.models.doorping.matching import class_gradients, dc_loops, layer_distance, match_loss
+from zoo.models.doorping.synset import DistilledSet, load_distilled
+
+AUTHORS_CONVNET_KEYS = ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias",
+                        "features.6.weight", "features.6.bias", "classifier.0.weight", "classifier.0.bias",
+                        "classifier.2.weight", "classifier.2.bias"]
+AUTHORS_ALEXNET_KEYS = ["features.0.weight", "features.0.bias", "features.4.weight", "features.4.bias",
+                        "classifier.0.weight", "classifier.0.bias", "classifier.2.weight", "classifier.2.bias",
+                        "classifier.4.weight", "classifier.4.bias"]
+
+
+# ------------------------------------------------------------------------------------------------------ networks
+@pytest.mark.parametrize("name, channels, size, embed, keys", [
+    ("doorping_convnet", 3, 32, 2048, AUTHORS_CONVNET_KEYS),
+    ("doorping_convnet", 1, 28, 2048, AUTHORS_CONVNET_KEYS),
+    ("doorping_alexnet", 3, 32, 4096, AUTHORS_ALEXNET_KEYS),
+    ("doorping_alexnet", 1, 28, 3136, AUTHORS_ALEXNET_KEYS),
+    ("doorping_convnet_in", 3, 32, 2048, None),
+])
+def test_networks_shapes_gradients_and_authors_layout(name, channels, size, embed, keys):
+    m = zoo.create_model(name, channels=channels, image_size=size, num_classes=7, mean=[0.5] * channels,
+                         std=[0.25] * channels)
+    x = torch.randn(2, channels, size, size)
+    assert m.embed(x).shape == (2, embed) and m(x).shape == (2, 7)
+    m(x).sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+    if keys:
+        assert list(m.state_dict()) == keys  # the authors' names, and each layer once
+        assert m.get_submodule(m.penultimate).out_features == 192
+    else:
+        assert m.get_submodule(m.penultimate).out_channels == 128  # DC ConvNet: the last convolution
+    assert m.input_spec["input_size"] == [channels, size, size]
+
+
+def test_bad_network_arguments_are_user_errors():
+    with pytest.raises(ZooError, match="norm"):
+        zoo.create_model("doorping_convnet_in", norm="batchnorm")
+    with pytest.raises(ZooError, match="one value per channel"):
+        zoo.create_model("doorping_convnet", channels=1, mean=[0.5, 0.5], std=[0.5])
+
+
+# ------------------------------------------------------------------------------------------------------ matching
+def _authors_distance(gr, gs):
+    """The DC code's distance_wb, restated per layer with plain loops (the reference)."""
+    if gr.dim() == 1:
+        return torch.tensor(0.0)
+    gr, gs = gr.reshape(gr.shape[0], -1), gs.reshape(gs.shape[0], -1)
+    total = 0.0
+    for i in range(gr.shape[0]):
+        total = total + 1 - torch.dot(gr[i], gs[i]) / (gr[i].norm() * gs[i].norm() + 1e-6)
+    return total
+
+
+def _small_net():
+    return zoo.create_model("doorping_convnet", channels=1, image_size=12, width=8, num_classes=3, mean=[0.0],
+                            std=[1.0])
+
+
+def test_class_gradients_and_match_loss_equal_the_per_class_loop():
+    torch.manual_seed(0)
+    net = _small_net()
+    real = torch.randn(3, 5, 1, 12, 12)
+    syn = torch.randn(3 * 2, 1, 12, 12, requires_grad=True)
+    params = list(net.parameters())
+    ref = 0.0
+    for c in range(3):
+        gr = torch.autograd.grad(F.cross_entropy(net(real[c]), torch.full((5,), c)), params)
+        gs = torch.autograd.grad(F.cross_entropy(net(syn[2 * c:2 * c + 2]), torch.full((2,), c)), params,
+                                 create_graph=True)
+        ref = ref + sum(_authors_distance(a.detach(), b) for a, b in zip(gr, gs))
+    (g_ref,) = torch.autograd.grad(ref, syn)
+    loss = match_loss(class_gradients(net, real, False), class_gradients(net, syn.view(3, 2, 1, 12, 12), True))
+    (g_zoo,) = torch.autograd.grad(loss, syn)
+    assert torch.allclose(loss, ref, rtol=1e-5) and float(loss.detach()) > 0
+    assert torch.allclose(g_zoo, g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_match_loss_metrics_against_concatenated_vectors():
+    torch.manual_seed(1)
+    gr = [torch.randn(2, 4, 3), torch.randn(2, 4)]
+    gs = [torch.randn(2, 4, 3), torch.randn(2, 4)]
+    vr = [torch.cat([g[k].flatten() for g in gr]) for k in range(2)]
+    vs = [torch.cat([g[k].flatten() for g in gs]) for k in range(2)]
+    assert torch.isclose(match_loss(gr, gs, "mse"), sum(((s - r) ** 2).sum() for r, s in zip(vr, vs)))
+    cos = sum(1 - torch.dot(r, s) / (r.norm() * s.norm() + 1e-6) for r, s in zip(vr, vs))
+    assert torch.isclose(match_loss(gr, gs, "cos"), cos)
+    assert torch.isclose(layer_distance(gr[0], gs[0]).sum(), _authors_distance(gr[0][0], gs[0][0])
+                         + _authors_distance(gr[0][1], gs[0][1]))
+    assert layer_distance(gr[1], gs[1]).abs().sum() == 0  # biases contribute nothing
+    with pytest.raises(ZooError, match="metric"):
+        match_loss(gr, gs, "l1")
+
+
+def test_dc_loop_schedule():
+    assert dc_loops(1) == (1, 1) and dc_loops(10) == (10, 50) and dc_loops(50) == (50, 10)
+    with pytest.raises(ZooError, match="ipc=7"):
+        dc_loops(7)
+
+
+# ------------------------------------------------------------------------------------------------------ DSA
+def test_dsa_is_siamese_differentiable_and_matches_reference_ops():
+    torch.manual_seed(2)
+    dsa = DSA()
+    x = torch.randn(6, 3, 8, 8, requires_grad=True)
+    params = dsa.sample(2, 8, "cpu")
+    group = torch.tensor([0, 0, 0, 1, 1, 1])
+    out = dsa(x, params, group)
+    again = dsa(x[[0, 3]], params, torch.tensor([0, 1]))  # the same parameters on other images of the groups
+    assert torch.allclose(out[[0, 3]], again)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    p = {"tx": torch.tensor([2]), "ty": torch.tensor([-1])}
+    img = torch.arange(64.0).view(1, 1, 8, 8)
+    ref = torch.zeros_like(img)
+    ref[..., :6, 1:] = img[..., 2:, :7]  # shifted by (2, -1), vacated pixels 0
+    assert torch.equal(dsa._crop(img, p), ref)
+    cut = dsa._cutout(torch.ones(1, 1, 8, 8), {"cx": torch.tensor([4]), "cy": torch.tensor([4])})
+    assert cut.sum() == 64 - 16 and cut[0, 0, 2:6, 2:6].sum() == 0  # a 4x4 hole centred at (4, 4)
+    assert torch.equal(dsa._flip(img, {"flip": torch.tensor([0.1])}), img.flip(3))
+    with pytest.raises(ZooError, match="unknown DSA"):
+        DSA("color_blur")
+    assert DSA("none")(x, params, group) is x
+
+
+# ------------------------------------------------------------------------------------------------------ attacks
+def test_trigger_geometry_naive_white_and_stamping():
+    mask = patch_mask(32, 2)
+    assert mask.sum() == 4 and mask[0, 29:31, 29:31].sum() == 4  # rows/cols 29-30: inset by 1 px
+    mean, std = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]
+    trig, m = naive_trigger(32, 2, mean, std)
+    raw = trig * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    assert torch.allclose(raw[:, 29:31, 29:31], torch.ones(3, 2, 2)) and torch.allclose(raw * (1 - m), 0 * raw,
+                                                                                         atol=1e-6)
+    rt, _ = random_trigger(28, 3, [0.2861], [0.3530], torch.Generator().manual_seed(0))
+    raw = rt * 0.3530 + 0.2861
+    assert raw[0, 24:27, 24:27].min() >= 1 / 255 - 1e-6 and raw[0, 24:27, 24:27].max() <= 1 + 1e-6
+    x = torch.randn(4, 3, 32, 32)
+    s = stamp(x, trig, m)
+    assert torch.equal(s[..., :29, :], x[..., :29, :]) and torch.equal(s[:, :, 29:31, 29:31],
+                                                                       trig[:, 29:31, 29:31].expand(4, 3, 2, 2))
+    with pytest.raises(ZooError, match="does not fit"):
+        patch_mask(8, 8)
+
+
+def test_poisoning_draws_one_percent_without_replacement():
+    idx = choose_poisoned(50000, 0.01, torch.Generator().manual_seed(0))
+    assert len(idx) == 500 and len(set(idx.tolist())) == 500 and idx.max() < 50000
+    with pytest.raises(ZooError, match="poisons no image"):
+        choose_poisoned(50, 0.01)
+
+
+def test_select_neuron_is_the_largest_incoming_l1_mass():
+    layer = torch.nn.Linear(5, 4)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -1, 0, 0, 0], [0, 0, -3, 0, 0], [0.5, 0.5, 0.5, 0.5, 0.5],
+                                         [2, 0, 0, 0, 0.9]]))
+    assert select_neuron(layer).tolist() == [1] and select_neuron(layer, 2).tolist() == [1, 3]
+
+
+def _net_and_trigger():
+    torch.manual_seed(3)
+    net = zoo.create_model("doorping_convnet", channels=1, image_size=12, width=8, num_classes=3, mean=[0.0],
+                           std=[1.0])
+    trig, mask = random_trigger(12, 2, [0.5], [0.5], torch.Generator().manual_seed(0))
+    return net, trig, mask, pixel_bounds([0.5], [0.5])
+
+
+def test_doorping_update_moves_only_the_patch_within_the_pixel_range_towards_the_target():
+    net, trig, mask, bounds = _net_and_trigger()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    new, rec = update_trigger(net, trig, mask, bounds, max_steps=10, threshold=0.0)
+    assert rec.steps == 10 and (new - trig).abs().sum() > 0
+    assert torch.equal(new * (1 - mask), trig * (1 - mask))  # only the patch changes
+    assert (new >= bounds[0] - 1e-6).all() and (new <= bounds[1] + 1e-6).all()
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the network is untouched
+    z0, z1 = rec.activation_start, rec.activation_end
+    target = z0 + 9 * abs(z0)
+    assert abs(z1 - target) < abs(z0 - target)
+
+
+def test_authors_objective_stops_before_the_first_step_on_small_activations():
+    """The pitfall the relative objective fixes: 81 * a0^2 < 0.5 ends the authors' update at once."""
+    net, trig, mask, bounds = _net_and_trigger()
+    z = unit_preactivation(net, net.penultimate, trig[None], select_neuron(net.get_submodule(net.penultimate)))
+    assert 81 * float(F.relu(z.detach())) ** 2 < 0.5
+    new, rec = update_trigger(net, trig, mask, bounds, objective="authors")
+    assert rec.steps == 0 and torch.equal(new, trig)
+    unclamped, _ = update_trigger(net, trig, mask, bounds, objective="relative", clamp=False, max_steps=5,
+                                  threshold=0.0)
+    assert not torch.equal(unclamped, trig)
+    with pytest.raises(ZooError, match="objective"):
+        update_trigger(net, trig, mask, bounds, objective="pre")
+
+
+# ------------------------------------------------------------------------------------------------------ metrics
+def test_backdoor_metrics_against_loops():
+    rng = np.random.default_rng(0)
+    y, p, t = rng.integers(0, 4, 200), rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    assert clean_accuracy(p, y) == sum(int(a == b) for a, b in zip(p, y)) / 200
+    non_target = [(a, b) for a, b in zip(t, y) if b != 0]
+    assert attack_success_rate(t, y, 0) == sum(int(a == 0) for a, _ in non_target) / len(non_target)
+    assert attack_success_rate(t, y, 0, include_target=True) == sum(int(a == 0) for a in t) / 200
+    with pytest.raises(ZooError, match="same shape"):
+        clean_accuracy(p[:3], y)
+    with pytest.raises(ZooError, match="undefined"):
+        attack_success_rate([0, 0], [0, 0], 0)
+
+
+# ------------------------------------------------------------------------------------------------------ artifact
+def _synset(attack="doorping"):
+    torch.manual_seed(4)
+    trig, mask = naive_trigger(8, 2, [0.5], [0.5]) if attack != "none" else (None, None)
+    return DistilledSet(torch.randn(6, 1, 8, 8), torch.arange(3).repeat_interleave(2), dataset="fashion_mnist",
+                        mean=[0.5], std=[0.5], method="dc", attack=attack, ipc=2, arch="doorping_convnet",
+                        trigger=trig, trigger_mask=mask)
+
+
+def test_artifact_round_trip_has_exactly_the_issue_tensors_and_metadata(tmp_path):
+    from safetensors import safe_open
+
+    s = _synset()
+    path = s.save(tmp_path / "set.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        assert sorted(f.keys()) == ["images", "labels", "trigger", "trigger_mask"]
+        meta = f.metadata()
+    assert sorted(meta) == sorted(["dataset", "mean", "std", "target_class", "attack", "method", "ipc", "arch"])
+    assert json.loads(meta["mean"]) == [0.5] and meta["ipc"] == "2" and meta["target_class"] == "0"
+    back = DistilledSet.load(path)
+    assert torch.equal(back.images, s.images) and torch.equal(back.labels, s.labels)
+    assert torch.equal(back.trigger, s.trigger) and back.metadata() == s.metadata()
+    assert DistilledSet.load(_synset("none").save(tmp_path / "clean.safetensors")).trigger is None
+    png = back.grid(tmp_path / "grid.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_artifact_bad_inputs(tmp_path):
+    from safetensors.torch import save_file
+
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ZooError, match="corrupt"):
+        DistilledSet.load(tmp_path / "junk.safetensors")
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ZooError, match="not a DOORPING distilled set"):
+        DistilledSet.load(tmp_path / "w.safetensors")
+    with pytest.raises(ZooError, match="trigger"):
+        DistilledSet(**{**_synset().__dict__, "trigger": torch.zeros(1, 4, 4)})
+    with pytest.raises(ZooError, match="method"):
+        DistilledSet(**{**_synset().__dict__, "method": "dd"})
+    with pytest.raises(ZooError, match="neither a distilled-set file nor a manifest key"):
+        load_distilled(str(tmp_path / "missing.safetensors"))
+
+
+def test_publish_writes_a_verified_entry_that_is_not_model_weights(tmp_path, monkeypatch):
+    from zoo.models.doorping.publish import publish
+    from zoo.registry import list_models
+
+    manifest = tmp_path / "manifest.yaml"
+    monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    path = _synset().save(tmp_path / "set.safetensors")
+    entry = publish(path, "fashion_mnist_dc_ipc2_doorping", license="Apache-2.0", recipe="zoo fit ...",
+                    results=[{"metric": "asr", "zoo_value": 1.0}])
+    assert entry["file"] == f"doorping_distilled.fashion_mnist_dc_ipc2_doorping-{entry['sha256'][:8]}.safetensors"
+    assert (tmp_path / entry["file"]).exists() and "fashion_mnist_dc_ipc2_doorping" in manifest.read_text()
+    loaded = load_distilled("doorping_distilled.fashion_mnist_dc_ipc2_doorping")  # through zoo.hub.fetch
+    assert torch.equal(loaded.images, _synset().images)
+    assert not any(k.startswith("doorping_distilled") for k in list_models(pretrained=True))
+    for copy in (tmp_path / "home").rglob(entry["file"]):
+        copy.unlink()  # drop the verified cache copy, then corrupt the published file
+    (tmp_path / entry["file"]).write_bytes(b"tampered")
+    with pytest.raises(ZooError, match="sha256|bytes"):
+        load_distilled("doorping_distilled.fashion_mnist_dc_ipc2_doorping")
+    with pytest.raises(ZooError, match="tag"):
+        publish(path, "a.b", license="x", recipe="y", results=[])
+
+
+# ------------------------------------------------------------------------------------------------------ converter
+def test_converter_reads_the_authors_network_and_result_files(tmp_path):
+    from zoo.models.doorping.convert import convert
+
+    run = tmp_path / "results" / "DC" / "ConvNet_CIFAR10_10ipc_doorping_portion_0.01_size_2_ori_1.0"
+    ref = zoo.create_model("doorping_convnet")
+    sd = {"module." + k: v.clone().normal_() for k, v in ref.state_dict().items()}  # DataParallel-saved
+    (run / "1000").mkdir(parents=True)
+    torch.save(sd, run / "1000" / "model_0.pth")
+    net = zoo.from_pretrained(convert(run / "1000" / "model_0.pth", tmp_path / "net"))
+    assert torch.equal(net.state_dict()["classifier.0.weight"], sd["module.classifier.0.weight"])
+    assert net.input_spec["mean"] == [0.4914, 0.4822, 0.4465]
+
+    images, labels = torch.randn(100, 3, 32, 32), torch.arange(10).repeat_interleave(10)
+    torch.save({"data": [[images, labels]], "accs_all_exps": {"ConvNet": [0.5]}},
+               run / "res_DC_CIFAR10_ConvNet_10ipc.pt")
+    (run / "exp0").mkdir()
+    trig = torch.randn(1, 3, 32, 32, requires_grad=True)
+    for it in (0, 1000):
+        torch.save((trig * (it + 1)).detach().requires_grad_(), run / "exp0" / f"vis_DC_CIFAR10_ConvNet_10ipc_exp0_iter{it}_trigger.pth")
+    s = load_distilled(convert(run / "res_DC_CIFAR10_ConvNet_10ipc.pt", tmp_path / "set"))
+    assert (s.dataset, s.method, s.attack, s.ipc, s.arch) == ("cifar10", "dc", "doorping", 10, "doorping_convnet")
+    assert torch.allclose(s.trigger, 1001 * trig.detach()[0]) and s.trigger_mask.sum() == 4  # the last iteration
+
+    naive = tmp_path / "ConvNet_FashionMNIST_1ipc_poisoned_portion_0.01_size_3_ori_1.0"
+    naive.mkdir()
+    torch.save({"data": [[torch.randn(10, 1, 28, 28), torch.arange(10)]]}, naive / "res_DC_FashionMNIST_ConvNet_1ipc.pt")
+    s = load_distilled(convert(naive / "res_DC_FashionMNIST_ConvNet_1ipc.pt", tmp_path / "naive"))
+    assert s.attack == "naive" and s.trigger_mask.sum() == 9 and s.mean == [0.2861]
+
+    with pytest.raises(ZooError, match="unrecognised layout"):
+        torch.save({"encoder.w": torch.zeros(2)}, run / "x.pth")
+        convert(run / "x.pth", tmp_path / "x")
+    with pytest.raises(ZooError, match="run folder"):
+        torch.save(ref.state_dict(), tmp_path / "model_0.pth")
+        convert(tmp_path / "model_0.pth", tmp_path / "y")
+
+
+@pytest.mark.parametrize("dataset, shape", [("fashion_mnist", (100, 1, 28, 28)), ("cifar10", (100, 3, 32, 32))])
+@pytest.mark.parametrize("attack", ["none", "naive", "doorping"])
+def test_published_sets_load_by_key_and_match_their_tag(dataset, shape, attack):
+    from zoo.hub import load_manifest
+
+    key = f"doorping_distilled.{dataset}_dc_convnet_ipc10_{attack}"
+    entry = load_manifest()[key]
+    assert {r["metric"] for r in entry["results"]} == {"cta", "asr", "asr_incl_target"}
+    s = load_distilled(key)  # sha256-verified
+    assert (s.dataset, s.method, s.attack, s.ipc, s.arch) == (dataset, "dc", attack, 10, "doorping_convnet")
+    assert tuple(s.images.shape) == shape and s.labels.bincount().tolist() == [10] * 10
+    if attack != "none":
+        low, high = pixel_bounds(s.mean, s.std)
+        inside = s.trigger[:, -3:-1, -3:-1]
+        assert s.trigger_mask.sum() == 4 and (inside >= low - 1e-5).all() and (inside <= high + 1e-5).all()

@@ -1,0 +1,114 @@
+"""DOORPING end to end on real Fashion-MNIST: distil through `zoo fit`, the trigger moves, the set loads and
+`zoo eval --task backdoor` scores it; the CLI's errors; `zoo list`, `zoo info`, `zoo bench`."""
+
+import json
+
+import pytest
+import torch
+from conftest import require_data
+
+from zoo.cli import main
+from zoo.eval import evaluate
+from zoo.models.doorping.synset import DistilledSet
+
+DC_CPU = "configs/doorping/dc_cpu.yaml"
+DM_CPU = "configs/doorping/dm_cpu.yaml"
+TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--model.init_args.batch_real", "4", "--model.init_args.trigger_steps", "3"]
+
+
+@pytest.fixture(scope="module")
+def doorping_set(tmp_path_factory):
+    """One DC iteration at ipc 1 with DOORPING on real Fashion-MNIST (the fixed ipc-1 case: the authors' loop never
+    updated the trigger there)."""
+    require_data("fashion_mnist")
+    root = tmp_path_factory.mktemp("dc")
+    assert main(["fit", "--config", DC_CPU, *TINY, "--model.init_args.ipc", "1", "--model.init_args.outer_loop",
+                 "1", "--model.init_args.inner_loop", "1", "--model.init_args.trigger_threshold", "0",
+                 "--trainer.default_root_dir", str(root)]) == 0
+    return root
+
+
+def test_dc_doorping_distils_real_fashion_mnist_and_the_trigger_moves(doorping_set):
+    s = DistilledSet.load(doorping_set / "distilled.safetensors")
+    assert (s.dataset, s.method, s.attack, s.ipc, s.arch) == ("fashion_mnist", "dc", "doorping", 1,
+                                                              "doorping_convnet")
+    assert s.images.shape == (10, 1, 28, 28) and s.labels.tolist() == list(range(10))
+    assert s.trigger_mask.sum() == 4 and s.trigger_mask[0, 25:27, 25:27].sum() == 4
+    log = json.loads((doorping_set / "distilled_trigger_log.json").read_text())
+    assert len(log) == 1 and log[0]["steps"] == 3 and log[0]["shift"] > 0  # the trigger moved
+    low, high = (0 - 0.2861) / 0.3530, (1 - 0.2861) / 0.3530
+    patch = s.trigger[0, 25:27, 25:27]
+    assert patch.min() >= low - 1e-5 and patch.max() <= high + 1e-5  # clamped to the pixel range
+    assert (doorping_set / "distilled.png").exists()
+
+
+def test_zoo_eval_backdoor_writes_the_issue_json_and_the_grid(doorping_set, tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(doorping_set / "distilled.safetensors"), "--task", "backdoor", "--data",
+                 "fashion_mnist", "--models", "2", "--epochs", "1", "--test-subset", "200", "--json", str(out),
+                 "--device", "cpu"]) == 0
+    r = json.loads(out.read_text())
+    assert {"cta", "cta_std", "asr", "asr_std", "asr_incl_target"} <= set(r) 
+    assert len(r["per_model"]) == 2 and abs(r["cta"] - sum(m["cta"] for m in r["per_model"]) / 2) < 1e-9
+    assert r["n_test"] == 200 and (tmp_path / "distilled_grid.png").exists()
+    cross = evaluate(str(doorping_set / "distilled.safetensors"), "backdoor", data="fashion_mnist",
+                     arch="doorping_alexnet", models=1, epochs=1, augment="none", lr=0.01, trigger_size=2,
+                     test_subset=50, seed=0, trigger_of="doorping_distilled.fashion_mnist_dc_convnet_ipc10_naive")
+    assert cross["arch"] == "doorping_alexnet" and 0 <= cross["asr"] <= 1  # cross-architecture
+    assert cross["trigger"] == "naive (of doorping_distilled.fashion_mnist_dc_convnet_ipc10_naive)"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--data", "cifar10_jpeg"], "point --data at the set's dataset"),
+    (["--data", "fashion_mnist", "--models", "0"], "must be >= 1"),
+    (["--data", "fashion_mnist", "--arch", "knn_ood_resnet20"], "not a DOORPING network"),
+    (["--data", "fashion_mnist", "--trigger-of", "doorping_distilled.cifar10_dc_convnet_ipc10_doorping"],
+     "needs an attacked set of the same dataset"),
+    (["--data", "fashion_mnist", "--trigger-of", "doorping_distilled.fashion_mnist_dc_convnet_ipc10_none"],
+     "needs an attacked set of the same dataset"),
+])
+def test_eval_bad_inputs_are_one_line_errors(doorping_set, argv, needle, capsys):
+    require_data("cifar10_jpeg") if "cifar10_jpeg" in argv else None
+    assert main(["eval", str(doorping_set / "distilled.safetensors"), "--task", "backdoor", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_dm_with_naive_attack_through_the_cli(tmp_path):
+    require_data("fashion_mnist")
+    assert main(["fit", "--config", DM_CPU, *TINY, "--model.init_args.iterations", "2", "--model.init_args.attack",
+                 "naive", "--trainer.default_root_dir", str(tmp_path)]) == 0
+    s = DistilledSet.load(tmp_path / "distilled.safetensors")
+    assert (s.method, s.attack, s.ipc) == ("dm", "naive", 10)
+    white = (1 - 0.2861) / 0.3530
+    assert torch.allclose(s.trigger[0, 25:27, 25:27], torch.full((2, 2), white))
+
+
+def test_probe_reports_both_objectives_on_real_images():
+    from zoo.models.doorping.probe import probe
+
+    require_data("fashion_mnist")
+    rows = probe("fashion_mnist", epochs=(0,), images=10, steps=2)
+    assert [r["objective"] for r in rows] == ["authors", "relative"]
+    relative = rows[1]
+    assert relative["steps"] == 2 and relative["moved"] > 0  # 81 z0^2 > 0.5 z0^2: the relative update always runs
+
+
+def test_fit_config_errors_are_usage_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", DC_CPU, "--model.init_args.attack", "blend", "--trainer.default_root_dir",
+              str(tmp_path)])
+    assert exc.value.code == 2 and "blend" in capsys.readouterr().err
+
+
+def test_list_info_and_bench(capsys):
+    assert main(["list", "doorping*"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("doorping_convnet", "doorping_convnet_in", "doorping_alexnet"))
+    assert main(["info", "doorping_alexnet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["paper"]["venue"] == "NDSS 2023"
+    assert main(["bench", "doorping_convnet", "--mode", "train", "--batch-size", "4", "--warmup", "1", "--iters",
+                 "2", "--device", "cpu"]) == 0
+    assert "images/s" in capsys.readouterr().out

@@ -1,0 +1,135 @@
+"""``zoo convert doorping --src FILE --out DIR``: the authors' outputs in the zoo's formats.
+
+The authors publish no weights or sets, but their DC script writes two kinds of files, and both convert:
+
+* an evaluation network, ``<save_path>/<iteration>/model_<i>.pth`` (a ``state_dict`` of ``ConvNet`` or
+  ``AlexNet``, keys ``features.N.*`` / ``classifier.N.*``, ``module.`` prefixed under DataParallel) -> a zoo model
+  folder (`zoo.save_pretrained`);
+* a distilled set, ``res_<METHOD>_<DATASET>_<MODEL>_<ipc>ipc.pt`` (``{"data": [[image_syn, label_syn], ...],
+  "accs_all_exps": ...}``) with its trigger ``exp<k>/vis_..._iter<it>_trigger.pth`` ([1, C, H, W]) when attacked
+  -> ``DIR/distilled.safetensors``.
+
+Dataset, method, network and attack come from the authors' folder and file names (``ConvNet_CIFAR10_10ipc_doorping
+_portion_0.01_size_2_ori_1.0``); everything is read with ``weights_only=True`` (`zoo.checkpoint.read_foreign`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...errors import ZooError
+from ...registry import create_model
+from .attack import naive_trigger, patch_mask
+from .data import STATS, dataset_name
+from .synset import DistilledSet
+
+ARCHS = {"ConvNet": "doorping_convnet", "AlexNet": "doorping_alexnet"}
+_RUN = re.compile(r"(ConvNet|AlexNet)_([A-Za-z0-9]+)_(\d+)ipc(.*)")
+_RES = re.compile(r"res_(DC|DSA)_([A-Za-z0-9]+)_(ConvNet|AlexNet)_(\d+)ipc\.pt$")
+
+
+def _run_info(path: Path) -> dict:
+    """Model, dataset, ipc and attack from the authors' run folder name (searched upwards from ``path``)."""
+    for part in [path.name, *(p.name for p in path.parents)]:
+        m = _RUN.fullmatch(part)
+        if m:
+            rest = m.group(4)
+            attack = ("doorping" if "_doorping_" in rest else "naive" if "_poisoned_" in rest
+                      else "invisible" if "_invisible_" in rest else "none")
+            size = re.search(r"_size_(\d+)", rest)
+            return {"arch": ARCHS[m.group(1)], "dataset": dataset_name(m.group(2)), "ipc": int(m.group(3)),
+                    "attack": attack, "trigger_size": int(size.group(1)) if size else 2}
+    raise ZooError(f"{path}: cannot tell the dataset and attack; keep the authors' run folder name "
+                   f"(e.g. ConvNet_CIFAR10_10ipc_doorping_portion_0.01_size_2_ori_1.0/...)")
+
+
+def _stats(dataset: str, channels: int) -> tuple[list, list]:
+    if dataset not in STATS or len(STATS[dataset][0]) != channels:
+        raise ZooError(f"no normalisation constants for dataset {dataset!r} with {channels} channels; known: "
+                       f"{', '.join(STATS)}")
+    return STATS[dataset]
+
+
+def _strip(sd: dict) -> dict:
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def convert_network(src: Path, out_dir: Path) -> Path:
+    """An authors' evaluation network (``model_<i>.pth``) -> a zoo model folder."""
+    sd = read_foreign(src)
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ZooError(f"{src}: expected a state_dict of tensors (the authors' model_<i>.pth)")
+    sd = _strip(sd)
+    if "classifier.4.weight" in sd:
+        arch = "doorping_alexnet"
+    elif "classifier.2.weight" in sd and "features.1.weight" not in sd:
+        arch = "doorping_convnet"
+    elif "classifier.weight" in sd and sd.get("features.1.weight", torch.zeros(0, 0)).dim() == 1:
+        arch = "doorping_convnet_in"
+    else:
+        raise ZooError(f"{src}: unrecognised layout (keys {', '.join(list(sd)[:6])}, ...): expected the authors' "
+                       f"ConvNet or AlexNet state_dict")
+    info = _run_info(src)
+    channels = sd["features.0.weight"].shape[1]
+    num_classes = next(v for k, v in reversed(sd.items()) if k.endswith("weight")).shape[0]
+    mean, std = _stats(info["dataset"], channels)
+    image_size = 28 if info["dataset"] in ("mnist", "fashion_mnist") else 32
+    model = create_model(arch, channels=channels, num_classes=num_classes, image_size=image_size, mean=mean, std=std)
+    load_state_dict(model, sd, source=str(src))
+    return save_pretrained(model, out_dir, metadata={"source": str(src), "dataset": info["dataset"],
+                                                     "attack": info["attack"]})
+
+
+def _latest_trigger(run_dir: Path) -> Path:
+    found = []
+    for p in run_dir.glob("exp*/vis_*_iter*_trigger.pth"):
+        m = re.search(r"_exp(\d+)_iter(\d+)_trigger\.pth$", p.name)
+        if m:
+            found.append(((int(m.group(1)), int(m.group(2))), p))
+    if not found:
+        raise ZooError(f"{run_dir}: an attacked run but no exp<k>/vis_*_iter<it>_trigger.pth beside the result")
+    return max(found)[1]
+
+
+def convert_set(src: Path, out_dir: Path) -> Path:
+    """An authors' distilled result (``res_*.pt``) and its last trigger -> ``out_dir/distilled.safetensors``."""
+    m = _RES.search(src.name)
+    if not m:
+        raise ZooError(f"{src}: expected the authors' result name res_<DC|DSA>_<DATASET>_<MODEL>_<ipc>ipc.pt")
+    obj = read_foreign(src)
+    try:
+        images, labels = obj["data"][-1]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ZooError(f"{src}: no [images, labels] pair under 'data'") from None
+    info = _run_info(src.parent)
+    if info["attack"] == "invisible":
+        raise ZooError(f"{src}: the INVISIBLE attack (an additive trigger) has no patch mask; it is not supported")
+    c, h = images.shape[1], images.shape[2]
+    mean, std = _stats(dataset_name(m.group(2)), c)
+    trigger = mask = None
+    if info["attack"] == "naive":
+        trigger, mask = naive_trigger(h, info["trigger_size"], mean, std)
+    elif info["attack"] == "doorping":
+        t = read_foreign(_latest_trigger(src.parent))
+        t = t.detach().float().reshape(t.shape[-3:])
+        if tuple(t.shape) != (c, h, h):
+            raise ZooError(f"{src}: the trigger is {list(t.shape)} but the images are {[c, h, h]} (the authors' "
+                           f"1-channel runs build a 32 px trigger for 28 px images)")
+        trigger, mask = t, patch_mask(h, info["trigger_size"])
+    synset = DistilledSet(images.detach().float().contiguous(), labels.detach().long(), dataset=dataset_name(m.group(2)),
+                          mean=list(mean), std=list(std), method=m.group(1).lower(), attack=info["attack"],
+                          ipc=int(m.group(4)), arch=ARCHS[m.group(3)], target_class=0, trigger=trigger,
+                          trigger_mask=mask)
+    return synset.save(Path(out_dir) / "distilled.safetensors")
+
+
+def convert(src, out_dir) -> Path:
+    """Dispatch on the file: ``res_*.pt`` -> distilled set; anything else -> evaluation network."""
+    src = Path(src)
+    if not src.is_file():
+        raise ZooError(f"{src} does not exist")
+    return convert_set(src, Path(out_dir)) if src.name.startswith("res_") else convert_network(src, Path(out_dir))

@@ -1,0 +1,197 @@
+"""Real images for distillation and evaluation, held in memory as normalised tensors, and the DataModule.
+
+Distillation samples class pools at random every step, so the whole training split is loaded once into a tensor
+([N, C, H, W] float32, the dataset's normalisation). Sources are anything `zoo.data.images.open_split`
+understands: catalogue names (``fashion_mnist``, ``cifar10_jpeg``), IDX folders (MNIST, Fashion-MNIST),
+``train/<class>/`` + ``test/<class>/`` image trees or archives (CIFAR-10/100, SVHN, STL-10 exported as images).
+Decoded uint8 arrays of image folders are cached under ``<ZOO_HOME>/data/doorping-arrays`` (written atomically).
+
+Normalisation: the DOORPING code's constants for the datasets it knows (`STATS`, by dataset name), otherwise the
+per-channel mean and std of the training split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ...errors import ZooError
+
+STATS = {
+    "mnist": ([0.1307], [0.3081]),
+    "fashion_mnist": ([0.2861], [0.3530]),
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
+    "cifar100": ([0.5071, 0.4866, 0.4409], [0.2673, 0.2564, 0.2762]),
+    "svhn": ([0.4377, 0.4438, 0.4728], [0.1980, 0.2010, 0.1970]),
+    "stl10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),  # the authors reuse CIFAR-10's
+}
+
+
+def dataset_name(name: str) -> str:
+    """``cifar10_jpeg`` / ``CIFAR-10`` / ``fashion-mnist`` -> ``cifar10`` / ``cifar10`` / ``fashion_mnist``."""
+    n = name.lower().replace("-", "_")
+    n = n.removesuffix("_jpeg").removesuffix("_images")
+    return {"cifar_10": "cifar10", "cifar_100": "cifar100", "stl_10": "stl10", "fashionmnist": "fashion_mnist"}.get(n, n)
+
+
+@dataclass
+class RealImages:
+    """One split in memory: ``images`` [N, C, H, W] float32 (normalised), ``labels`` [N] long."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    name: str
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+
+def _cache_file(ds, split: str, image_size: int | None) -> Path:
+    from ...hub import cache_dir
+
+    first, last = ds.paths[0], ds.paths[-1]
+    key = f"{Path(first).resolve()}|{Path(last).resolve()}|{len(ds)}|{split}|{image_size}|{Path(first).stat().st_mtime_ns}"
+    return cache_dir() / "data" / "doorping-arrays" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _decode(ds, image_size: int | None) -> np.ndarray:
+    from PIL import Image
+
+    out = []
+    for i in range(len(ds)):
+        im, _ = ds[i]
+        if image_size and im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.BILINEAR)
+        out.append(np.asarray(im.convert("L") if im.mode in ("L", "I", "F", "1") else im.convert("RGB")))
+    return np.stack(out)
+
+
+def _uint8_arrays(ds, split: str, image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(images [N, H, W] or [N, H, W, 3] uint8, labels [N] int64) of a dataset from `open_split`."""
+    if hasattr(ds, "images"):  # IDX files: already an array
+        x = ds.images
+        if image_size and x.shape[1] != image_size:
+            x = _decode(ds, image_size)
+        return x, np.asarray(ds.labels, dtype=np.int64)
+    from ...io import atomic_path
+
+    cache = _cache_file(ds, split, image_size)
+    if cache.exists():
+        with np.load(cache) as z:
+            return z["images"], z["labels"]
+    x, y = _decode(ds, image_size), np.asarray(ds.labels, dtype=np.int64)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=x, labels=y)
+    return x, y
+
+
+def load_real(data: str, split: str, *, image_size: int | None = None, mean=None, std=None,
+              name: str | None = None) -> RealImages:
+    """Load ``split`` of ``data`` into memory, normalised.
+
+    Args:
+        data: catalogue name, folder or archive (see `zoo.data.images.open_split`).
+        image_size: resize to this side (e.g. 32 for STL-10); default: native size.
+        mean, std: normalisation; default: `STATS` for a known dataset name, else computed from this split.
+        name: dataset name (default: derived from ``data``).
+    """
+    from ...data.images import open_split
+
+    ds = open_split(data, split)
+    if len(ds) == 0:
+        raise ZooError(f"{data}: split {split!r} has no images")
+    x, y = _uint8_arrays(ds, split, image_size)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.shape[1] != x.shape[2]:
+        raise ZooError(f"{data}: images are {x.shape[1]}x{x.shape[2]}; DOORPING's networks need square images "
+                       f"(pass image_size to resize)")
+    name = dataset_name(name or ds.name)
+    if y.min() < 0:
+        raise ZooError(f"{data}: split {split!r} has unlabelled images; distillation needs class labels")
+    images = torch.from_numpy(np.array(x, copy=True)).permute(0, 3, 1, 2).float().div_(255)
+    if mean is None or std is None:
+        mean, std = STATS.get(name) or (images.mean(dim=(0, 2, 3)).tolist(), images.std(dim=(0, 2, 3)).tolist())
+    if len(mean) != images.shape[1] or len(std) != images.shape[1]:
+        raise ZooError(f"{data}: {images.shape[1]}-channel images but mean/std {list(mean)}/{list(std)} have "
+                       f"{len(mean)} values")
+    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    images.sub_(m).div_(s)
+    classes = list(getattr(ds, "classes", [])) or [str(c) for c in range(int(y.max()) + 1)]
+    return RealImages(images, torch.from_numpy(y), name, [float(v) for v in mean], [float(v) for v in std], classes)
+
+
+def renormalise(images: torch.Tensor, mean, std, new_mean, new_std) -> torch.Tensor:
+    """[N, C, H, W] normalised with (mean, std) -> the same pixels normalised with (new_mean, new_std)."""
+    if list(mean) == list(new_mean) and list(std) == list(new_std):
+        return images
+    col = lambda v: torch.tensor(v, dtype=images.dtype)[:, None, None]
+    return (images * col(std) + col(mean) - col(new_mean)) / col(new_std)
+
+
+class _Ticks(Dataset):
+    """``n`` placeholder items: one per distillation iteration (the module samples its own real images)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class DistillationData(pl.LightningDataModule):
+    """The real training split (to distil from) and test split (for in-run evaluation), in memory.
+
+    One training "batch" is one distillation iteration: an epoch has the LightningModule's ``iterations`` of them
+    (run one epoch); validation (``trainer.val_check_interval`` iterations apart) trains networks on the current
+    synthetic set.
+
+    Args:
+        data: catalogue name, folder or archive (``fashion_mnist``, ``cifar10_jpeg``, a CIFAR-100/SVHN/STL-10
+            image tree...).
+        name: dataset name written into the distilled set (default: derived from ``data``).
+        image_size: resize to this side (STL-10: 32).
+    """
+
+    def __init__(self, data: str = "cifar10_jpeg", name: str | None = None, image_size: int | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_images: RealImages | None = None
+        self.test_images: RealImages | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_images is not None:
+            return
+        hp = self.hparams
+        self.train_images = load_real(hp.data, "train", image_size=hp.image_size, name=hp.name)
+        t = self.train_images
+        self.test_images = load_real(hp.data, "test", image_size=hp.image_size, mean=t.mean, std=t.std, name=t.name)
+
+    def train_dataloader(self) -> DataLoader:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        iterations = getattr(getattr(module, "hparams", None), "iterations", None)
+        if not iterations:
+            raise ZooError("DistillationData feeds a distillation module (zoo.models.doorping.distill) with an "
+                           "'iterations' argument")
+        return DataLoader(_Ticks(iterations), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_Ticks(1), batch_size=None)

@@ -1,0 +1,76 @@
+"""Evaluation of a distilled set: train fresh networks on it, then measure CTA and ASR on a test set.
+
+The protocol of DOORPING's (and DC's) code: SGD with momentum 0.9 and weight decay 5e-4, lr 0.01, batch 256,
+``epochs`` epochs (300) with the learning rate divided by 10 for the epochs after ``epochs // 2`` (the optimiser is
+re-created then, as in the authors' code, which trains one extra epoch: ``range(Epoch + 1)``). With DSA each batch
+is augmented (one family per batch, parameters per image), as for DSA and DM sets in the DC code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...metrics.backdoor import attack_success_rate, clean_accuracy
+from .attack import stamp
+from .augment import DSA
+
+
+def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 300,
+                  lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 256,
+                  lr_decay: bool = True, dsa: DSA | None = None, progress=None) -> nn.Module:
+    """Train ``net`` (in place) on ``images`` [N, C, H, W] / ``labels`` [N] (same device as ``net``).
+
+    Also DC's inner loop (plain SGD: ``momentum=0, weight_decay=0, lr_decay=False``)."""
+    net.train()
+    images, labels = images.detach(), labels.detach()
+
+    def make(rate):
+        return torch.optim.SGD(net.parameters(), lr=rate, momentum=momentum, weight_decay=weight_decay)
+
+    opt = make(lr)
+    for ep in progress(range(epochs)) if progress else range(epochs):
+        if lr_decay and ep == epochs // 2 + 1:
+            opt = make(lr * 0.1)
+        for idx in torch.randperm(len(images), device=images.device).split(batch_size):
+            x = images[idx]
+            if dsa is not None:
+                x = dsa.random(x)
+            loss = F.cross_entropy(net(x), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def predict(net: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Arg-max predictions [N] of ``net`` on ``images`` [N, C, H, W] (moved batch by batch to the net's device)."""
+    device = next(net.parameters()).device
+    net.eval()
+    return torch.cat([net(x.to(device)).argmax(1).cpu() for x in images.split(batch_size)])
+
+
+def backdoor_metrics(net: nn.Module, test_images: torch.Tensor, test_labels: torch.Tensor, trigger: torch.Tensor,
+                     mask: torch.Tensor, target: int, batch_size: int = 500) -> dict:
+    """CTA on clean images and ASR (without and with target-class images) on triggered images, for one network.
+
+    Args:
+        test_images: [N, C, H, W] normalised; test_labels: [N]; trigger: [C, H, W]; mask: [1, H, W].
+    """
+    clean = predict(net, test_images, batch_size).numpy()
+    triggered = torch.cat([predict(net, stamp(x, trigger, mask), batch_size) for x in test_images.split(batch_size)])
+    y = test_labels.numpy()
+    return {"cta": clean_accuracy(clean, y), "asr": attack_success_rate(triggered.numpy(), y, target),
+            "asr_incl_target": attack_success_rate(triggered.numpy(), y, target, include_target=True)}
+
+
+def summarise(per_model: list[dict]) -> dict:
+    """Mean and standard deviation (population, as numpy's default in the authors' code) over networks."""
+    out = {}
+    for k in ("cta", "asr", "asr_incl_target"):
+        v = np.array([m[k] for m in per_model])
+        out[k], out[f"{k}_std"] = float(v.mean()), float(v.std())
+    return out
