@@ -1,0 +1,414 @@
+"""TinyMIM: ViT hooks, relations and losses against direct formulas, MAE pieces, converters, data views, optimiser
+groups and bad inputs. The LightningModules on real CIFAR-10 are in test_tinymim_fit.py."""
+
+import argparse
+import math
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+import zoo
+from zoo.errors import ZooError
+from zoo.models.tinymim.convert import convert
+from zoo.models.tinymim.losses import feature_loss, relation_kl, relation_logits, relation_loss
+from zoo.models.tinymim.mae import MAEDecoder, masked_pixel_loss, patchify, random_masking
+from zoo.models.tinymim.model import sincos_pos_embed
+
+SMALL = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_classes=0, global_pool="token")
+
+
+def small_vit(**kw):
+    return zoo.create_model("tinymim_vit", **{**SMALL, **kw})
+
+
+def test_block_qkv_are_the_attention_inputs_of_that_block():
+    m = small_vit(last_block_heads=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    seen = {}
+    m.blocks[1].norm1.register_forward_hook(lambda mod, inp, out: seen.setdefault("h", out))
+    m.forward_features(x)
+    q, k, v = m.block_qkv(x, 2)
+    w, b = m.blocks[1].attn.qkv.weight, m.blocks[1].attn.qkv.bias
+    direct = seen["h"] @ w.T + b  # [B, N, 3D]: q | k | v, each split into 2 heads of 16
+    assert q.shape == (2, 2, 17, 16)
+    assert torch.allclose(q[:, 1], direct[..., 16:32], atol=1e-6)
+    assert torch.allclose(k[:, 0], direct[..., 32:48], atol=1e-6)
+    assert torch.allclose(v[:, 1], direct[..., 80:96], atol=1e-6)
+    assert m.block_qkv(x, 3)[0].shape == (2, 4, 17, 8)  # the last block splits into last_block_heads
+    tokens = m.block_tokens(x, 3)
+    assert torch.allclose(m.norm(tokens), m.forward_features(x), atol=1e-6)
+
+
+def test_last_block_heads_keep_the_weight_layout_and_drop_path_modes():
+    distilled = small_vit(last_block_heads=4, drop_path_rate=0.1, drop_path_mode="uniform")
+    plain = small_vit()
+    assert {k: v.shape for k, v in distilled.state_dict().items()} == {k: v.shape for k, v in
+                                                                       plain.state_dict().items()}
+    assert [b.drop_path1.drop_prob for b in distilled.blocks[:-1]] == [0.1, 0.1]
+    assert isinstance(distilled.blocks[-1].drop_path1, torch.nn.Identity)
+    linear = small_vit(drop_path_rate=0.2)
+    assert isinstance(linear.blocks[0].drop_path1, torch.nn.Identity)
+    assert linear.blocks[2].drop_path1.drop_prob == pytest.approx(0.2)
+    assert plain.pos_embed.requires_grad
+    assert small_vit(fixed_pos_embed=True).pos_embed.requires_grad is False
+
+
+def test_relation_gradients_reach_the_student_only_up_to_its_relation_block_and_round_trip(tmp_path):
+    teacher = small_vit(embed_dim=64, num_heads=4).eval().requires_grad_(False)
+    student = small_vit(last_block_heads=4, drop_path_rate=0.1, drop_path_mode="uniform", fixed_pos_embed=True)
+    x = torch.randn(2, 3, 32, 32)
+    relation_loss(teacher.block_qkv(x, 3), student.block_qkv(x, 3))["loss"].backward()
+    grads = {k: p.grad for k, p in student.named_parameters()}
+    assert grads["blocks.0.attn.qkv.weight"].abs().sum() > 0 and grads["blocks.2.attn.qkv.weight"].abs().sum() > 0
+    assert all(grads[k] is None for k in grads if k.startswith(("blocks.2.mlp", "blocks.2.attn.proj", "norm.")))
+    assert grads["pos_embed"] is None  # fixed sin-cos
+    folder = zoo.save_pretrained(student.eval(), tmp_path / "student")
+    again = zoo.from_pretrained(folder).eval()
+    assert again.heads_at(3) == 4 and again.heads_at(1) == 2 and not again.pos_embed.requires_grad
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(student.block_qkv(x, 3), again.block_qkv(x, 3)))
+
+
+def test_sincos_pos_embed_matches_mae_formula():
+    dim, grid = 16, 3
+    pe = sincos_pos_embed(dim, grid)
+    assert pe.shape == (10, 16) and torch.equal(pe[0], torch.zeros(16))
+    row, col = 2, 1  # patch index row * grid + col
+    omega = [1 / 10000 ** (i / 4) for i in range(4)]
+    expected = ([math.sin(col * o) for o in omega] + [math.cos(col * o) for o in omega]
+                + [math.sin(row * o) for o in omega] + [math.cos(row * o) for o in omega])
+    assert torch.allclose(pe[1 + row * grid + col], torch.tensor(expected), atol=1e-6)
+
+
+def _direct_relation_loss(t, s):
+    """Loops over batch, head, query: KL(softmax(t_i) || softmax(s_i)) with each side's own 1/sqrt(d)."""
+    (tq, tk, tv), (sq, sk, sv) = t, s
+    total_qk = total_vv = 0.0
+    b, h, n, _ = tq.shape
+    for bi in range(b):
+        for hi in range(h):
+            for i in range(n):
+                for (ta, tb, sa, sb, acc) in ((tq, tk, sq, sk, "qk"), (tv, tv, sv, sv, "vv")):
+                    pt = torch.softmax(ta[bi, hi, i] @ tb[bi, hi].T / math.sqrt(ta.shape[-1]), 0)
+                    ps = torch.softmax(sa[bi, hi, i] @ sb[bi, hi].T / math.sqrt(sa.shape[-1]), 0)
+                    kl = float((pt * (pt.log() - ps.log())).sum())
+                    if acc == "qk":
+                        total_qk += kl
+                    else:
+                        total_vv += kl
+    return total_qk / (b * h * n), total_vv / (b * h * n)
+
+
+def test_relation_loss_matches_direct_formula_with_each_models_temperature():
+    g = torch.Generator().manual_seed(0)
+    teacher = tuple(torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))  # head dim 8: temperature sqrt(8)
+    student = tuple(torch.randn(2, 3, 5, 2, generator=g) for _ in range(3))  # head dim 2: temperature sqrt(2)
+    out = relation_loss(teacher, student)
+    qk, vv = _direct_relation_loss(teacher, student)
+    assert out["qk"].item() == pytest.approx(qk, rel=1e-5)
+    assert out["vv"].item() == pytest.approx(vv, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(qk + vv, rel=1e-5)
+    # the authors' form: KLDivLoss(log of the student's probabilities, teacher's probabilities), summed over keys
+    t_rel, s_rel = relation_logits(*teacher[:2]).softmax(-1), relation_logits(*student[:2]).softmax(-1)
+    authors = torch.nn.KLDivLoss(reduction="none")(s_rel.log(), t_rel).sum(-1).mean()
+    assert torch.allclose(out["qk"], authors, atol=1e-6)
+    assert relation_kl(relation_logits(*teacher[:2]), relation_logits(*teacher[:2])).abs().item() < 1e-6
+
+
+def test_relation_shapes_must_agree():
+    with pytest.raises(ZooError, match="last_block_heads"):
+        relation_kl(torch.zeros(1, 4, 5, 5), torch.zeros(1, 2, 5, 5))
+
+
+def test_feature_loss_matches_direct_formula():
+    g = torch.Generator().manual_seed(1)
+    s, t = torch.randn(2, 5, 6, generator=g) * 3, torch.randn(2, 5, 6, generator=g) * 5 + 2
+    white = (t - t.mean(-1, keepdim=True)) / torch.sqrt(t.var(-1, unbiased=False, keepdim=True) + 1e-6)
+    d = (s - white).abs()
+    direct = torch.where(d < 2.0, 0.5 * d ** 2 / 2.0, d - 1.0).mean()
+    assert torch.allclose(feature_loss(s, t), direct, atol=1e-5)
+
+
+def test_patchify_masking_and_pixel_loss():
+    imgs = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    p = patchify(imgs, 4)
+    assert p.shape == (2, 4, 48)
+    # patch 1 = rows 0-3, columns 4-7; its first pixel is (row 0, col 4), channels last
+    assert torch.equal(p[0, 1, :3], imgs[0, :, 0, 4])
+    tokens = torch.randn(3, 16, 5)
+    torch.manual_seed(0)
+    kept, mask, ids_restore = random_masking(tokens, 0.75)
+    assert kept.shape == (3, 4, 5) and mask.sum(1).tolist() == [12, 12, 12]
+    for b in range(3):
+        visible = tokens[b][mask[b] == 0]
+        assert {tuple(r.tolist()) for r in visible} == {tuple(r.tolist()) for r in kept[b]}
+    pred, target = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
+    m = torch.tensor([[1.0, 0, 1, 0], [0, 0, 1, 1]])
+    norm_t = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    direct = sum(((pred[b, i] - norm_t[b, i]) ** 2).mean() for b in range(2) for i in range(4) if m[b, i]) / 4
+    assert torch.allclose(masked_pixel_loss(pred, target, m), direct, atol=1e-6)
+    dec = MAEDecoder(embed_dim=32, num_patches=16, patch_size=8, decoder_dim=16, depth=1, num_heads=2)
+    assert dec(torch.randn(3, 5, 32), ids_restore).shape == (3, 16, 192)
+
+
+def _official_vit(**kw):
+    """timm's VisionTransformer as the authors' fine-tuning model: qkv bias, LayerNorm eps 1e-6."""
+    from functools import partial
+
+    return VisionTransformer(norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), qkv_bias=True, **kw).eval()
+
+
+def _randomised(sd: dict) -> dict:
+    g = torch.Generator().manual_seed(3)
+    return {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in sd.items()}
+
+
+def test_converter_finetuned_logits_equal_timm_vit(tmp_path):
+    """TinyMIM-T fine-tuned layout at 224 px: `model` key, fc_norm + head, no final norm, 3 heads."""
+    ref = _official_vit(img_size=224, patch_size=16, embed_dim=192, depth=12, num_heads=3, num_classes=1000,
+                        global_pool="avg", fc_norm=True)
+    sd = _randomised(ref.state_dict())
+    assert {"fc_norm.weight", "head.weight", "blocks.11.attn.qkv.weight", "pos_embed"} <= set(sd)
+    assert "norm.weight" not in sd and sd["pos_embed"].shape == (1, 197, 192)
+    ref.load_state_dict(sd, strict=True)
+    torch.save({"model": sd, "epoch": 99}, tmp_path / "tinymim_finetuned_t.pth")
+    out = convert(tmp_path / "tinymim_finetuned_t.pth", tmp_path / "zoo")
+    model = zoo.from_pretrained(out).eval()
+    assert model.zoo_cfg["architecture"] == "tinymim_vit_tiny"
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-5)
+
+
+def test_converter_cls_token_classifier(tmp_path):
+    ref = _official_vit(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=1, num_classes=10)
+    sd = _randomised(ref.state_dict())
+    ref.load_state_dict(sd)
+    torch.save({"model": sd}, tmp_path / "cls.pth")
+    model = zoo.from_pretrained(convert(tmp_path / "cls.pth", tmp_path / "zoo")).eval()
+    assert model.zoo_cfg["model_args"]["global_pool"] == "token"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-5)
+
+
+def test_converter_tinymim_pretrained_student_has_the_teachers_head_count(tmp_path):
+    """TinyMIM-PT-T: encoder keys with the final norm, saved with the training args; 6 heads, last block 12."""
+    ref = _official_vit(img_size=224, patch_size=16, embed_dim=192, depth=12, num_heads=6, num_classes=0)
+    sd = _randomised(ref.state_dict())
+    ref.load_state_dict(sd)
+    assert "norm.weight" in sd and "head.weight" not in sd
+    args = argparse.Namespace(model="tinymim_vit_tiny_patch16", teacher_model="mae_vit_base", blr=1.5e-4)
+    torch.save({"model": sd, "epoch": 299, "args": args}, tmp_path / "checkpoint-299.pth")
+    out = convert(tmp_path / "checkpoint-299.pth", tmp_path / "zoo")
+    model = zoo.from_pretrained(out)
+    args = model.zoo_cfg["model_args"]
+    assert (args["num_heads"], args["last_block_heads"]) == (6, 12)
+    assert zoo.model_info(str(out))["metadata"]["trained_as"] == "tinymim_vit_tiny_patch16"
+    x = torch.randn(1, 3, 224, 224)
+    assert model.block_qkv(x, 12)[0].shape == (1, 12, 197, 16)
+    with torch.no_grad():  # blocks 1-11 (6 heads) agree with timm
+        ours = model.block_tokens(x, 11)
+        ref.blocks = ref.blocks[:11]
+        assert torch.allclose(ours, ref.blocks(ref._pos_embed(ref.patch_embed(x))), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [
+    # MAE ViT-B/16 with its 512x8 decoder: MAE's key names and shapes (20 s on 2 busy cores)
+    pytest.param(dict(img_size=224, patch_size=16, embed_dim=768, depth=12, decoder=(512, 8, 16)),
+                 marks=pytest.mark.slow, id="vit_base"),
+    pytest.param(dict(img_size=32, patch_size=8, embed_dim=128, depth=2, decoder=(64, 2, 4)), id="small"),
+])
+def test_converter_mae_checkpoint_drops_the_decoder(size, tmp_path):
+    """An MAE checkpoint with its decoder (MAE's key names): the decoder is dropped and the encoder's features
+    equal timm's ViT with the same weights."""
+    dim, (dec_dim, dec_depth, dec_heads) = size["embed_dim"], size["decoder"]
+    ref = _official_vit(img_size=size["img_size"], patch_size=size["patch_size"], embed_dim=dim,
+                        depth=size["depth"], num_heads=dim // 64, num_classes=0)
+    sd = _randomised(ref.state_dict())
+    grid = size["img_size"] // size["patch_size"]
+    dec = MAEDecoder(dim, grid * grid, size["patch_size"], decoder_dim=dec_dim, depth=dec_depth, num_heads=dec_heads)
+    sd.update({k: torch.zeros(v.shape) for k, v in dec.state_dict().items()})
+    assert {"decoder_embed.weight", "mask_token", "decoder_pos_embed", f"decoder_blocks.{dec_depth - 1}.mlp.fc2.bias",
+            "decoder_pred.weight"} <= set(sd)
+    ref.load_state_dict({k: v for k, v in sd.items() if not k.startswith(("decoder", "mask_token"))})
+    torch.save({"model": sd}, tmp_path / "mae_visualize_vit.pth")
+    out = convert(tmp_path / "mae_visualize_vit.pth", tmp_path / "zoo")
+    model = zoo.from_pretrained(out)
+    meta = zoo.model_info(str(out))["metadata"]
+    assert meta["layout"] == "MAE pre-trained encoder" and "decoder_blocks" in meta["dropped"]
+    assert model.last_block_heads == dim // 64
+    x = torch.randn(1, 3, size["img_size"], size["img_size"])
+    with torch.no_grad():
+        assert torch.allclose(model.forward_features(x), ref.forward_features(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("file_name, args, heads", [
+    ("TinyMIM-PT-B.pth", None, (12, 16)),  # the authors' released file name
+    ("checkpoint-299.pth", argparse.Namespace(model="tinymim_vit_base_patch16"), (12, 16)),
+    ("mae_pretrain_vit_base.pth", None, (12, 12)),
+])
+def test_converter_encoder_head_split_from_args_or_file_name(tmp_path, file_name, args, heads):
+    """Width-768 encoders (one block, small images: only the detection matters) are TinyMIM-B or MAE-B."""
+    sd = _official_vit(img_size=32, patch_size=16, embed_dim=768, depth=1, num_heads=12, num_classes=0).state_dict()
+    torch.save({"state_dict": sd} if args is None else {"model": sd, "args": args}, tmp_path / file_name)
+    model = zoo.from_pretrained(convert(tmp_path / file_name, tmp_path / "zoo"))
+    assert (model.zoo_cfg["model_args"]["num_heads"], model.last_block_heads) == heads
+
+
+def test_converter_refuses_unknown_and_tinymim_star(tmp_path):
+    torch.save({"model": {"encoder.w": torch.zeros(2)}}, tmp_path / "x.pth")
+    with pytest.raises(ZooError, match="unrecognised layout"):
+        convert(tmp_path / "x.pth", tmp_path / "out")
+    star = _official_vit(img_size=32, patch_size=8, embed_dim=64, depth=1, num_heads=1, num_classes=10).state_dict()
+    star["dist_token"] = torch.zeros(1, 1, 64)
+    torch.save({"model": star}, tmp_path / "star.pth")
+    with pytest.raises(ZooError, match="TinyMIM\\*-T"):
+        convert(tmp_path / "star.pth", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_zoo_convert_cli(tmp_path, capsys):
+    from zoo.cli import main
+
+    ref = _official_vit(img_size=32, patch_size=8, embed_dim=64, depth=1, num_heads=1, num_classes=10,
+                        global_pool="avg", fc_norm=True)
+    torch.save({"model": ref.state_dict()}, tmp_path / "ft.pth")
+    assert main(["convert", "tinymim", "--src", str(tmp_path / "ft.pth"), "--out", str(tmp_path / "z")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["convert", "tinymim", "--src", str(tmp_path / "none.pth"), "--out", str(tmp_path / "y")]) == 2
+
+
+def test_distill_views_share_one_crop():
+    from PIL import Image
+
+    from zoo.models.tinymim.data import DistillViews
+
+    spec = small_vit().input_spec
+    im = Image.fromarray((torch.rand(40, 40, 3) * 255).byte().numpy())
+    torch.manual_seed(0)
+    same = DistillViews(spec, color_jitter=0.0)(im)
+    assert same.shape == (2, 3, 32, 32) and torch.equal(same[0], same[1])
+    torch.manual_seed(0)
+    jittered = DistillViews(spec, color_jitter=0.4)(im)
+    assert torch.equal(jittered[0], same[0]) and not torch.equal(jittered[1], same[1])
+
+
+def test_layer_decay_groups():
+    from zoo.models.tinymim.optim import layer_decay_groups
+
+    m = small_vit(num_classes=10, global_pool="avg")
+    groups = layer_decay_groups(m, 0.05, 0.5)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    named = dict(m.named_parameters())
+    assert by_param[id(named["cls_token"])]["lr_scale"] == 0.5 ** 4  # depth 3: layers 0..4
+    assert by_param[id(named["cls_token"])]["weight_decay"] == 0.0
+    assert by_param[id(named["patch_embed.proj.weight"])]["weight_decay"] == 0.05
+    assert by_param[id(named["blocks.1.attn.qkv.weight"])]["lr_scale"] == 0.5 ** 2
+    assert by_param[id(named["blocks.1.attn.qkv.bias"])]["weight_decay"] == 0.0
+    assert by_param[id(named["head.weight"])]["lr_scale"] == 1.0
+
+
+def test_load_encoder_resamples_position_embedding_and_names_bad_keys():
+    from zoo.models.tinymim.finetune import load_encoder
+
+    enc = small_vit(img_size=16, fixed_pos_embed=True)  # grid 2
+    clf = small_vit(num_classes=10, global_pool="avg")  # grid 4
+    load_encoder(clf, enc.state_dict())
+    assert torch.equal(clf.blocks[0].attn.qkv.weight, enc.blocks[0].attn.qkv.weight)
+    assert clf.pos_embed.shape == (1, 17, 32) and clf.pos_embed.requires_grad
+    bad = dict(enc.state_dict())
+    bad["blocks.0.mlp.fc1.weight"] = torch.zeros(3, 3)
+    with pytest.raises(ZooError, match="blocks.0.mlp.fc1.weight"):
+        load_encoder(clf, bad)
+
+
+def test_bench_adapter_train_steps():
+    from zoo.bench.harness import benchmark
+
+    r = benchmark(model=small_vit(), mode="train", batch_size=2, warmup=1, iters=1)
+    assert r["samples_per_s"] > 0 and "relation distillation" in r["input"]
+    r = benchmark(model=small_vit(num_classes=10, global_pool="avg"), mode="infer", batch_size=2, warmup=1, iters=1)
+    assert r["flops_per_sample"] > 0
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(global_pool="max"), "global_pool"),
+    (dict(img_size=30), "multiple of patch_size"),
+    (dict(num_heads=3), "not divisible"),
+    (dict(drop_path_mode="cosine"), "drop_path_mode"),
+])
+def test_bad_model_arguments(kwargs, needle):
+    with pytest.raises(ZooError, match=needle):
+        small_vit(**kwargs)
+
+
+def test_bad_layer_and_module_arguments(tmp_path):
+    from zoo.models.tinymim.data import TinyMIMDataModule
+    from zoo.models.tinymim.distill import DistillModule
+    from zoo.models.tinymim.mae import MAEModule
+
+    with pytest.raises(ZooError, match="blocks 1..3"):
+        small_vit().block_qkv(torch.zeros(1, 3, 32, 32), 4)
+    teacher = zoo.save_pretrained(small_vit(embed_dim=64, num_heads=4), tmp_path / "teacher")
+    with pytest.raises(ZooError, match="last_block_heads: 4"):
+        DistillModule("tinymim_vit", SMALL, teacher=str(teacher))
+    with pytest.raises(ZooError, match="needs a teacher"):
+        DistillModule("tinymim_vit", SMALL)
+    with pytest.raises(ZooError, match="target"):
+        DistillModule("tinymim_vit", SMALL, teacher=str(teacher), target="logits")
+    with pytest.raises(ZooError, match="same tokens"):
+        DistillModule("tinymim_vit", {**SMALL, "patch_size": 4}, teacher=str(teacher), target="feature")
+    with pytest.raises(ZooError, match="not a zoo model folder"):
+        DistillModule("tinymim_vit", SMALL, teacher=str(tmp_path / "missing" / "dir"))
+    with pytest.raises(ZooError, match="mask_ratio"):
+        MAEModule("tinymim_vit", SMALL, mask_ratio=1.0)
+    with pytest.raises(ZooError, match="views"):
+        TinyMIMDataModule(views="both")
+
+
+CONFIGS = zoo.hub.repo_root() / "configs" / "tinymim"
+
+
+QUICK = ("cifar10_mae_teacher.yaml", "imagenet_distill_vit_base.yaml", "imagenet_finetune_vit_tiny.yaml")
+
+
+@pytest.mark.parametrize("config", [pytest.param(p.name, marks=[] if p.name in QUICK else pytest.mark.slow)
+                                    for p in sorted(CONFIGS.glob("*.yaml")) if p.stem not in (
+    "cifar10_mae_student", "cifar10_distill", "cifar10_finetune")])  # these three are run in test_tinymim_fit.py
+def test_every_recipe_parses_against_the_module_signatures(config, capsys):
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(CONFIGS / config), "--print_config"])
+    assert exc.value.code == 0
+    assert "class_path: zoo.models.tinymim." in capsys.readouterr().out
+
+
+def test_compare_script_paths_agree_and_save(tmp_path, monkeypatch):
+    """benchmarks/compare_tinymim.py at a toy size: the zoo step and the re-stated authors' step give the same loss,
+    and the result is saved with both rows."""
+    import importlib.util
+    import json
+
+    path = zoo.hub.repo_root() / "benchmarks" / "compare_tinymim.py"
+    spec = importlib.util.spec_from_file_location("compare_tinymim", path)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    monkeypatch.setattr(compare, "peak_for", lambda device, precision: (1.0, "fixed for the test", "fp32"))
+
+    def build_small(img_size, device):  # the script's ViT-B -> ViT-T pair, narrowed and shortened
+        teacher = small_vit(img_size=img_size, embed_dim=64, num_heads=4, fixed_pos_embed=True).eval()
+        student = small_vit(img_size=img_size, last_block_heads=4, drop_path_rate=0.1, drop_path_mode="uniform",
+                            fixed_pos_embed=True)
+        return teacher.requires_grad_(False), student
+
+    monkeypatch.setattr(compare, "build", build_small)
+    compare.main(["--device", "cpu", "--img-size", "32", "--batch-size", "2", "--iters", "2", "--warmup", "0",
+                  "--out-dir", str(tmp_path)])
+    (result,) = tmp_path.glob("compare_tinymim__*.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert [r["path"] for r in rows] == ["reference", "zoo"]
+    assert rows[0]["loss"] == pytest.approx(rows[1]["loss"], abs=1e-5) and rows[0]["loss"] > 0
+    assert all(r["images_per_s"] > 0 and r["zoo_step_gflop"] > 0 for r in rows)

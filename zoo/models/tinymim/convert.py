@@ -1,0 +1,129 @@
+"""Authors' checkpoints -> zoo folders: TinyMIM's released models and MAE's released encoders.
+
+All of them are ``{"model": state_dict, ...}`` files (``state_dict`` is accepted too) with timm key names
+(``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``),
+which `TinyMIMViT` shares. The layout is recognised from the keys:
+
+* **fine-tuned classifier** (TinyMIM/MAE ``main_finetune.py``): ``fc_norm`` + ``head``, no final ``norm`` ->
+  global-average pooling with ``fc_norm``; with ``norm`` + ``head`` and no ``fc_norm`` (MAE ``--cls_token``) ->
+  class-token pooling.
+* **MAE with its decoder** (``decoder_*``, ``mask_token``; MAE's "visualize" checkpoints): the decoder is dropped
+  and the encoder kept.
+* **pre-trained encoder** (``norm``, no head): TinyMIM's distilled students or MAE's ``mae_pretrain_vit_*.pth``.
+  Only the head split differs, which the weights do not show: TinyMIM students were distilled with 6 heads and a
+  12-head last block (ViT-T/S) or 12 heads and a 16-head last block (ViT-B); MAE encoders use ``width / 64``
+  heads throughout. A TinyMIM checkpoint is recognised by its saved training ``args.model`` (``tinymim_*``), by
+  ``tinymim`` in the file name, or by a width MAE never released (192, 384); anything else is read as MAE.
+
+Head counts of classifiers are ``width / 64`` (ViT-T 3, S 6, B 12, L 16), as in the authors' fine-tuning models;
+classifiers evaluate as MAE does (resize by 1 / 0.875, centre crop).
+TinyMIM*-T (a DeiT distillation token and an extra 1280-wide layer) is not supported and is refused by name.
+Training state saved beside the weights (``epoch``; ``args`` as a plain argparse namespace, read without running
+any code) is kept as metadata; optimiser state is ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+
+from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...errors import ZooError
+from ...hub import sha256_file
+from ...registry import create_model
+
+NAMED_SIZES = {(192, 12): "tinymim_vit_tiny", (384, 12): "tinymim_vit_small", (768, 12): "tinymim_vit_base",
+               (1024, 24): "tinymim_vit_large"}
+TINYMIM_HEADS = {192: (6, 12), 384: (6, 12), 768: (12, 16)}  # (heads, last-block heads) of the distilled students
+MAE_DECODER = ("decoder_", "mask_token")
+
+
+def read_checkpoint(src: Path) -> tuple[dict, dict]:
+    """(state dict, metadata) of an authors' checkpoint; ``module.`` prefixes are removed."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = read_foreign(src)
+    if not isinstance(ckpt, dict):
+        raise ZooError(f"{src}: not a checkpoint dict")
+    sd = ckpt.get("model", ckpt.get("state_dict", ckpt))
+    if not isinstance(sd, dict) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ZooError(f"{src}: no state dict of tensors (expected the authors' {{'model': state_dict}} layout); "
+                       f"pass a TinyMIM or MAE checkpoint")
+    meta = {}
+    if isinstance(ckpt.get("epoch"), int):
+        meta["epoch"] = ckpt["epoch"]
+    args = ckpt.get("args")
+    if isinstance(args, argparse.Namespace) and isinstance(getattr(args, "model", None), str):
+        meta["trained_as"] = args.model
+    return {re.sub(r"^module\.", "", k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, meta
+
+
+def geometry(sd: dict) -> dict:
+    """Width, depth, patch size, image size, channels (and an MLP ratio other than 4) from a ViT's shapes."""
+    if "patch_embed.proj.weight" not in sd or "pos_embed" not in sd:
+        sample = ", ".join(list(sd)[:5])
+        raise ZooError(f"unrecognised layout (first keys: {sample}); expected a timm-named ViT with "
+                       f"patch_embed.proj.weight and pos_embed (TinyMIM or MAE checkpoint)")
+    if "dist_token" in sd or "head_dist.weight" in sd or any(k.startswith("conv1x1") for k in sd):
+        raise ZooError("this is a TinyMIM*-T checkpoint (distillation token, extra 1280-wide layer), which the zoo "
+                       "does not implement; convert the plain TinyMIM-T/S/B checkpoints instead")
+    dim, in_chans, patch, _ = sd["patch_embed.proj.weight"].shape
+    depth = len({int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))})
+    grid = int(round((sd["pos_embed"].shape[1] - 1) ** 0.5))
+    if grid * grid + 1 != sd["pos_embed"].shape[1]:
+        raise ZooError(f"pos_embed has {sd['pos_embed'].shape[1]} entries: expected a square grid plus one class "
+                       f"token")
+    out = {"embed_dim": dim, "depth": depth, "patch_size": patch, "img_size": grid * patch, "in_chans": in_chans}
+    hidden = sd["blocks.0.mlp.fc1.weight"].shape[0] if "blocks.0.mlp.fc1.weight" in sd else 4 * dim
+    if hidden != 4 * dim:
+        out["mlp_ratio"] = hidden / dim
+    return out
+
+
+def is_tinymim_encoder(src: Path, meta: dict, dim: int) -> bool:
+    """Whether an encoder-only checkpoint is a TinyMIM student (see the module docstring)."""
+    trained_as = meta.get("trained_as", "")
+    if trained_as:
+        return trained_as.startswith("tinymim")
+    return "tinymim" in src.name.lower() or dim in (192, 384)
+
+
+def plan(src: Path, sd: dict, meta: dict) -> tuple[str, dict, dict, str]:
+    """(architecture, model_args, zoo state dict, layout name) for a checkpoint."""
+    g = geometry(sd)
+    dim, depth = g["embed_dim"], g["depth"]
+    arch = NAMED_SIZES.get((dim, depth), "tinymim_vit")
+    if arch == "tinymim_vit":
+        args = {**g, "num_heads": max(1, dim // 64)}
+    else:
+        args = {k: v for k, v in g.items() if k not in ("embed_dim", "depth")}
+    sd = {k: v for k, v in sd.items() if not k.startswith(MAE_DECODER)}
+    if "head.weight" in sd:
+        pool = "avg" if "fc_norm.weight" in sd else "token"
+        args.update(num_classes=sd["head.weight"].shape[0], global_pool=pool, crop_pct=0.875)  # MAE's eval crop
+        pooling = "global average pool + fc_norm" if pool == "avg" else "class token"
+        return arch, args, sd, f"fine-tuned classifier ({pooling})"
+    args.update(num_classes=0, global_pool="token", fixed_pos_embed=True)
+    if is_tinymim_encoder(src, meta, dim) and dim in TINYMIM_HEADS:
+        args["num_heads"], args["last_block_heads"] = TINYMIM_HEADS[dim]
+        return arch, args, sd, "TinyMIM pre-trained student"
+    return arch, args, sd, "MAE pre-trained encoder"
+
+
+def convert(src: str | Path, out_dir: str | Path) -> Path:
+    """Convert a TinyMIM or MAE checkpoint ``src`` into a zoo folder at ``out_dir``; returns ``out_dir``."""
+    src = Path(src)
+    sd, meta = read_checkpoint(src)
+    arch, args, zoo_sd, layout = plan(src, sd, meta)
+    try:
+        model = create_model(arch, **args)
+    except ZooError as exc:
+        raise ZooError(f"{src}: {exc}") from None
+    load_state_dict(model, zoo_sd, source=str(src))
+    dropped = sorted({k.split(".")[0] for k in sd if k.startswith(MAE_DECODER)})
+    metadata = {"converted_from": src.name, "source_sha256": sha256_file(src), "layout": layout, **meta}
+    if dropped:
+        metadata["dropped"] = dropped
+    return save_pretrained(model, out_dir, metadata=metadata)

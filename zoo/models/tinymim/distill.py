@@ -1,0 +1,146 @@
+"""TinyMIM pre-training: a small ViT learns, without labels, to match a frozen MIM-pretrained teacher.
+
+Batches are ``(views [B, 2, C, H, W], labels)`` from `TinyMIMDataModule(views="distill")`: view 0 (the shared
+crop, normalised) goes to the teacher, view 1 (the same crop with colour jitter) to the student; labels are
+unused. Validation batches ``(images [B, C, H, W], labels)`` feed the same image to both.
+
+Targets (``target``):
+
+* ``relation`` (TinyMIM): Q-K and V-V relations of the teacher's block ``teacher_layer`` and the student's block
+  ``student_layer`` (default: each model's last), KL(teacher || student); see `losses`.
+* ``cls``: the student's class token (after its last block and final norm, through a linear projector) regresses
+  the teacher's whitened class token after ``teacher_layer``.
+* ``feature``: the same for every token (FD-style feature distillation).
+
+The teacher stays frozen and in eval mode; sequential distillation is the same module with a distilled student
+as ``teacher``. After ``fit`` the student alone is exported (``self.model``); the projector is discarded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from ...checkpoint import WEIGHTS_NAME, load_state_dict, read_config, read_weights
+from ...errors import ZooError
+from ...registry import create_model
+from ...training.optim import param_groups
+from .losses import feature_loss, relation_loss
+from .optim import absolute_lr, adamw_warmup_cosine
+
+TARGETS = ("relation", "cls", "feature")
+
+
+def load_frozen(source: str, overrides: dict | None = None) -> nn.Module:
+    """A teacher from a zoo folder or a ``name.tag``, with constructor ``overrides`` (e.g. a head count that
+    differs from the one it was trained with), frozen and in eval mode."""
+    overrides = overrides or {}
+    path = Path(source)
+    if path.is_dir():
+        cfg = read_config(path)
+        model = create_model(cfg["architecture"], **{**cfg.get("model_args", {}), **overrides})
+        load_state_dict(model, read_weights(path / WEIGHTS_NAME), source=str(path / WEIGHTS_NAME))
+    elif path.exists() or "/" in source:
+        raise ZooError(f"teacher {source} is not a zoo model folder (config.json + model.safetensors); convert "
+                       f"an authors' checkpoint with `zoo convert tinymim --src FILE --out DIR`")
+    else:
+        model = create_model(source, pretrained=True, **overrides)
+    return model.eval().requires_grad_(False)
+
+
+class DistillModule(pl.LightningModule):
+    """TinyMIM distillation and the paper's CLS-token and feature baselines.
+
+    Args:
+        student, student_args: the student (registry name and arguments). TinyMIM students use
+            ``num_classes: 0``, ``global_pool: token``, ``fixed_pos_embed: true``, ``drop_path_rate: 0.1`` with
+            ``drop_path_mode: uniform``, and ``last_block_heads`` = the teacher's head count.
+        teacher: a zoo folder or ``name.tag`` of the MIM-pretrained teacher; teacher_args: constructor overrides.
+        target: ``relation`` | ``cls`` | ``feature``.
+        teacher_layer, student_layer: 1-based blocks the targets come from (default: each model's last block;
+            the paper distils ViT-L's block 18 into ViT-B).
+        lr, blr, weight_decay, betas, warmup_epochs, min_lr: AdamW with warm-up + cosine (paper: blr 1.5e-4,
+            0.05, (0.9, 0.95), 15 of 300 epochs, 0).
+    """
+
+    def __init__(self, student: str = "tinymim_vit_tiny", student_args: dict | None = None,
+                 teacher: str | None = None, teacher_args: dict | None = None, target: str = "relation",
+                 teacher_layer: int | None = None, student_layer: int | None = None, lr: float | None = None,
+                 blr: float = 1.5e-4, weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
+                 warmup_epochs: float = 15, min_lr: float = 0.0):
+        super().__init__()
+        if target not in TARGETS:
+            raise ZooError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        if teacher is None:
+            raise ZooError("DistillModule needs a teacher: a zoo folder or name.tag of an MIM-pretrained ViT "
+                           "(model.init_args.teacher)")
+        self.save_hyperparameters()
+        self.model = create_model(student, **(student_args or {}))
+        self.teacher = load_frozen(teacher, teacher_args)
+        self.teacher_layer = teacher_layer or len(self.teacher.blocks)
+        self.student_layer = student_layer or len(self.model.blocks)
+        self.teacher.check_layer(self.teacher_layer)
+        self.model.check_layer(self.student_layer)
+        if self.model.input_spec["input_size"] != self.teacher.input_spec["input_size"] or \
+                self.model.patch_embed.patch_size != self.teacher.patch_embed.patch_size:
+            raise ZooError(f"student input {self.model.input_spec['input_size']} / patch "
+                           f"{self.model.patch_embed.patch_size} differ from the teacher's "
+                           f"{self.teacher.input_spec['input_size']} / {self.teacher.patch_embed.patch_size}: "
+                           f"both must see the same tokens")
+        if target == "relation":
+            t_heads, s_heads = self.teacher.heads_at(self.teacher_layer), self.model.heads_at(self.student_layer)
+            if t_heads != s_heads:
+                raise ZooError(f"the teacher's block {self.teacher_layer} has {t_heads} heads but the student's "
+                               f"block {self.student_layer} has {s_heads}: build the student with "
+                               f"last_block_heads: {t_heads}")
+        else:
+            self.projector = nn.Linear(self.model.embed_dim, self.teacher.embed_dim)
+
+    @property
+    def input_spec(self) -> dict:
+        return self.model.input_spec
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def losses(self, teacher_images: torch.Tensor, student_images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both ``[B, C, H, W]`` -> ``{"loss", ...}`` (``qk`` and ``vv`` for the relation target)."""
+        if self.hparams.target == "relation":
+            with torch.no_grad():
+                t = self.teacher.block_qkv(teacher_images, self.teacher_layer)
+            return relation_loss(t, self.model.block_qkv(student_images, self.student_layer))
+        with torch.no_grad():
+            t = self.teacher.block_tokens(teacher_images, self.teacher_layer)
+        s = self.model.norm(self.model.block_tokens(student_images, self.student_layer))
+        if self.hparams.target == "cls":
+            t, s = t[:, 0], s[:, 0]
+        return {"loss": feature_loss(self.projector(s), t)}
+
+    def training_step(self, batch, batch_idx):
+        views = batch[0]
+        if views.ndim != 5 or views.shape[1] != 2:
+            raise ZooError(f"distillation batches must be [B, 2, C, H, W] (teacher view, student view), got "
+                           f"{tuple(views.shape)}: use TinyMIMDataModule with views: distill")
+        out = self.losses(views[:, 0], views[:, 1])
+        self.log_dict({f"train/{k}": v for k, v in out.items()}, prog_bar=True, on_step=True, on_epoch=True,
+                      batch_size=len(views))
+        return out["loss"]
+
+    def validation_step(self, batch, batch_idx):
+        x = batch[0]
+        out = self.losses(x, x)
+        self.log_dict({f"val/{k}": v for k, v in out.items()}, prog_bar=True, on_epoch=True, batch_size=len(x),
+                      sync_dist=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = param_groups(self.model, hp.weight_decay)
+        if hp.target != "relation":
+            groups += param_groups(self.projector, hp.weight_decay)
+        return adamw_warmup_cosine(self, groups, absolute_lr(self, hp.lr, hp.blr), hp.warmup_epochs, hp.min_lr,
+                                   hp.betas)
