@@ -1,0 +1,52 @@
+"""The zoo verbs for CMT: list, info, a few `zoo fit` steps (devkit-scored validation, exported model), bench."""
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.cli import main
+
+RECIPE = "configs/cmt/fusion_tiny_synthetic.yaml"
+SYNTH = "{n_scenes: 2, samples_per_scene: 3, sweeps_per_sample: 2, image_size: [200, 113], objects: [12, 14], val_scenes: 1}"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_list_and_info(capsys):
+    assert main(["list", "cmt*"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("cmt_fusion_r50", "cmt_camera_vov99", "cmt_lidar_voxel0075", "cmt_tiny"))
+    assert main(["info", "cmt_fusion_r50", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["paper"]["venue"] == "ICCV 2023" and info["model_card"] == "zoo/models/cmt/README.md"
+
+
+def test_fit_a_few_steps_validates_with_the_devkit_and_exports(tmp_path):
+    root = tmp_path / "run"
+    args = ["fit", "--config", RECIPE, "--data.init_args.synthetic", SYNTH, "--data.init_args.num_workers", "0",
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.check_val_every_n_epoch", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root),
+            "--model.init_args.model_args", "{modalities: [camera, lidar], num_query: 40, num_layers: 1}"]
+    assert main(args) == 0
+    model = zoo.from_pretrained(root / "model")
+    assert model.zoo_cfg["architecture"] == "cmt_tiny" and model.decoder.layers.__len__() == 1
+    metrics = next(root.rglob("metrics.csv")).read_text()
+    assert "val/NDS" in metrics and "train/dn_loss_cls" in metrics
+    assert (root / "checkpoints" / "last.ckpt").exists()
+
+
+def test_bench_infer(tmp_path):
+    assert main(["bench", "cmt_tiny", "--batch-size", "1", "--warmup", "1", "--iters", "1", "--json",
+                 str(tmp_path / "b.json")]) == 0
+    r = json.loads((tmp_path / "b.json").read_text())
+    assert r["unit"] == "frames" and r["frames_per_s"] > 0 and "6 images" in r["input"] and "points" in r["input"]
+    assert r["flops_per_sample"] > 1e8

@@ -1,0 +1,142 @@
+"""The nuScenes metric through the devkit: ground truth fed back scores NDS 1.0, known perturbations give the TP
+errors and NDS the formula predicts, and ``zoo eval --task det3d`` end to end with plots."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from zoo.data.nuscenes import frames_from_devkit, open_nuscenes
+from zoo.errors import ZooError
+from zoo.metrics.det3d import evaluate_submission, submission_entries, write_submission
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    from zoo.data.nuscenes_synthetic import synthetic_nuscenes
+
+    root = synthetic_nuscenes(n_scenes=2, samples_per_scene=3, sweeps_per_sample=2, image_size=(200, 113),
+                              objects=(12, 14), val_scenes=1)
+    nusc = open_nuscenes(root, "v1.0-synthetic")
+    return root, nusc, frames_from_devkit(nusc, "synthetic_val", 2)
+
+
+def _score(nusc, frames, tmp_path, shift=(0.0, 0.0), velocity_offset=0.0, size_scale=1.0):
+    """Ground-truth boxes (those the devkit keeps: with LiDAR points) as detections, optionally perturbed."""
+    results = {}
+    for f in frames:
+        keep = f.num_lidar_pts > 0
+        boxes = np.c_[f.boxes, f.velocity][keep].astype(np.float64)
+        boxes[:, :2] += shift
+        boxes[:, 3:6] *= size_scale
+        boxes[:, 7] += velocity_offset
+        names = [n for n, k in zip(f.names, keep) if k]
+        attrs = [a for a, k in zip(f.attributes, keep) if k]
+        results[f.token] = submission_entries(f.token, boxes, np.ones(len(boxes)), names, f.lidar2ego, f.ego2global,
+                                              attrs)
+    path = write_submission(tmp_path / "results.json", results)
+    return evaluate_submission(nusc, path, "synthetic_val", tmp_path / "eval")
+
+
+def test_ground_truth_scores_nds_one(synth, tmp_path):
+    _, nusc, frames = synth
+    m = _score(nusc, frames, tmp_path)
+    assert m["NDS"] == pytest.approx(1.0, abs=1e-6) and m["mAP"] == pytest.approx(1.0, abs=1e-6)
+    for k in ("mATE", "mASE", "mAOE", "mAVE", "mAAE"):
+        assert m[k] == pytest.approx(0.0, abs=1e-5), k
+    present = [c for c, v in m["per_class"].items() if v["ATE"] is not None]
+    assert present and all(m["per_class"][c]["AP"] == pytest.approx(1.0) for c in present)
+
+
+def test_known_perturbations_give_the_expected_errors(synth, tmp_path):
+    """A 0.3 m shift of every box: ATE 0.3 for every class, AP still 1 (threshold >= 0.5 m);
+    NDS = (5 mAP + sum(1 - TP errors)) / 10, computed here independently."""
+    _, nusc, frames = synth
+    m = _score(nusc, frames, tmp_path, shift=(0.18, 0.24))
+    assert m["mAP"] == pytest.approx(1.0) and m["mATE"] == pytest.approx(0.3, abs=1e-4)
+    expected = (5 * m["mAP"] + sum(max(0.0, 1 - m[k]) for k in ("mATE", "mASE", "mAOE", "mAVE", "mAAE"))) / 10
+    assert m["NDS"] == pytest.approx(expected) and m["NDS"] == pytest.approx(0.97, abs=1e-4)
+    m = _score(nusc, frames, tmp_path / "scale", size_scale=1.1)
+    assert m["mASE"] == pytest.approx(1 - 1 / 1.1 ** 3, abs=1e-4)  # aligned, scaled boxes: IoU = 1 / s^3
+
+
+def test_empty_submission_scores_zero_as_the_devkit_would(synth, tmp_path):
+    """No box at all: the devkit itself raises ("Invalid box type: None"); the zoo must give what the devkit gives
+    when every submitted box is removed by its own distance filter (one car 200 m away), i.e. mAP 0, NDS 0."""
+    _, nusc, frames = synth
+    far = np.array([[200.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]])
+    results = {f.token: [] for f in frames}
+    empty = evaluate_submission(nusc, write_submission(tmp_path / "empty.json", results), "synthetic_val",
+                                tmp_path / "e1")
+    f0 = frames[0]
+    results[f0.token] = submission_entries(f0.token, far, [0.9], ["car"], f0.lidar2ego, f0.ego2global)
+    filtered = evaluate_submission(nusc, write_submission(tmp_path / "far.json", results), "synthetic_val",
+                                   tmp_path / "e2")
+    assert empty["n_boxes"] == 0 and filtered["n_boxes"] == 1
+    assert empty["mAP"] == 0.0 and empty["NDS"] == 0.0
+    for k in ("NDS", "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class"):
+        assert empty[k] == filtered[k], k
+    del results[f0.token]
+    with pytest.raises(ZooError, match="Samples in split doesn't match"):
+        evaluate_submission(nusc, write_submission(tmp_path / "short.json", {k: [] for k in results}),
+                            "synthetic_val", tmp_path / "e3")
+
+
+def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys):
+    from zoo.cli import main
+
+    root, _, _ = synth
+    torch.manual_seed(0)
+    model = zoo.create_model("cmt_tiny", num_query=30, num_layers=1, image_size=(64, 128)).eval()
+    folder = zoo.save_pretrained(model, tmp_path / "model")
+    out = tmp_path / "eval" / "det3d.json"
+    argv = ["eval", str(folder), "--task", "det3d", "--data", str(root), "--version", "v1.0-synthetic", "--split",
+            "synthetic_val", "--drop-modality", "lidar", "--json", str(out), "--num-workers", "0"]
+    assert main(argv) == 0
+    r = json.loads(out.read_text())
+    assert {"NDS", "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class"} <= set(r) and r["n_samples"] == 3
+    assert r["drop_modality"] == "lidar" and 0 <= r["NDS"] <= 1
+    assert set(r["per_class"]) == {"car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian",
+                                   "motorcycle", "bicycle", "traffic_cone", "barrier"}
+    sub = json.loads((tmp_path / "eval" / "det3d_results_nusc.json").read_text())
+    assert len(sub["results"]) == 3 and all(len(v) <= 30 * 10 for v in sub["results"].values())
+    assert sub["meta"]["use_lidar"] and sub["meta"]["use_camera"]
+    assert (tmp_path / "eval" / "det3d_bev.png").stat().st_size > 5000
+    assert (tmp_path / "eval" / "det3d_cameras.png").stat().st_size > 5000
+    assert "NDS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--data", "/no/such/root"], "needs a nuScenes dataroot"),
+    (["--split", "nosuchsplit"], "unknown split 'nosuchsplit'"),
+    (["--version", "v1.0-trainval"], "not a nuScenes dataroot for version 'v1.0-trainval'"),
+])
+def test_det3d_eval_user_errors(synth, tmp_path, extra, needle, capsys):
+    from zoo.cli import main
+
+    root, _, _ = synth
+    folder = zoo.save_pretrained(zoo.create_model("cmt_tiny", num_query=10, num_layers=1, modalities=("lidar",)),
+                                 tmp_path / "m")
+    base = {"--data": str(root), "--version": "v1.0-synthetic", "--split": "synthetic_val"}
+    for k, v in zip(extra[::2], extra[1::2]):
+        base[k] = v
+    argv = ["eval", str(folder), "--task", "det3d", *[x for kv in base.items() for x in kv], "--num-workers", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ZooError, match="does not use it"):
+        from zoo.eval import evaluate
+
+        evaluate(str(folder), "det3d", data=str(root), version="v1.0-synthetic", split="synthetic_val",
+                 drop_modality="camera", sweeps=None, score_threshold=0.3, num_workers=0)

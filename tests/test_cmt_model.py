@@ -1,0 +1,281 @@
+"""CMT model: shapes and gradients of the three variants, the authors' encodings, sparse convolutions against
+dense convolutions, voxelisation, denoising queries, losses and matching against direct computations, save/load,
+bad inputs."""
+
+import math
+
+import pytest
+import torch
+
+import zoo
+from zoo.errors import ZooError
+from zoo.models.cmt.denoising import prepare_dn
+from zoo.models.cmt.encoding import bev_coords, pos2embed
+from zoo.models.cmt.head import decode_code, encode_boxes
+from zoo.models.cmt.lidar_branch import voxelize
+from zoo.models.cmt.losses import CMTCriterion, focal_cost, hungarian_match, sigmoid_focal_loss
+from zoo.models.cmt.sparse_conv import SparseTensor, sparse_conv3d
+
+SMALL = dict(img_backbone_args={"channels": [8, 16, 32, 64], "stem_width": 8}, img_channels=32, hidden_dim=32,
+             num_query=24, depth_num=8, num_layers=2, num_heads=4, ffn_dim=64, head_conv=16, lidar_channels=32,
+             bev_channels=(16, 32), bev_up_channels=(32, 32), image_size=(64, 96))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _batch(b=2, hw=(64, 96), seed=0):
+    from zoo.models.cmt.bench import synthetic_frame
+
+    l2i, points, gt, labels = synthetic_frame(hw, sweeps=1, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    return {"images": torch.randn(b, 6, 3, *hw, generator=g), "lidar2img": l2i[None].repeat(b, 1, 1, 1),
+            "points": [points[i::b] for i in range(b)],
+            "gt_boxes": [gt[:5], gt[5:8]], "gt_labels": [torch.arange(5), torch.tensor([1, 8, 9])]}
+
+
+@pytest.mark.parametrize("modalities", [("camera", "lidar"), ("lidar",), ("camera",)])
+def test_variants_shapes_and_gradients(modalities):
+    torch.manual_seed(0)
+    m = zoo.create_model("cmt_tiny", modalities=modalities, **SMALL).train()
+    batch = _batch()
+    out = m(batch["images"], batch["points"], batch["lidar2img"], batch["gt_boxes"], batch["gt_labels"])
+    groups = min(10, 24 // 5)
+    assert out["code"].shape == (2, 2, 24, 10) and out["logits"].shape == (2, 2, 24, 10)
+    assert out["dn_code"].shape == (2, 2, 5 * groups, 10)
+    losses = CMTCriterion()(out, batch["gt_boxes"], batch["gt_labels"])
+    assert {"loss_cls", "loss_bbox", "d0.loss_cls", "dn_loss_cls", "d0.dn_loss_bbox"} <= set(losses)
+    losses["loss"].backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+    assert ("img_backbone.body.conv1.weight" in dict(m.named_parameters())) == ("camera" in modalities)
+    assert (m.encoding.rv_embedding is None) == ("camera" not in modalities)
+    m.eval()
+    pred = m.predict(batch["images"], batch["points"], batch["lidar2img"])
+    assert len(pred) == 2 and pred[0]["boxes"].shape[1] == 9 and len(pred[0]["scores"]) <= 24 * 10
+    assert (pred[0]["scores"][:-1] >= pred[0]["scores"][1:]).all()
+
+
+def test_pos2embed_is_the_authors_sine_quirk():
+    pos = torch.tensor([[0.25, 0.75]])
+    emb = pos2embed(pos, num_pos_feats=8)
+    k = torch.arange(8.0)
+    denom = 2 * (k // 2) / 8 + 1  # not 10000 ** (2 * (k // 2) / 8)
+    x = 2 * math.pi * 0.25 / denom
+    y = 2 * math.pi * 0.75 / denom
+    expect_x = torch.where(k % 2 == 0, x.sin(), x.cos())
+    expect_y = torch.where(k % 2 == 0, y.sin(), y.cos())
+    assert torch.allclose(emb[0], torch.cat([expect_y, expect_x]), atol=1e-6)
+    c = bev_coords(2, 3)
+    assert torch.allclose(c[4], torch.tensor([1.5 / 3, 1.5 / 2]))  # row 1, column 1: (x, y) = ((j+.5)/W, (i+.5)/H)
+
+
+def test_image_pe_rays_pass_through_their_pixels():
+    """Every depth sample of an image token's ray projects back onto that token's pixel."""
+    from zoo.models.cmt.encoding import depth_bins, ray_points
+
+    l2i = _batch()["lidar2img"][0]
+    pc = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
+    pix = torch.tensor([[16.0, 32.0], [80.0, 48.0]])
+    pts = ray_points(pix, torch.linalg.inv(l2i[1]), depth_bins(8, pc), pc).view(2, 8, 3)
+    lo, hi = torch.tensor(pc[:3]), torch.tensor(pc[3:])
+    xyz = pts * (hi - lo) + lo
+    proj = torch.cat([xyz, torch.ones(2, 8, 1)], -1) @ l2i[1].T
+    assert torch.allclose(proj[..., :2] / proj[..., 2:3], pix[:, None].expand(2, 8, 2), atol=1e-2)
+    assert torch.allclose(proj[0, :, 2], depth_bins(8, pc), atol=1e-3)
+
+
+def _dense_reference(feats, indices, shape, weight, stride, padding, subm):
+    """Dense conv3d with the spconv kernel [C_out, kD, kH, kW, C_in] (cross-correlation), restricted to the
+    sparse output sites."""
+    b = int(indices[:, 0].max()) + 1
+    dense = torch.zeros(b, feats.shape[1], *shape)
+    dense[indices[:, 0], :, indices[:, 1], indices[:, 2], indices[:, 3]] = feats
+    w = weight.permute(0, 4, 1, 2, 3)
+    k = weight.shape[1:4]
+    pad = tuple(kk // 2 for kk in k) if subm else padding
+    out = torch.nn.functional.conv3d(dense, w, stride=1 if subm else stride, padding=pad)
+    active = torch.nn.functional.conv3d((dense.abs().sum(1, keepdim=True) > 0).float(), torch.ones(1, 1, *k),
+                                        stride=1 if subm else stride, padding=pad) > 0
+    return out, active
+
+
+@pytest.mark.parametrize("kernel, stride, padding, subm", [(3, 1, 1, True), (3, 2, 1, False), (3, 2, (0, 1, 1), False),
+                                                          ((3, 1, 1), (2, 1, 1), 0, False)])
+def test_sparse_conv_matches_dense_conv(kernel, stride, padding, subm):
+    g = torch.Generator().manual_seed(0)
+    shape = (7, 9, 8)
+    coords = torch.unique(torch.cat([torch.randint(0, 2, (40, 1), generator=g),
+                                     torch.stack([torch.randint(0, s, (40,), generator=g) for s in shape], 1)], 1), dim=0)
+    feats = torch.randn(len(coords), 3, generator=g)
+    k = (kernel,) * 3 if isinstance(kernel, int) else kernel
+    weight = torch.randn(4, *k, 3, generator=g)
+    st = (stride,) * 3 if isinstance(stride, int) else stride
+    pad = (padding,) * 3 if isinstance(padding, int) else padding
+    out = sparse_conv3d(SparseTensor(feats, coords, shape, 2), weight, st, pad, subm=subm)
+    ref, active = _dense_reference(feats, coords, shape, weight, st, pad, subm)
+    if subm:
+        assert torch.equal(out.indices, coords)
+    else:
+        assert len(out.indices) == int(active.sum())
+    b, z, y, x = out.indices.unbind(1)
+    assert torch.allclose(out.features, ref[b, :, z, y, x], atol=1e-5)
+    assert tuple(out.dense().shape[2:]) == tuple(ref.shape[2:])
+
+
+def test_voxelize_against_a_direct_implementation():
+    g = torch.Generator().manual_seed(0)
+    pts = torch.cat([torch.rand(300, 3, generator=g) * torch.tensor([4.0, 4.0, 2.0]) - torch.tensor([2, 2, 1]),
+                     torch.rand(300, 2, generator=g)], 1)
+    pts = torch.cat([pts, pts[:40] + 0.001])  # crowd some voxels beyond max_points
+    voxels, num, coords = voxelize(pts, (-1.5, -1.5, -1, 1.5, 1.5, 1), (0.5, 0.5, 0.5), (6, 6, 4), 3, 50)
+    order, members = [], {}
+    for i, p in enumerate(pts.tolist()):
+        c = [math.floor((p[0] + 1.5) / 0.5), math.floor((p[1] + 1.5) / 0.5), math.floor((p[2] + 1) / 0.5)]
+        if not (0 <= c[0] < 6 and 0 <= c[1] < 6 and 0 <= c[2] < 4):
+            continue
+        key = (c[2], c[1], c[0])
+        if key not in members:
+            order.append(key)
+            members[key] = []
+        members[key].append(i)
+    order = order[:50]
+    assert [tuple(c) for c in coords.tolist()] == order
+    for v, n, key in zip(voxels, num, order):
+        idx = members[key][:3]
+        assert n == len(idx) and torch.equal(v[:n], pts[idx]) and not v[n:].any()
+
+
+def test_denoising_queries_and_mask():
+    anchors = torch.rand(30, 3)
+    gt = [torch.tensor([[1.0, 2.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]] * 3), torch.zeros(0, 9)]
+    dn = prepare_dn(anchors, gt, [torch.tensor([0, 1, 2]), torch.zeros(0, dtype=torch.long)], (-10, -10, -5, 10, 10, 3),
+                    10, max_groups=4)
+    assert dn.pad_size == 12 and dn.anchors.shape == (2, 42, 3) and len(dn.labels) == 12
+    allowed = dn.attn_mask
+    assert not allowed[12:, :12].any() and allowed[12:, 12:].all()  # matching queries never see DN queries
+    assert allowed[:3, :3].all() and not allowed[:3, 3:12].any() and allowed[:3, 12:].all()
+    assert not allowed[3:6, :3].any() and not allowed[3:6, 6:12].any()
+    centre = dn.anchors[0, :3] * 20 - torch.tensor([10.0, 10.0, 0.0]) * torch.tensor([1, 1, 0])
+    assert ((centre[:, :2] - torch.tensor([1.0, 2.0])).abs() <= torch.tensor([2.0, 1.0]) + 1e-5).all()
+    assert (dn.anchors[1, :12] == 0).all()  # the second sample has no box: its DN rows stay padding
+    none = prepare_dn(anchors, [torch.zeros(0, 9)] * 2, [torch.zeros(0, dtype=torch.long)] * 2, (-1, -1, -1, 1, 1, 1), 10)
+    assert none.pad_size == 0 and none.attn_mask is None
+
+
+def test_focal_loss_and_cost_against_direct_formulas():
+    from torchvision.ops import sigmoid_focal_loss as tv_focal
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(7, 4, generator=g)
+    labels = torch.tensor([0, 3, 4, 4, 1, 2, 4])  # 4 = background
+    onehot = torch.nn.functional.one_hot(labels, 5)[:, :4].float()
+    assert torch.allclose(sigmoid_focal_loss(logits, labels), tv_focal(logits, onehot, 0.25, 2.0, "sum"), atol=1e-5)
+    cost = focal_cost(logits, torch.tensor([2, 0]))
+    p = logits.sigmoid()[:, [2, 0]]
+    direct = -0.25 * (1 - p) ** 2 * torch.log(p + 1e-12) + 0.75 * p ** 2 * torch.log(1 - p + 1e-12)
+    assert torch.allclose(cost, direct, atol=1e-6)
+
+
+def test_hungarian_matching_is_the_cheapest_assignment():
+    from itertools import permutations
+
+    g = torch.Generator().manual_seed(1)
+    code, logits = torch.randn(5, 10, generator=g), torch.randn(5, 10, generator=g)
+    gt_code, gt_labels = torch.randn(3, 10, generator=g), torch.tensor([1, 4, 7])
+    cw = torch.tensor([2.0, 2, 1, 1, 1, 1, 1, 1, 0.2, 0.2])
+    rows, cols = hungarian_match(code, logits, gt_code, gt_labels, cw)
+    cost = 2.0 * focal_cost(logits, gt_labels) + 0.25 * torch.cdist((code * cw)[:, :8], (gt_code * cw)[:, :8], p=1)
+    best = min(sum(cost[q, j] for j, q in enumerate(perm)) for perm in permutations(range(5), 3))
+    assert torch.isclose(cost[rows, cols].sum(), best)
+
+
+def test_box_code_round_trip_and_layout():
+    boxes = torch.tensor([[1.0, -2.0, 0.5, 4.2, 1.9, 1.6, 0.7, 3.0, -1.0]])
+    code = encode_boxes(boxes)
+    assert torch.allclose(code[0, [2, 3, 4, 5]], torch.tensor([math.log(4.2), math.log(1.9), 0.5, math.log(1.6)]))
+    assert torch.allclose(decode_code(code), boxes, atol=1e-6)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    m = zoo.create_model("cmt_tiny", **SMALL).eval()
+    folder = zoo.save_pretrained(m, tmp_path / "m")
+    m2 = zoo.from_pretrained(folder).eval()
+    batch = _batch()
+    a = m.predict(batch["images"], batch["points"], batch["lidar2img"])
+    b = m2.predict(batch["images"], batch["points"], batch["lidar2img"])
+    assert torch.equal(a[0]["boxes"], b[0]["boxes"]) and torch.equal(a[1]["scores"], b[1]["scores"])
+
+
+def test_bad_inputs_are_user_errors():
+    m = zoo.create_model("cmt_tiny", **SMALL).eval()
+    batch = _batch()
+    with pytest.raises(ZooError, match="uses cameras"):
+        m.predict(None, batch["points"], None)
+    with pytest.raises(ZooError, match="uses LiDAR"):
+        m.predict(batch["images"], [torch.zeros(0, 5), torch.zeros(3, 4)], batch["lidar2img"])
+    with pytest.raises(ZooError, match=r"\[B, N, 3, H, W\]"):
+        m.predict(batch["images"][:, :, :1], batch["points"], batch["lidar2img"])
+    with pytest.raises(ZooError, match="modalities"):
+        zoo.create_model("cmt_tiny", modalities=("radar",))
+    with pytest.raises(ZooError, match="lidar_encoder"):
+        zoo.create_model("cmt_tiny", lidar_encoder="voxelnet")
+
+
+def test_sparse_encoder_spconv_and_torch_backends_agree():
+    """Runs where spconv 2 is installed (the optional fast path); the plain-torch path is the reference."""
+    pytest.importorskip("spconv.pytorch")
+    from zoo.models.cmt.lidar_branch import SparseEncoder
+
+    torch.manual_seed(0)
+    enc = SparseEncoder(5, (41, 48, 48), backend="torch").eval()
+    for m in enc.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    coords = torch.unique(torch.cat([torch.randint(0, 2, (600, 1)), torch.randint(0, 41, (600, 1)),
+                                     torch.randint(0, 48, (600, 2))], 1), dim=0)
+    feats = torch.randn(len(coords), 5)
+    with torch.no_grad():
+        ref = enc(feats, coords, 2)
+        enc.backend = "spconv"
+        out = enc(feats, coords, 2)
+    assert out.shape == ref.shape == (2, 128 * 2, 6, 6)
+    assert torch.allclose(out, ref, atol=1e-4)
+
+
+def test_bev_neck_handles_odd_grids():
+    """+-54 m at 0.1 m is 1080 cells, a 135-cell BEV map: the strided stage comes back one cell larger."""
+    from zoo.models.cmt.lidar_branch import SECOND, SECONDFPN
+
+    out = SECONDFPN((8, 16), (8, 8))(SECOND(4, (8, 16), (1, 1))(torch.randn(1, 4, 7, 7)))
+    assert out.shape == (1, 16, 7, 7)
+
+
+def test_released_checkpoint_loads_and_predicts():
+    """``cmt_tiny.synthetic`` (manifest, fp16 file) builds the fusion model and runs at its own input size."""
+    m = zoo.from_pretrained("cmt_tiny.synthetic").eval()
+    assert tuple(m.modalities) == ("camera", "lidar") and m.reference_points.weight.dtype == torch.float32
+    h, w = m.input_spec["image_size"]
+    batch = _batch(b=1, hw=(h, w))
+    det = m.predict(batch["images"][:1], [batch["points"][0]], batch["lidar2img"][:1])[0]
+    assert det["boxes"].shape[1] == 9 and len(det["scores"]) == m.max_num and torch.isfinite(det["boxes"]).all()
+
+
+def test_overfit_check_reports_losses_and_probes():
+    from zoo.models.cmt.overfit import overfit_one_frame
+
+    rows = overfit_one_frame(steps=2, every=2, num_query=24, num_layers=1, hidden_dim=32, num_heads=4, ffn_dim=64,
+                             head_conv=16, dn_groups=2, voxel_size=(0.8, 0.8, 0.2), lidar_channels=16,
+                             bev_channels=(16, 32), bev_up_channels=(32, 32))
+    probes = [r for r in rows if "hits" in r]
+    losses = [r for r in rows if "loss_cls" in r]
+    assert [r["step"] for r in probes] == [0, 2] and [r["step"] for r in losses] == [0]
+    assert all(0 <= r["hits"] <= r["top"] and 0 < r["score_max"] < 1 and r["score_std"] >= 0 for r in probes)
+    assert all(torch.isfinite(torch.tensor([r["loss_cls"], r["loss_bbox"]])).all() for r in losses)

@@ -1,0 +1,428 @@
+"""nuScenes frames for camera + LiDAR 3D detection: read through the official nuscenes-devkit or from the
+mmdet3d info pickles that CMT users already have, and load their points and images.
+
+A `Frame` is one keyframe in the LiDAR frame of reference (the frame mmdet3d >= 1.0 and CMT use):
+
+* ``boxes`` [N, 7]: x, y, z of the box's *gravity centre*, l (x_size, along the heading), w (y_size), h,
+  yaw (about z, from the x axis); ``velocity`` [N, 2] (vx, vy, m/s, NaN where the devkit cannot estimate it);
+  ``names`` the detection classes; ``num_lidar_pts`` per box.
+* ``cams``: the six cameras in mmdet3d's order, each with its image file, intrinsics ``cam2img`` [3, 3] and
+  extrinsics ``lidar2cam`` [4, 4]; ``lidar2img = pad4(cam2img) @ lidar2cam``.
+* ``sweeps``: previous LiDAR sweeps, each with ``sensor2lidar`` [4, 4] (ego motion included) and its time lag.
+
+`load_points` accumulates the keyframe and its sweeps into [P, 5] (x, y, z, intensity, time lag in s), as
+mmdet3d's ``LoadPointsFromMultiSweeps`` does; `camera_instances` projects the boxes into the cameras the way the
+mmdet3d converter made ``cam_instances`` (centre, depth, 2D box of the visible hull).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ZooError, require
+
+# Class order of the CMT configs (and of mmdet3d < 1.1 nuScenes configs); model outputs use these indices.
+CLASSES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
+           "pedestrian", "traffic_cone")
+CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+
+
+@dataclass
+class Sweep:
+    path: Path
+    sensor2lidar: np.ndarray  # [4, 4]: sweep sensor frame (at its time) -> keyframe LiDAR frame
+    time_lag: float  # keyframe time - sweep time, s (>= 0)
+
+
+@dataclass
+class Camera:
+    path: Path
+    cam2img: np.ndarray  # [3, 3] intrinsics
+    lidar2cam: np.ndarray  # [4, 4]
+
+    @property
+    def lidar2img(self) -> np.ndarray:
+        """[4, 4] = intrinsics padded to 4x4 @ lidar2cam."""
+        return pad4(self.cam2img) @ self.lidar2cam
+
+
+@dataclass
+class Frame:
+    token: str
+    timestamp: float  # s
+    lidar_path: Path
+    lidar2ego: np.ndarray  # [4, 4]
+    ego2global: np.ndarray  # [4, 4]
+    cams: dict[str, Camera]
+    sweeps: list[Sweep] = field(default_factory=list)
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 7), np.float32))
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    names: list[str] = field(default_factory=list)
+    num_lidar_pts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    attributes: list[str] = field(default_factory=list)  # nuScenes attribute names ("" if none); devkit frames only
+    scene: str = ""
+
+    @property
+    def labels(self) -> np.ndarray:
+        """[N] indices into `CLASSES`."""
+        return np.array([CLASSES.index(n) for n in self.names], dtype=np.int64)
+
+
+def pad4(m: np.ndarray) -> np.ndarray:
+    """A 3x3 (or smaller) matrix embedded in the top-left of a 4x4 identity."""
+    out = np.eye(4, dtype=np.float64)
+    out[: m.shape[0], : m.shape[1]] = m
+    return out
+
+
+def _matrix(translation, rotation) -> np.ndarray:
+    from pyquaternion import Quaternion
+
+    m = np.eye(4)
+    m[:3, :3] = Quaternion(rotation).rotation_matrix
+    m[:3, 3] = translation
+    return m
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The devkit
+
+
+def open_nuscenes(dataroot: str | Path, version: str):
+    """A devkit ``NuScenes`` object, or a `ZooError` naming what is missing."""
+    require("nuscenes", "det3d", package="nuscenes-devkit")
+    from nuscenes import NuScenes
+
+    root = Path(dataroot)
+    if not (root / version).is_dir():
+        found = sorted(p.name for p in root.glob("v1.0-*")) if root.is_dir() else []
+        raise ZooError(f"{root} is not a nuScenes dataroot for version {version!r}: {root / version} is missing"
+                       f"{f' (found {found}); pass --version' if found else ''}")
+    return NuScenes(version=version, dataroot=str(root), verbose=False)
+
+
+def split_scenes(nusc, split: str) -> list[str]:
+    """Scene names of a predefined split (``mini_val``, ``val``...) or of a custom split in
+    ``<dataroot>/<version>/splits.json``."""
+    from nuscenes.utils.splits import create_splits_scenes, get_scenes_of_custom_split, is_predefined_split
+
+    if is_predefined_split(split):
+        names = create_splits_scenes()[split]
+    else:
+        try:
+            names = get_scenes_of_custom_split(split, nusc)
+        except ValueError as exc:
+            raise ZooError(f"unknown split {split!r}: {exc}") from None
+    present = {s["name"] for s in nusc.scene}
+    names = [n for n in names if n in present]
+    if not names:
+        raise ZooError(f"split {split!r} has no scene in {nusc.dataroot} ({nusc.version}); "
+                       f"v1.0-mini has mini_train/mini_val, v1.0-trainval has train/val")
+    return names
+
+
+def frames_from_devkit(nusc, split: str, sweeps: int = 10) -> list[Frame]:
+    """Every keyframe of ``split`` as a `Frame`, with up to ``sweeps`` previous LiDAR sweeps."""
+    from nuscenes.eval.detection.utils import category_to_detection_name
+
+    scenes = set(split_scenes(nusc, split))
+    frames = []
+    for scene in nusc.scene:
+        if scene["name"] not in scenes:
+            continue
+        token = scene["first_sample_token"]
+        while token:
+            sample = nusc.get("sample", token)
+            frames.append(_devkit_frame(nusc, sample, sweeps, scene["name"], category_to_detection_name))
+            token = sample["next"]
+    return frames
+
+
+def _devkit_frame(nusc, sample, n_sweeps, scene_name, to_detection_name) -> Frame:
+    root = Path(nusc.dataroot)
+    lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    lidar2ego = _matrix(*_calib(nusc, lidar))
+    ego2global = _matrix(*_pose(nusc, lidar))
+    global2lidar = np.linalg.inv(ego2global @ lidar2ego)
+    t0 = lidar["timestamp"] * 1e-6
+
+    sweeps, sd = [], lidar
+    while len(sweeps) < n_sweeps and sd["prev"]:
+        sd = nusc.get("sample_data", sd["prev"])
+        sensor2global = _matrix(*_pose(nusc, sd)) @ _matrix(*_calib(nusc, sd))
+        sweeps.append(Sweep(root / sd["filename"], global2lidar @ sensor2global, t0 - sd["timestamp"] * 1e-6))
+
+    cams = {}
+    for name in CAMERAS:
+        sd = nusc.get("sample_data", sample["data"][name])
+        cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+        cam2global = _matrix(*_pose(nusc, sd)) @ _matrix(cs["translation"], cs["rotation"])
+        cams[name] = Camera(root / sd["filename"], np.array(cs["camera_intrinsic"], dtype=np.float64),
+                            np.linalg.inv(cam2global) @ ego2global @ lidar2ego)
+
+    boxes, velocity, names, npts, attrs = [], [], [], [], []
+    for ann_token in sample["anns"]:
+        ann = nusc.get("sample_annotation", ann_token)
+        name = to_detection_name(ann["category_name"])
+        if name is None:
+            continue
+        box = nusc.get_box(ann_token)
+        center = (global2lidar @ np.append(box.center, 1.0))[:3]
+        heading = global2lidar[:3, :3] @ box.orientation.rotation_matrix[:, 0]
+        w, l, h = box.wlh
+        boxes.append([*center, l, w, h, np.arctan2(heading[1], heading[0])])
+        v = nusc.box_velocity(ann_token)
+        velocity.append((global2lidar[:3, :3] @ np.nan_to_num(v, nan=0.0))[:2] if np.isfinite(v).all()
+                        else [np.nan, np.nan])
+        names.append(name)
+        npts.append(ann["num_lidar_pts"])
+        attrs.append(nusc.get("attribute", ann["attribute_tokens"][0])["name"] if ann["attribute_tokens"] else "")
+    return Frame(
+        token=sample["token"], timestamp=t0, lidar_path=root / lidar["filename"], lidar2ego=lidar2ego,
+        ego2global=ego2global, cams=cams, sweeps=sweeps,
+        boxes=np.array(boxes, np.float32).reshape(-1, 7), velocity=np.array(velocity, np.float32).reshape(-1, 2),
+        names=names, num_lidar_pts=np.array(npts, np.int64), attributes=attrs, scene=scene_name)
+
+
+def _calib(nusc, sd):
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    return cs["translation"], cs["rotation"]
+
+
+def _pose(nusc, sd):
+    pose = nusc.get("ego_pose", sd["ego_pose_token"])
+    return pose["translation"], pose["rotation"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# mmdet3d info pickles
+
+
+class _InfoUnpickler(pickle.Unpickler):
+    """Plain containers and numpy arrays only: an info file that references anything else is refused."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("collections", "OrderedDict"),
+               ("_codecs", "encode")}  # protocol-2 pickles store array bytes through _codecs.encode
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in an info file")
+
+
+def read_info_pickle(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"info file {path} does not exist")
+    try:
+        return _InfoUnpickler(io.BytesIO(path.read_bytes())).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise ZooError(f"cannot read {path} as an mmdet3d info pickle ({exc})") from None
+
+
+def frames_from_infos(path: str | Path, data_root: str | Path | None = None) -> list[Frame]:
+    """Frames of an mmdet3d info pickle: the >= 1.1 layout (``metainfo``, ``data_list``) or the 1.0 layout that
+    CMT's converter writes (``infos``, ``metadata``). Relative file names resolve against ``data_root`` (default:
+    the pickle's folder; for the 1.0 layout, paths are kept as stored when they exist)."""
+    path = Path(path)
+    info = read_info_pickle(path)
+    root = Path(data_root) if data_root else path.parent
+    if isinstance(info, dict) and "data_list" in info:
+        return [_v2_frame(d, info.get("metainfo", {}), root) for d in info["data_list"]]
+    if isinstance(info, dict) and "infos" in info:
+        return [_v1_frame(d, root) for d in info["infos"]]
+    raise ZooError(f"{path}: not an mmdet3d info pickle (expected keys 'metainfo'/'data_list' or 'infos')")
+
+
+def _resolve(root: Path, name: str, subdir: str = "") -> Path:
+    p = Path(name)
+    for cand in (p, root / p, root / subdir / p.name, root / p.name):
+        if cand.exists():
+            return cand
+    return root / p
+
+
+def _v2_frame(d: dict, metainfo: dict, root: Path) -> Frame:
+    categories = metainfo.get("categories") or {c: i for i, c in enumerate(CLASSES)}
+    index_to_name = {v: k for k, v in categories.items()}
+    lidar = d["lidar_points"]
+    lidar2ego = np.array(lidar["lidar2ego"], np.float64)
+    ego2global = np.array(d["ego2global"], np.float64)
+    t0 = float(d["timestamp"])
+    cams = {}
+    for name in CAMERAS:
+        c = d["images"][name]
+        cams[name] = Camera(_resolve(root, c["img_path"], f"samples/{name}"), np.array(c["cam2img"], np.float64),
+                            np.array(c["lidar2cam"], np.float64))
+    sweeps = []
+    for s in d.get("lidar_sweeps", []):
+        pts = s["lidar_points"]
+        sweeps.append(Sweep(_resolve(root, pts["lidar_path"], "sweeps/LIDAR_TOP"),
+                            np.linalg.inv(np.array(pts["lidar2sensor"], np.float64)), t0 - float(s["timestamp"])))
+    keep = [i for i in d.get("instances", []) if index_to_name.get(i["bbox_label_3d"]) in CLASSES]
+    return Frame(
+        token=d["token"], timestamp=t0, lidar_path=_resolve(root, lidar["lidar_path"], "samples/LIDAR_TOP"),
+        lidar2ego=lidar2ego, ego2global=ego2global, cams=cams, sweeps=sweeps,
+        boxes=np.array([i["bbox_3d"] for i in keep], np.float32).reshape(-1, 7),
+        velocity=np.array([i["velocity"] for i in keep], np.float32).reshape(-1, 2),
+        names=[index_to_name[i["bbox_label_3d"]] for i in keep],
+        num_lidar_pts=np.array([i.get("num_lidar_pts", 1) for i in keep], np.int64))
+
+
+def _rt(rotation, translation) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = np.asarray(rotation)
+    m[:3, 3] = np.asarray(translation)
+    return m
+
+
+def _v1_frame(d: dict, root: Path) -> Frame:
+    from pyquaternion import Quaternion
+
+    lidar2ego = _matrix(d["lidar2ego_translation"], Quaternion(d["lidar2ego_rotation"]))
+    ego2global = _matrix(d["ego2global_translation"], Quaternion(d["ego2global_rotation"]))
+    t0 = d["timestamp"] * 1e-6
+    cams = {}
+    for name in CAMERAS:
+        c = d["cams"][name]
+        cams[name] = Camera(_resolve(root, c["data_path"], f"samples/{name}"), np.array(c["cam_intrinsic"]),
+                            np.linalg.inv(_rt(c["sensor2lidar_rotation"], c["sensor2lidar_translation"])))
+    sweeps = [Sweep(_resolve(root, s["data_path"], "sweeps/LIDAR_TOP"),
+                    _rt(s["sensor2lidar_rotation"], s["sensor2lidar_translation"]), t0 - s["timestamp"] * 1e-6)
+              for s in d.get("sweeps", [])]
+    names = list(d.get("gt_names", []))
+    keep = [i for i, n in enumerate(names) if n in CLASSES]
+    return Frame(
+        token=d["token"], timestamp=t0, lidar_path=_resolve(root, d["lidar_path"], "samples/LIDAR_TOP"),
+        lidar2ego=lidar2ego, ego2global=ego2global, cams=cams, sweeps=sweeps,
+        boxes=np.asarray(d.get("gt_boxes", np.zeros((0, 7))), np.float32)[keep].reshape(-1, 7),
+        velocity=np.asarray(d.get("gt_velocity", np.zeros((0, 2))), np.float32)[keep].reshape(-1, 2),
+        names=[names[i] for i in keep],
+        num_lidar_pts=np.asarray(d.get("num_lidar_pts", np.ones(len(names))), np.int64)[keep])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sensor data
+
+
+def read_lidar_file(path: Path) -> np.ndarray:
+    """[P, 5] float32 (x, y, z, intensity, ring) from a nuScenes ``.pcd.bin``."""
+    if not path.is_file():
+        raise ZooError(f"LiDAR file {path} does not exist: check the dataroot (or data_root of the info file)")
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % 5:
+        raise ZooError(f"{path}: {raw.size} floats is not a whole number of 5-value nuScenes points")
+    return raw.reshape(-1, 5)
+
+
+def load_points(frame: Frame, sweeps: int = 10, remove_close: float = 1.0) -> np.ndarray:
+    """Keyframe plus up to ``sweeps`` previous sweeps in the keyframe's LiDAR frame.
+
+    Returns:
+        [P, 5] float32: x, y, z, intensity, time lag (s; 0 for the keyframe). As mmdet3d's multi-sweep loader,
+        sweep points within ``remove_close`` m of their sensor are dropped; keyframe points are all kept.
+    """
+    key = read_lidar_file(frame.lidar_path).copy()
+    key[:, 4] = 0.0
+    parts = [key]
+    for s in frame.sweeps[:sweeps]:
+        pts = read_lidar_file(s.path).copy()
+        if remove_close > 0:
+            pts = pts[np.hypot(pts[:, 0], pts[:, 1]) >= remove_close]
+        pts[:, :3] = pts[:, :3] @ s.sensor2lidar[:3, :3].T.astype(np.float32) + s.sensor2lidar[:3, 3]
+        pts[:, 4] = s.time_lag
+        parts.append(pts)
+    return np.concatenate(parts).astype(np.float32)
+
+
+def load_images(frame: Frame) -> list[np.ndarray]:
+    """The six camera images as [H, W, 3] uint8 **BGR** (the channel order CMT's normalisation expects)."""
+    import cv2
+
+    out = []
+    for name in CAMERAS:
+        path = frame.cams[name].path
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ZooError(f"cannot read camera image {path}: missing or not an image")
+        out.append(img)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Geometry
+
+
+def box_corners(boxes: np.ndarray, lidar2world: np.ndarray | None = None) -> np.ndarray:
+    """[N, 7] gravity-centre boxes -> [N, 8, 3] corners in the LiDAR frame (the devkit's ``Box.corners`` set).
+
+    nuScenes annotations are upright in the *global* frame (their quaternions are pure yaw there), so in the LiDAR
+    frame they are tilted by the ego's pitch and roll. With ``lidar2world`` ([4, 4], e.g. ego2global @ lidar2ego)
+    the corners are built upright in that frame, which reproduces the devkit's boxes exactly; without it they are
+    upright in the LiDAR frame (the 7-DoF box of mmdet3d).
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 7)
+    centers, yaw = boxes[:, :3], boxes[:, 6]
+    if lidar2world is not None:
+        rot = lidar2world[:3, :3]
+        centers = centers @ rot.T + lidar2world[:3, 3]
+        heading = np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], -1) @ rot.T
+        yaw = np.arctan2(heading[:, 1], heading[:, 0])
+    sign = np.array([[1, 1, 1], [1, -1, 1], [1, -1, -1], [1, 1, -1],
+                     [-1, 1, 1], [-1, -1, 1], [-1, -1, -1], [-1, 1, -1]], np.float64)
+    local = sign[None] * boxes[:, None, 3:6] / 2
+    c, s = np.cos(yaw), np.sin(yaw)
+    x = c[:, None] * local[..., 0] - s[:, None] * local[..., 1]
+    y = s[:, None] * local[..., 0] + c[:, None] * local[..., 1]
+    corners = np.stack([x, y, local[..., 2]], -1) + centers[:, None]
+    if lidar2world is not None:
+        world2lidar = np.linalg.inv(lidar2world)
+        corners = corners @ world2lidar[:3, :3].T + world2lidar[:3, 3]
+    return corners
+
+
+def camera_instances(frame: Frame, image_size=(1600, 900)) -> dict[str, list[dict]]:
+    """Project ``frame.boxes`` into every camera as mmdet3d's converter builds ``cam_instances``.
+
+    A box appears in a camera when its centre has positive depth and the convex hull of its corners in front of
+    the camera overlaps the image. ``bbox`` is that hull clipped to the image (x1, y1, x2, y2); ``center_2d`` the
+    projected gravity centre; ``depth`` its camera-frame z. Each entry also holds ``index`` (the box's row).
+    """
+    from shapely.geometry import MultiPoint, box as shapely_box
+
+    w, h = image_size
+    canvas = shapely_box(0, 0, w, h)
+    corners = box_corners(frame.boxes, frame.ego2global @ frame.lidar2ego)
+    out = {}
+    for name in CAMERAS:
+        cam = frame.cams[name]
+        rows = []
+        for i in range(len(frame.boxes)):
+            pts = np.c_[corners[i], np.ones(8)] @ cam.lidar2cam.T
+            front = pts[pts[:, 2] > 0, :3]
+            if len(front) == 0:
+                continue
+            uv = front @ cam.cam2img.T
+            uv = uv[:, :2] / uv[:, 2:3]
+            hull = MultiPoint([tuple(p) for p in uv]).convex_hull
+            if not hull.intersects(canvas):
+                continue
+            inter = hull.intersection(canvas)
+            if inter.is_empty or inter.geom_type not in ("Polygon", "LineString", "Point", "MultiPoint"):
+                continue
+            xs, ys = np.asarray(inter.exterior.coords if inter.geom_type == "Polygon" else inter.coords).T[:2]
+            center = cam.lidar2cam @ np.append(frame.boxes[i, :3], 1.0)
+            if center[2] <= 0:
+                continue
+            c2d = cam.cam2img @ center[:3]
+            rows.append({"index": i, "bbox": [xs.min(), ys.min(), xs.max(), ys.max()],
+                         "center_2d": (c2d[:2] / c2d[2]).tolist(), "depth": float(center[2])})
+        out[name] = rows
+    return out

@@ -1,0 +1,149 @@
+"""The authors' CMT checkpoints (mmdet3d 1.0 / mmcv layout) -> zoo folders.
+
+Key mapping (left: the authors' module names, right: `CMT`):
+
+* ``img_backbone.*`` (mmdet ResNet, torchvision names) -> ``img_backbone.body.*`` (timm features);
+  ``img_neck.lateral_convs.i.conv`` / ``img_neck.fpn_convs.0.conv`` -> ``img_neck.lateral_convs.i`` / ``fpn_convs.0``
+* ``pts_middle_encoder.*`` -> ``lidar_encoder.*``, same structure; sparse-conv kernels are stored by mmdet3d's
+  spconv-2 hook as [kD, kH, kW, C_in, C_out] and permuted to spconv 2's [C_out, kD, kH, kW, C_in]
+  (a kernel already in that layout is kept; the layout is recognised from the shape)
+* ``pts_backbone`` -> ``bev_backbone``; ``pts_neck`` -> ``bev_neck``
+* ``pts_bbox_head.shared_conv.{conv,bn}`` -> ``shared_conv.{0,1}``; ``reference_points``;
+  ``{bev,rv}_embedding`` -> ``encoding.{bev,rv}_embedding``
+* ``...transformer.decoder.layers.i.attentions.{0,1}.attn`` -> ``decoder.layers.i.{self,cross}_attn``
+  (packed in-projections unchanged); ``ffns.0.layers.0.0`` / ``ffns.0.layers.1`` -> ``ffn.0`` / ``ffn.2``;
+  ``norms.{0,1,2}`` -> ``norm{1,2,3}``; ``transformer.decoder.post_norm`` -> ``decoder.post_norm``
+* ``task_heads.0.<branch>`` -> ``task_head.<branch>``: the grouped per-layer convs and the box-code ordering are
+  the authors' (see `head`), so no reordering is needed.
+
+The configuration (point range, voxel size, grid, image size) is read from the checkpoint's ``meta['config']``
+when present, else taken from the released config matching the checkpoint's modules: R50 fusion -> 800x320,
+voxel 0.1 with the config's 1024-cell grid (its quirk, kept so the outputs match); LiDAR-only -> voxel 0.075.
+VoVNet-99 image backbones (CMT-C, V2-99 fusion) are not converted: their DD3D module layout has not been mapped
+to timm's ``ese_vovnet99b``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...errors import ZooError
+from ...hub import sha256_file
+from ...registry import create_model
+
+RULES = (
+    (r"^img_backbone\.", "img_backbone.body."),
+    (r"^img_neck\.(lateral_convs|fpn_convs)\.(\d+)\.conv\.", r"img_neck.\1.\2."),
+    (r"^pts_middle_encoder\.", "lidar_encoder."),
+    (r"^pts_backbone\.", "bev_backbone."),
+    (r"^pts_neck\.", "bev_neck."),
+    (r"^pts_bbox_head\.shared_conv\.conv\.", "shared_conv.0."),
+    (r"^pts_bbox_head\.shared_conv\.bn\.", "shared_conv.1."),
+    (r"^pts_bbox_head\.reference_points\.", "reference_points."),
+    (r"^pts_bbox_head\.(bev_embedding|rv_embedding)\.", r"encoding.\1."),
+    (r"^pts_bbox_head\.transformer\.decoder\.layers\.(\d+)\.attentions\.0\.attn\.", r"decoder.layers.\1.self_attn."),
+    (r"^pts_bbox_head\.transformer\.decoder\.layers\.(\d+)\.attentions\.1\.attn\.", r"decoder.layers.\1.cross_attn."),
+    (r"^pts_bbox_head\.transformer\.decoder\.layers\.(\d+)\.ffns\.0\.layers\.0\.0\.", r"decoder.layers.\1.ffn.0."),
+    (r"^pts_bbox_head\.transformer\.decoder\.layers\.(\d+)\.ffns\.0\.layers\.1\.", r"decoder.layers.\1.ffn.2."),
+    (r"^pts_bbox_head\.transformer\.decoder\.layers\.(\d+)\.norms\.(\d)\.",
+     lambda m: f"decoder.layers.{m.group(1)}.norm{int(m.group(2)) + 1}."),
+    (r"^pts_bbox_head\.transformer\.decoder\.post_norm\.", "decoder.post_norm."),
+    (r"^pts_bbox_head\.task_heads\.0\.", "task_head."),
+)
+
+
+def map_key(key: str) -> str | None:
+    """The zoo name of one of the authors' keys, or None when no rule applies."""
+    for pattern, repl in RULES:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    return None
+
+
+def _unwrap(ckpt) -> tuple[dict, dict]:
+    if not isinstance(ckpt, dict):
+        raise ZooError("checkpoint is not a dict")
+    sd = ckpt.get("state_dict", ckpt)
+    meta = ckpt.get("meta", {}) if isinstance(ckpt.get("meta"), dict) else {}
+    return {re.sub(r"^module\.", "", k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, meta
+
+
+def _config_value(config: str, name: str):
+    m = re.search(rf"^{name}\s*=\s*\[([^\]]*)\]", config, re.M)
+    return [float(v) for v in m.group(1).split(",") if v.strip()] if m else None
+
+
+def model_args_for(sd: dict, meta: dict) -> tuple[str, dict]:
+    """(registry name, constructor arguments) for a state dict of the authors' keys."""
+    camera = any(k.startswith("img_backbone.") for k in sd)
+    lidar = any(k.startswith("pts_middle_encoder.") for k in sd)
+    if camera and "img_backbone.layer1.0.conv1.weight" not in sd:
+        raise ZooError("the checkpoint's image backbone is not a ResNet (VoVNet-99?): only ResNet-50 image "
+                       "branches are converted (see zoo/models/cmt/convert.py)")
+    if not (camera or lidar) or "pts_bbox_head.reference_points.weight" not in sd:
+        raise ZooError("not a CMT checkpoint: expected pts_bbox_head.reference_points and img_backbone.* or "
+                       "pts_middle_encoder.* keys")
+    if camera and sum(1 for k in sd if re.match(r"img_backbone\.layer3\.\d+\.conv1\.weight$", k)) != 6:
+        raise ZooError("image backbone is a ResNet but not a ResNet-50 (layer3 must have 6 blocks)")
+    head = sd["pts_bbox_head.task_heads.0.center.3.weight"]
+    args = {"modalities": [m for m, on in (("camera", camera), ("lidar", lidar)) if on],
+            "num_query": sd["pts_bbox_head.reference_points.weight"].shape[0],
+            "hidden_dim": sd["pts_bbox_head.bev_embedding.2.weight"].shape[0],
+            "num_layers": head.shape[0] // 2, "head_kernel": head.shape[-1],
+            "num_classes": sd["pts_bbox_head.task_heads.0.cls_logits.3.weight"].shape[0] // (head.shape[0] // 2)}
+    if "pts_bbox_head.rv_embedding.0.weight" in sd:
+        args["depth_num"] = sd["pts_bbox_head.rv_embedding.0.weight"].shape[1] // 3
+    if camera:
+        args.update(img_backbone="resnet50", image_size=[320, 800])
+    if lidar:
+        args["lidar_encoder"] = "sparse"
+        voxel = [0.1, 0.1, 0.2] if camera else [0.075, 0.075, 0.2]
+        grid = [1024, 1024, 40] if camera else None  # the R50 config's grid quirk
+        config = meta.get("config") if isinstance(meta.get("config"), str) else ""
+        voxel = _config_value(config, "voxel_size") or voxel
+        if _config_value(config, "point_cloud_range"):
+            args["point_cloud_range"] = _config_value(config, "point_cloud_range")
+        shape = re.search(r"sparse_shape\s*=\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]", config)
+        if shape:
+            z, y, x = (int(v) for v in shape.groups())
+            grid = [x, y, z - 1]
+        args["voxel_size"] = voxel
+        if grid:
+            args["grid_size"] = grid
+    return "cmt_fusion_r50" if camera else "cmt_lidar_voxel0075", args
+
+
+def convert_state_dict(sd: dict, own: dict) -> dict:
+    """Rename every key and permute sparse-conv kernels to the layout of ``own`` (the target state dict)."""
+    out, unknown = {}, []
+    for k, v in sd.items():
+        new = map_key(k)
+        if new is None:
+            unknown.append(k)
+            continue
+        if new.startswith("lidar_encoder.") and v.dim() == 5 and new in own and own[new].shape != v.shape:
+            if v.permute(4, 0, 1, 2, 3).shape == own[new].shape:
+                v = v.permute(4, 0, 1, 2, 3)
+        out[new] = v.contiguous()
+    if unknown:
+        raise ZooError(f"unrecognised keys in the checkpoint ({len(unknown)}): {', '.join(unknown[:8])}"
+                       f"{' ...' if len(unknown) > 8 else ''}")
+    return out
+
+
+def convert(src: str | Path, out_dir: str | Path) -> Path:
+    """Convert the authors' checkpoint ``src`` into a zoo folder ``out_dir``; returns ``out_dir``."""
+    src = Path(src)
+    sd, meta = _unwrap(read_foreign(src))
+    name, args = model_args_for(sd, meta)
+    model = create_model(name, **args)
+    load_state_dict(model, convert_state_dict(sd, model.state_dict()), source=str(src))
+    info = {"converted_from": src.name, "source_sha256": sha256_file(src)}
+    info.update({k: meta[k] for k in ("epoch", "iter", "mmcv_version", "mmdet3d_version") if k in meta
+                 and isinstance(meta[k], (int, str))})
+    return save_pretrained(model, out_dir, metadata=info)

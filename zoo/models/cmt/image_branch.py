@@ -1,0 +1,104 @@
+"""Image branch of CMT: a timm backbone (ResNet-50, VoVNet-99...), PETR's cheap FPN (CPFPN) and GridMask.
+
+Only the stride-16 output of the neck is used by the head (the authors' head zips a one-element LiDAR feature
+list with the two-level image list, so the stride-32 level is dropped); `CPFPN` therefore returns that level only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ZooError, require
+
+
+class ImageBackbone(nn.Module):
+    """A timm model as a feature extractor returning the stride-16 and stride-32 maps.
+
+    Args:
+        name: timm architecture (``resnet50``; ``ese_vovnet99b`` for the V2-99 configs; ``resnet18``...).
+        out_indices: timm feature indices of the stride-16 and stride-32 stages (3, 4 for ResNets and VoVNets).
+        norm_eval: keep BatchNorm statistics frozen while training (the authors' setting, meant for a
+            pretrained backbone).
+        weights_file: optional local timm weights (``.pth``/``.safetensors``); nothing is downloaded.
+        backbone_args: extra timm constructor arguments (e.g. ``{"channels": [16, 32, 64, 128]}`` for a narrow
+            ResNet).
+    """
+
+    def __init__(self, name: str = "resnet50", out_indices=(3, 4), norm_eval: bool = True,
+                 weights_file: str | None = None, backbone_args: dict | None = None):
+        super().__init__()
+        timm = require("timm", "det3d")
+        kw = {"pretrained_cfg_overlay": {"file": weights_file}} if weights_file else {}
+        try:
+            self.body = timm.create_model(name, pretrained=bool(weights_file), features_only=True,
+                                          out_indices=tuple(out_indices), **(backbone_args or {}), **kw)
+        except (RuntimeError, TypeError) as exc:
+            raise ZooError(f"timm cannot build image backbone {name!r}: {exc}") from None
+        reductions = self.body.feature_info.reduction()
+        if list(reductions) != [16, 32]:
+            raise ZooError(f"image backbone {name!r} with out_indices {tuple(out_indices)} gives strides "
+                           f"{reductions}; CMT needs the stride-16 and stride-32 stages")
+        self.channels = self.body.feature_info.channels()
+        self.norm_eval = norm_eval
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """[B*N, 3, H, W] -> [[B*N, C4, H/16, W/16], [B*N, C5, H/32, W/32]]."""
+        return self.body(images)
+
+
+class CPFPN(nn.Module):
+    """PETR's cheap FPN: 1x1 laterals (with bias), top-down nearest upsample-add, a 3x3 output conv on the finest
+    level only. Returns the finest (stride-16) level, the only one CMT uses."""
+
+    def __init__(self, in_channels=(1024, 2048), out_channels: int = 256):
+        super().__init__()
+        self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+        self.fpn_convs = nn.ModuleList([nn.Conv2d(out_channels, out_channels, 3, padding=1)])
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """[[B*N, C_i, H_i, W_i], ...] -> [B*N, out_channels, H_0, W_0]."""
+        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats)]
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:],
+                                                              mode="nearest")
+        return self.fpn_convs[0](laterals[0])
+
+
+class GridMask(nn.Module):
+    """GridMask as the CMT fusion configs use it (mode 1, ratio 0.5, no rotation, probability 0.7): with
+    probability ``prob`` per batch, keep only a random grid of horizontal and vertical stripes of period
+    d ~ U{2..H-1} and width ~d/2, zeroing the rest of every (normalised) image; the same mask for the batch."""
+
+    def __init__(self, prob: float = 0.7, ratio: float = 0.5):
+        super().__init__()
+        self.prob, self.ratio = prob, ratio
+
+    def forward(self, x: torch.Tensor, generator: np.random.Generator | None = None) -> torch.Tensor:
+        """[B*N, 3, H, W] -> same shape."""
+        rng = generator or np.random.default_rng(int(torch.randint(2**62, ())))  # follows torch's seed
+        if not self.training or rng.random() > self.prob:
+            return x
+        h, w = x.shape[-2:]
+        hh, ww = int(1.5 * h), int(1.5 * w)
+        d = int(rng.integers(2, h))
+        length = min(max(int(d * self.ratio + 0.5), 1), d - 1)
+        stripes = np.zeros((hh, ww), np.float32)
+        st_h, st_w = int(rng.integers(d)), int(rng.integers(d))
+        for i in range(hh // d):
+            stripes[d * i + st_h: min(d * i + st_h + length, hh), :] = 1
+        for i in range(ww // d):
+            stripes[:, d * i + st_w: min(d * i + st_w + length, ww)] = 1
+        top, left = (hh - h) // 2, (ww - w) // 2
+        mask = torch.from_numpy(stripes[top:top + h, left:left + w]).to(x)
+        return x * mask

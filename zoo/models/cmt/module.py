@@ -1,0 +1,142 @@
+"""`CMTModule`: CMT training (matching + denoising losses on every layer), the authors' optimiser and one-cycle
+schedule, and validation scored by the nuScenes devkit when the validation data is a devkit dataroot.
+
+Optimiser (R50 fusion config): AdamW, lr 1.4e-4, weight decay 0.01; image backbone lr x 0.01 and weight decay
+x 5; image neck lr x 0.1. Schedule (mmcv ``cyclic``, one cycle over the run): the lr rises by a cosine from lr
+to ``cyclic_peak`` x lr over the first ``step_ratio_up`` (40 %) of the steps, then falls by a cosine to
+``cyclic_end`` x lr; AdamW's beta1 follows the inverse cycle, 0.9 -> 0.9 x ``beta1_ratio`` -> 0.9. Gradient
+clipping (35, L2) is a Trainer setting (``gradient_clip_val``) in the configs.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+
+from ...data.nuscenes import CLASSES
+from ...registry import create_model
+from .losses import CODE_WEIGHTS, CMTCriterion
+
+
+def cyclic_factor(step: int, total: int, peak: float, end: float, ratio_up: float) -> float:
+    """mmcv's one-cycle cosine annealing: factor of the base value at ``step`` of ``total``."""
+    up = max(1, int(round(total * ratio_up)))
+
+    def cos(start, stop, t):
+        return stop + (start - stop) / 2 * (math.cos(math.pi * t) + 1)
+
+    if step < up:
+        return cos(1.0, peak, step / up)
+    return cos(peak, end, min(1.0, (step - up) / max(1, total - up)))
+
+
+class CMTModule(pl.LightningModule):
+    """CMT training around a zoo model.
+
+    Args:
+        model, model_args, pretrained: as `zoo.create_model` (``cmt_fusion_r50``, ``cmt_tiny``...).
+        lr, weight_decay, img_backbone_lr_mult, img_backbone_decay_mult, img_neck_lr_mult: AdamW groups.
+        cyclic_peak, cyclic_end, step_ratio_up, beta1_ratio: the one-cycle schedule (R50 fusion: 6, 1e-4,
+            0.4, 0.8947).
+        cls_weight, bbox_weight, code_weights, dn_weight: the loss (`CMTCriterion`).
+    """
+
+    def __init__(self, model: str = "cmt_fusion_r50", model_args: dict | None = None, pretrained: bool | str = False,
+                 lr: float = 1.4e-4, weight_decay: float = 0.01, img_backbone_lr_mult: float = 0.01,
+                 img_backbone_decay_mult: float = 5.0, img_neck_lr_mult: float = 0.1, cyclic_peak: float = 6.0,
+                 cyclic_end: float = 1e-4, step_ratio_up: float = 0.4, beta1_ratio: float = 0.8947368421052632,
+                 cls_weight: float = 2.0, bbox_weight: float = 0.25, code_weights=CODE_WEIGHTS, dn_weight: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = create_model(model, pretrained=pretrained, **(model_args or {}))
+        self.criterion = CMTCriterion(self.model.num_classes, cls_weight, bbox_weight, code_weights=code_weights,
+                                      dn_weight=dn_weight, dn_split=self.model.dn_split)
+        self._results: dict[str, list[dict]] = {}
+
+    @property
+    def input_spec(self) -> dict:
+        return self.model.input_spec
+
+    def _inputs(self, batch: dict) -> dict:
+        return {"images": batch.get("images"), "points": batch["points"], "lidar2img": batch.get("lidar2img")}
+
+    def training_step(self, batch, batch_idx):
+        out = self.model(**self._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
+        losses = self.criterion(out, batch["gt_boxes"], batch["gt_labels"])
+        n = len(batch["points"])
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if "." not in k and k != "loss"}, on_step=True,
+                      on_epoch=True, batch_size=n)
+        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        return losses["loss"]
+
+    def on_train_batch_start(self, batch, batch_idx):
+        hp = self.hparams
+        total = max(1, self.trainer.estimated_stepping_batches)
+        mom = cyclic_factor(self.global_step, total, hp.beta1_ratio, 1.0, hp.step_ratio_up)
+        for opt in self.trainer.optimizers:
+            for g in opt.param_groups:
+                g["betas"] = (0.9 * mom, g["betas"][1])
+
+    # ---- validation: devkit NDS / mAP -------------------------------------------------------------------
+
+    def on_validation_epoch_start(self):
+        self._results = {}
+
+    def validation_step(self, batch, batch_idx):
+        from ...metrics.det3d import submission_entries
+
+        frames = self.trainer.datamodule.val_set.frames
+        preds = self.model.predict(**self._inputs(batch))
+        for index, p in zip(batch["index"].tolist(), preds):
+            f = frames[index]
+            names = [CLASSES[i] for i in p["labels"].tolist()]
+            self._results[f.token] = submission_entries(f.token, p["boxes"].cpu().numpy(), p["scores"].cpu().numpy(),
+                                                        names, f.lidar2ego, f.ego2global)
+
+    def on_validation_epoch_end(self):
+        from ...metrics.det3d import evaluate_submission, write_submission
+
+        source = getattr(self.trainer.datamodule, "eval_source", None)
+        results = self._results
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, results)
+            results = {k: v for part in gathered for k, v in part.items()}
+        if not source or not source["dataroot"] or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        missing = len(self.trainer.datamodule.val_set.frames) - len(results)
+        if missing:  # the devkit scores whole splits only (e.g. limit_val_batches < 1)
+            rank_zero_warn(f"validation covered {len(results)} of {len(results) + missing} samples of "
+                           f"{source['split']}: NDS/mAP are not computed")
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_submission(Path(tmp) / "results.json", results, self.model.modalities)
+            m = evaluate_submission(source["nusc"], path, source["split"], tmp)
+        self.log_dict({f"val/{k}": float(m[k]) for k in ("NDS", "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE")},
+                      rank_zero_only=True)
+
+    # ---- optimisation ----------------------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = {}
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.startswith("img_backbone."):
+                key, lr, wd = "img_backbone", hp.lr * hp.img_backbone_lr_mult, hp.weight_decay * hp.img_backbone_decay_mult
+            elif name.startswith("img_neck."):
+                key, lr, wd = "img_neck", hp.lr * hp.img_neck_lr_mult, hp.weight_decay
+            else:
+                key, lr, wd = "other", hp.lr, hp.weight_decay
+            groups.setdefault(key, {"params": [], "lr": lr, "weight_decay": wd})["params"].append(p)
+        opt = torch.optim.AdamW(list(groups.values()), lr=hp.lr, weight_decay=hp.weight_decay, betas=(0.9, 0.999))
+        total = max(1, self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: cyclic_factor(step, total, hp.cyclic_peak, hp.cyclic_end, hp.step_ratio_up))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
