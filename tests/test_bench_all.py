@@ -1,0 +1,53 @@
+"""`zoo bench` runs for every registered model on the CPU at ``--batch-size 2 --iters 3`` (the harness issue's
+"done"). The default suite benchmarks the smallest model of each paper in every mode it has; the slow suite
+covers every registered name (the full-size detectors and ViTs take minutes each on a CPU)."""
+
+import json
+
+import pytest
+
+import zoo
+from zoo.bench.harness import adapter_for, load_bench_model
+from zoo.cli import main
+
+from test_bench import FIELDS
+
+SMALLEST = ["knn_ood_resnet20", "pmt_iqa_efficientnet_lite0", "drums_gpt2_tiny", "doorping_convnet",
+            "tinymim_vit_tiny", "cmt_tiny"]
+
+
+def _modes(name: str) -> list[str]:
+    adapter = adapter_for(load_bench_model(name))
+    return ["infer"] + (["train"] if adapter.loss else []) + (["generate"] if adapter.generate else [])
+
+
+def _bench(name: str, mode: str, out) -> dict:
+    assert main(["bench", name, "--mode", mode, "--device", "cpu", "--batch-size", "2", "--iters", "3",
+                 "--warmup", "1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert FIELDS <= set(r), sorted(FIELDS - set(r))
+    assert r["model"] == name and r["mode"] == mode and r["batch_size"] == 2
+    lat = r["latency_ms"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert r["samples_per_s"] > 0 and r["params"] > 0 and r["flops_per_sample"] > 0
+    return r
+
+
+def test_every_paper_has_a_smallest_model_listed():
+    papers = {zoo.model_info(n)["paper"]["id"] for n in SMALLEST}
+    assert papers == {p.id for p in zoo.list_papers()}
+
+
+@pytest.mark.parametrize("name", SMALLEST)
+def test_bench_smallest_model_of_each_paper(name, tmp_path, capsys):
+    modes = _modes(name)
+    assert "train" in modes, f"{name} has no training loss for `zoo bench --mode train`"
+    for mode in modes:
+        _bench(name, mode, tmp_path / f"{mode}.json")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(zoo.list_models()) - set(SMALLEST)))
+def test_bench_every_registered_model(name, tmp_path, capsys):
+    for mode in _modes(name):
+        _bench(name, mode, tmp_path / f"{mode}.json")
