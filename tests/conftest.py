@@ -41,3 +41,15 @@ def textures_data() -> Path:
     from zoo.data import synthetic
 
     return synthetic.textures(n_per_texture=30)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests: on 2 shared cores that is faster than two threads fighting for
+    them (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

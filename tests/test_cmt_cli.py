@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 import zoo
 from zoo.cli import main
@@ -12,13 +11,7 @@ RECIPE = "configs/cmt/fusion_tiny_synthetic.yaml"
 SYNTH = "{n_scenes: 2, samples_per_scene: 3, sweeps_per_sample: 2, image_size: [200, 113], objects: [12, 14], val_scenes: 1}"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_list_and_info(capsys):

@@ -12,13 +12,7 @@ from zoo.models.cmt.sparse_conv import SparseTensor
 HEADS = {"center": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2, "cls_logits": 10}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _t(*shape):

@@ -6,22 +6,24 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from conftest import require_data
-from zoo.data.nuscenes import (CAMERAS, box_corners, camera_instances, frames_from_devkit, frames_from_infos,
-                               load_points, open_nuscenes, read_info_pickle)
+
+from zoo.data.nuscenes import (
+    CAMERAS,
+    box_corners,
+    camera_instances,
+    frames_from_devkit,
+    frames_from_infos,
+    load_points,
+    open_nuscenes,
+    read_info_pickle,
+)
 from zoo.errors import ZooError
 
 KEYFRAME_PKL = "n015-2018-07-24-11-22-45+0800.pkl"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

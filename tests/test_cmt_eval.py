@@ -12,14 +12,7 @@ from zoo.data.nuscenes import frames_from_devkit, open_nuscenes
 from zoo.errors import ZooError
 from zoo.metrics.det3d import evaluate_submission, submission_entries, write_submission
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

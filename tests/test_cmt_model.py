@@ -13,7 +13,12 @@ from zoo.models.cmt.denoising import prepare_dn
 from zoo.models.cmt.encoding import bev_coords, pos2embed
 from zoo.models.cmt.head import decode_code, encode_boxes
 from zoo.models.cmt.lidar_branch import voxelize
-from zoo.models.cmt.losses import CMTCriterion, focal_cost, hungarian_match, sigmoid_focal_loss
+from zoo.models.cmt.losses import (
+    CMTCriterion,
+    focal_cost,
+    hungarian_match,
+    sigmoid_focal_loss,
+)
 from zoo.models.cmt.sparse_conv import SparseTensor, sparse_conv3d
 
 SMALL = dict(img_backbone_args={"channels": [8, 16, 32, 64], "stem_width": 8}, img_channels=32, hidden_dim=32,
@@ -21,13 +26,7 @@ SMALL = dict(img_backbone_args={"channels": [8, 16, 32, 64], "stem_width": 8}, i
              bev_channels=(16, 32), bev_up_channels=(32, 32), image_size=(64, 96))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2 shared cores: one intra-op thread per test process is faster than two fighting for them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(b=2, hw=(64, 96), seed=0):
