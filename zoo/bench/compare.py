@@ -20,22 +20,37 @@ from ..io import write_json
 from .env import device_slug, environment
 
 
-def timeit(fn, *, device: torch.device | str = "cpu", warmup: int = 3, iters: int = 10) -> dict:
-    """Median and percentiles (ms) of ``fn()`` over ``iters`` calls after ``warmup`` calls, device-synchronised."""
-    device = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
+def _stats(times: list[float]) -> dict:
     a = np.asarray(times)
     return {"p50": float(np.median(a)), "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
-            "min": float(a.min()), "iters": iters}
+            "min": float(a.min()), "iters": len(times)}
+
+
+def _sync_fn(device: torch.device):
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def timeit(fn, *, device: torch.device | str = "cpu", warmup: int = 3, iters: int = 10) -> dict:
+    """Median and percentiles (ms) of ``fn()`` over ``iters`` calls after ``warmup`` calls, device-synchronised."""
+    return timeit_alternating({"fn": fn}, device=device, warmup=warmup, iters=iters)["fn"]
+
+
+def timeit_alternating(fns: dict, *, device: torch.device | str = "cpu", warmup: int = 3, iters: int = 10) -> dict:
+    """`timeit` for several paths at once, calling them in turn (A B C A B C ...) so that a change in machine
+    load during the run hits every path alike; returns ``{name: stats}``."""
+    sync = _sync_fn(torch.device(device))
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    sync()
+    times = {name: [] for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: _stats(t) for name, t in times.items()}
 
 
 def save(name: str, payload: dict, device: torch.device | str = "cpu", out_dir: Path | None = None) -> Path:
