@@ -7,12 +7,12 @@ LightningModule the trainer is fitting, so one config names the model once.
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ZooError
 from .images import open_split
+from .splits import SplitDataModule
 from .transforms import eval_transform, fit_transform
 
 
@@ -37,7 +37,7 @@ def seeded_subset(n: int, size: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-class ImageClassificationDataModule(pl.LightningDataModule):
+class ImageClassificationDataModule(SplitDataModule):
     """Train / val / test loaders over one labelled image source.
 
     Args:
@@ -91,14 +91,3 @@ class ImageClassificationDataModule(pl.LightningDataModule):
                           persistent_workers=hp.num_workers > 0, drop_last=False,
                           generator=torch.Generator().manual_seed(hp.seed) if shuffle else None)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()

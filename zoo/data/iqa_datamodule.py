@@ -15,7 +15,6 @@ the normalisation come from the model's ``input_spec``.
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -24,6 +23,7 @@ from ..errors import ZooError
 from .images import load_image
 from .iqa import IQATable, read_table
 from .iqa_splits import load_split_file, official_split, random_splits
+from .splits import SplitDataModule
 
 
 def image_tensor(path, resize=None) -> torch.Tensor:
@@ -83,7 +83,7 @@ class IQACrops(Dataset):
         return crops, torch.tensor(self.table.scores[row], dtype=torch.float32), self.levels[row], torch.tensor(row)
 
 
-class IQADataModule(pl.LightningDataModule):
+class IQADataModule(SplitDataModule):
     """Train / val / test loaders of crops over one IQA dataset.
 
     Args:
@@ -161,14 +161,3 @@ class IQADataModule(pl.LightningDataModule):
         return DataLoader(ds, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()

@@ -17,10 +17,10 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ...data.splits import SplitDataModule
 from ...errors import ZooError
 from .encoding import Example, grid_to_lines, make_example, performance_to_grid
 from .events import EMPTY, events_to_lines, performance_to_events
@@ -139,7 +139,7 @@ class ExampleSet(Dataset):
         return self.examples[i]
 
 
-class GrooveMidiDataModule(pl.LightningDataModule):
+class GrooveMidiDataModule(SplitDataModule):
     """Train / validation / test prompt-completion examples for a causal-LM LightningModule.
 
     The fitted LightningModule's ``collate(list[Example]) -> dict`` tokenises batches, so one config names the
@@ -179,11 +179,3 @@ class GrooveMidiDataModule(pl.LightningDataModule):
                           collate_fn=self.collate, persistent_workers=hp.num_workers > 0,
                           generator=torch.Generator().manual_seed(hp.seed) if shuffle else None)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
