@@ -57,6 +57,15 @@ def test_print_config_resolves_subclasses(capsys):
     assert "class_path: zoo.training.classification.ClassifierModule" in out and "train_subset: 10000" in out
 
 
+def test_nested_constructor_dict_keys_keep_their_types(capsys):
+    """``--model.init_args.model_args.KEY VALUE`` must reach the model as a number, not the string "VALUE"."""
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", SMALL, "--model.init_args.model_args.num_classes", "7", "--print_config"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "num_classes: 7\n" in out and "'7'" not in out
+
+
 def test_fit_fast_dev_run_gets_its_own_folder_and_exports(shapes_data, runs_dir):
     args = ["fit", "--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",
             "--data.init_args.batch_size", "16", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",

@@ -6,6 +6,8 @@ LightningModule the trainer is fitting, so one config names the model once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -53,7 +55,7 @@ class ImageClassificationDataModule(SplitDataModule):
 
     def __init__(self, data: str = "cifar10_jpeg", batch_size: int = 128, num_workers: int = 2,
                  val_fraction: float = 0.1, train_subset: int | None = None, test_subset: int | None = None,
-                 augment: str = "standard", input_spec: dict | None = None, seed: int = 0):
+                 augment: str = "standard", input_spec: dict[str, Any] | None = None, seed: int = 0):
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ZooError(f"val_fraction must be in [0, 1), got {val_fraction}")

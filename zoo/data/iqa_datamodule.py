@@ -14,6 +14,8 @@ the normalisation come from the model's ``input_spec``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from PIL import Image
@@ -108,7 +110,7 @@ class IQADataModule(SplitDataModule):
                  val_fraction: float = 0.1, seed: int = 123, crops: int = 4, test_crops: int = 4,
                  resize: list[int] | None = None, train_subset: int | None = None, val_subset: int | None = None,
                  test_subset: int | None = None, batch_size: int = 12, num_workers: int = 2,
-                 input_spec: dict | None = None, num_levels: int | None = None, crop_seed: int = 0):
+                 input_spec: dict[str, Any] | None = None, num_levels: int | None = None, crop_seed: int = 0):
         super().__init__()
         if crops < 1 or test_crops < 1:
             raise ZooError(f"crops and test_crops must be >= 1, got {crops} and {test_crops}")

@@ -3,6 +3,8 @@ tuning heads, DOORPING evaluation networks...)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ class ClassifierModule(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
     """
 
-    def __init__(self, model: str = "knn_ood_resnet18", model_args: dict | None = None,
+    def __init__(self, model: str = "knn_ood_resnet18", model_args: dict[str, Any] | None = None,
                  pretrained: bool | str = False, optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
                  weight_decay: float = 5e-4, nesterov: bool = False, warmup_epochs: float = 0.0,
                  label_smoothing: float = 0.0):

@@ -9,6 +9,7 @@ frames; ``data_root`` for the sensor files), or ``synthetic`` (scenes generated 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -136,7 +137,7 @@ class NuScenesDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, data: str = "synthetic", version: str = "v1.0-mini", train_split: str = "mini_train",
-                 val_split: str = "mini_val", data_root: str | None = None, synthetic: dict | None = None,
+                 val_split: str = "mini_val", data_root: str | None = None, synthetic: dict[str, Any] | None = None,
                  point_cloud_range=(-54.0, -54.0, -5.0, 54.0, 54.0, 3.0), image_size=(320, 800),
                  resize_lim=(0.47, 0.625), sweeps: int = 10, modalities=("camera", "lidar"), modal_mask: bool = True,
                  rot_range=(-0.785, 0.785), scale_range=(0.9, 1.1), translation_std=(0.5, 0.5, 0.5),

@@ -6,6 +6,8 @@ list with the two-level image list, so the stride-32 level is dropped); `CPFPN` 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,7 @@ class ImageBackbone(nn.Module):
     """
 
     def __init__(self, name: str = "resnet50", out_indices=(3, 4), norm_eval: bool = True,
-                 weights_file: str | None = None, backbone_args: dict | None = None):
+                 weights_file: str | None = None, backbone_args: dict[str, Any] | None = None):
         super().__init__()
         timm = require("timm", "det3d")
         kw = {"pretrained_cfg_overlay": {"file": weights_file}} if weights_file else {}

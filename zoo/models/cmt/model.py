@@ -19,6 +19,7 @@ Output: dict with ``code`` [L, B, Q, 10] and ``logits`` [L, B, Q, C] for the mat
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,7 +64,8 @@ class CMT(nn.Module):
     """
 
     def __init__(self, modalities=MODALITIES, num_classes: int = 10, point_cloud_range=(-54.0, -54.0, -5.0, 54.0, 54.0, 3.0),
-                 image_size=(320, 800), sweeps: int = 10, img_backbone: str = "resnet50", img_backbone_args: dict | None = None,
+                 image_size=(320, 800), sweeps: int = 10, img_backbone: str = "resnet50",
+                 img_backbone_args: dict[str, Any] | None = None,
                  img_weights_file: str | None = None, img_norm_eval: bool = True, img_channels: int = 256,
                  grid_mask: bool = True, lidar_encoder: str = "sparse", sparse_backend: str = "auto",
                  lidar_channels: int = 256,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -46,7 +47,8 @@ class CMTModule(pl.LightningModule):
         cls_weight, bbox_weight, code_weights, dn_weight: the loss (`CMTCriterion`).
     """
 
-    def __init__(self, model: str = "cmt_fusion_r50", model_args: dict | None = None, pretrained: bool | str = False,
+    def __init__(self, model: str = "cmt_fusion_r50", model_args: dict[str, Any] | None = None,
+                 pretrained: bool | str = False,
                  lr: float = 1.4e-4, weight_decay: float = 0.01, img_backbone_lr_mult: float = 0.01,
                  img_backbone_decay_mult: float = 5.0, img_neck_lr_mult: float = 0.1, cyclic_peak: float = 6.0,
                  cyclic_end: float = 1e-4, step_ratio_up: float = 0.4, beta1_ratio: float = 0.8947368421052632,

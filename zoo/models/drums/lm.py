@@ -18,6 +18,7 @@ embeddings once).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,7 +61,7 @@ class DrumLM(nn.Module):
     """
 
     def __init__(self, base: str = SMOLLM2, init: str = "pretrained", vocab: str = "full",
-                 config: dict | None = None, lora: dict | None = None, max_length: int = 2048):
+                 config: dict[str, Any] | None = None, lora: dict[str, Any] | None = None, max_length: int = 2048):
         super().__init__()
         transformers = require("transformers", "drums")
         if init not in ("pretrained", "scratch"):

@@ -7,6 +7,8 @@ the trainable parameters (the adapters with LoRA), linear warm-up then cosine de
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 
@@ -25,7 +27,7 @@ class DrumLMModule(pl.LightningModule):
         prompt_loss_weight: weight of prompt tokens in the loss.
     """
 
-    def __init__(self, model: str = "drums_smollm2_135m", model_args: dict | None = None,
+    def __init__(self, model: str = "drums_smollm2_135m", model_args: dict[str, Any] | None = None,
                  pretrained: bool | str = False, lr: float = 2e-4, weight_decay: float = 0.0,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 10, prompt_loss_weight: float = 0.01):
         super().__init__()

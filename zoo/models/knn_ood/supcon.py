@@ -7,6 +7,8 @@ ID accuracy and the logits MSP/energy need, in place of the separate linear-prob
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -53,7 +55,8 @@ class SupConModule(pl.LightningModule):
         probe_lr: learning rate of the detached linear classifier.
     """
 
-    def __init__(self, model: str = "knn_ood_resnet18", model_args: dict | None = None, projection_dim: int = 128,
+    def __init__(self, model: str = "knn_ood_resnet18", model_args: dict[str, Any] | None = None,
+                 projection_dim: int = 128,
                  temperature: float = 0.1, base_temperature: float = 0.07, lr: float = 0.5, momentum: float = 0.9,
                  weight_decay: float = 1e-4, warmup_epochs: float = 0.0, probe_lr: float = 0.1):
         super().__init__()

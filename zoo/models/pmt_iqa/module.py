@@ -18,6 +18,7 @@ pooled backbone taps ``[B, K, C_i, g_i, g_i]`` (the frozen-backbone cache of `ca
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -41,7 +42,7 @@ class PMTIQAModule(pl.LightningModule):
         select_on_val: restore the best-validation-SRCC weights at the end of training.
     """
 
-    def __init__(self, model: str = "pmt_iqa_resnet50", model_args: dict | None = None,
+    def __init__(self, model: str = "pmt_iqa_resnet50", model_args: dict[str, Any] | None = None,
                  pretrained: bool | str = False, imagenet: str | None = None, schedule: str = "progressive",
                  lambda_reg: float = AUTHORS_FIXED[0], lambda_cls: float = AUTHORS_FIXED[1],
                  lr: float = 1.0933302953170044e-4, weight_decay: float = 5e-4, lr_step: int = 6,

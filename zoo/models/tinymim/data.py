@@ -12,6 +12,8 @@ Validation and test splits use the shared evaluation transform (resize + centre 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torchvision import transforms as T
 
@@ -78,7 +80,7 @@ class TinyMIMDataModule(ImageClassificationDataModule):
 
     def __init__(self, data: str = "cifar10_jpeg", batch_size: int = 128, num_workers: int = 2,
                  val_fraction: float = 0.1, train_subset: int | None = None, test_subset: int | None = None,
-                 input_spec: dict | None = None, seed: int = 0, views: str = "finetune",
+                 input_spec: dict[str, Any] | None = None, seed: int = 0, views: str = "finetune",
                  crop_scale: tuple[float, float] = (0.2, 1.0), color_jitter: float = 0.4,
                  rand_augment: str | None = "rand-m9-mstd0.5-inc1", random_erasing: float = 0.25):
         if views not in VIEWS:

@@ -19,6 +19,7 @@ as ``teacher``. After ``fit`` the student alone is exported (``self.model``); th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -66,8 +67,8 @@ class DistillModule(pl.LightningModule):
             0.05, (0.9, 0.95), 15 of 300 epochs, 0).
     """
 
-    def __init__(self, student: str = "tinymim_vit_tiny", student_args: dict | None = None,
-                 teacher: str | None = None, teacher_args: dict | None = None, target: str = "relation",
+    def __init__(self, student: str = "tinymim_vit_tiny", student_args: dict[str, Any] | None = None,
+                 teacher: str | None = None, teacher_args: dict[str, Any] | None = None, target: str = "relation",
                  teacher_layer: int | None = None, student_layer: int | None = None, lr: float | None = None,
                  blr: float = 1.5e-4, weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
                  warmup_epochs: float = 15, min_lr: float = 0.0):

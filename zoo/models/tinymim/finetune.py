@@ -10,6 +10,7 @@ mixes with label smoothing (plain label-smoothed cross-entropy when both are off
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -77,7 +78,7 @@ class FineTuneModule(pl.LightningModule):
         head_init_std: std of the re-initialised head when loading an encoder (MAE: 2e-5).
     """
 
-    def __init__(self, model: str = "tinymim_vit_tiny", model_args: dict | None = None,
+    def __init__(self, model: str = "tinymim_vit_tiny", model_args: dict[str, Any] | None = None,
                  pretrained_encoder: str | None = None, lr: float | None = None, blr: float = 5e-4,
                  layer_decay: float = 0.75, weight_decay: float = 0.05, warmup_epochs: float = 5,
                  min_lr: float = 1e-6, mixup: float = 0.8, cutmix: float = 1.0, mixup_prob: float = 1.0,

@@ -10,6 +10,7 @@ exported (``self.model``); the decoder is discarded, as in MAE's released checkp
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -126,8 +127,8 @@ class MAEModule(pl.LightningModule):
             (0.9, 0.95), 40 epochs, 0).
     """
 
-    def __init__(self, model: str = "tinymim_vit_base", model_args: dict | None = None, decoder_dim: int = 512,
-                 decoder_depth: int = 8, decoder_heads: int = 16, mask_ratio: float = 0.75,
+    def __init__(self, model: str = "tinymim_vit_base", model_args: dict[str, Any] | None = None,
+                 decoder_dim: int = 512, decoder_depth: int = 8, decoder_heads: int = 16, mask_ratio: float = 0.75,
                  norm_pix_loss: bool = True, lr: float | None = None, blr: float = 1.5e-4,
                  weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95), warmup_epochs: float = 40,
                  min_lr: float = 0.0):
