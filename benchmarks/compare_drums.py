@@ -9,7 +9,8 @@ Two settings per model, both timed in this process on the same left-padded test 
   finished rows from the batch and its KV cache; transformers keeps them until the longest row ends.
   Tokens/s counts the tokens each row generated up to its ``END``.
 
-Before timing, both loops decode greedily (temperature 1e-4 for the zoo, ``do_sample=False`` for transformers)
+The two are called in turn (zoo, transformers, zoo, ...) so that a change in machine load hits both alike. Before
+timing, both loops decode greedily (temperature 1e-4 for the zoo, ``do_sample=False`` for transformers)
 and must produce the same tokens (``agree``).
 
     python benchmarks/compare_drums.py                                   # CPU, the published models
@@ -23,7 +24,7 @@ import argparse
 import torch
 
 import zoo
-from zoo.bench.compare import save, timeit
+from zoo.bench.compare import save, timeit_alternating
 from zoo.models.drums.data import open_examples
 from zoo.models.drums.generate import PAPER_TEMPERATURE, _left_pad, sample_ids
 
@@ -54,8 +55,8 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["drums_smollm2_135m.groove_lora", "drums_smollm2_scratch.groove"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=8, help="prompts per batch (the first test prompts)")
-    p.add_argument("--new-tokens", type=int, default=48)
-    p.add_argument("--iters", type=int, default=2)
+    p.add_argument("--new-tokens", type=int, default=256)
+    p.add_argument("--iters", type=int, default=3)
     a = p.parse_args()
     device = torch.device(a.device)
     prompts_text = [e.prompt for e in open_examples("groove_midi", "test")[: a.batch]]
@@ -67,12 +68,16 @@ def main() -> None:
             agree = zoo_generate(model, prompts, 16, True, greedy=True) == hf_generate(model, prompts, 16, True,
                                                                                        greedy=True)
             for setting, stop in (("fixed", False), ("stop", True)):
-                counts, timings = {}, {}
-                for impl, fn in (("zoo", zoo_generate), ("transformers", hf_generate)):
-                    def run(fn=fn, impl=impl, model=model, prompts=prompts, stop=stop, counts=counts):
-                        # the tokens of the last timed call are the ones counted
+                counts = {}
+
+                def runner(fn, impl, model=model, prompts=prompts, stop=stop, counts=counts):
+                    def run():  # the tokens of the last timed call are the ones counted
                         counts[impl] = sum(len(r) for r in fn(model, prompts, a.new_tokens, stop))
-                    timings[impl] = timeit(run, device=device, warmup=1, iters=a.iters)
+                    return run
+
+                timings = timeit_alternating({"zoo": runner(zoo_generate, "zoo"),
+                                              "transformers": runner(hf_generate, "transformers")},
+                                             device=device, warmup=1, iters=a.iters)
                 row = {"model": name, "setting": setting, "batch": len(prompts), "max_new_tokens": a.new_tokens,
                        "agree": agree}
                 for impl in ("zoo", "transformers"):

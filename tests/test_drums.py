@@ -42,6 +42,7 @@ from zoo.models.drums.events import (
     performance_to_events,
 )
 from zoo.models.drums.generate import continue_grooves, sample_ids
+from zoo.models.drums.kv_cache import preallocated_cache
 from zoo.models.drums.midi import read_performance, write_drum_midi
 
 TINY = "configs/drums/gpt2_tiny_groove.yaml"
@@ -330,6 +331,31 @@ def test_cached_batched_sampling_matches_naive_decoding():
     prompts = [m.tokenizer.encode(t) for t in ("o-----\n---o--\n", "--o---\nSEP\n", "o")]  # ragged: left padding
     got = sample_ids(m, prompts, temperature=1e-4, max_new_tokens=12)  # near-zero temperature: argmax
     assert got == [_naive_greedy(m, p, 12) for p in prompts]
+
+
+def test_preallocated_cache_matches_the_dynamic_cache_and_drops_rows():
+    """Prefill, decode, drop a row, decode: the same logits as transformers' DynamicCache (a tiny Llama, GQA)."""
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2)).eval()
+    prompt, steps = torch.randint(0, 50, (3, 5)), torch.randint(0, 50, (4, 3, 1))
+    keep = torch.tensor([0, 2])
+    results = []
+    for cache in (DynamicCache(), preallocated_cache(2, 5 + len(steps))):
+        with torch.no_grad():
+            logits = [lm(input_ids=prompt, past_key_values=cache, use_cache=True).logits]
+            for i, tok in enumerate(steps):
+                if i == 2:
+                    cache.batch_select_indices(keep)
+                logits.append(lm(input_ids=tok if i < 2 else tok[keep], past_key_values=cache,
+                                 use_cache=True).logits)
+        results.append(logits)
+    for dyn, pre in zip(*results):
+        torch.testing.assert_close(pre, dyn)
+    with torch.no_grad(), pytest.raises(ZooError, match="holds 9 positions"):
+        lm(input_ids=steps[0][keep], past_key_values=cache, use_cache=True)
 
 
 def test_sampling_stops_at_end_and_respects_budgets():

@@ -2,9 +2,11 @@
 at most 1000 new tokens), written for throughput.
 
 Per batch of prompts: one left-padded prefill (logits of the last position only), then one token per step for
-every unfinished row. A row that emits ``END`` (or fills its line budget) leaves the batch at once: its KV-cache
-rows are dropped, so the remaining steps cost only what the unfinished rows need, where transformers' default
-``generate`` keeps computing padded rows until the longest one ends. Sampling is plain temperature sampling from the
+every unfinished row. The KV cache is allocated once for the whole generation (`kv_cache`), so a step writes only
+the new token's keys and values where transformers' default cache copies all of them. A row that emits ``END`` (or
+fills its line budget) leaves the batch at once: its KV-cache rows are dropped, so the remaining steps cost only
+what the unfinished rows need, where transformers' default ``generate`` keeps computing padded rows until the
+longest one ends. Sampling is plain temperature sampling from the
 full softmax (no top-k, no top-p), as the OpenAI completions API the authors called.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .encoding import END
+from .kv_cache import preallocated_cache
 from .lm import DrumLM
 
 PAPER_TEMPERATURE = 0.9
@@ -51,8 +54,10 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
     newline_id = newline[0] if len(newline) == 1 else None
     ids, mask = _left_pad(prompt_ids, model.tokenizer.pad_id, device)
     positions = (mask.cumsum(1) - 1).clamp_min(0)
-    out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cache, logits = out.past_key_values, out.logits[:, -1]
+    cache = preallocated_cache(lm.config.get_text_config().num_hidden_layers, ids.shape[1] + max_new_tokens)
+    out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+             logits_to_keep=1)
+    logits = out.logits[:, -1]
     rows = torch.arange(len(prompt_ids), device=device)  # which prompt each live batch row belongs to
     new = [[] for _ in prompt_ids]
     lines = torch.zeros(len(prompt_ids), dtype=torch.long, device=device)
@@ -77,7 +82,7 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
         last_pos = last_pos + 1
         out = lm(input_ids=token[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                  past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        logits = out.logits[:, -1]
     return new
 
 
