@@ -99,6 +99,25 @@ def test_class_gradients_and_match_loss_equal_the_per_class_loop():
     assert torch.allclose(g_zoo, g_ref, rtol=1e-4, atol=1e-6)
 
 
+def test_compiled_training_steps_train_like_eager_ones():
+    """`train_network(compile=True)` (DC's inner loop, the evaluation) gives the eager result up to float order,
+    on fresh networks after the first compilation."""
+    from zoo.models.doorping.evaluate import train_network
+
+    x, y = torch.randn(21, 1, 12, 12), torch.arange(3).repeat_interleave(7)
+    for seed in (0, 1):  # the second network reuses the compiled step
+        torch.manual_seed(seed)
+        eager, compiled = _small_net(), _small_net()
+        compiled.load_state_dict(eager.state_dict())
+        torch.manual_seed(seed)
+        train_network(eager, x, y, epochs=3, batch_size=7)
+        torch.manual_seed(seed)
+        train_network(compiled, x, y, epochs=3, batch_size=7, compile=True)
+        for a, b in zip(compiled.parameters(), eager.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        assert not torch.equal(eager.features[0].weight, _small_net().features[0].weight)
+
+
 def test_match_loss_metrics_against_concatenated_vectors():
     torch.manual_seed(1)
     gr = [torch.randn(2, 4, 3), torch.randn(2, 4)]
