@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from zoo.bench.harness import benchmark, with_backoff
+import zoo
+from zoo.bench.harness import benchmark, load_bench_model, with_backoff
 from zoo.bench.peaks import table_peak
 from zoo.bench.suite import expand, load_suite, run_suite
 from zoo.cli import main
@@ -103,6 +104,17 @@ def test_suite_runs_and_writes_named_results(tmp_path):
     data = json.loads(path.read_text())
     assert [r["precision"] for r in data["results"]] == ["32", "bf16-mixed"]
     assert data["env"]["device_name"]
+
+
+def test_suite_model_args_build_the_bare_name_with_them(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 8}, batch_sizes: [2], "
+                     "iters: 1, warmup: 1}\n")
+    (r,) = json.loads(run_suite(suite, device="cpu", out=tmp_path / "out.json").read_text())["results"]
+    assert r["model_args"] == {"width": 8}
+    assert r["params"] == sum(p.numel() for p in zoo.create_model("doorping_convnet", width=8).parameters())
+    with pytest.raises(ZooError, match="bare model name"):
+        load_bench_model("knn_ood_resnet20.cifar10", {"num_classes": 3})
 
 
 @pytest.mark.parametrize("groups, transposed", [(1, False), (16, False), (16, True)])

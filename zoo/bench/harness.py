@@ -57,16 +57,19 @@ def with_backoff(run, batch_size: int):
     raise ZooError(f"out of memory even at batch size 1 (tried {failed})")
 
 
-def load_bench_model(source: str):
-    """Folder -> from_pretrained; ``name.tag`` -> pretrained weights; bare name -> random init."""
+def load_bench_model(source: str, model_args: dict | None = None):
+    """Folder -> from_pretrained; ``name.tag`` -> pretrained weights; bare name -> random init, built with
+    ``model_args`` (constructor keywords; only for a bare name)."""
     from pathlib import Path
 
     from ..checkpoint import from_pretrained
     from ..registry import create_model, split_name
 
     if Path(source).is_dir() or split_name(source)[1]:
+        if model_args:
+            raise ZooError(f"model_args apply to a bare model name, not to the saved weights of {source}")
         return from_pretrained(source)
-    return create_model(source)
+    return create_model(source, **(model_args or {}))
 
 
 def adapter_for(model) -> BenchAdapter:
@@ -154,8 +157,9 @@ def _time_steps(step, batch, n: int, device) -> list[float]:
 
 def benchmark(source: str | None = None, *, model=None, mode: str = "infer", device: str = "cpu",
               precision: str = "32", batch_size: int = 32, compile: bool = False, warmup: int = 5, iters: int = 20,
-              channels_last: bool = False) -> dict:
-    """Benchmark one model; returns the result dict (see the module docstring for what is measured)."""
+              channels_last: bool = False, model_args: dict | None = None) -> dict:
+    """Benchmark one model; returns the result dict (see the module docstring for what is measured).
+    ``model_args``: constructor keywords for a bare model name (`load_bench_model`)."""
     if mode not in MODES:
         raise ZooError(f"unknown mode {mode!r}; choose {', '.join(MODES)}")
     if precision not in PRECISIONS:
@@ -165,7 +169,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ZooError("--device cuda given but no CUDA device is available")
-    model = model if model is not None else load_bench_model(source)
+    model = model if model is not None else load_bench_model(source, model_args)
     name = source or model.zoo_cfg["architecture"]
     adapter = adapter_for(model)
     model.to(dev)
@@ -232,6 +236,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         "warmup": warmup,
         "iters": iters,
         "input": adapter.input_desc,
+        "model_args": model_args or {},
         "env": environment(dev),
     }
     return result

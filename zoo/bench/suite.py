@@ -5,6 +5,9 @@ A suite lists runs; each run expands over ``modes x precisions x batch_sizes``::
     name: default
     runs:
       - {model: knn_ood_resnet18, modes: [infer, train], precisions: ["32", bf16-mixed], batch_sizes: [256]}
+      - {model: drums_lm, model_args: {base: path/to/folder, init: scratch}, modes: [generate]}
+
+``model_args`` are constructor keywords for a bare model name (random weights).
 
 Results go to ``benchmarks/results/<suite>__<device>__torch<version>[__cu<version>].json`` with the command and
 environment; `zoo.bench.report` turns them into the tables of ``benchmarks/README.md``.
@@ -53,6 +56,7 @@ def expand(suite: dict, device: str) -> list[dict]:
                 continue
             jobs.append({"source": run["model"], "mode": mode, "precision": str(prec), "batch_size": int(bs),
                          "device": device, "compile": bool(run.get("compile", False)),
+                         "model_args": dict(run.get("model_args") or {}),
                          "warmup": int(run.get("warmup", suite.get("warmup", 5))),
                          "iters": int(run.get("iters", suite.get("iters", 20)))})
     return jobs
