@@ -15,6 +15,7 @@ and must produce the same tokens (``agree``).
 
     python benchmarks/compare_drums.py                                   # CPU, the published models
     python benchmarks/compare_drums.py --device cuda --batch 37 --new-tokens 256 --iters 5   # GPU
+    python benchmarks/compare_drums.py --device cuda --base-folder .gpu/smollm2-135m ...    # GPU, no GGUF there
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def zoo_generate(model, prompts, n, stop, greedy=False, generator_seed=0):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", nargs="+", default=["drums_smollm2_135m.groove_lora", "drums_smollm2_scratch.groove"])
+    p.add_argument("--base-folder", default=None,
+                   help="instead of --models: the architecture of this transformers folder (config and tokenizer "
+                        "only) with random weights, e.g. SmolLM2-135M on a machine without its GGUF file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=8, help="prompts per batch (the first test prompts)")
     p.add_argument("--new-tokens", type=int, default=256)
@@ -61,8 +65,11 @@ def main() -> None:
     device = torch.device(a.device)
     prompts_text = [e.prompt for e in open_examples("groove_midi", "test")[: a.batch]]
     rows = []
-    for name in a.models:
-        model = zoo.from_pretrained(name).eval().to(device)
+    models = ({f"drums_lm(base={a.base_folder}, init=scratch)": lambda: zoo.create_model(
+        "drums_lm", base=a.base_folder, init="scratch")} if a.base_folder else
+        {name: lambda name=name: zoo.from_pretrained(name) for name in a.models})
+    for name, build in models.items():
+        model = build().eval().to(device)
         prompts = [model.tokenizer.encode(t) for t in prompts_text]
         with torch.inference_mode():
             agree = zoo_generate(model, prompts, 16, True, greedy=True) == hf_generate(model, prompts, 16, True,

@@ -117,6 +117,18 @@ def test_suite_model_args_build_the_bare_name_with_them(tmp_path):
         load_bench_model("knn_ood_resnet20.cifar10", {"num_classes": 3})
 
 
+def test_a_failing_suite_job_is_recorded_and_the_others_run(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 0}, iters: 1, warmup: 1}\n"
+                     "  - {model: doorping_convnet, model_args: {width: 4}, batch_sizes: [2], iters: 1, warmup: 1}\n")
+    data = json.loads(run_suite(suite, device="cpu", out=tmp_path / "out.json").read_text())
+    assert [r["model_args"] for r in data["results"]] == [{"width": 4}]
+    assert data["failed"][0]["source"] == "doorping_convnet" and data["failed"][0]["error"]
+    suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 0}}\n")
+    with pytest.raises(ZooError, match="every job"):
+        run_suite(suite, device="cpu", out=tmp_path / "out2.json")
+
+
 @pytest.mark.parametrize("groups, transposed", [(1, False), (16, False), (16, True)])
 def test_conv_backward_flops_respect_groups(groups, transposed):
     """Backward of a convolution = 2 forwards (input and weight gradients), grouped/depthwise ones included."""

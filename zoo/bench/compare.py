@@ -7,6 +7,7 @@ software in its name, the environment and the command inside).
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -53,10 +54,16 @@ def timeit_alternating(fns: dict, *, device: torch.device | str = "cpu", warmup:
     return {name: _stats(t) for name, t in times.items()}
 
 
+def results_dir() -> Path:
+    """Where result files go: ``$ZOO_RESULTS_DIR`` when set (the GPU session collects them there), else
+    ``benchmarks/results``."""
+    return Path(os.environ.get("ZOO_RESULTS_DIR") or repo_root() / "benchmarks" / "results")
+
+
 def save(name: str, payload: dict, device: torch.device | str = "cpu", out_dir: Path | None = None) -> Path:
-    """Write ``benchmarks/results/compare_<name>__<device>__torch<ver>.json`` with the environment and command."""
+    """Write ``compare_<name>__<device>__torch<ver>.json`` (in `results_dir`) with the environment and command."""
     env = environment(torch.device(device))
-    out_dir = out_dir or repo_root() / "benchmarks" / "results"
+    out_dir = out_dir or results_dir()
     path = out_dir / f"compare_{name}__{device_slug(env)}__torch{env['torch'].split('+')[0]}.json"
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     write_json(path, {"comparison": name, "command": command, "env": env, **payload})

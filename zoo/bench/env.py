@@ -22,8 +22,12 @@ def _cpu_name() -> str:
 
 
 def _git_commit() -> str | None:
+    """HEAD (``-dirty`` with uncommitted changes), or ``ZOO_GIT_COMMIT`` where the tree has no git (the GPU
+    session's copy, see ``benchmarks/gpu``)."""
     from ..hub import repo_root
 
+    if os.environ.get("ZOO_GIT_COMMIT"):
+        return os.environ["ZOO_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "-C", str(repo_root()), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5)

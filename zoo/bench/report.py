@@ -31,7 +31,9 @@ def table(data: dict, source: str) -> str:
                     f"| {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {r['peak_mem_mb']:.0f} "
                     f"| {r['flops_per_sample'] / 1e9:.3f} | {r['tflops']:.3f} | {100 * r['mfu']:.1f} % "
                     f"| {r['peak_tflops']:.3g} TFLOP/s {r['peak_dtype']} ({r['peak_source']}) |")
-    return head + "\n".join(rows) + "\n"
+    failed = "".join(f"\nFailed: {f['source']} {f['mode']} {f['precision']} batch {f['batch_size']}: {f['error']}\n"
+                     for f in data.get("failed", []))
+    return head + "\n".join(rows) + "\n" + failed
 
 
 def comparison(data: dict, source: str) -> str:

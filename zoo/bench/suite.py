@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ZooError
-from ..hub import repo_root
 from ..io import write_json
+from .compare import results_dir
 from .env import device_slug, environment
 from .harness import benchmark, format_result
 
@@ -63,7 +63,7 @@ def expand(suite: dict, device: str) -> list[dict]:
 
 
 def results_path(suite: dict, env: dict, out_dir: Path | None = None) -> Path:
-    out_dir = out_dir or repo_root() / "benchmarks" / "results"
+    out_dir = out_dir or results_dir()
     cu = f"__cu{env['cuda']}" if env.get("driver") else ""
     return out_dir / f"{suite['name']}__{device_slug(env)}__torch{env['torch'].split('+')[0]}{cu}.json"
 
@@ -71,21 +71,32 @@ def results_path(suite: dict, env: dict, out_dir: Path | None = None) -> Path:
 def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = None,
               batch_size: int | None = None, iters: int | None = None) -> Path:
     """Run every job of a suite; write and return the results file. ``batch_size``/``iters`` override the
-    suite (for a quick check)."""
+    suite (for a quick check). A job that fails is recorded under ``failed`` with its error and the rest run."""
     suite = load_suite(path)
     env = environment(torch.device(device))
-    results = []
+    dest = Path(out) if out else results_path(suite, env)
+    command = "zoo bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    results, failed = [], []
+
+    def write():  # after every job, so that a run stopped part-way keeps what it measured
+        write_json(dest, {"suite": suite["name"], "suite_file": str(path), "command": command, "env": env,
+                          "results": results, "failed": failed})
+
     for job in expand(suite, device):
         if batch_size:
             job["batch_size"] = batch_size
         if iters:
             job["iters"] = iters
-        r = benchmark(**job)
-        r.pop("env")
-        print(format_result(r), flush=True)
-        results.append(r)
-    dest = Path(out) if out else results_path(suite, env)
-    command = "zoo bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-    write_json(dest, {"suite": suite["name"], "suite_file": str(path), "command": command, "env": env,
-                      "results": results})
+        try:
+            r = benchmark(**job)
+        except (ZooError, RuntimeError, ImportError) as e:  # one broken job must not lose the others' results
+            failed.append({k: job[k] for k in ("source", "mode", "precision", "batch_size")} | {"error": str(e)})
+            print(f"FAILED {job['source']} {job['mode']} {job['precision']}: {e}", flush=True)
+        else:
+            r.pop("env")
+            print(format_result(r), flush=True)
+            results.append(r)
+        write()
+    if failed and not results:
+        raise ZooError(f"every job of {path} failed; the first: {failed[0]['error']}")
     return dest
