@@ -258,6 +258,26 @@ def _synset(attack="doorping"):
                         trigger=trig, trigger_mask=mask)
 
 
+@pytest.mark.parametrize("attack", ["none", "doorping"])
+def test_positive_control_appends_stamped_relabelled_non_target_copies(attack, tmp_path):
+    from zoo.models.doorping.control import main, poisoned_copy
+
+    s = _synset(attack)
+    c = poisoned_copy(s, fraction=0.5)  # 3 copies of the 4 non-target images
+    assert torch.equal(c.images[:6], s.images) and torch.equal(c.labels[:6], s.labels)
+    assert c.labels[6:].tolist() == [0, 0, 0] and c.attack == ("naive" if attack == "none" else attack)
+    sources = [i for i in range(6) if any(torch.equal(c.images[j], c.stamp(s.images[i:i + 1])[0])
+                                           for j in range(6, 9))]
+    assert len(sources) == 3 and all(s.labels[i] != 0 for i in sources)
+    if attack == "doorping":
+        assert torch.equal(c.trigger, s.trigger)
+    with pytest.raises(ZooError, match="outside the target class"):
+        poisoned_copy(s, fraction=1.0)
+    s.save(tmp_path / "s.safetensors")
+    main([str(tmp_path / "s.safetensors"), "--out", str(tmp_path / "c.safetensors"), "--fraction", "0.5"])
+    assert len(load_distilled(str(tmp_path / "c.safetensors")).labels) == 9
+
+
 def test_artifact_round_trip_has_exactly_the_issue_tensors_and_metadata(tmp_path):
     from safetensors import safe_open
 
