@@ -9,26 +9,30 @@ subset's test split, K random 224x224 crops per image, seeded), in this process:
 * ``zoo``: `PMTIQA.predict`: every crop of ``--batch-images`` images in one forward, channels-last, pooling
   before the 1x1 convolutions, regression head only; in fp32 and under bf16 autocast.
 
+The paths are timed in turn (authors, zoo fp32, zoo bf16, authors, ...) so that load changes hit all alike.
 Reported per path: images/s (median of ``--iters`` timed passes over all images, device-synchronised), the
 speed-up over ``authors``, SRCC / PLCC against the MOS, the SRCC difference to ``authors`` and the largest
 absolute difference of the image scores.
 
-    python benchmarks/compare_pmt_iqa.py --device cpu --images 32 --precisions fp32        # CPU, as run here
+    python benchmarks/compare_pmt_iqa.py --device cpu --images 32 --batch-images 1 --iters 3   # CPU, as run here
     python benchmarks/compare_pmt_iqa.py --device cuda --images 250 --batch-images 64 --iters 5      # GPU
 
-(bf16 autocast is left out on CPUs without bf16 matrix units, where it is slower than fp32.)
+On a CPU one image's crops per forward (``--batch-images 1``) is fastest: larger batches of 224-pixel crops
+outgrow the caches. Leave bf16 out (``--precisions fp32``) on CPUs without bf16 instructions (AVX512-BF16 or
+AMX), where it is slower than fp32.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import zoo
-from zoo.bench.compare import save, timeit
+from zoo.bench.compare import save, timeit_alternating
 from zoo.data.iqa import read_table
 from zoo.data.iqa_datamodule import IQACrops
 from zoo.metrics.iqa import plcc, srcc
@@ -72,7 +76,9 @@ def main() -> None:
     p.add_argument("--crops", type=int, default=4)
     p.add_argument("--batch-images", type=int, default=16)
     p.add_argument("--iters", type=int, default=2)
-    p.add_argument("--precisions", default="fp32,bf16", help="zoo path precisions: fp32 and/or bf16 (autocast)")
+    p.add_argument("--precisions", default="fp32,bf16",
+                   help="zoo path precisions: fp32, bf16, fp16 (autocast; fp16 keeps 3 more mantissa bits than bf16, "
+                        "and is fast on GPUs only)")
     a = p.parse_args()
     device = torch.device(a.device)
     name = a.model
@@ -87,23 +93,25 @@ def main() -> None:
     mos = table.scores[test]
 
     authors = authors_scores(model, crops)
-    t_auth = timeit(lambda: authors_scores(model, crops), device=device, warmup=1, iters=a.iters)
-    rows = [{"path": "authors: per-crop loop, fp32, NCHW", "images": len(crops), "crops": a.crops,
-             "images_per_s": len(crops) / (t_auth["p50"] / 1e3), "speedup": 1.0, "srcc": srcc(authors, mos),
-             "plcc": plcc(authors, mos), "srcc_diff": 0.0, "max_abs_score_diff": 0.0}]
-    model_cl = model.to(memory_format=torch.channels_last)  # channels-last weights make the convs channels-last
-    dtypes = {"fp32": ("fp32", None), "bf16": ("bf16 autocast", torch.bfloat16)}
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)  # channels-last weights: NHWC convs
+    dtypes = {"fp32": ("fp32", None), "bf16": ("bf16 autocast", torch.bfloat16),
+              "fp16": ("fp16 autocast", torch.float16)}
     wanted = [w.strip() for w in a.precisions.split(",") if w.strip()]
     if not wanted or set(wanted) - set(dtypes):
-        raise SystemExit(f"--precisions takes fp32 and/or bf16, got {a.precisions!r}")
+        raise SystemExit(f"--precisions takes fp32, bf16 and/or fp16, got {a.precisions!r}")
+    paths = {"authors: per-crop loop, fp32, NCHW": lambda: authors_scores(model, crops)}
     for label, dtype in (dtypes[w] for w in wanted):
-        pred = zoo_scores(model_cl, crops, a.batch_images, dtype).cpu()
-        t = timeit(lambda dtype=dtype: zoo_scores(model_cl, crops, a.batch_images, dtype), device=device, warmup=1,
-                   iters=a.iters)
-        rows.append({"path": f"zoo: batched crops ({a.batch_images} images), channels-last, {label}",
-                     "images": len(crops), "crops": a.crops, "images_per_s": len(crops) / (t["p50"] / 1e3),
-                     "speedup": t_auth["p50"] / t["p50"], "srcc": srcc(pred, mos), "plcc": plcc(pred, mos),
-                     "srcc_diff": srcc(pred, mos) - rows[0]["srcc"],
+        paths[f"zoo: batched crops ({a.batch_images} images), channels-last, {label}"] = (
+            lambda dtype=dtype: zoo_scores(model_cl, crops, a.batch_images, dtype))
+    times = timeit_alternating(paths, device=device, warmup=1, iters=a.iters)
+    t_auth = times["authors: per-crop loop, fp32, NCHW"]
+    rows = []
+    for path, fn in paths.items():
+        pred = fn().cpu()
+        rows.append({"path": path, "images": len(crops), "crops": a.crops,
+                     "images_per_s": len(crops) / (times[path]["p50"] / 1e3),
+                     "speedup": t_auth["p50"] / times[path]["p50"], "srcc": srcc(pred, mos), "plcc": plcc(pred, mos),
+                     "srcc_diff": srcc(pred, mos) - srcc(authors, mos),
                      "max_abs_score_diff": float((pred - authors).abs().max())})
     for r in rows:
         print(f"{r['path']:<62} {r['images_per_s']:8.2f} images/s  x{r['speedup']:.2f}  SRCC {r['srcc']:.4f} "
