@@ -7,9 +7,10 @@ same network, the same real batches (256 per class) and the same synthetic image
 * ``original``: the authors' structure (DOORPING's DC/main.py): for each class, a forward and ``autograd.grad`` on
   the real batch, another on the class's synthetic images with ``create_graph=True``, the layer-wise distance
   summed in Python loops; the inner loop through a ``TensorDataset`` / ``DataLoader`` as their ``epoch()`` does.
-* ``zoo``: `zoo.models.doorping.matching` (all classes in one ``vmap(grad(...))`` call each for real and synthetic
-  images, the distance of all classes and layers at once), channels-last convolutions, and `train_network` with
-  ``compile=True`` for the inner loop; the code `GradientMatching` runs with ``compile: true`` (the recipes' setting).
+* ``zoo``: `zoo.models.doorping.matching` (the real images' per-class gradients through ``torch.compile``, the
+  distance of all classes and layers at once, the image step back-propagated to the images only), channels-last
+  convolutions, and `train_network` with ``compile=True`` for the inner loop: the code `GradientMatching` runs with
+  ``compile: true`` (the recipes' setting).
 
 The two matching losses must agree to 1e-5 (relative) before anything is timed; the networks after one whole
 iteration (whose inner loops differ only in floating-point order) are compared too. The two paths are timed in
@@ -19,6 +20,7 @@ training images when ``../shared/data`` has them, else N(0, 1) noise (the timing
     python benchmarks/compare_doorping.py                       # CPU, the paper's shapes
     python benchmarks/compare_doorping.py --device cuda         # GPU (goal: 3x)
     python benchmarks/compare_doorping.py --batch-real 64 --inner-loop 5 --iters 2   # a quick CPU check
+    python benchmarks/compare_doorping.py --parts               # and where the time goes (real, syn, inner)
 """
 
 from __future__ import annotations
@@ -66,8 +68,14 @@ def original_iteration(net, real, syn, labels, ipc, inner_loop, batch_train=256,
     opt_img.zero_grad()
     loss.backward()
     opt_img.step()
+    original_inner(net, syn.detach(), labels, inner_loop, batch_train, lr_net)
+    return float(loss.detach())
+
+
+def original_inner(net, syn, labels, inner_loop, batch_train=256, lr_net=0.01):
+    """Their inner loop: ``epoch('train', ...)`` over a ``DataLoader`` of the synthetic set, ``inner_loop`` times."""
     opt_net = torch.optim.SGD(net.parameters(), lr=lr_net)
-    loader = DataLoader(TensorDataset(syn.detach().clone(), labels.clone()), batch_size=batch_train, shuffle=True,
+    loader = DataLoader(TensorDataset(syn.clone(), labels.clone()), batch_size=batch_train, shuffle=True,
                         num_workers=0)
     for _ in range(inner_loop):
         for x, y in loader:
@@ -77,7 +85,6 @@ def original_iteration(net, real, syn, labels, ipc, inner_loop, batch_train=256,
             opt_net.zero_grad()
             step_loss.backward()
             opt_net.step()
-    return float(loss)
 
 
 def channels_last(x):
@@ -86,7 +93,7 @@ def channels_last(x):
 
 def zoo_loss(net, real, syn, ipc):
     k = real.shape[0]
-    g_real = class_gradients(net, channels_last(real), create_graph=False)
+    g_real = class_gradients(net, channels_last(real), create_graph=False, compile=True)
     g_syn = class_gradients(net, channels_last(syn.view(k, ipc, *syn.shape[1:])), create_graph=True)
     return match_loss(g_real, g_syn)
 
@@ -95,11 +102,51 @@ def zoo_iteration(net, real, syn, labels, ipc, inner_loop, batch_train=256, lr_i
     opt_img = torch.optim.SGD([syn], lr=lr_img, momentum=0.5)
     loss = zoo_loss(net, real, syn, ipc)
     opt_img.zero_grad()
-    loss.backward()
+    loss.backward(inputs=[syn])
     opt_img.step()
-    train_network(net, channels_last(syn.detach()), labels, epochs=inner_loop, lr=lr_net, momentum=0.0,
-                  weight_decay=0.0, batch_size=batch_train, lr_decay=False, compile=True)
-    return float(loss)
+    zoo_inner(net, channels_last(syn.detach()), labels, inner_loop, batch_train, lr_net)
+    return float(loss.detach())
+
+
+def zoo_inner(net, syn, labels, inner_loop, batch_train=256, lr_net=0.01):
+    train_network(net, syn, labels, epochs=inner_loop, lr=lr_net, momentum=0.0, weight_decay=0.0,
+                  batch_size=batch_train, lr_decay=False, compile=True)
+
+
+def part_timings(net0, net_cl, real, syn0, labels, ipc, inner_loop, device, warmup, iters) -> list[dict]:
+    """Seconds of the three parts of an outer iteration, each path's way, timed in turn: ``real`` (the per-class
+    gradients on the real images), ``syn`` (the synthetic images' gradients with their graph, and the backward of a
+    function of them to the images), ``inner`` (the inner loop's training steps)."""
+    k = real.shape[0]
+    params = list(net0.parameters())
+    real_cl, syn_cl = channels_last(real), channels_last(syn0)
+
+    def authors_real():
+        for c in range(k):
+            torch.autograd.grad(F.cross_entropy(net0(real[c]), torch.full((real.shape[1],), c, device=device)), params)
+
+    def authors_syn():  # their backward also reaches the network's parameters
+        syn = syn0.clone().requires_grad_(True)
+        total = 0.0
+        for c in range(k):
+            y = torch.full((ipc,), c, device=device)
+            g = torch.autograd.grad(F.cross_entropy(net0(syn[c * ipc:(c + 1) * ipc]), y), params, create_graph=True)
+            total = total + sum((x * x).sum() for x in g)
+        total.backward()
+
+    def zoo_syn():
+        syn = syn_cl.clone().requires_grad_(True)
+        g = class_gradients(net_cl, syn.view(k, ipc, *syn.shape[1:]), create_graph=True)
+        sum((x * x).sum() for x in g).backward(inputs=[syn])
+
+    paths = {("real", "original"): authors_real,
+             ("real", "zoo"): lambda: class_gradients(net_cl, real_cl, create_graph=False, compile=True),
+             ("syn", "original"): authors_syn, ("syn", "zoo"): zoo_syn,
+             ("inner", "original"): lambda: original_inner(copy.deepcopy(net0), syn0, labels, inner_loop),
+             ("inner", "zoo"): lambda: zoo_inner(copy.deepcopy(net_cl), syn_cl, labels, inner_loop)}
+    times = timeit_alternating({f"{part} {path}": fn for (part, path), fn in paths.items()}, device=device,
+                               warmup=warmup, iters=iters)
+    return [{"part": part, "path": path, "seconds": times[f"{part} {path}"]["p50"] / 1e3} for part, path in paths]
 
 
 def real_batches(k: int, n: int, generator) -> tuple[torch.Tensor, str]:
@@ -124,6 +171,8 @@ def main() -> None:
     p.add_argument("--inner-loop", type=int, default=50)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--parts", action="store_true", help="also time the real-gradient, synthetic-gradient and "
+                                                        "inner-loop parts of the iteration separately")
     a = p.parse_args()
     device = torch.device(a.device)
     g = torch.Generator().manual_seed(0)
@@ -173,15 +222,21 @@ def main() -> None:
                      "ipc": a.ipc, "batch_real": a.batch_real, "inner_loop": a.inner_loop})
     speedup = t_orig["p50"] / t_zoo["p50"]
     goal = 3.0 if device.type == "cuda" else 1.5
+    parts = {}
+    if a.parts:
+        for r in part_timings(net0, net_cl, real, syn0, labels, a.ipc, a.inner_loop, device, a.warmup, a.iters):
+            parts.setdefault(r["part"], {})[r["path"]] = round(r["seconds"], 3)
+        print(f"parts (seconds): {parts}")
     path = save("doorping", {
         "description": f"DC outer iteration (matching over 10 classes + image step + {a.inner_loop}-epoch inner "
                        f"loop), ConvNet, ipc {a.ipc}, {a.batch_real} real images per class ({source}); zoo "
-                       f"(vmap + channels-last, compiled inner loop) vs the authors' per-class loop",
+                       f"(channels-last, compiled real-image gradients and inner loop) vs the authors' per-class loop",
         "rows": rows,
         "summary": {"speedup": speedup, "goal": goal, "meets_goal": speedup >= goal, "loss_original": float(ref),
                     "loss_zoo": float(got), "loss_relative_difference": rel,
                     "image_gradient_relative_difference": grad_rel,
-                    "network_relative_difference_after_iteration": net_rel},
+                    "network_relative_difference_after_iteration": net_rel,
+                    **({"part_seconds": parts} if parts else {})},
     }, device=device)
     print(f"speedup {speedup:.2f}x (goal {goal}x); wrote {path}")
 

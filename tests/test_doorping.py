@@ -80,7 +80,8 @@ def _small_net():
                             std=[1.0])
 
 
-def test_class_gradients_and_match_loss_equal_the_per_class_loop():
+@pytest.mark.parametrize("compile", [False, True])
+def test_class_gradients_and_match_loss_equal_the_per_class_loop(compile):
     torch.manual_seed(0)
     net = _small_net()
     real = torch.randn(3, 5, 1, 12, 12)
@@ -93,7 +94,8 @@ def test_class_gradients_and_match_loss_equal_the_per_class_loop():
                                  create_graph=True)
         ref = ref + sum(_authors_distance(a.detach(), b) for a, b in zip(gr, gs))
     (g_ref,) = torch.autograd.grad(ref, syn)
-    loss = match_loss(class_gradients(net, real, False), class_gradients(net, syn.view(3, 2, 1, 12, 12), True))
+    loss = match_loss(class_gradients(net, real, False, compile=compile),
+                      class_gradients(net, syn.view(3, 2, 1, 12, 12), True))
     (g_zoo,) = torch.autograd.grad(loss, syn)
     assert torch.allclose(loss, ref, rtol=1e-5) and float(loss.detach()) > 0
     assert torch.allclose(g_zoo, g_ref, rtol=1e-4, atol=1e-6)

@@ -55,8 +55,9 @@ class Distillation(pl.LightningModule):
         dsa_strategy: differentiable Siamese augmentation families (``none`` disables it).
         val_models, val_epochs, val_test_subset: in-run evaluation (networks, epochs, test images; None: all).
         channels_last: run convolutions in channels-last memory format (faster on CPUs and GPUs; same maths).
-        compile: ``torch.compile`` the networks' training steps (DC's inner loop, the in-run evaluation): the
-            element-wise work around the convolutions is fused; compiled once per process (about a minute on a CPU).
+        compile: ``torch.compile`` the networks' forward and backward passes (DC's real-image gradients and inner
+            loop, the in-run evaluation): the element-wise work around the convolutions is fused; compiled once per
+            process (about a minute on a CPU).
         output: where to write the distilled set (default ``<run dir>/distilled.safetensors``).
     """
 
@@ -275,12 +276,12 @@ class GradientMatching(Distillation):
     def matching_step(self, net: nn.Module) -> torch.Tensor:
         """One outer step: the matching loss over all classes and one SGD step on the synthetic images."""
         real, syn = self.siamese(self.sample_real(self.hparams.batch_real), self.synthetic())
-        g_real = class_gradients(net, real, create_graph=False)
+        g_real = class_gradients(net, real, create_graph=False, compile=self.hparams.compile)
         g_syn = class_gradients(net, syn, create_graph=True)
         loss = match_loss(g_real, g_syn, self.hparams.metric)
         opt = self.optimizers()
         opt.zero_grad()
-        self.manual_backward(loss)
+        self.manual_backward(loss, inputs=[self.image_syn])  # the images only, not the network's parameters
         opt.step()
         return loss.detach()
 

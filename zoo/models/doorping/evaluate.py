@@ -26,9 +26,14 @@ def _cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
 
 @functools.cache
 def _compiled_cross_entropy():
-    """`_cross_entropy` under ``torch.compile``, built once per process: the network is a graph input, so every
-    fresh network of the same architecture reuses the compiled forward and backward (no recompilation)."""
     return torch.compile(_cross_entropy)
+
+
+def cross_entropy_fn(compile: bool):
+    """``(net, x [N, C, H, W], y [N]) -> mean cross-entropy``, eager or under ``torch.compile``. The compiled one is
+    built once per process and takes the network as a graph input, so every fresh network of the same
+    architecture reuses its compiled forward and backward (no recompilation)."""
+    return _compiled_cross_entropy() if compile else _cross_entropy
 
 
 def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 300,
@@ -40,7 +45,7 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
     Also DC's inner loop (plain SGD: ``momentum=0, weight_decay=0, lr_decay=False``). ``compile``: run the
     forward and backward through ``torch.compile`` (fused element-wise work around the convolutions; the first call
     compiles, about a minute on a CPU)."""
-    loss_fn = _compiled_cross_entropy() if compile else _cross_entropy
+    loss_fn = cross_entropy_fn(compile)
     net.train()
     images, labels = images.detach(), labels.detach()
 
