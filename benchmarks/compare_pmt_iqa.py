@@ -6,19 +6,19 @@ subset's test split, K random 224x224 crops per image, seeded), in this process:
 * ``authors``: ``MultiTaskIQANet.forward`` as pqy000/PMT-IQA computes it, one crop at a time (their test loader
   gives one crop per sample with batch size 1), fp32, NCHW: backbone, 1x1 convolution on the full-resolution taps
   then 7x7 average pooling, both heads; the image score is the mean regression output over its crops.
-* ``zoo``: `PMTIQA.predict`: every crop of ``--batch-images`` images in one forward, channels-last, pooling
-  before the 1x1 convolutions, regression head only; in fp32 and under bf16 autocast.
+* ``zoo``: `PMTIQA.predict`: the crops of ``--batch-images`` images in forwards of ``--crops-per-forward`` crops
+  (default: all in one), channels-last, pooling before the 1x1 convolutions, regression head only; in fp32 and
+  under bf16 (or fp16) autocast.
 
 The paths are timed in turn (authors, zoo fp32, zoo bf16, authors, ...) so that load changes hit all alike.
 Reported per path: images/s (median of ``--iters`` timed passes over all images, device-synchronised), the
 speed-up over ``authors``, SRCC / PLCC against the MOS, the SRCC difference to ``authors`` and the largest
 absolute difference of the image scores.
 
-    python benchmarks/compare_pmt_iqa.py --device cpu --images 32 --batch-images 1 --iters 3   # CPU, as run here
+    python benchmarks/compare_pmt_iqa.py --device cpu --images 64 --batch-images 1 --crops-per-forward 1,4 --iters 5
     python benchmarks/compare_pmt_iqa.py --device cuda --images 250 --batch-images 64 --iters 5      # GPU
 
-On a CPU one image's crops per forward (``--batch-images 1``) is fastest: larger batches of 224-pixel crops
-outgrow the caches. Leave bf16 out (``--precisions fp32``) on CPUs without bf16 instructions (AVX512-BF16 or
+On a CPU one crop per forward is fastest: larger batches of 224-pixel crops outgrow the caches. Leave bf16 out (``--precisions fp32``) on CPUs without bf16 instructions (AVX512-BF16 or
 AMX), where it is slower than fp32.
 """
 
@@ -58,12 +58,12 @@ def authors_scores(model, crops: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def zoo_scores(model, crops: torch.Tensor, batch_images: int, dtype) -> torch.Tensor:
+def zoo_scores(model, crops: torch.Tensor, batch_images: int, dtype, chunk: int | None = None) -> torch.Tensor:
     out = []
     for s in range(0, len(crops), batch_images):
         x = crops[s:s + batch_images]
         with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out.append(model.predict(x).float())
+            out.append(model.predict(x, chunk).float())
     return torch.cat(out)
 
 
@@ -75,6 +75,9 @@ def main() -> None:
     p.add_argument("--images", type=int, default=32, help="test images to score (the subset has 250)")
     p.add_argument("--crops", type=int, default=4)
     p.add_argument("--batch-images", type=int, default=16)
+    p.add_argument("--crops-per-forward", default=None,
+                   help="crops per forward pass of the zoo path, one or a comma list (a path each; default: all "
+                        "crops of --batch-images images)")
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--precisions", default="fp32,bf16",
                    help="zoo path precisions: fp32, bf16, fp16 (autocast; fp16 keeps 3 more mantissa bits than bf16, "
@@ -100,9 +103,11 @@ def main() -> None:
     if not wanted or set(wanted) - set(dtypes):
         raise SystemExit(f"--precisions takes fp32, bf16 and/or fp16, got {a.precisions!r}")
     paths = {"authors: per-crop loop, fp32, NCHW": lambda: authors_scores(model, crops)}
-    for label, dtype in (dtypes[w] for w in wanted):
-        paths[f"zoo: batched crops ({a.batch_images} images), channels-last, {label}"] = (
-            lambda dtype=dtype: zoo_scores(model_cl, crops, a.batch_images, dtype))
+    chunks = [int(c) for c in a.crops_per_forward.split(",")] if a.crops_per_forward else [None]
+    for chunk in chunks:
+        for label, dtype in (dtypes[w] for w in wanted):
+            paths[f"zoo: {chunk or a.batch_images * a.crops} crops per forward, channels-last, {label}"] = (
+                lambda dtype=dtype, chunk=chunk: zoo_scores(model_cl, crops, a.batch_images, dtype, chunk))
     times = timeit_alternating(paths, device=device, warmup=1, iters=a.iters)
     t_auth = times["authors: per-crop loop, fp32, NCHW"]
     rows = []

@@ -142,11 +142,14 @@ class PMTIQA(nn.Module):
     def forward(self, x: torch.Tensor, with_levels: bool = True) -> dict[str, torch.Tensor]:
         return self.forward_pooled(self.pool_taps(x), with_levels)
 
-    def predict(self, crops: torch.Tensor) -> torch.Tensor:
-        """Crops [B, K, 3, S, S] -> image scores [B]: the regression head averaged over the K crops, all B*K
-        crops in one batch."""
+    def predict(self, crops: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Crops [B, K, 3, S, S] -> image scores [B]: the regression head averaged over the K crops, the B*K crops
+        in forwards of ``chunk`` crops (None: all at once; on CPUs one crop at a time is fastest, larger batches
+        of 224-pixel crops outgrow the caches)."""
         b, k = crops.shape[:2]
-        return self.forward(crops.flatten(0, 1), with_levels=False)["mos"].view(b, k).mean(1)
+        flat = crops.flatten(0, 1)
+        parts = flat.split(chunk) if chunk else (flat,)
+        return torch.cat([self.forward(x, with_levels=False)["mos"] for x in parts]).view(b, k).mean(1)
 
 
 def pmt_iqa(**kwargs) -> PMTIQA:
