@@ -37,6 +37,8 @@ def test_list_and_info(capsys):
     (["bench", "knn_ood_resnet20", "--iters", "0"], "must be >= 1"),
     (["fit", "--config", SMALL, "--model.init_args.model", "knn_ood_resnet2", "--trainer.fast_dev_run", "1"],
      "did you mean"),
+    (["fit", "--config", "configs/tinymim/cifar10_distill.yaml", "--model.init_args.teacher", "/no/such/teacher",
+      "--trainer.fast_dev_run", "1"], "is not a zoo model folder"),
 ])
 def test_user_errors_are_one_line_without_traceback(argv, needle, capsys):
     assert main(argv) == 2

@@ -102,6 +102,11 @@ def test_finetune_steps_from_a_distilled_student_and_eval(cifar, teacher, tmp_pa
     with torch.no_grad():
         preds = [int(model(tf(ds[i][0])[None]).argmax()) for i in range(len(ds))]
     assert result["n"] == 40 and result["top1"] == pytest.approx(np.mean(np.array(preds) == np.array(ds.labels)))
+    # the distilled encoder has no classifier (num_classes 0): refused with one line, not scored 0 %
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "distill" / "model"), "--task", "classification", "--data", str(small),
+                 "--num-workers", "0"]) == 2
+    assert "must be fine-tuned" in capsys.readouterr().err
 
 
 def test_published_weights_match_their_manifest_results(cifar):

@@ -24,6 +24,10 @@ class ClassificationTask(EvalTask):
         super().setup(model, ctx)
         ds = open_split(self.options.data, self.options.split)
         self.dataset_name, self.num_classes = ds.name, len(ds.classes)
+        if getattr(model, "num_classes", None) == 0:
+            name = getattr(model, "zoo_cfg", {}).get("name", "the model")
+            raise ZooError(f"{name} is an encoder without a classifier (num_classes 0): it must be fine-tuned on "
+                           f"{ds.name} first, then evaluate the fine-tuned model")
         view = TransformView(ds, np.arange(len(ds)), eval_transform(model.input_spec))
         self.loader = ctx.loader(view)
         model.eval().to(ctx.device)
