@@ -18,8 +18,8 @@ absolute difference of the image scores.
     python benchmarks/compare_pmt_iqa.py --device cpu --images 64 --batch-images 1 --crops-per-forward 1,4 --iters 5
     python benchmarks/compare_pmt_iqa.py --device cuda --images 250 --batch-images 64 --iters 5      # GPU
 
-On a CPU one crop per forward is fastest: larger batches of 224-pixel crops outgrow the caches. Leave bf16 out (``--precisions fp32``) on CPUs without bf16 instructions (AVX512-BF16 or
-AMX), where it is slower than fp32.
+On a CPU one crop per forward is fastest: larger batches of 224-pixel crops outgrow the caches. Leave bf16 out
+(``--precisions fp32``) on CPUs without bf16 instructions (AVX512-BF16 or AMX), where it is slower than fp32.
 """
 
 from __future__ import annotations
