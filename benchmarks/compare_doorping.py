@@ -12,7 +12,8 @@ same network, the same real batches (256 per class) and the same synthetic image
   convolutions, and `train_network` with ``compile=True`` for the inner loop: the code `GradientMatching` runs with
   ``compile: true`` (the recipes' setting).
 
-The two matching losses must agree to 1e-5 (relative) before anything is timed; the networks after one whole
+The two matching losses must agree to 1e-5 (relative) before anything is timed (on a GPU both paths run in strict
+fp32, TF32 off, for that); the networks after one whole
 iteration (whose inner loops differ only in floating-point order) are compared too. The two paths are timed in
 turn (original, zoo, original, ...), after a warm-up that includes the zoo's one-off compilation. Real images are CIFAR-10 JPEG
 training images when ``../shared/data`` has them, else N(0, 1) noise (the timing does not depend on pixel values).
@@ -175,6 +176,9 @@ def main() -> None:
                                                         "inner-loop parts of the iteration separately")
     a = p.parse_args()
     device = torch.device(a.device)
+    if device.type == "cuda":  # both paths in strict fp32: cuDNN's default TF32 convolutions differ by ~1e-4
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     g = torch.Generator().manual_seed(0)
     k = 10
     real, source = real_batches(k, a.batch_real, g)

@@ -93,15 +93,19 @@ def main() -> None:
                          "ratio_vs_original": t_orig["p50"] / tm["p50"],
                          "fraction_of_bound": bound_s / (tm["p50"] / 1e3), "p50_ms": tm["p50"]})
         print(rows[-3:], flush=True)
-    zoo_rows = [r for r in rows if r["method"] == "zoo"]
-    worst = min(r["ratio_vs_original"] for r in zoo_rows)
+        summary, path = write(rows, bw, peak_tflops, peak_src, a, device)  # after each size: a cut-off run keeps it
+    print(summary, "\nwrote", path)
+
+
+def write(rows: list[dict], bw: float, peak_tflops: float, peak_src: str, a, device) -> tuple[str, str]:
+    worst = min(r["ratio_vs_original"] for r in rows if r["method"] == "zoo")
     summary = (f"Device read bandwidth (measured, x.sum over 1 GiB): {bw / 1e9:.1f} GB/s; matmul peak {peak_tflops:.3f} "
                f"TFLOP/s ({peak_src}). The zoo's default is at worst {worst:.2f}x the original's throughput "
                f"(ratio > 1 = faster). k={a.k}, {a.queries} queries in batches of {a.batch}.")
     path = save("knn_ood", {"description": "kNN scoring throughput (queries/s) vs bank size: original (faiss "
                                            "IndexFlatL2 on numpy, one search per batch), zoo default, torch path.",
                             "rows": rows, "summary": summary}, device=device)
-    print(summary, "\nwrote", path)
+    return summary, path
 
 
 if __name__ == "__main__":

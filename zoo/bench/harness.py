@@ -6,7 +6,12 @@ synthetic, built from the model's own input specification, and created on the de
 After ``warmup`` untimed steps, ``iters`` steps are timed one by one: with CUDA events on a GPU (device time,
 no host gaps counted), with ``time.perf_counter`` on a CPU. Throughput = batch size / median step time.
 FLOPs are counted once, on one real step, by ``torch.utils.flop_counter.FlopCounterMode`` (an FMA = 2 FLOPs).
+Attention is counted through PyTorch's math kernel (the same FLOPs as the fused kernels, and the only path whose
+count covers grouped-query attention on every torch version).
 MFU = achieved FLOP/s / peak FLOP/s from `zoo.bench.peaks` (a measured matmul peak on CPUs and unknown GPUs).
+Precision ``32`` on a GPU is one policy for matmuls and convolutions: TF32 only when the user turned it on for
+matmuls (``torch.set_float32_matmul_precision('high')``); cuDNN's own TF32 default for convolutions is switched
+off for the run, so an fp32 result is fp32 and its MFU is against the fp32 peak.
 ``--compile`` compiles the model first; the compile time (the first call) is reported apart.
 An out-of-memory batch size halves and retries, and the result says so.
 """
@@ -16,10 +21,11 @@ from __future__ import annotations
 import math
 import resource
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ZooError
@@ -155,6 +161,28 @@ def _time_steps(step, batch, n: int, device) -> list[float]:
     return times
 
 
+@contextmanager
+def tf32_policy(device: torch.device):
+    """cuDNN convolutions follow the matmul TF32 switch for the run (see the module docstring); restored after."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
+def count_flops(step, batch) -> int:
+    """FLOPs of one call of ``step(batch)`` (an FMA = 2), attention through the math kernel."""
+    with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False, custom_mapping={
+            torch.ops.aten.convolution_backward: _conv_backward_flops}) as counter:
+        step(batch)
+    return counter.get_total_flops()
+
+
 def benchmark(source: str | None = None, *, model=None, mode: str = "infer", device: str = "cpu",
               precision: str = "32", batch_size: int = 32, compile: bool = False, warmup: int = 5, iters: int = 20,
               channels_last: bool = False, model_args: dict | None = None) -> dict:
@@ -196,13 +224,12 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
             torch.cuda.reset_peak_memory_stats(dev)
         return batch, _time_steps(step, batch, iters, dev)
 
-    (batch, times), bs, failed = with_backoff(run, batch_size)
-    peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    with FlopCounterMode(display=False, custom_mapping={
-            torch.ops.aten.convolution_backward: _conv_backward_flops}) as counter:
-        flop_step(batch)
-    flops = counter.get_total_flops()
+    with tf32_policy(dev):
+        (batch, times), bs, failed = with_backoff(run, batch_size)
+        peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
+                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        flops = count_flops(flop_step, batch)
+        env = environment(dev)
     lat = _stats(times)
     step_s = lat["p50"] / 1e3
     peak_tflops, peak_source, peak_dtype = peak_for(dev, precision)
@@ -237,7 +264,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         "iters": iters,
         "input": adapter.input_desc,
         "model_args": model_args or {},
-        "env": environment(dev),
+        "env": env,
     }
     return result
 
