@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import zoo
-from zoo.bench.harness import benchmark, load_bench_model, with_backoff
+from zoo.bench.harness import benchmark, count_flops, load_bench_model, with_backoff
 from zoo.bench.peaks import table_peak
+from zoo.bench.report import tf32_note
 from zoo.bench.suite import expand, load_suite, run_suite
 from zoo.cli import main
 from zoo.errors import ZooError
@@ -145,3 +146,18 @@ def test_conv_backward_flops_respect_groups(groups, transposed):
     with FlopCounterMode(display=False, custom_mapping=mapping) as bwd:
         y.sum().backward()
     assert bwd.get_total_flops() == 2 * fwd.get_total_flops() > 0
+
+
+def test_attention_flops_count_grouped_query_heads():
+    """Counted through the math kernel: QK^T and AV, 2 * b * hq * s^2 * d each, with fewer key/value heads."""
+    b, hq, hkv, s, d = 2, 4, 2, 8, 16
+    q, k, v = torch.randn(b, hq, s, d), torch.randn(b, hkv, s, d), torch.randn(b, hkv, s, d)
+    step = lambda x: torch.nn.functional.scaled_dot_product_attention(x, k, v, enable_gqa=True)  # noqa: E731
+    assert count_flops(step, q) == 2 * (2 * b * hq * s * s * d)
+
+
+def test_report_flags_gpu_fp32_rows_measured_with_tf32_convolutions():
+    row = {"device": "cuda", "precision": "32"}
+    assert "TF32" in tf32_note(row)
+    assert tf32_note(row | {"tf32_conv": False}) == ""
+    assert tf32_note({"device": "cuda", "precision": "bf16-mixed"}) == ""

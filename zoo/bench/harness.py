@@ -260,6 +260,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         "compile": compile,
         "compile_s": timing["first_s"] if compile else None,
         "channels_last": channels_last,
+        "tf32_conv": env["tf32_conv"],
         "warmup": warmup,
         "iters": iters,
         "input": adapter.input_desc,

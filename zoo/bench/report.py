@@ -17,9 +17,10 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 def table(data: dict, source: str) -> str:
     env = data["env"]
+    commits = sorted({(r.get("env", env).get("git_commit") or "-")[:12] for r in data["results"]}) or ["-"]
     head = (f"### {data['suite']} on {env['device_name']}\n\n"
             f"`{source}`: torch {env['torch']}, CUDA {env.get('cuda') or '-'}, driver {env.get('driver') or '-'}, "
-            f"zoo {env['zoo']}, commit {(env.get('git_commit') or '-')[:12]}, {env.get('threads')} threads. "
+            f"zoo {env['zoo']}, commit {', '.join(commits)}, {env.get('threads')} threads. "
             f"Command: `{data.get('command') or 'zoo bench --suite ' + data['suite_file']}`\n\n")
     rows = ["| model | mode | precision | batch | samples/s | p50 ms | p90 ms | p99 ms | peak MB | GFLOP/sample "
             "| TFLOP/s | MFU | peak (source) |",
@@ -30,10 +31,17 @@ def table(data: dict, source: str) -> str:
         rows.append(f"| {r['model']} | {r['mode']} | {r['precision']} | {bs} | {r['samples_per_s']:.1f} "
                     f"| {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {r['peak_mem_mb']:.0f} "
                     f"| {r['flops_per_sample'] / 1e9:.3f} | {r['tflops']:.3f} | {100 * r['mfu']:.1f} % "
-                    f"| {r['peak_tflops']:.3g} TFLOP/s {r['peak_dtype']} ({r['peak_source']}) |")
+                    f"| {r['peak_tflops']:.3g} TFLOP/s {r['peak_dtype']} ({r['peak_source']}){tf32_note(r)} |")
     failed = "".join(f"\nFailed: {f['source']} {f['mode']} {f['precision']} batch {f['batch_size']}: {f['error']}\n"
                      for f in data.get("failed", []))
     return head + "\n".join(rows) + "\n" + failed
+
+
+def tf32_note(r: dict) -> str:
+    """GPU fp32 rows measured before the bench switched cuDNN's TF32 convolutions off (rows without ``tf32_conv``)."""
+    if r["device"] == "cuda" and r["precision"] == "32" and "tf32_conv" not in r:
+        return "; convolutions ran in TF32 (cuDNN's default), so MFU against the fp32 peak is overstated"
+    return ""
 
 
 def comparison(data: dict, source: str) -> str:

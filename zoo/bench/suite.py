@@ -89,8 +89,9 @@ def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = No
             job["iters"] = iters
         try:
             r = benchmark(**job)
-        except (ZooError, RuntimeError, ImportError) as e:  # one broken job must not lose the others' results
-            failed.append({k: job[k] for k in ("source", "mode", "precision", "batch_size")} | {"error": str(e)})
+        except Exception as e:  # noqa: BLE001 -- one broken job (a library's assertion too) must not lose the rest
+            failed.append({k: job[k] for k in ("source", "mode", "precision", "batch_size")}
+                          | {"error": f"{type(e).__name__}: {e}"})
             print(f"FAILED {job['source']} {job['mode']} {job['precision']}: {e}", flush=True)
         else:
             r.pop("env")
