@@ -53,9 +53,11 @@ def download_wheels(dest: Path) -> None:
 
 
 def copy_data(gpu: Path, iqa_images: int) -> None:
+    """Write ``.gpu/`` afresh: a smoke run leaves installed wheels and results there (about 90 MiB)."""
     from zoo.data.catalog import data_root, locate
     from zoo.models.drums.gguf import gguf_folder, smollm2_gguf
 
+    shutil.rmtree(gpu, ignore_errors=True)
     data = gpu / "data"
     data.mkdir(parents=True, exist_ok=True)
     shutil.copy2(data_root() / "groove-midi.tar.gz", data / "groove-midi.tar.gz")
