@@ -137,7 +137,7 @@ class PMTIQA(nn.Module):
 
     def forward_pooled(self, pooled: list[torch.Tensor], with_levels: bool = True) -> dict[str, torch.Tensor]:
         """Pooled taps -> {"mos": [N], "logits": [N, num_levels]}, in fp32 under autocast too: these layers are a
-        fraction of a percent of the FLOPs, and in bf16 they alone moved the scores by up to 0.016."""
+        fraction of a percent of the FLOPs, and in bf16 they alone moved scores of random inputs by up to 0.016."""
         with torch.autocast(pooled[0].device.type, enabled=False):
             return self.heads(self.multi_scale([p.float() for p in pooled]), with_levels)
 
