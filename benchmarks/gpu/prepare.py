@@ -11,10 +11,10 @@ It writes (both git-ignored):
 
 * ``.whl/``: wheels for the device's Python 3.12 of what it lacks (jsonargparse with its signature helpers,
   platformdirs, mido, faiss-cpu), installed there by `session.py` with ``pip --no-index --no-deps``;
-* ``.gpu/``: ``data/`` (the Groove MIDI archive; ``biq2021_test/``, the first ``--iqa-images`` test images of the
-  BIQ2021 subset with their rows of ``mos.csv``), ``smollm2-135m/`` (SmolLM2-135M's config and tokenizer, no weights:
-  the drum-LM benchmarks build the full-size architecture with random weights, since the 90 MB GGUF cannot travel),
-  and ``COMMIT`` (this checkout's commit, recorded in the results).
+* ``.gpu/``: ``data/`` (the Groove MIDI archive; ``biq2021_test/``, the first ``--iqa-images`` (default: all 250)
+  test images of the BIQ2021 subset with their rows of ``mos.csv``), ``smollm2-135m/`` (SmolLM2-135M's config and
+  tokenizer, no weights: the drum-LM benchmarks build the full-size architecture with random weights, since the
+  90 MB GGUF cannot travel), and ``COMMIT`` (this checkout's commit, recorded in the results).
 
 ``--stash`` (the default) moves the manifest's weight files that no GPU step reads out of the tree, to
 ``../zoo-gpu-stash/``, so that the tree fits; ``--restore`` moves them back (``git status`` is clean again).
@@ -115,7 +115,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--restore", action="store_true", help="move the stashed weights back and stop")
     p.add_argument("--no-stash", action="store_true", help="leave the weights in the tree")
-    p.add_argument("--iqa-images", type=int, default=64)
+    p.add_argument("--iqa-images", type=int, default=250, help="BIQ2021 test images to carry (250: all of them)")
     a = p.parse_args()
     if a.restore:
         restore()

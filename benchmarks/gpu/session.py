@@ -40,7 +40,7 @@ STEPS = [
     ("cmt_fps", [PY, "-m", "zoo", "bench"], ["--suite", "configs/cmt/bench_gpu.yaml", "--iters", "30"],
      ["cmt_tiny", "--warmup", "1", "--iters", "1"], 200),
     ("pmt_iqa", [PY, "benchmarks/compare_pmt_iqa.py", "--data", ".gpu/data/biq2021_test"],
-     ["--images", "64", "--batch-images", "64", "--iters", "5", "--precisions", "fp32,bf16,fp16"],
+     ["--images", "250", "--batch-images", "64", "--iters", "5", "--precisions", "fp32,bf16,fp16"],
      ["--images", "3", "--batch-images", "3", "--iters", "1"], 60),
     ("drums", [PY, "benchmarks/compare_drums.py", "--base-folder", LM],
      ["--batch", "37", "--new-tokens", "256", "--iters", "2"], ["--batch", "2", "--new-tokens", "4", "--iters", "1"],
