@@ -59,7 +59,6 @@ def environment(device: torch.device) -> dict:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-        "tf32_conv": torch.backends.cudnn.allow_tf32 if cuda else None,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "zoo": __version__,

@@ -229,7 +229,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
                     else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         flops = count_flops(flop_step, batch)
-        env = environment(dev)
+        tf32_conv = torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None  # as tf32_policy set it
     lat = _stats(times)
     step_s = lat["p50"] / 1e3
     peak_tflops, peak_source, peak_dtype = peak_for(dev, precision)
@@ -260,12 +260,12 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         "compile": compile,
         "compile_s": timing["first_s"] if compile else None,
         "channels_last": channels_last,
-        "tf32_conv": env["tf32_conv"],
+        "tf32_conv": tf32_conv,
         "warmup": warmup,
         "iters": iters,
         "input": adapter.input_desc,
         "model_args": model_args or {},
-        "env": env,
+        "env": environment(dev),
     }
     return result
 
