@@ -10,7 +10,8 @@ same network, the same real batches (256 per class) and the same synthetic image
 * ``zoo``: `zoo.models.doorping.matching` (the real images' per-class gradients through ``torch.compile``, the
   distance of all classes and layers at once, the image step back-propagated to the images only), channels-last
   convolutions, and `train_network` with ``compile=True`` for the inner loop: the code `GradientMatching` runs with
-  ``compile: true`` (the recipes' setting).
+  ``compile: true`` (the recipes' setting). On a GPU the inner loop's steps are also replayed from a CUDA graph
+  (``cuda_graph: true``; ``--no-cuda-graph`` turns that off).
 
 The two matching losses must agree to 1e-5 (relative) before anything is timed (on a GPU both paths run in strict
 fp32, TF32 off, for that); the networks after one whole
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -99,22 +101,24 @@ def zoo_loss(net, real, syn, ipc):
     return match_loss(g_real, g_syn)
 
 
-def zoo_iteration(net, real, syn, labels, ipc, inner_loop, batch_train=256, lr_img=0.1, lr_net=0.01):
+def zoo_iteration(net, real, syn, labels, ipc, inner_loop, batch_train=256, lr_img=0.1, lr_net=0.01,
+                  cuda_graph=True):
     opt_img = torch.optim.SGD([syn], lr=lr_img, momentum=0.5)
     loss = zoo_loss(net, real, syn, ipc)
     opt_img.zero_grad()
     loss.backward(inputs=[syn])
     opt_img.step()
-    zoo_inner(net, channels_last(syn.detach()), labels, inner_loop, batch_train, lr_net)
+    zoo_inner(net, channels_last(syn.detach()), labels, inner_loop, batch_train, lr_net, cuda_graph)
     return float(loss.detach())
 
 
-def zoo_inner(net, syn, labels, inner_loop, batch_train=256, lr_net=0.01):
+def zoo_inner(net, syn, labels, inner_loop, batch_train=256, lr_net=0.01, cuda_graph=True):
     train_network(net, syn, labels, epochs=inner_loop, lr=lr_net, momentum=0.0, weight_decay=0.0,
-                  batch_size=batch_train, lr_decay=False, compile=True)
+                  batch_size=batch_train, lr_decay=False, compile=True, cuda_graph=cuda_graph)
 
 
-def part_timings(net0, net_cl, real, syn0, labels, ipc, inner_loop, device, warmup, iters) -> list[dict]:
+def part_timings(net0, net_cl, real, syn0, labels, ipc, inner_loop, device, warmup, iters,
+                 cuda_graph) -> list[dict]:
     """Seconds of the three parts of an outer iteration, each path's way, timed in turn: ``real`` (the per-class
     gradients on the real images), ``syn`` (the synthetic images' gradients with their graph, and the backward of a
     function of them to the images), ``inner`` (the inner loop's training steps)."""
@@ -144,7 +148,8 @@ def part_timings(net0, net_cl, real, syn0, labels, ipc, inner_loop, device, warm
              ("real", "zoo"): lambda: class_gradients(net_cl, real_cl, create_graph=False, compile=True),
              ("syn", "original"): authors_syn, ("syn", "zoo"): zoo_syn,
              ("inner", "original"): lambda: original_inner(copy.deepcopy(net0), syn0, labels, inner_loop),
-             ("inner", "zoo"): lambda: zoo_inner(copy.deepcopy(net_cl), syn_cl, labels, inner_loop)}
+             ("inner", "zoo"): lambda: zoo_inner(copy.deepcopy(net_cl), syn_cl, labels, inner_loop,
+                                                 cuda_graph=cuda_graph)}
     times = timeit_alternating({f"{part} {path}": fn for (part, path), fn in paths.items()}, device=device,
                                warmup=warmup, iters=iters)
     return [{"part": part, "path": path, "seconds": times[f"{part} {path}"]["p50"] / 1e3} for part, path in paths]
@@ -174,7 +179,9 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--parts", action="store_true", help="also time the real-gradient, synthetic-gradient and "
                                                         "inner-loop parts of the iteration separately")
+    p.add_argument("--no-cuda-graph", action="store_true", help="the zoo's inner loop without CUDA graphs (GPU)")
     a = p.parse_args()
+    cuda_graph = not a.no_cuda_graph
     device = torch.device(a.device)
     if device.type == "cuda":  # both paths in strict fp32: cuDNN's default TF32 convolutions differ by ~1e-4
         torch.backends.cudnn.allow_tf32 = False
@@ -203,7 +210,8 @@ def main() -> None:
           f"image-gradient relative difference {grad_rel:.1e})")
 
     nets = {"original": copy.deepcopy(net0), "zoo": copy.deepcopy(net_cl)}
-    for path, fn in (("original", original_iteration), ("zoo", zoo_iteration)):
+    zoo_it = functools.partial(zoo_iteration, cuda_graph=cuda_graph)
+    for path, fn in (("original", original_iteration), ("zoo", zoo_it)):
         torch.manual_seed(1)  # the same shuffling in both inner loops
         fn(nets[path], real, syn0.clone().requires_grad_(True), labels, a.ipc, a.inner_loop)
     net_rel = max(float((z - o).norm() / o.norm()) for z, o in zip(nets["zoo"].parameters(),
@@ -214,7 +222,7 @@ def main() -> None:
         return lambda: fn(copy.deepcopy(net_template), real, syn0.clone().requires_grad_(True), labels, a.ipc,
                           a.inner_loop)
 
-    times = timeit_alternating({"original": run(original_iteration, net0), "zoo": run(zoo_iteration, net_cl)},
+    times = timeit_alternating({"original": run(original_iteration, net0), "zoo": run(zoo_it, net_cl)},
                                device=device, warmup=a.warmup, iters=a.iters)
     t_orig, t_zoo = times["original"], times["zoo"]
     print(f"original: {t_orig['p50'] / 1e3:.2f} s per outer iteration", flush=True)
@@ -228,13 +236,16 @@ def main() -> None:
     goal = 3.0 if device.type == "cuda" else 1.5
     parts = {}
     if a.parts:
-        for r in part_timings(net0, net_cl, real, syn0, labels, a.ipc, a.inner_loop, device, a.warmup, a.iters):
+        for r in part_timings(net0, net_cl, real, syn0, labels, a.ipc, a.inner_loop, device, a.warmup, a.iters,
+                              cuda_graph):
             parts.setdefault(r["part"], {})[r["path"]] = round(r["seconds"], 3)
         print(f"parts (seconds): {parts}")
     path = save("doorping", {
         "description": f"DC outer iteration (matching over 10 classes + image step + {a.inner_loop}-epoch inner "
                        f"loop), ConvNet, ipc {a.ipc}, {a.batch_real} real images per class ({source}); zoo "
-                       f"(channels-last, compiled real-image gradients and inner loop) vs the authors' per-class loop",
+                       f"(channels-last, compiled real-image gradients and inner loop"
+                       f"{', inner loop replayed from a CUDA graph' if cuda_graph and device.type == 'cuda' else ''})"
+                       f" vs the authors' per-class loop",
         "rows": rows,
         "summary": {"speedup": speedup, "goal": goal, "meets_goal": speedup >= goal, "loss_original": float(ref),
                     "loss_zoo": float(got), "loss_relative_difference": rel,

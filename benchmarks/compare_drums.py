@@ -9,9 +9,11 @@ Two settings per model, both timed in this process on the same left-padded test 
   finished rows from the batch and its KV cache; transformers keeps them until the longest row ends.
   Tokens/s counts the tokens each row generated up to its ``END``.
 
-The two are called in turn (zoo, transformers, zoo, ...) so that a change in machine load hits both alike. Before
-timing, both loops decode greedily (temperature 1e-4 for the zoo, ``do_sample=False`` for transformers)
-and must produce the same tokens (``agree``).
+The zoo runs with each of ``--decoders`` (default: ``dynamic`` and ``static`` on a CPU, ``dynamic`` and ``graph``
+on CUDA; see `zoo.models.drums.generate`), a row per decoder; ``graph`` and ``static`` keep finished rows in the
+batch, as transformers does. All are called in turn (zoo, transformers, zoo, ...) so that a change in machine load
+hits all alike. Before timing, every loop decodes greedily (temperature 1e-4 for the zoo, ``do_sample=False`` for
+transformers) and must produce the same tokens as transformers (``agree``).
 
     python benchmarks/compare_drums.py                                   # CPU, the published models
     python benchmarks/compare_drums.py --device cuda --batch 37 --new-tokens 256 --iters 5   # GPU
@@ -44,11 +46,11 @@ def hf_generate(model, prompts, n, stop, greedy=False, generator_seed=0):
     return [row[: row.index(end) + 1] if stop and end in row else row for row in out]
 
 
-def zoo_generate(model, prompts, n, stop, greedy=False, generator_seed=0):
+def zoo_generate(model, prompts, n, stop, greedy=False, generator_seed=0, decoder="auto"):
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(generator_seed)
     return sample_ids(model, prompts, temperature=1e-4 if greedy else PAPER_TEMPERATURE, max_new_tokens=n,
-                      stop_at_end=stop, generator=g)
+                      stop_at_end=stop, generator=g, decoder=decoder)
 
 
 def main() -> None:
@@ -61,8 +63,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8, help="prompts per batch (the first test prompts)")
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--decoders", default=None,
+                   help="zoo decoders to time, comma list of dynamic, static, graph (default: dynamic,static on a "
+                        "CPU, dynamic,graph on CUDA)")
     a = p.parse_args()
     device = torch.device(a.device)
+    decoders = (a.decoders or ("dynamic,graph" if device.type == "cuda" else "dynamic,static")).split(",")
     prompts_text = [e.prompt for e in open_examples("groove_midi", "test")[: a.batch]]
     rows = []
     models = ({f"drums_lm(base={a.base_folder}, init=scratch)": lambda: zoo.create_model(
@@ -72,29 +78,33 @@ def main() -> None:
         model = build().eval().to(device)
         prompts = [model.tokenizer.encode(t) for t in prompts_text]
         with torch.inference_mode():
-            agree = zoo_generate(model, prompts, 16, True, greedy=True) == hf_generate(model, prompts, 16, True,
-                                                                                       greedy=True)
+            greedy_hf = hf_generate(model, prompts, 16, True, greedy=True)
+            agree = {d: zoo_generate(model, prompts, 16, True, greedy=True, decoder=d) == greedy_hf
+                     for d in decoders}
             for setting, stop in (("fixed", False), ("stop", True)):
                 counts = {}
 
-                def runner(fn, impl, model=model, prompts=prompts, stop=stop, counts=counts):
+                def runner(fn, impl, model=model, prompts=prompts, stop=stop, counts=counts, **kw):
                     def run():  # the tokens of the last timed call are the ones counted
-                        counts[impl] = sum(len(r) for r in fn(model, prompts, a.new_tokens, stop))
+                        counts[impl] = sum(len(r) for r in fn(model, prompts, a.new_tokens, stop, **kw))
                     return run
 
-                timings = timeit_alternating({"zoo": runner(zoo_generate, "zoo"),
-                                              "transformers": runner(hf_generate, "transformers")},
-                                             device=device, warmup=1, iters=a.iters)
-                row = {"model": name, "setting": setting, "batch": len(prompts), "max_new_tokens": a.new_tokens,
-                       "agree": agree}
-                for impl in ("zoo", "transformers"):
-                    row[f"{impl}_tokens"] = counts[impl]
-                    row[f"{impl}_p50_ms"] = timings[impl]["p50"]
-                    row[f"{impl}_tokens_per_s"] = counts[impl] / (timings[impl]["p50"] / 1e3)
-                row["speedup"] = row["zoo_tokens_per_s"] / row["transformers_tokens_per_s"]
-                rows.append(row)
-                print(row, flush=True)
-    summary = {"min_speedup": min(r["speedup"] for r in rows), "all_agree": all(r["agree"] for r in rows)}
+                paths = {f"zoo_{d}": runner(zoo_generate, f"zoo_{d}", decoder=d) for d in decoders}
+                paths["transformers"] = runner(hf_generate, "transformers")
+                timings = timeit_alternating(paths, device=device, warmup=1, iters=a.iters)
+                hf_tps = counts["transformers"] / (timings["transformers"]["p50"] / 1e3)
+                for d in decoders:
+                    zoo_tps = counts[f"zoo_{d}"] / (timings[f"zoo_{d}"]["p50"] / 1e3)
+                    row = {"model": name, "setting": setting, "decoder": d, "batch": len(prompts),
+                           "max_new_tokens": a.new_tokens, "agree": agree[d],
+                           "zoo_tokens": counts[f"zoo_{d}"], "zoo_p50_ms": timings[f"zoo_{d}"]["p50"],
+                           "zoo_tokens_per_s": zoo_tps, "transformers_tokens": counts["transformers"],
+                           "transformers_p50_ms": timings["transformers"]["p50"],
+                           "transformers_tokens_per_s": hf_tps, "speedup": zoo_tps / hf_tps}
+                    rows.append(row)
+                    print(row, flush=True)
+    summary = {d: {"min_speedup": min(r["speedup"] for r in rows if r["decoder"] == d),
+                   "all_agree": all(r["agree"] for r in rows if r["decoder"] == d)} for d in decoders}
     path = save("drums", {"description": "Generated tokens/s of zoo.models.drums.generate.sample_ids vs "
                                          "transformers' generate (same model, prompts, temperature 0.9, full "
                                          "softmax). fixed: exactly N tokens per row; stop: rows end at END.",

@@ -34,8 +34,9 @@ RESULTS = ROOT / ".gpu" / "results"
 # name, command, its sizes on the GPU, its sizes for --smoke (a CPU check of every command), seconds at most.
 # Seconds seen on an H200 on 2026-12-04 (benchmarks/results/logs/): cmt_fps > 150 (8 of 11 rows: the fusion
 # variants take 0.4-0.5 s a frame on the plain-torch sparse convolutions), pmt_iqa 33, drums > 90 (its `fixed`
-# setting alone about 60), doorping 39, tinymim 89, knn_ood > 90 (4 of 5 sizes), cmt_parts 6, suite: ViT-B and
-# ResNet-50 35, the drum LM 160 (generate 3.5 s a call). All of them need about 900 s: two calls (`--only`).
+# setting alone about 60), doorping 39, tinymim 89 (at batch 256; now 1024, for MFU), knn_ood > 90 (4 of 5
+# sizes), cmt_parts 6, suite: ViT-B and ResNet-50 35, the drum LM 160 (generate 3.5 s a call). All of them need
+# about 900 s: two calls (`--only`).
 STEPS = [
     ("cmt_fps", [PY, "-m", "zoo", "bench"], ["--suite", "configs/cmt/bench_gpu.yaml", "--iters", "30"],
      ["cmt_tiny", "--warmup", "1", "--iters", "1"], 200),
@@ -43,12 +44,12 @@ STEPS = [
      ["--images", "250", "--batch-images", "64", "--iters", "5", "--precisions", "fp32,bf16,fp16"],
      ["--images", "3", "--batch-images", "3", "--iters", "1"], 60),
     ("drums", [PY, "benchmarks/compare_drums.py", "--base-folder", LM],
-     ["--batch", "37", "--new-tokens", "256", "--iters", "2"], ["--batch", "2", "--new-tokens", "4", "--iters", "1"],
-     150),
+     ["--batch", "37", "--new-tokens", "256", "--iters", "2", "--decoders", "graph"],
+     ["--batch", "2", "--new-tokens", "4", "--iters", "1", "--decoders", "static"], 150),
     ("doorping", [PY, "benchmarks/compare_doorping.py"], ["--iters", "3"],
      ["--batch-real", "2", "--inner-loop", "1", "--iters", "1"], 60),
-    ("tinymim", [PY, "benchmarks/compare_tinymim.py"], ["--batch-size", "256", "--compile"],
-     ["--batch-size", "2", "--img-size", "32", "--warmup", "1", "--iters", "1"], 120),
+    ("tinymim", [PY, "benchmarks/compare_tinymim.py"], ["--batch-size", "1024", "--compile"],
+     ["--batch-size", "2", "--img-size", "32", "--warmup", "1", "--iters", "1"], 200),
     ("knn_ood", [PY, "benchmarks/compare_knn_ood.py"], [], ["--max-n", "10000", "--queries", "64", "--iters", "1"],
      120),
     ("cmt_parts", [PY, "benchmarks/compare_cmt.py"], ["--iters", "5"], ["--iters", "1"], 60),

@@ -58,6 +58,8 @@ class Distillation(pl.LightningModule):
         compile: ``torch.compile`` the networks' forward and backward passes (DC's real-image gradients and inner
             loop, the in-run evaluation): the element-wise work around the convolutions is fused; compiled once per
             process (about a minute on a CPU).
+        cuda_graph: on a CUDA device, replay DC's inner-loop training steps from a CUDA graph when each epoch is one
+            whole batch (see `evaluate.train_network`); ignored elsewhere.
         output: where to write the distilled set (default ``<run dir>/distilled.safetensors``).
     """
 
@@ -71,7 +73,7 @@ class Distillation(pl.LightningModule):
                  init: Literal["noise", "real"] = "noise", lr_img: float = 0.1, batch_real: int = 256,
                  dsa_strategy: str = "none", val_models: int = 1, val_epochs: int = 300,
                  val_test_subset: int | None = 2000, channels_last: bool = True, compile: bool = False,
-                 output: str | None = None):
+                 cuda_graph: bool = False, output: str | None = None):
         super().__init__()
         if attack not in ATTACKS:
             raise ZooError(f"unknown attack {attack!r}; choose {', '.join(ATTACKS)}")
@@ -271,7 +273,8 @@ class GradientMatching(Distillation):
         """DC's inner loop: ``epochs`` epochs of plain SGD (``lr_net``) on the current synthetic set."""
         train_network(net, self._cl(self.image_syn.detach()), self.label_syn, epochs=epochs, lr=self.hparams.lr_net,
                       momentum=0.0, weight_decay=0.0, batch_size=self.hparams.batch_train, lr_decay=False,
-                      dsa=self.dsa if self.dsa.enabled else None, compile=self.hparams.compile)
+                      dsa=self.dsa if self.dsa.enabled else None, compile=self.hparams.compile,
+                      cuda_graph=self.hparams.cuda_graph)
 
     def matching_step(self, net: nn.Module) -> torch.Tensor:
         """One outer step: the matching loss over all classes and one SGD step on the synthetic images."""

@@ -38,16 +38,23 @@ def cross_entropy_fn(compile: bool):
 
 def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 300,
                   lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 256,
-                  lr_decay: bool = True, dsa: DSA | None = None, compile: bool = False,
+                  lr_decay: bool = True, dsa: DSA | None = None, compile: bool = False, cuda_graph: bool = False,
                   progress=None) -> nn.Module:
     """Train ``net`` (in place) on ``images`` [N, C, H, W] / ``labels`` [N] (same device as ``net``).
 
     Also DC's inner loop (plain SGD: ``momentum=0, weight_decay=0, lr_decay=False``). ``compile``: run the
     forward and backward through ``torch.compile`` (fused element-wise work around the convolutions; the first call
-    compiles, about a minute on a CPU)."""
-    loss_fn = cross_entropy_fn(compile)
+    compiles, about a minute on a CPU). ``cuda_graph``: where every epoch is one whole batch (N <= ``batch_size``),
+    without augmentation or learning-rate decay (DC's inner loop at up to 25 images per class), on a CUDA device,
+    replay the training steps from one CUDA graph (`_graphed_full_batch_steps`); otherwise ignored."""
     net.train()
     images, labels = images.detach(), labels.detach()
+    if (cuda_graph and images.is_cuda and len(images) <= batch_size and dsa is None and not lr_decay
+            and progress is None):
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        _graphed_full_batch_steps(net, opt, images, labels, epochs)
+        return net.eval()
+    loss_fn = cross_entropy_fn(compile)
 
     def make(rate):
         return torch.optim.SGD(net.parameters(), lr=rate, momentum=momentum, weight_decay=weight_decay)
@@ -65,6 +72,32 @@ def train_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
             loss.backward()
             opt.step()
     return net.eval()
+
+
+def _graphed_full_batch_steps(net: nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor,
+                              labels: torch.Tensor, steps: int, warmup: int = 3) -> None:
+    """``steps`` optimiser steps on the whole batch images [N, C, H, W] / labels [N] (CUDA): the first ``warmup``
+    eagerly on a side stream (they settle the allocator, cuDNN's choices and the optimiser state), the rest replayed
+    from one captured step (forward, backward, optimiser step: one launch per step instead of some fifty).
+    The eager loop's shuffling only reorders a full batch, which changes nothing but floating-point summation
+    order, so it is left out."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(min(warmup, steps)):
+            opt.zero_grad(set_to_none=True)
+            _cross_entropy(net, images, labels).backward()
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    if steps > warmup:
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)  # the captured backward writes fresh gradients (no accumulation)
+        with torch.cuda.graph(graph):
+            _cross_entropy(net, images, labels).backward()
+            opt.step()
+        for _ in range(steps - warmup):
+            graph.replay()
+    opt.zero_grad(set_to_none=True)
 
 
 @torch.no_grad()

@@ -8,18 +8,26 @@ fills its line budget) leaves the batch at once: its KV-cache rows are dropped, 
 what the unfinished rows need, where transformers' default ``generate`` keeps computing padded rows until the
 longest one ends. Sampling is plain temperature sampling from the
 full softmax (no top-k, no top-p), as the OpenAI completions API the authors called.
+
+On a GPU the per-step cost is kernel launches, not arithmetic, so there the default is ``decoder="graph"``: a
+static-shape step (`static_decode.StaticDecoder`) replayed as one CUDA graph. Static shapes mean finished rows stay
+in the batch (their tokens after the end are cut off), and the host checks for the end of every row only every
+``check_every`` steps, so that steps are not synchronised with the host one by one.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ...errors import ZooError
 from .encoding import END
 from .kv_cache import preallocated_cache
 from .lm import DrumLM
+from .static_decode import GraphedStep, StaticDecoder, supports_static
 
 PAPER_TEMPERATURE = 0.9
 PAPER_MAX_NEW_TOKENS = 1000
+DECODERS = ("auto", "dynamic", "static", "graph")
 
 
 def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +43,8 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
 @torch.inference_mode()
 def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float = PAPER_TEMPERATURE,
                max_new_tokens: int = PAPER_MAX_NEW_TOKENS, max_new_lines: int | None = None,
-               stop_at_end: bool = True, generator: torch.Generator | None = None) -> list[list[int]]:
+               stop_at_end: bool = True, generator: torch.Generator | None = None,
+               decoder: str = "auto", check_every: int = 16) -> list[list[int]]:
     """Continue each prompt (one batch); returns the new token ids of every row, ``END`` included when emitted.
 
     Args:
@@ -47,12 +56,22 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
         stop_at_end: stop a row when it emits ``END``; False generates exactly ``max_new_tokens`` per row
             (benchmarks).
         generator: the random stream (on the model's device) that makes sampling reproducible.
+        decoder: ``dynamic`` (growing cache, finished rows dropped at once), ``static`` (fixed shapes, see the module
+            docstring), ``graph`` (static, each step one CUDA graph; CUDA only) or ``auto`` (``graph`` on CUDA for
+            the LM families `static_decode` covers, ``dynamic`` otherwise).
+        check_every: static decoders: steps between the host's checks whether every row has ended.
     """
     lm, device = model.lm, next(model.parameters()).device
     stop = torch.tensor(model.stop_ids, device=device)
     newline = model.tokenizer.encode("\n")
     newline_id = newline[0] if len(newline) == 1 else None
     ids, mask = _left_pad(prompt_ids, model.tokenizer.pad_id, device)
+    decoder = _choose_decoder(decoder, lm, device)
+    if decoder != "dynamic":
+        def end(row):
+            return _end(row, model.stop_ids if stop_at_end else None, newline_id, max_new_lines)
+        return _sample_static(lm, ids, mask, end, temperature=temperature, max_new_tokens=max_new_tokens,
+                              generator=generator, graph=decoder == "graph", check_every=check_every)
     positions = (mask.cumsum(1) - 1).clamp_min(0)
     cache = preallocated_cache(lm.config.get_text_config().num_hidden_layers, ids.shape[1] + max_new_tokens)
     out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
@@ -84,6 +103,53 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
                  past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]
     return new
+
+
+def _choose_decoder(decoder: str, lm, device: torch.device) -> str:
+    if decoder not in DECODERS:
+        raise ZooError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    if decoder == "auto":
+        return "graph" if device.type == "cuda" and supports_static(lm) else "dynamic"
+    if decoder == "graph" and device.type != "cuda":
+        raise ZooError(f"decoder='graph' replays CUDA graphs; the model is on {device.type} (use 'static' or "
+                       f"'dynamic')")
+    return decoder
+
+
+def _end(row: list[int], stop: list[int] | None, newline_id: int | None, max_new_lines: int | None) -> int | None:
+    """Length of ``row`` up to its end (the ``stop`` sequence, or the ``max_new_lines``-th newline), None if it
+    has not ended."""
+    lines = 0
+    for i, t in enumerate(row):
+        if stop and row[max(0, i + 1 - len(stop)):i + 1] == stop:
+            return i + 1
+        if newline_id is not None and max_new_lines is not None and t == newline_id:
+            lines += 1
+            if lines >= max_new_lines:
+                return i + 1
+    return None
+
+
+def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, *, temperature: float, max_new_tokens: int,
+                   generator: torch.Generator | None, graph: bool, check_every: int) -> list[list[int]]:
+    """`sample_ids` with a `StaticDecoder`: ids, mask [B, P] left-padded; ``end(row) -> length or None``."""
+    decoder = StaticDecoder(lm, len(ids), ids.shape[1] + max_new_tokens)
+    logits = decoder.prefill(ids, mask)
+    tokens = torch.empty(len(ids), max_new_tokens, dtype=torch.long, device=ids.device)
+    step = None
+    for n in range(max_new_tokens):
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        decoder.token.copy_(torch.multinomial(probs, 1, generator=generator)[:, 0])
+        tokens[:, n] = decoder.token
+        if n == max_new_tokens - 1 or ((n + 1) % check_every == 0
+                                       and all(end(r) is not None for r in tokens[:, :n + 1].tolist())):
+            break
+        if step is None:
+            step = GraphedStep(decoder) if graph else decoder.step
+        logits = step()
+        decoder.advance()
+    rows = tokens[:, :n + 1].tolist()
+    return [r[:end(r) or len(r)] for r in rows]
 
 
 def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64, seed: int = 0,
