@@ -128,6 +128,37 @@ def test_sparse_conv_matches_dense_conv(kernel, stride, padding, subm):
     assert tuple(out.dense().shape[2:]) == tuple(ref.shape[2:])
 
 
+def test_sparse_conv_gradients_match_dense_conv_and_tables_are_shared():
+    """Gradients through the gathered matrix (recomputed in the backward pass) equal the dense convolution's; two
+    submanifold layers with one indice_key build one neighbour table; a regular conv starts a new set."""
+    from zoo.models.cmt.lidar_branch import SparseBasicBlock
+
+    g = torch.Generator().manual_seed(1)
+    shape = (5, 6, 7)
+    coords = torch.unique(torch.cat([torch.zeros(30, 1, dtype=torch.long),
+                                     torch.stack([torch.randint(0, s, (30,), generator=g) for s in shape], 1)], 1), dim=0)
+    feats = torch.randn(len(coords), 3, generator=g, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, 3, generator=g, requires_grad=True)
+    r = torch.randn(len(coords), 4, generator=g)
+    (sparse_conv3d(SparseTensor(feats, coords, shape, 1), weight, subm=True).features * r).sum().backward()
+    got = feats.grad.clone(), weight.grad.clone()
+    feats.grad, weight.grad = None, None
+    ref, _ = _dense_reference(feats, coords, shape, weight, (1, 1, 1), (1, 1, 1), True)
+    b, z, y, x = coords.unbind(1)
+    (ref[b, :, z, y, x] * r).sum().backward()
+    torch.testing.assert_close(got[0], feats.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1], weight.grad, rtol=1e-5, atol=1e-5)
+
+    block = SparseBasicBlock(3, indice_key="subm1").eval()
+    x_in = SparseTensor(feats.detach(), coords, shape, 1)
+    shared = block(x_in)
+    assert list(x_in.tables) == [("subm1", (3, 3, 3))] and shared.tables is x_in.tables
+    block.conv1.indice_key = block.conv2.indice_key = None
+    torch.testing.assert_close(block(SparseTensor(feats.detach(), coords, shape, 1)).features, shared.features)
+    down = sparse_conv3d(x_in, weight.detach(), (2, 2, 2), (1, 1, 1))
+    assert down.tables == {} and down.tables is not x_in.tables
+
+
 def test_voxelize_against_a_direct_implementation():
     g = torch.Generator().manual_seed(0)
     pts = torch.cat([torch.rand(300, 3, generator=g) * torch.tensor([4.0, 4.0, 2.0]) - torch.tensor([2, 2, 1]),
