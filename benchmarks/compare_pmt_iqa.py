@@ -8,7 +8,8 @@ subset's test split, K random 224x224 crops per image, seeded), in this process:
   then 7x7 average pooling, both heads; the image score is the mean regression output over its crops.
 * ``zoo``: `PMTIQA.predict`: the crops of ``--batch-images`` images in forwards of ``--crops-per-forward`` crops
   (default: all in one), channels-last, pooling before the 1x1 convolutions, regression head only; in fp32 and
-  under bf16 (or fp16) autocast.
+  under bf16 (or fp16) autocast; with ``--fp32-stages N`` also each low precision with the backbone's first N
+  stages kept in fp32.
 
 The paths are timed in turn (authors, zoo fp32, zoo bf16, authors, ...) so that load changes hit all alike.
 Reported per path: images/s (median of ``--iters`` timed passes over all images, device-synchronised), the
@@ -58,7 +59,9 @@ def authors_scores(model, crops: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def zoo_scores(model, crops: torch.Tensor, batch_images: int, dtype, chunk: int | None = None) -> torch.Tensor:
+def zoo_scores(model, crops: torch.Tensor, batch_images: int, dtype, chunk: int | None = None,
+               fp32_stages: int = 0) -> torch.Tensor:
+    model.backbone.fp32_stages = fp32_stages
     out = []
     for s in range(0, len(crops), batch_images):
         x = crops[s:s + batch_images]
@@ -82,6 +85,9 @@ def main() -> None:
     p.add_argument("--precisions", default="fp32,bf16",
                    help="zoo path precisions: fp32, bf16, fp16 (autocast; fp16 keeps 3 more mantissa bits than bf16, "
                         "and is fast on GPUs only)")
+    p.add_argument("--fp32-stages", type=int, default=0,
+                   help="also time each low precision with the backbone's first N stages (the stem counts as one) in "
+                        "fp32 (see benchmarks/pmt_iqa_precision.py)")
     a = p.parse_args()
     device = torch.device(a.device)
     name = a.model
@@ -106,8 +112,10 @@ def main() -> None:
     chunks = [int(c) for c in a.crops_per_forward.split(",")] if a.crops_per_forward else [None]
     for chunk in chunks:
         for label, dtype in (dtypes[w] for w in wanted):
-            paths[f"zoo: {chunk or a.batch_images * a.crops} crops per forward, channels-last, {label}"] = (
-                lambda dtype=dtype, chunk=chunk: zoo_scores(model_cl, crops, a.batch_images, dtype, chunk))
+            for n in (0, a.fp32_stages) if dtype is not None and a.fp32_stages else (0,):
+                kept = f", first {n} backbone stages fp32" if n else ""
+                paths[f"zoo: {chunk or a.batch_images * a.crops} crops per forward, channels-last, {label}{kept}"] = (
+                    lambda dtype=dtype, chunk=chunk, n=n: zoo_scores(model_cl, crops, a.batch_images, dtype, chunk, n))
     times = timeit_alternating(paths, device=device, warmup=1, iters=a.iters)
     t_auth = times["authors: per-crop loop, fp32, NCHW"]
     rows = []

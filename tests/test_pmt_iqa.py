@@ -70,6 +70,26 @@ def test_heads_stay_fp32_under_autocast(lite0):
     assert torch.allclose(mixed["mos"], fp32["mos"], atol=1e-2)
 
 
+def test_fp32_stages_keep_the_leading_backbone_stages_out_of_autocast(lite0):
+    """``backbone.fp32_stages = n``: the first n stages run in fp32 under autocast; all of them: the fp32 result."""
+    x = torch.randn(2, 3, 224, 224)
+    stages = lite0.backbone.stages()
+    assert len(stages) == 9  # stem, blocks 0-6, head convolution
+    try:
+        with torch.no_grad():
+            fp32 = lite0.backbone.forward_taps(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                lite0.backbone.fp32_stages = 3
+                mixed = lite0.backbone.forward_taps(x)
+                lite0.backbone.fp32_stages = len(stages)
+                kept = lite0.backbone.forward_taps(x)
+    finally:
+        lite0.backbone.fp32_stages = 0
+    assert mixed[0].dtype == torch.float32 and mixed[1].dtype == torch.bfloat16  # tap 0 ends block 1 (stage 2)
+    for a, b in zip(kept, fp32):
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
 def test_predict_averages_crops_and_wrong_sizes_are_user_errors(lite0):
     crops = torch.randn(2, 2, 3, 224, 224)
     with torch.no_grad():

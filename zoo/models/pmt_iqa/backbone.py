@@ -63,27 +63,38 @@ class Backbone(nn.Module):
         if arch in LITES:
             # indices of the blocks stages that end at strides 4, 8 and 16 (module names "blocks.<i>")
             self._lite_taps = tuple(int(info[r]["module"].split(".")[1]) for r in (4, 8, 16))
+        self.fp32_stages = 0  # leading entries of `stages` kept in fp32 under autocast (an inference setting)
         mean, std = normalisation(arch)
         self.input_spec = {"input_size": [3, 224, 224], "mean": list(mean), "std": list(std),
                            "interpolation": "bicubic" if arch in LITES else "bilinear", "crop_pct": 0.875}
 
-    def forward_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[B, 3, H, W] -> four maps [B, C_i, H / s_i, W / s_i] for strides s = 4, 8, 16, 32."""
+    def stages(self) -> list:
+        """The backbone as a list of callables up to its last tap: the stem, then its stages (ResNet: layer1-4;
+        EfficientNet-Lite: blocks 0-6, then the 1x1 head convolution with its BatchNorm)."""
         net = self.net
         if self.arch in RESNETS:
-            x = net.maxpool(net.act1(net.bn1(net.conv1(x))))
-            taps = []
-            for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
-                x = stage(x)
-                taps.append(x)
-            return taps
-        x = net.bn1(net.conv_stem(x))
+            return [lambda x: net.maxpool(net.act1(net.bn1(net.conv1(x)))), net.layer1, net.layer2, net.layer3,
+                    net.layer4]
+        return [lambda x: net.bn1(net.conv_stem(x)), *net.blocks, lambda x: net.bn2(net.conv_head(x))]
+
+    def forward_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[B, 3, H, W] -> four maps [B, C_i, H / s_i, W / s_i] for strides s = 4, 8, 16, 32.
+
+        Under autocast the first ``fp32_stages`` entries of `stages` run in fp32 (autocast off): in bf16 the
+        rounding error of the early, high-resolution stages is amplified by the BatchNorm scales after them
+        (``benchmarks/pmt_iqa_precision.py``)."""
+        stages = self.stages()
+        tap_after = {1, 2, 3, 4} if self.arch in RESNETS else {*(i + 1 for i in self._lite_taps), len(stages) - 1}
+        low = torch.is_autocast_enabled(x.device.type)
         taps = []
-        for i, stage in enumerate(net.blocks):
-            x = stage(x)
-            if i in self._lite_taps:
+        for i, stage in enumerate(stages):
+            if low and i < self.fp32_stages:
+                with torch.autocast(x.device.type, enabled=False):
+                    x = stage(x.float())
+            else:
+                x = stage(x)
+            if i in tap_after:
                 taps.append(x)
-        taps.append(net.bn2(net.conv_head(x)))
         return taps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
