@@ -51,6 +51,23 @@ def scores(model, crops: torch.Tensor, dtype, batch_images: int) -> torch.Tensor
 
 
 @torch.inference_mode()
+def stage_flops(model, size: int) -> list[int]:
+    """FLOPs of each entry of ``model.backbone.stages()`` on one crop, and of the rest of the model last."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, size, size, device=next(model.parameters()).device)
+    counts = []
+    for stage in model.backbone.stages():
+        with FlopCounterMode(display=False) as c:
+            x = stage(x)
+        counts.append(c.get_total_flops())
+    with FlopCounterMode(display=False) as c:
+        model(torch.zeros(1, 3, size, size, device=x.device))
+    counts.append(c.get_total_flops() - sum(counts))
+    return counts
+
+
+@torch.inference_mode()
 def stage_errors(model, crops: torch.Tensor, dtype) -> list[dict]:
     """Relative L2 error of each stage's output under ``dtype`` autocast, on crops [N, K, 3, S, S]."""
     outputs: dict[str, list] = {}
@@ -96,6 +113,7 @@ def main() -> None:
         print(f"{e['stage']:<10} relative error {e['relative_error']:.4f}")
     ref = scores(model, crops, None, a.batch_images)
     ref_srcc = srcc(ref, mos)
+    flops = stage_flops(model, spec["input_size"][-1])
 
     def label(n):
         kept = "stem" if n == 1 else "stem + stage 0" if n == 2 else f"stem + stages 0-{n - 2}"
@@ -106,11 +124,13 @@ def main() -> None:
         model.backbone.fp32_stages = n
         pred = scores(model, crops, dtype, a.batch_images)
         change = (pred - ref).abs()
-        rows.append({"policy": label(n) if n else f"all {a.precision}", "fp32_stages": n, "srcc": srcc(pred, mos),
+        rows.append({"policy": label(n) if n else f"all {a.precision}", "fp32_stages": n,
+                     "fp32_flop_share": sum(flops[:n]) / sum(flops), "srcc": srcc(pred, mos),
                      "srcc_change": srcc(pred, mos) - ref_srcc, "mean_abs_score_change": float(change.mean()),
                      "max_abs_score_change": float(change.max())})
         r = rows[-1]
-        print(f"{r['policy']:<40} SRCC change {r['srcc_change']:+.5f}  mean |score change| "
+        print(f"{r['policy']:<40} fp32 FLOPs {100 * r['fp32_flop_share']:4.1f} %  SRCC change {r['srcc_change']:+.5f}"
+              f"  mean |score change| "
               f"{r['mean_abs_score_change']:.4f}  max {r['max_abs_score_change']:.4f}", flush=True)
     model.backbone.fp32_stages = 0
     path = save(f"pmt_iqa_precision_{a.precision}", {
