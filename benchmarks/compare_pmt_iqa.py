@@ -70,6 +70,16 @@ def zoo_scores(model, crops: torch.Tensor, batch_images: int, dtype, chunk: int 
     return torch.cat(out)
 
 
+def test_crops(model, data: str, images: int, crops: int, device) -> tuple[torch.Tensor, np.ndarray]:
+    """The first ``images`` test images of ``data`` as seeded crops [N, K, 3, S, S] for ``model``, and their MOS."""
+    table = read_table(data)
+    test = np.flatnonzero(np.asarray(table.split) == "test")[:images] if table.split else np.arange(images)
+    spec = model.input_spec
+    ds = IQACrops(table, test, torch.zeros(len(table), dtype=torch.long), spec["input_size"][-1], spec["mean"],
+                  spec["std"], crops, train=False)
+    return torch.stack([ds[i][0] for i in range(len(ds))]).to(device), table.scores[test]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="pmt_iqa_efficientnet_lite0.biq2021", help="NAME.TAG, folder or NAME")
@@ -93,13 +103,7 @@ def main() -> None:
     name = a.model
     model = zoo.from_pretrained(name) if "." in name or "/" in name else zoo.create_model(name)
     model.eval().to(device)
-    table = read_table(a.data)
-    test = np.flatnonzero(np.asarray(table.split) == "test")[: a.images] if table.split else np.arange(a.images)
-    spec = model.input_spec
-    ds = IQACrops(table, test, torch.zeros(len(table), dtype=torch.long), spec["input_size"][-1], spec["mean"],
-                  spec["std"], a.crops, train=False)
-    crops = torch.stack([ds[i][0] for i in range(len(ds))]).to(device)
-    mos = table.scores[test]
+    crops, mos = test_crops(model, a.data, a.images, a.crops, device)
 
     authors = authors_scores(model, crops)
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)  # channels-last weights: NHWC convs

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
+from compare_pmt_iqa import test_crops
 
 import zoo
 from zoo.bench.compare import save
-from zoo.data.iqa import read_table
-from zoo.data.iqa_datamodule import IQACrops
 from zoo.metrics.iqa import srcc
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -100,20 +98,14 @@ def main() -> None:
     a = p.parse_args()
     device, dtype = torch.device(a.device), DTYPES[a.precision]
     model = zoo.from_pretrained(a.model).eval().to(device)
-    table = read_table(a.data)
-    test = np.flatnonzero(np.asarray(table.split) == "test")[: a.images] if table.split else np.arange(a.images)
-    spec = model.input_spec
-    ds = IQACrops(table, test, torch.zeros(len(table), dtype=torch.long), spec["input_size"][-1], spec["mean"],
-                  spec["std"], a.crops, train=False)
-    crops = torch.stack([ds[i][0] for i in range(len(ds))]).to(device)
-    mos = table.scores[test]
+    crops, mos = test_crops(model, a.data, a.images, a.crops, device)
 
     errors = stage_errors(model, crops[: a.probe_images], dtype)
     for e in errors:
         print(f"{e['stage']:<10} relative error {e['relative_error']:.4f}")
     ref = scores(model, crops, None, a.batch_images)
     ref_srcc = srcc(ref, mos)
-    flops = stage_flops(model, spec["input_size"][-1])
+    flops = stage_flops(model, model.input_spec["input_size"][-1])
 
     def label(n):
         kept = "stem" if n == 1 else "stem + stage 0" if n == 2 else f"stem + stages 0-{n - 2}"
