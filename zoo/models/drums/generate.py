@@ -58,7 +58,7 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
         generator: the random stream (on the model's device) that makes sampling reproducible.
         decoder: ``dynamic`` (growing cache, finished rows dropped at once), ``static`` (fixed shapes, see the module
             docstring), ``graph`` (static, each step one CUDA graph; CUDA only) or ``auto`` (``graph`` on CUDA for
-            the LM families `static_decode` covers, ``dynamic`` otherwise).
+            the LMs `static_decode` covers (Llama architecture), ``dynamic`` otherwise).
         check_every: static decoders: steps between the host's checks whether every row has ended.
     """
     lm, device = model.lm, next(model.parameters()).device

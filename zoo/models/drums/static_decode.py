@@ -1,4 +1,4 @@
-"""Static-shape decoding of Llama-family drum LMs, so that one decoding step can be replayed as a CUDA graph.
+"""Static-shape decoding of Llama-architecture drum LMs, so that one decoding step can be replayed as a CUDA graph.
 
 On a GPU a decoding step of a 135M-parameter LM is bound by kernel launches and Python, not arithmetic: the H200
 run of 2026-12-04 measured about 23 ms per step for both transformers' ``generate`` and the zoo's dynamic loop
@@ -26,7 +26,7 @@ from torch import nn
 
 from ...errors import ZooError
 
-FAMILIES = ("llama", "mistral", "qwen2")  # the decoder-layer layout restated in `StaticDecoder._layer`
+FAMILIES = ("llama",)  # the decoder-layer layout restated in `StaticDecoder._forward` (no sliding windows)
 
 
 def _base_model(lm: nn.Module) -> nn.Module:
@@ -48,7 +48,7 @@ class StaticDecoder:
     """Prefill and single-token steps of a Llama-family causal LM over a fixed-size KV cache.
 
     Args:
-        lm: a transformers ``LlamaForCausalLM`` (or Mistral / Qwen2), optionally peft-wrapped, in eval mode.
+        lm: a transformers ``LlamaForCausalLM`` (SmolLM2, Llama), optionally peft-wrapped, in eval mode.
         batch: B, the number of rows (fixed for the decoder's life).
         capacity: C, cache slots per row (prompt width + new tokens).
 
@@ -60,7 +60,7 @@ class StaticDecoder:
         base = _base_model(lm)
         cfg = base.config
         if not supports_static(lm):
-            raise ZooError(f"static decoding covers the {', '.join(FAMILIES)} families with fixed rotary tables; "
+            raise ZooError(f"static decoding covers the {', '.join(FAMILIES)} architecture with fixed rotary tables; "
                            f"this LM is {cfg.model_type!r} (use decoder='dynamic')")
         self.model, self.head = base.model, base.lm_head
         p = next(base.parameters())
