@@ -159,6 +159,29 @@ def test_sparse_conv_gradients_match_dense_conv_and_tables_are_shared():
     assert down.tables == {} and down.tables is not x_in.tables
 
 
+def test_pillar_cap_keeps_the_first_points_of_each_pillar():
+    """``max_points``: a pillar holding every point of a zeroed (masked) frame gives its first 32 points to the
+    point BatchNorm, like hard voxelisation; pillars under the cap are unchanged."""
+    from zoo.models.cmt.lidar_branch import PillarEncoder
+
+    torch.manual_seed(0)
+    spread = torch.cat([torch.rand(200, 2) * 8 - 4, torch.rand(200, 3)], 1)
+    masked = torch.zeros(500, 5)
+    seen = []
+    capped = PillarEncoder(5, 8, (20, 20), (0.4, 0.4), (-4.0, -4.0, -3.0, 4.0, 4.0, 3.0), 16, 1, max_points=32)
+    uncapped = PillarEncoder(5, 8, (20, 20), (0.4, 0.4), (-4.0, -4.0, -3.0, 4.0, 4.0, 3.0), 16, 1)
+    uncapped.load_state_dict(capped.state_dict())
+    for enc in (capped, uncapped):
+        enc.pfn.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+        enc.eval()
+        with torch.no_grad():
+            enc([spread, masked])
+    per_pillar = torch.bincount(((spread[:, 1] + 4) / 0.4).long() * 20 + ((spread[:, 0] + 4) / 0.4).long())
+    assert seen == [int(per_pillar.clamp_max(32).sum()) + 32, 200 + 500]
+    with torch.no_grad():
+        torch.testing.assert_close(capped([spread]), uncapped([spread]))  # no pillar of ``spread`` reaches 32
+
+
 def test_voxelize_against_a_direct_implementation():
     g = torch.Generator().manual_seed(0)
     pts = torch.cat([torch.rand(300, 3, generator=g) * torch.tensor([4.0, 4.0, 2.0]) - torch.tensor([2, 2, 1]),

@@ -169,20 +169,25 @@ class SparseEncoder(nn.Module):
 
 
 class PillarEncoder(nn.Module):
-    """A dynamic PointPillars encoder: every point (no per-pillar cap) gets its features, the offset to its
-    pillar's point mean (3) and to the pillar centre (x, y); Linear (no bias) + BN + ReLU; max over the pillar's
-    points; the pillars are scattered into a BEV canvas, then stride-2 conv stages reach the BEV stride.
+    """A dynamic PointPillars encoder: every point (or the first ``max_points`` of each pillar) gets its features,
+    the offset to its pillar's point mean (3) and to the pillar centre (x, y); Linear (no bias) + BN + ReLU; max
+    over the pillar's points; the pillars are scattered into a BEV canvas, then stride-2 conv stages reach the BEV
+    stride.
 
     Args:
         in_channels: point features (5); pillar_channels: PFN width (64);
         grid_size: (X, Y) pillars; pillar_size: (px, py) m; pc_range: (x0, y0, z0, x1, y1, z1);
         out_channels: BEV channels; num_downsample: stride-2 stages after the canvas.
+        max_points: keep at most this many points per pillar, the first ones, as hard voxelisation does (None: all).
+            Masked-modal training needs it: a frame whose points are zeroed puts all of them in one pillar at the
+            origin, and without a cap those identical points dominate the point BatchNorm's statistics.
     """
 
     def __init__(self, in_channels: int = 5, pillar_channels: int = 64, grid_size=(540, 540),
                  pillar_size=(0.2, 0.2), pc_range=(-54.0, -54.0, -5.0, 54.0, 54.0, 3.0), out_channels: int = 256,
-                 num_downsample: int = 2):
+                 num_downsample: int = 2, max_points: int | None = None):
         super().__init__()
+        self.max_points = max_points
         self.grid_size, self.pillar_size, self.pc_range = tuple(grid_size), tuple(pillar_size), tuple(pc_range)
         self.pfn = nn.Linear(in_channels + 5, pillar_channels, bias=False)
         self.pfn_norm = nn.BatchNorm1d(pillar_channels, eps=1e-3, momentum=0.01)
@@ -208,6 +213,12 @@ class PillarEncoder(nn.Module):
         pts, cell, batch = pts[ok], cell[ok], batch[ok]
         key = (batch * ny + cell[:, 1]) * nx + cell[:, 0]
         uniq, pid = torch.unique(key, return_inverse=True)
+        if self.max_points is not None:
+            order = torch.argsort(pid, stable=True)
+            rank = torch.empty_like(pid)
+            rank[order] = torch.arange(len(pid), device=pid.device) - torch.searchsorted(pid[order], pid[order])
+            keep = rank < self.max_points
+            pts, cell, pid = pts[keep], cell[keep], pid[keep]
         count = torch.bincount(pid, minlength=len(uniq)).to(pts)
         mean = pts.new_zeros(len(uniq), 3).index_add_(0, pid, pts[:, :3]) / count[:, None]
         centre = (cell.to(pts) + 0.5) * size + lo

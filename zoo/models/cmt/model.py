@@ -51,7 +51,8 @@ class CMT(nn.Module):
         img_channels: FPN width (256); grid_mask: GridMask on training images (the fusion configs).
         lidar_encoder: ``sparse`` (the authors' 3D sparse encoder, plain-torch sparse convs) or ``pillar``;
             sparse_backend: ``auto`` (spconv when installed, else plain torch), ``torch`` or ``spconv``;
-            lidar_channels: width of the pillar encoder's BEV output (the sparse encoder's is 256).
+            lidar_channels: width of the pillar encoder's BEV output (the sparse encoder's is 256);
+            pillar_max_points: the pillar encoder's cap on points per pillar (None: all; see `PillarEncoder`).
         voxel_size: (vx, vy, vz); grid_size: (X, Y, Z) cells, default range / voxel size (the authors' R50 config
             declares 1024 for a 1080-cell range, a quirk the converter reproduces for its checkpoints).
         max_points_per_voxel, max_voxels: hard voxelisation limits (10; 120 000 train / 160 000 test).
@@ -68,7 +69,7 @@ class CMT(nn.Module):
                  img_backbone_args: dict[str, Any] | None = None,
                  img_weights_file: str | None = None, img_norm_eval: bool = True, img_channels: int = 256,
                  grid_mask: bool = True, lidar_encoder: str = "sparse", sparse_backend: str = "auto",
-                 lidar_channels: int = 256,
+                 lidar_channels: int = 256, pillar_max_points: int | None = None,
                  voxel_size=(0.1, 0.1, 0.2),
                  grid_size=None, max_points_per_voxel: int = 10, max_voxels=(120000, 160000),
                  bev_channels=(128, 256), bev_layer_nums=(5, 5), bev_layer_strides=(1, 2),
@@ -111,7 +112,8 @@ class CMT(nn.Module):
                 self.lidar_encoder = SparseEncoder(5, (z + 1, y, x), backend=sparse_backend)
             else:
                 self.lidar_encoder = PillarEncoder(5, 64, (x // 2, y // 2), (2 * self.voxel_size[0], 2 * self.voxel_size[1]),
-                                                   self.pc_range, lidar_channels, int(math.log2(downsample_scale // 2)))
+                                                   self.pc_range, lidar_channels, int(math.log2(downsample_scale // 2)),
+                                                   pillar_max_points)
             self.bev_backbone = SECOND(self.lidar_encoder.out_channels, bev_channels, bev_layer_nums, bev_layer_strides)
             self.bev_neck = SECONDFPN(bev_channels, bev_up_channels, bev_up_strides)
             self.shared_conv = nn.Sequential(nn.Conv2d(sum(bev_up_channels), hidden_dim, 3, padding=1, bias=False),
