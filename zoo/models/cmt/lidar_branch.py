@@ -179,8 +179,8 @@ class PillarEncoder(nn.Module):
         grid_size: (X, Y) pillars; pillar_size: (px, py) m; pc_range: (x0, y0, z0, x1, y1, z1);
         out_channels: BEV channels; num_downsample: stride-2 stages after the canvas.
         max_points: keep at most this many points per pillar, the first ones, as hard voxelisation does (None: all).
-            Masked-modal training needs it: a frame whose points are zeroed puts all of them in one pillar at the
-            origin, and without a cap those identical points dominate the point BatchNorm's statistics.
+            Under masked-modal training a frame whose points are zeroed puts all of them in one pillar at the
+            origin; without a cap those identical points dominate the point BatchNorm's statistics.
     """
 
     def __init__(self, in_channels: int = 5, pillar_channels: int = 64, grid_size=(540, 540),
