@@ -113,15 +113,14 @@ def sparse_conv3d(x: SparseTensor, weight: torch.Tensor, stride=(1, 1, 1), paddi
         The output sparse tensor ([M, C_out] features).
     """
     kernel = tuple(weight.shape[1:4])
-    device = x.features.device
     if subm:
-        stride_t = torch.ones(3, dtype=torch.long, device=device)
-        pad_t = torch.tensor([k // 2 for k in kernel], device=device)
-        out_shape, out_indices, tables = x.spatial_shape, x.indices, x.tables
+        stride, padding = (1, 1, 1), tuple(k // 2 for k in kernel)
+    out_shape = tuple((s + 2 * p - k) // st + 1 for s, p, k, st in zip(x.spatial_shape, padding, kernel, stride))
+    stride_t = torch.tensor(stride, device=x.indices.device)
+    pad_t = torch.tensor(padding, device=x.indices.device)
+    if subm:
+        out_indices, tables = x.indices, x.tables
     else:
-        stride_t, pad_t = torch.tensor(stride, device=device), torch.tensor(padding, device=device)
-        out_shape = tuple((s + 2 * p - k) // st + 1 for s, p, k, st in zip(x.spatial_shape, pad_t.tolist(), kernel,
-                                                                              stride_t.tolist()))
         out_indices, tables = output_sites(x, kernel, stride_t, pad_t, out_shape), {}
     c_out = weight.shape[0]
     if not len(x.indices) or not len(out_indices):
