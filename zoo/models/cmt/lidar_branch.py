@@ -22,6 +22,15 @@ from ...errors import ZooError, require
 from .sparse_conv import SparseBatchNorm, SparseConv3d, SparseReLU, SparseTensor
 
 
+def rank_in_group(group: torch.Tensor) -> torch.Tensor:
+    """group [P] int64 -> [P]: how many earlier elements share each element's group (0 for the first of a group)."""
+    order = torch.argsort(group, stable=True)
+    ordered = group[order]
+    rank = torch.empty_like(group)
+    rank[order] = torch.arange(len(group), device=group.device) - torch.searchsorted(ordered, ordered)
+    return rank
+
+
 def voxelize(points: torch.Tensor, pc_range, voxel_size, grid_size, max_points: int, max_voxels: int):
     """Hard voxelisation (as spconv's ``PointToVoxel``): voxels in order of their first point, at most
     ``max_points`` points per voxel (the first ones), at most ``max_voxels`` voxels.
@@ -46,11 +55,7 @@ def voxelize(points: torch.Tensor, pc_range, voxel_size, grid_size, max_points: 
     rank_of_voxel = torch.empty_like(first)
     rank_of_voxel[torch.argsort(first)] = torch.arange(len(first), device=device)
     vid = rank_of_voxel[inverse]  # voxel id of each point, in first-appearance order
-    order = torch.argsort(vid, stable=True)
-    vid_sorted = vid[order]
-    start = torch.searchsorted(vid_sorted, vid_sorted)
-    slot = torch.empty_like(vid)
-    slot[order] = torch.arange(len(vid), device=device) - start
+    slot = rank_in_group(vid)
     keep = (slot < max_points) & (vid < max_voxels)
     n_vox = min(len(uniq), max_voxels)
     voxels = points.new_zeros(n_vox, max_points, points.shape[1])
@@ -214,10 +219,7 @@ class PillarEncoder(nn.Module):
         key = (batch * ny + cell[:, 1]) * nx + cell[:, 0]
         uniq, pid = torch.unique(key, return_inverse=True)
         if self.max_points is not None:
-            order = torch.argsort(pid, stable=True)
-            rank = torch.empty_like(pid)
-            rank[order] = torch.arange(len(pid), device=pid.device) - torch.searchsorted(pid[order], pid[order])
-            keep = rank < self.max_points
+            keep = rank_in_group(pid) < self.max_points
             pts, cell, pid = pts[keep], cell[keep], pid[keep]
         count = torch.bincount(pid, minlength=len(uniq)).to(pts)
         mean = pts.new_zeros(len(uniq), 3).index_add_(0, pid, pts[:, :3]) / count[:, None]
