@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...cuda_graph import capture
 from ...metrics.backdoor import attack_success_rate, clean_accuracy
 from .attack import stamp
 from .augment import DSA
@@ -81,22 +82,18 @@ def _graphed_full_batch_steps(net: nn.Module, opt: torch.optim.Optimizer, images
     from one captured step (forward, backward, optimiser step: one launch per step instead of some fifty).
     The eager loop's shuffling only reorders a full batch, which changes nothing but floating-point summation
     order, so it is left out."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(min(warmup, steps)):
-            opt.zero_grad(set_to_none=True)
-            _cross_entropy(net, images, labels).backward()
-            opt.step()
-    torch.cuda.current_stream().wait_stream(side)
+    def step():
+        opt.zero_grad(set_to_none=True)  # so a captured backward writes fresh gradients (no accumulation)
+        _cross_entropy(net, images, labels).backward()
+        opt.step()
+
     if steps > warmup:
-        graph = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)  # the captured backward writes fresh gradients (no accumulation)
-        with torch.cuda.graph(graph):
-            _cross_entropy(net, images, labels).backward()
-            opt.step()
+        graph, _ = capture(step, warmup)
         for _ in range(steps - warmup):
             graph.replay()
+    else:
+        for _ in range(steps):
+            step()
     opt.zero_grad(set_to_none=True)
 
 

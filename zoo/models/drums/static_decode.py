@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...cuda_graph import capture
 from ...errors import ZooError
 
 FAMILIES = ("llama",)  # the decoder-layer layout restated in `StaticDecoder._forward` (no sliding windows)
@@ -150,15 +151,7 @@ class GraphedStep:
     tensor the graph writes (the same tensor every call: read or copy it before the next call)."""
 
     def __init__(self, decoder: StaticDecoder, warmup: int = 2):
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm-up outside the graph: allocator and library handles settle
-            for _ in range(warmup):
-                decoder.step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = decoder.step()
+        self.graph, self.logits = capture(decoder.step, warmup)  # repeating a step rewrites the same values
 
     def __call__(self) -> torch.Tensor:
         self.graph.replay()
