@@ -6,8 +6,10 @@
    800 x 320): ``torch.nn.MultiheadAttention`` (the authors' non-flash module, sequence-first) against the zoo's
    packed projection + ``scaled_dot_product_attention`` with the same weights. (The authors' flash-attn 0.2 path
    needs a CUDA build and cannot run here.)
-3. Sparse convolution (only where spconv 2 is installed): the zoo's plain-torch submanifold conv against spconv's
-   ``SubMConv3d`` on the first layer of the sparse encoder, on voxels of a ray-cast 11-sweep cloud.
+3. Sparse convolution (only where spconv 2 is installed), on voxels of a ray-cast 11-sweep cloud: the zoo's
+   plain-torch submanifold conv against spconv's ``SubMConv3d`` on the first layer of the sparse encoder, each
+   looking its sites up afresh; and the whole sparse encoder on either backend (same parameters), where layers
+   that share an ``indice_key`` share the site lookup on both.
 
     python benchmarks/compare_cmt.py [--device cpu|cuda] [--iters 5]
 """
@@ -86,7 +88,7 @@ def compare_sparse_conv(device, iters):
     except ImportError:
         return None
     from zoo.models.cmt.bench import synthetic_frame
-    from zoo.models.cmt.lidar_branch import voxelize
+    from zoo.models.cmt.lidar_branch import SparseEncoder, voxelize
     from zoo.models.cmt.sparse_conv import SparseConv3d, SparseTensor
 
     points = synthetic_frame((320, 800), 10)[1].to(device)
@@ -101,15 +103,27 @@ def compare_sparse_conv(device, iters):
     def spconv_run():
         return conv(sp.SparseConvTensor(feats, coords.int(), [41, 1080, 1080], 1))
 
+    encoder = SparseEncoder(5, (41, 1080, 1080), backend="torch").to(device).eval()
+
+    def encoder_run(backend):
+        encoder.backend = backend  # the same parameters either way
+        return encoder(feats, coords, 1)
+
+    rows = []
     with torch.no_grad():
-        a = zoo_run().features
-        b = spconv_run().features
-        t_ours = timeit(zoo_run, device=device, iters=iters)
-        t_theirs = timeit(spconv_run, device=device, iters=iters)
-    return {"part": f"submanifold 3x3x3 conv 5->16 on {len(feats)} voxels",
-            "reference": "spconv 2 SubMConv3d (the authors' library)",
-            "max_abs_diff": float((a - b).abs().max()), "zoo_ms": t_ours["p50"],
-            "reference_ms": t_theirs["p50"], "zoo_speedup": t_theirs["p50"] / t_ours["p50"]}
+        for part, ours, theirs, reference in (
+                (f"submanifold 3x3x3 conv 5->16 on {len(feats)} voxels", zoo_run, spconv_run,
+                 "spconv 2 SubMConv3d (the authors' library)"),
+                (f"whole sparse encoder (mmdet3d SparseEncoder, basic blocks) on {len(feats)} voxels",
+                 lambda: encoder_run("torch"), lambda: encoder_run("spconv"), "the same encoder on spconv 2")):
+            a, b = ours(), theirs()
+            a, b = (a.features, b.features) if hasattr(a, "features") else (a, b)
+            t_ours = timeit(ours, device=device, iters=iters)
+            t_theirs = timeit(theirs, device=device, iters=iters)
+            rows.append({"part": part, "reference": reference, "max_abs_diff": float((a - b).abs().max()),
+                         "zoo_ms": t_ours["p50"], "reference_ms": t_theirs["p50"],
+                         "zoo_speedup": t_theirs["p50"] / t_ours["p50"]})
+    return rows
 
 
 def main():
@@ -118,9 +132,7 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     a = p.parse_args()
     rows = [compare_query_pe(a.device, a.iters), compare_attention(a.device, a.iters)]
-    sparse = compare_sparse_conv(a.device, a.iters)
-    if sparse:
-        rows.append(sparse)
+    rows += compare_sparse_conv(a.device, a.iters) or []
     for r in rows:
         print(r)
     path = save("cmt", {"description": __doc__.split("\n\n")[0], "rows": rows,
