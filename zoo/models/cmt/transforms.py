@@ -12,8 +12,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-BGR_MEAN = np.array([103.530, 116.280, 123.675], np.float32)
-BGR_STD = np.array([57.375, 57.120, 58.395], np.float32)
+from .image_branch import CMT_MEAN, CMT_STD
+
+BGR_MEAN, BGR_STD = np.array(CMT_MEAN, np.float32), np.array(CMT_STD, np.float32)
 
 
 def apply_3d(sample: dict, matrix: np.ndarray, yaw_delta: float = 0.0, mirror: str | None = None) -> None:
