@@ -199,6 +199,23 @@ def test_modal_mask_zeroes_one_modality():
         ModalMask3D()(s, rng)
         drops["camera" if not s["images"][0].any() else "lidar" if not s["points"].any() else None] += 1
     assert abs(drops["camera"] / 4000 - 0.25) < 0.03 and abs(drops["lidar"] / 4000 - 0.25) < 0.03
+    drops = {"camera": 0, "lidar": 0, None: 0}
+    for _ in range(4000):
+        s = sample()
+        ModalMask3D(p_camera=0.0, p_lidar=0.4)(s, rng)
+        drops["camera" if not s["images"][0].any() else "lidar" if not s["points"].any() else None] += 1
+    assert drops["camera"] == 0 and abs(drops["lidar"] / 4000 - 0.4) < 0.03
+
+
+def test_modal_mask_rates_come_through_the_datamodule_or_fail_once():
+    from zoo.models.cmt.datamodule import CMTDataset
+
+    ds = CMTDataset([], True, (-32, -32, -3, 32, 32, 3), modal_mask=[0.0, 0.5])
+    assert (ds.mask.p_camera, ds.mask.p_lidar) == (0.0, 0.5)
+    assert CMTDataset([], False, (-32, -32, -3, 32, 32, 3), modal_mask=[0.0, 0.5]).mask is None  # test split
+    for bad in ([0.7, 0.6], [0.5]):
+        with pytest.raises(ZooError, match="modal_mask"):
+            CMTDataset([], True, (-32, -32, -3, 32, 32, 3), modal_mask=bad)
 
 
 def test_box_corners_upright_in_the_world_frame():

@@ -31,20 +31,28 @@ class CMTDataset(Dataset):
 
     Args:
         frames: `Frame` list; training: random augmentation; sweeps: previous LiDAR sweeps to accumulate.
-        modalities: which inputs to load (``camera``, ``lidar``); modal_mask: masked-modal training (train only);
+        modalities: which inputs to load (``camera``, ``lidar``); modal_mask: masked-modal training (train only):
+            True for the authors' drop rates (25 % of frames without images, 25 % without points), or the pair
+            ``[p_camera, p_lidar]``;
         drop_modality: ``lidar`` or ``camera`` zeroed at test time (the authors' robustness protocol).
         min_points: ground-truth boxes with fewer LiDAR points are dropped (training targets).
     """
 
     def __init__(self, frames: list[Frame], training: bool, point_cloud_range, image_size=(320, 800),
                  resize_lim=(0.47, 0.625), sweeps: int = 10, modalities=("camera", "lidar"),
-                 modal_mask: bool = False, drop_modality: str | None = None, rot_range=(-0.785, 0.785),
+                 modal_mask: bool | list[float] = False, drop_modality: str | None = None, rot_range=(-0.785, 0.785),
                  scale_range=(0.9, 1.1), translation_std=(0.5, 0.5, 0.5), flip: bool = True, min_points: int = 1,
                  seed: int = 0):
         self.frames, self.training, self.pc_range = frames, training, tuple(point_cloud_range)
         self.sweeps, self.modalities, self.min_points, self.seed = sweeps, tuple(modalities), min_points, seed
         self.image_aug = ImageAug(image_size, resize_lim, training=training)
-        self.mask = ModalMask3D(drop_modality) if (drop_modality or (modal_mask and training)) else None
+        rates = tuple(modal_mask) if isinstance(modal_mask, (list, tuple)) else (0.25, 0.25)
+        if len(rates) != 2:
+            raise ZooError(f"modal_mask takes true/false or [p_camera, p_lidar], got {modal_mask!r}")
+        try:
+            self.mask = ModalMask3D(drop_modality, *rates) if (drop_modality or (modal_mask and training)) else None
+        except ValueError as exc:
+            raise ZooError(f"modal_mask {modal_mask!r}: {exc}") from None
         self.global_aug = GlobalRotScaleTrans(rot_range, scale_range, translation_std) if training else None
         self.flip = RandomFlip3D() if (training and flip) else None
 
@@ -139,7 +147,8 @@ class NuScenesDataModule(pl.LightningDataModule):
     def __init__(self, data: str = "synthetic", version: str = "v1.0-mini", train_split: str = "mini_train",
                  val_split: str = "mini_val", data_root: str | None = None, synthetic: dict[str, Any] | None = None,
                  point_cloud_range=(-54.0, -54.0, -5.0, 54.0, 54.0, 3.0), image_size=(320, 800),
-                 resize_lim=(0.47, 0.625), sweeps: int = 10, modalities=("camera", "lidar"), modal_mask: bool = True,
+                 resize_lim=(0.47, 0.625), sweeps: int = 10, modalities=("camera", "lidar"),
+                 modal_mask: bool | list[float] = True,
                  rot_range=(-0.785, 0.785), scale_range=(0.9, 1.1), translation_std=(0.5, 0.5, 0.5),
                  flip: bool = True, min_points: int = 1, batch_size: int = 2, num_workers: int = 2, seed: int = 0):
         super().__init__()

@@ -67,20 +67,25 @@ class RandomFlip3D:
 
 
 class ModalMask3D:
-    """Masked-modal training (the authors' ``ModalMask3D``): per sample u ~ U(0, 1); u > 0.75 zeroes all images
-    (before normalisation), 0.5 < u <= 0.75 zeroes all points (they collapse to the origin, none is removed).
-    ``mask`` forces one modality off at test time: ``"lidar"`` or ``"camera"``."""
+    """Masked-modal training (the authors' ``ModalMask3D``): per sample u ~ U(0, 1); u > 1 - p_camera zeroes all
+    images (before normalisation), 1 - p_camera - p_lidar < u <= 1 - p_camera zeroes all points (they collapse to
+    the origin, none is removed). The authors' rates are 0.25 and 0.25. ``mask`` forces one modality off at test
+    time: ``"lidar"`` or ``"camera"``."""
 
-    def __init__(self, mask: str | None = None):
+    def __init__(self, mask: str | None = None, p_camera: float = 0.25, p_lidar: float = 0.25):
         if mask not in (None, "lidar", "camera"):
             raise ValueError(f"mask must be None, 'lidar' or 'camera', got {mask!r}")
-        self.mask = mask
+        if min(p_camera, p_lidar) < 0 or p_camera + p_lidar > 1:
+            raise ValueError(f"modality drop rates must be >= 0 with a sum <= 1, got camera {p_camera}, "
+                             f"LiDAR {p_lidar}")
+        self.mask, self.p_camera, self.p_lidar = mask, p_camera, p_lidar
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> None:
         drop = self.mask
         if drop is None:
             u = rng.random()
-            drop = "camera" if u > 0.75 else "lidar" if u > 0.5 else None
+            drop = ("camera" if u > 1 - self.p_camera else
+                    "lidar" if u > 1 - self.p_camera - self.p_lidar else None)
         if drop == "camera":
             sample["images"] = [np.zeros_like(im) for im in sample["images"]]
         elif drop == "lidar":
