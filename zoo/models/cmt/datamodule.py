@@ -46,8 +46,8 @@ class CMTDataset(Dataset):
         self.frames, self.training, self.pc_range = frames, training, tuple(point_cloud_range)
         self.sweeps, self.modalities, self.min_points, self.seed = sweeps, tuple(modalities), min_points, seed
         self.image_aug = ImageAug(image_size, resize_lim, training=training)
-        rates = tuple(modal_mask) if isinstance(modal_mask, (list, tuple)) else (0.25, 0.25)
-        if len(rates) != 2:
+        rates = tuple(modal_mask) if isinstance(modal_mask, (list, tuple)) else ()  # (): ModalMask3D's defaults
+        if rates and len(rates) != 2:
             raise ZooError(f"modal_mask takes true/false or [p_camera, p_lidar], got {modal_mask!r}")
         try:
             self.mask = ModalMask3D(drop_modality, *rates) if (drop_modality or (modal_mask and training)) else None

@@ -80,8 +80,8 @@ class ImageBackbone(nn.Module):
         if timm_name(arch) != self.name:
             raise ZooError(f"ImageNet weights {source} are for {timm_name(arch)}, but the image backbone is "
                            f"{self.name}; pass weights for that backbone or change img_backbone")
-        own = self.body.state_dict()
-        sd = {k[len("net."):]: v for k, v in sd.items() if k[len("net."):] in own}
+        own = self.body.state_dict()  # the classifier's head and pooling are not part of the feature extractor
+        sd = {k.removeprefix("net."): v for k, v in sd.items() if k.removeprefix("net.") in own}
         load_state_dict(self.body, sd, source=str(source))
 
 
