@@ -311,6 +311,30 @@ def test_bev_neck_handles_odd_grids():
     assert out.shape == (1, 16, 7, 7)
 
 
+@pytest.mark.parametrize("encoder", ["pillar", "sparse"])
+def test_bev_skip_empty_keeps_point_less_frames_out_of_the_lidar_branch(encoder):
+    """``bev_skip_empty``: a zeroed frame gets zero BEV features and leaves the other frame's features and every
+    BatchNorm statistic as if it were absent; a batch of zeroed frames updates no statistic."""
+    torch.manual_seed(0)
+    args = dict(SMALL, modalities=("lidar",), lidar_encoder=encoder, sparse_backend="torch")
+    skip = zoo.create_model("cmt_tiny", bev_skip_empty=True, **args).train()
+    plain = zoo.create_model("cmt_tiny", **args).train()
+    plain.load_state_dict(skip.state_dict())
+    points = _batch()["points"][0]
+    both = skip.bev_features([points, torch.zeros(300, 5)])
+    alone = plain.bev_features([points])
+    torch.testing.assert_close(both[:1], alone)
+    assert both[1].abs().max() == 0
+    for (name, a), b in zip(skip.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    before = {k: v.clone() for k, v in skip.state_dict().items()}
+    empty = skip.bev_features([torch.zeros(1, 5), torch.zeros(4, 5)])
+    assert empty.shape == both.shape and empty.abs().max() == 0 and skip.bev_backbone.training
+    assert all(torch.equal(before[k], v) for k, v in skip.state_dict().items())
+    both.sum().backward()
+    assert skip.shared_conv[0].weight.grad.abs().sum() > 0
+
+
 def test_released_checkpoint_loads_and_predicts():
     """``cmt_tiny.synthetic`` (manifest, fp16 file) builds the fusion model and runs at its own input size."""
     m = zoo.from_pretrained("cmt_tiny.synthetic").eval()

@@ -52,6 +52,9 @@ class CMT(nn.Module):
         lidar_encoder: ``sparse`` (the authors' 3D sparse encoder, plain-torch sparse convs) or ``pillar``;
             sparse_backend: ``auto`` (spconv when installed, else plain torch), ``torch`` or ``spconv``;
             lidar_channels: width of the pillar encoder's BEV output (the sparse encoder's is 256);
+            bev_skip_empty: frames without points (all zero, as `ModalMask3D` leaves them) skip the LiDAR branch
+                and get zero BEV features, so the branch's BatchNorms take their batch statistics only from frames
+                with points. False runs every frame through, as the authors.
             pillar_max_points: the pillar encoder's cap on points per pillar (None: all; see `PillarEncoder`).
         voxel_size: (vx, vy, vz); grid_size: (X, Y, Z) cells, default range / voxel size (the authors' R50 config
             declares 1024 for a 1080-cell range, a quirk the converter reproduces for its checkpoints).
@@ -70,7 +73,7 @@ class CMT(nn.Module):
                  img_weights_file: str | None = None, img_norm_eval: bool = True,
                  img_input_norm: tuple | None = None, img_channels: int = 256,
                  grid_mask: bool = True, lidar_encoder: str = "sparse", sparse_backend: str = "auto",
-                 lidar_channels: int = 256, pillar_max_points: int | None = None,
+                 lidar_channels: int = 256, pillar_max_points: int | None = None, bev_skip_empty: bool = False,
                  voxel_size=(0.1, 0.1, 0.2),
                  grid_size=None, max_points_per_voxel: int = 10, max_voxels=(120000, 160000),
                  bev_channels=(128, 256), bev_layer_nums=(5, 5), bev_layer_strides=(1, 2),
@@ -92,6 +95,7 @@ class CMT(nn.Module):
         self.grid_size = tuple(int(v) for v in (grid_size or np.round(extent / np.array(self.voxel_size))))
         self.max_points, self.max_voxels = max_points_per_voxel, tuple(max_voxels)
         self.downsample_scale, self.lidar_encoder_kind = downsample_scale, lidar_encoder
+        self.bev_skip_empty = bev_skip_empty
         self.hidden_dim, self.num_query, self.max_num = hidden_dim, num_query, max_num
         self.dn_groups, self.dn_noise_scale, self.dn_split = dn_groups, dn_noise_scale, dn_split
         self.post_center_range = tuple(post_center_range)
@@ -141,18 +145,42 @@ class CMT(nn.Module):
         return feats.view(b, n, *feats.shape[1:])
 
     def bev_features(self, points: list[torch.Tensor]) -> torch.Tensor:
-        """Points -> BEV map [B, hidden, Y/8, X/8] (run in fp32, as the authors)."""
+        """Points -> BEV map [B, hidden, Y/8, X/8] (run in fp32, as the authors). With ``bev_skip_empty``, frames
+        without points skip the LiDAR branch (its BatchNorms see only frames with points) and get zeros."""
         with torch.autocast(points[0].device.type, enabled=False):
             points = [p.float() for p in points]
-            if self.lidar_encoder_kind == "sparse":
-                voxels, num, coords = batch_voxelize(points, self.pc_range, self.voxel_size, self.grid_size,
-                                                     self.max_points, self.max_voxels[0 if self.training else 1])
-                feats = voxels.sum(1) / num.clamp_min(1)[:, None].to(voxels)  # HardSimpleVFE
-                x = self.lidar_encoder(feats, coords, len(points))
-            else:
-                x = self.lidar_encoder(points)
-            x = self.bev_neck(self.bev_backbone(x))
-        return self.shared_conv(x)
+            if not self.bev_skip_empty:
+                return self._lidar_branch(points)
+            has_points = torch.stack([p.abs().sum() > 0 for p in points])
+            if has_points.any():
+                kept = self._lidar_branch([p for p, h in zip(points, has_points.tolist()) if h])
+            else:  # nothing to learn from: one pass without gradients or BatchNorm updates, for the map's shape
+                kept = self._frozen_lidar_pass(points[:1])[:0]
+            return kept.new_zeros((len(points),) + kept.shape[1:]).index_copy(0, has_points.nonzero()[:, 0], kept)
+
+    def _lidar_branch(self, points: list[torch.Tensor]) -> torch.Tensor:
+        """fp32 points (list of [P_i, 5]) -> voxels or pillars -> encoder -> SECOND -> FPN -> shared conv."""
+        if self.lidar_encoder_kind == "sparse":
+            voxels, num, coords = batch_voxelize(points, self.pc_range, self.voxel_size, self.grid_size,
+                                                 self.max_points, self.max_voxels[0 if self.training else 1])
+            feats = voxels.sum(1) / num.clamp_min(1)[:, None].to(voxels)  # HardSimpleVFE
+            x = self.lidar_encoder(feats, coords, len(points))
+        else:
+            x = self.lidar_encoder(points)
+        return self.shared_conv(self.bev_neck(self.bev_backbone(x)))
+
+    def _frozen_lidar_pass(self, points: list[torch.Tensor]) -> torch.Tensor:
+        """The LiDAR branch in eval mode and without gradients; the branch's train/eval modes are restored."""
+        branch = [self.lidar_encoder, self.bev_backbone, self.bev_neck, self.shared_conv]
+        modes = [m.training for b in branch for m in b.modules()]
+        try:
+            for b in branch:
+                b.eval()
+            with torch.no_grad():
+                return self._lidar_branch(points)
+        finally:
+            for m, mode in zip((m for b in branch for m in b.modules()), modes):
+                m.training = mode
 
     # ---- forward --------------------------------------------------------------------------------------------
 
