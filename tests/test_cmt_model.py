@@ -313,22 +313,23 @@ def test_bev_neck_handles_odd_grids():
 
 @pytest.mark.parametrize("encoder", ["pillar", "sparse"])
 def test_bev_skip_empty_keeps_point_less_frames_out_of_the_lidar_branch(encoder):
-    """``bev_skip_empty``: a zeroed frame gets zero BEV features and leaves the other frame's features and every
-    BatchNorm statistic as if it were absent; a batch of zeroed frames updates no statistic."""
+    """``bev_skip_empty``: a dropped frame (its points zeroed, then moved as one by the global augmentation) gets
+    zero BEV features and leaves the other frame's features and every BatchNorm statistic as if it were absent; a
+    batch of dropped frames updates no statistic."""
     torch.manual_seed(0)
     args = dict(SMALL, modalities=("lidar",), lidar_encoder=encoder, sparse_backend="torch")
     skip = zoo.create_model("cmt_tiny", bev_skip_empty=True, **args).train()
     plain = zoo.create_model("cmt_tiny", **args).train()
     plain.load_state_dict(skip.state_dict())
     points = _batch()["points"][0]
-    both = skip.bev_features([points, torch.zeros(300, 5)])
+    both = skip.bev_features([points, torch.zeros(300, 5) + torch.tensor([0.3, -0.2, 0.1, 0.0, 0.0])])
     alone = plain.bev_features([points])
     torch.testing.assert_close(both[:1], alone)
     assert both[1].abs().max() == 0
     for (name, a), b in zip(skip.state_dict().items(), plain.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
     before = {k: v.clone() for k, v in skip.state_dict().items()}
-    empty = skip.bev_features([torch.zeros(1, 5), torch.zeros(4, 5)])
+    empty = skip.bev_features([torch.zeros(1, 5), torch.ones(4, 5)])
     assert empty.shape == both.shape and empty.abs().max() == 0 and skip.bev_backbone.training
     assert all(torch.equal(before[k], v) for k, v in skip.state_dict().items())
     both.sum().backward()

@@ -52,9 +52,10 @@ class CMT(nn.Module):
         lidar_encoder: ``sparse`` (the authors' 3D sparse encoder, plain-torch sparse convs) or ``pillar``;
             sparse_backend: ``auto`` (spconv when installed, else plain torch), ``torch`` or ``spconv``;
             lidar_channels: width of the pillar encoder's BEV output (the sparse encoder's is 256);
-            bev_skip_empty: frames without points (all zero, as `ModalMask3D` leaves them) skip the LiDAR branch
-                and get zero BEV features, so the branch's BatchNorms take their batch statistics only from frames
-                with points. False runs every frame through, as the authors.
+            bev_skip_empty: frames without points skip the LiDAR branch and get zero BEV features, so the
+                branch's BatchNorms take their batch statistics only from frames with points. A frame counts as
+                without points when all its points coincide: `ModalMask3D` multiplies them by 0, and the global
+                augmentation after it moves them as one. False runs every frame through, as the authors.
             pillar_max_points: the pillar encoder's cap on points per pillar (None: all; see `PillarEncoder`).
         voxel_size: (vx, vy, vz); grid_size: (X, Y, Z) cells, default range / voxel size (the authors' R50 config
             declares 1024 for a 1080-cell range, a quirk the converter reproduces for its checkpoints).
@@ -151,7 +152,7 @@ class CMT(nn.Module):
             points = [p.float() for p in points]
             if not self.bev_skip_empty:
                 return self._lidar_branch(points)
-            has_points = torch.stack([p.abs().sum() > 0 for p in points])
+            has_points = torch.stack([(p != p[:1]).any() for p in points])  # not all at one place
             if has_points.any():
                 kept = self._lidar_branch([p for p, h in zip(points, has_points.tolist()) if h])
             else:  # nothing to learn from: one pass without gradients or BatchNorm updates, for the map's shape
