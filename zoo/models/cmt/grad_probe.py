@@ -1,7 +1,7 @@
 """Which training frames drive the update: the gradient norm of one frame's loss with both sensors, with the LiDAR
 dropped and with the cameras dropped (`ModalMask3D` at rate 1), for a recipe's model at initialisation or from
-trained weights. Clipping (35, L2) rescales each step to a fixed norm, so in a batch the frame with the largest
-gradient sets the step's direction.
+trained weights. In a batch, the frame with the largest gradient dominates the summed gradient and so the step's
+direction (clipping only rescales the step).
 
     python -m zoo.models.cmt.grad_probe --config configs/cmt/fusion_tiny_synthetic.yaml [--pretrained RUN/model]
         [--model-args '{"bev_skip_empty": true}'] [--frames 10]
