@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from zoo.errors import ZooError
 from zoo.models.cmt.grad_probe import DROPS, probe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,3 +25,10 @@ def test_grad_probe_reports_each_condition_and_the_lidar_less_frames_lead():
         assert len(r["largest_last_frame"]) == 3
     assert report["LiDAR dropped"]["grad_norm_median"] > 1.3 * report["both sensors"]["grad_norm_median"]
     assert report["cameras dropped"]["loss_cls_mean"] != report["LiDAR dropped"]["loss_cls_mean"]
+
+
+def test_grad_probe_refuses_a_recipe_of_another_model():
+    with open(Path(__file__).parents[1] / "configs/knn_ood/resnet18_cifar10_ce_cpu.yaml") as f:
+        config = yaml.safe_load(f)
+    with pytest.raises(ZooError, match="not a CMT training recipe"):
+        probe(config)

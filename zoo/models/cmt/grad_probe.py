@@ -14,6 +14,7 @@ import statistics
 import torch
 import yaml
 
+from ...errors import ZooError
 from .datamodule import NuScenesDataModule, collate
 from .module import CMTModule
 
@@ -36,6 +37,11 @@ def probe(config: dict, pretrained: str | bool = False, model_args: dict | None 
           seed: int = 0) -> dict[str, dict]:
     """For each of `DROPS`: median and max gradient norm over ``frames`` training frames (batch 1, spread over
     the train split, the recipe's augmentation), mean loss_cls, and the largest parameters of the last frame."""
+    if frames < 1:
+        raise ZooError(f"frames must be at least 1, got {frames}")
+    if not str(config.get("model", {}).get("class_path", "")).endswith("CMTModule") or "data" not in config:
+        raise ZooError("the config is not a CMT training recipe (model: CMTModule, data: NuScenesDataModule); "
+                       "pass one of configs/cmt/*_synthetic.yaml")
     model_init = dict(config["model"]["init_args"], pretrained=pretrained)
     model_init["model_args"] = dict(model_init.get("model_args") or {}, **(model_args or {}))
     torch.manual_seed(seed)
