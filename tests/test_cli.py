@@ -95,6 +95,28 @@ def test_resume_from_last_checkpoint(shapes_data, tmp_path):
     assert ckpt["global_step"] == 4
 
 
+def test_a_run_killed_midway_resumes_from_its_last_epoch(shapes_data, tmp_path, monkeypatch):
+    """A kill skips Lightning's end-of-training save; the per-epoch checkpoint must already be there, also when
+    the epochs are not validated (the CMT recipes validate every 20th)."""
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    root = tmp_path / "run"
+    base = ["--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",
+            "--data.init_args.batch_size", "16", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches",
+            "1", "--trainer.check_val_every_n_epoch", "5", "--trainer.default_root_dir", str(root),
+            "--trainer.enable_progress_bar", "false"]
+    with monkeypatch.context() as m:
+        m.setattr(ModelCheckpoint, "on_train_end", lambda *args: None)
+        assert main(["fit", *base, "--trainer.max_epochs", "2"]) == 0
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4
+    assert len(list((root / "checkpoints").glob("*.ckpt"))) == 2  # one epoch file and the last.ckpt link to it
+    assert main(["fit", *base, "--trainer.max_epochs", "3", "--ckpt_path", "last"]) == 0
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 6
+
+
 def test_bad_config_value_exits_nonzero(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fit", "--config", SMALL, "--model.init_args.lr", "fast"])

@@ -2,7 +2,8 @@
 
 Configs name any LightningModule and LightningDataModule by ``class_path``. Each run writes into its own folder,
 ``runs/<config name>/<timestamp>`` (or ``$ZOO_RUNS_DIR/...``), unless ``--trainer.default_root_dir`` is given:
-the resolved ``config.yaml``, Lightning checkpoints (``last.ckpt`` to resume with ``--ckpt_path last`` and the
+the resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, and
+``last.ckpt`` linked to it, to resume with ``--ckpt_path last`` and the
 same root dir) and, after ``fit``, the trained model as a zoo folder (``model/``: config.json +
 model.safetensors) that `zoo.from_pretrained` loads.
 """
@@ -62,7 +63,10 @@ class ZooLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        # the newest checkpoint after every training epoch, validated or not, with last.ckpt linked to it: a run
+        # killed midway resumes from its last finished epoch (Lightning saves "last" only beside another checkpoint)
+        parser.set_defaults({"checkpoint.save_last": "link", "checkpoint.save_top_k": 1,
+                             "checkpoint.save_on_train_epoch_end": True})
         parser.add_lightning_class_args(ExportModel, "export")
 
     def before_instantiate_classes(self) -> None:
