@@ -25,8 +25,7 @@ def frame_gradients(module: CMTModule, batch: dict) -> tuple[float, float, list[
     """One batch's total loss -> (gradient L2 norm over all parameters, loss_cls, the 3 largest per-parameter
     norms as (name, norm)). The module stays in train mode (its BatchNorms use the batch's statistics)."""
     module.zero_grad()
-    out = module.model(**module._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
-    losses = module.criterion(out, batch["gt_boxes"], batch["gt_labels"])
+    losses = module.losses(batch)
     losses["loss"].backward()
     norms = {n: p.grad.float().norm().item() for n, p in module.named_parameters() if p.grad is not None}
     total = sum(v * v for v in norms.values()) ** 0.5

@@ -77,9 +77,13 @@ class CMTModule(pl.LightningModule):
     def _inputs(self, batch: dict) -> dict:
         return {"images": batch.get("images"), "points": batch["points"], "lidar2img": batch.get("lidar2img")}
 
-    def training_step(self, batch, batch_idx):
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """A training batch (`collate`) -> the criterion's losses: ``loss`` (the total) and its named parts."""
         out = self.model(**self._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
-        losses = self.criterion(out, batch["gt_boxes"], batch["gt_labels"])
+        return self.criterion(out, batch["gt_boxes"], batch["gt_labels"])
+
+    def training_step(self, batch, batch_idx):
+        losses = self.losses(batch)
         n = len(batch["points"])
         self.log_dict({f"train/{k}": v for k, v in losses.items() if "." not in k and k != "loss"}, on_step=True,
                       on_epoch=True, batch_size=n)

@@ -69,8 +69,8 @@ class RandomFlip3D:
 class ModalMask3D:
     """Masked-modal training (the authors' ``ModalMask3D``): per sample u ~ U(0, 1); u > 1 - p_camera zeroes all
     images (before normalisation), 1 - p_camera - p_lidar < u <= 1 - p_camera zeroes all points (they collapse to
-    the origin, none is removed; the global augmentation after it moves them as one). The authors' rates are 0.25 and 0.25. ``mask`` forces one modality off at test
-    time: ``"lidar"`` or ``"camera"``."""
+    the origin, none is removed; the global augmentation after it moves them as one). The authors' rates are 0.25
+    and 0.25. ``mask`` forces one modality off at test time: ``"lidar"`` or ``"camera"``."""
 
     def __init__(self, mask: str | None = None, p_camera: float = 0.25, p_lidar: float = 0.25):
         if mask not in (None, "lidar", "camera"):
