@@ -9,6 +9,7 @@ num_pos + 0.1 x num_neg; DN classification normaliser num_dn x pi / 6 x 0.75^3.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -18,6 +19,20 @@ from scipy.optimize import linear_sum_assignment
 from .head import encode_boxes
 
 CODE_WEIGHTS = (2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
+
+
+def frame_output(out: dict, i: int) -> dict:
+    """Frame ``i`` of a batch's model output as a batch of one: ``code`` [L, 1, Q, 10], ``logits`` [L, 1, Q, C],
+    and the frame's own denoising queries (``dn_code`` [L, 1, pad, 10], ``dn_logits``, ``dn``), for
+    `CMTCriterion` with that frame's ground truth."""
+    one = {"code": out["code"][:, i:i + 1], "logits": out["logits"][:, i:i + 1]}
+    if "dn" in out:
+        dn = out["dn"]
+        keep = dn.batch == i
+        one.update(dn_code=out["dn_code"][:, i:i + 1], dn_logits=out["dn_logits"][:, i:i + 1],
+                   dn=dataclasses.replace(dn, batch=torch.zeros_like(dn.batch[keep]), slot=dn.slot[keep],
+                                          labels=dn.labels[keep], boxes=dn.boxes[keep]))
+    return one
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25,
