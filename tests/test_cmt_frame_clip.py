@@ -1,5 +1,5 @@
-"""Per-frame scoring (`frame_output`) and per-frame gradient clipping (`CMTModule(frame_clip=...)`), the ablation
-that keeps one frame of a batch from setting the step's direction."""
+"""Per-frame scoring (`frame_output`) and the per-frame ablations of `CMTModule`: gradient clipping per frame
+(``frame_clip``) and the loss weight of frames without points (``lidarless_weight``)."""
 
 import math
 
@@ -55,13 +55,32 @@ def test_frame_clip_bounds_each_frames_share_of_the_gradient():
         if clip is None:
             module.losses(batch)["loss"].backward()
         else:
-            losses, objective = module.frame_clipped_losses(batch)
+            losses, objective = module.frame_losses(batch)
             assert set(losses) >= {"loss", "loss_cls", "dn_loss_bbox"} and objective.item() < losses["loss"].item()
             objective.backward()
         grads[clip] = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()
                                                             if p.grad is not None])).item()
     assert grads[None] > 1.0  # unclipped, a frame's gradient is far above the clip
     assert 0.5e-3 < grads[1e-3] <= 1e-3 * (1 + 1e-4)  # the mean of two gradients of norm 1e-3 each
+
+
+def test_lidarless_weight_scales_the_loss_of_frames_without_points():
+    batch = _batch()
+    batch["points"][0] = torch.zeros_like(batch["points"][0])  # ModalMask3D's dropped cloud
+    module = CMTModule("cmt_tiny", model_args=dict(modalities=("camera", "lidar"), **SMALL), lidarless_weight=0.0)
+    module.train()
+    crit = module.criterion
+    torch.manual_seed(1)
+    losses, objective = module.frame_losses(batch)
+    torch.manual_seed(1)  # the same denoising draws
+    out = module.model(batch["images"], batch["points"], batch["lidar2img"], batch["gt_boxes"], batch["gt_labels"])
+    frames = [crit(frame_output(out, i), batch["gt_boxes"][i:i + 1], batch["gt_labels"][i:i + 1]) for i in (0, 1)]
+    torch.testing.assert_close(objective, frames[1]["loss"] / 2)  # the point-less frame 0 counts for nothing
+    torch.testing.assert_close(losses["loss"], (frames[0]["loss"] + frames[1]["loss"]) / 2)  # but is logged
+    module.hparams.lidarless_weight = 0.5
+    torch.manual_seed(1)
+    _, objective = module.frame_losses(batch)
+    torch.testing.assert_close(objective, (0.5 * frames[0]["loss"] + frames[1]["loss"]) / 2)
 
 
 def test_fit_with_frame_clip(tmp_path):

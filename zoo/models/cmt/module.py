@@ -50,10 +50,12 @@ class CMTModule(pl.LightningModule):
         cyclic_peak, cyclic_end, step_ratio_up, beta1_ratio: the one-cycle schedule (R50 fusion: 6, 1e-4,
             0.4, 0.8947).
         cls_weight, bbox_weight, code_weights, dn_weight: the loss (`CMTCriterion`).
-        frame_clip: if set, each frame's gradient is clipped to this L2 norm before the frames are averaged (an
-            ablation, not the authors' recipe: it keeps one frame, e.g. one whose LiDAR was dropped, from setting
-            the step's direction). Each frame is then scored on its own (`frame_output`) and the backward runs
-            once per frame more. The Trainer's ``gradient_clip_val`` still clips the sum.
+        frame_clip, lidarless_weight: ablations, not the authors' recipe. With either set, each frame is scored on
+            its own (`frame_output`) and the objective is the mean over frames of w_i x s_i x loss_i:
+            w_i = ``lidarless_weight`` for a frame without points (all of them at one place, as `ModalMask3D`
+            leaves a dropped cloud), else 1; s_i = min(1, frame_clip / |grad w_i loss_i|), so no frame's gradient
+            exceeds ``frame_clip`` and none sets the step's direction alone (one backward per frame more). The
+            Trainer's ``gradient_clip_val`` still clips the sum.
     """
 
     def __init__(self, model: str = "cmt_fusion_r50", model_args: dict[str, Any] | None = None,
@@ -62,7 +64,7 @@ class CMTModule(pl.LightningModule):
                  img_backbone_decay_mult: float = 5.0, img_neck_lr_mult: float = 0.1, cyclic_peak: float = 6.0,
                  cyclic_end: float = 1e-4, step_ratio_up: float = 0.4, beta1_ratio: float = 0.8947368421052632,
                  cls_weight: float = 2.0, bbox_weight: float = 0.25, code_weights=CODE_WEIGHTS, dn_weight: float = 1.0,
-                 frame_clip: float | None = None):
+                 frame_clip: float | None = None, lidarless_weight: float = 1.0):
         super().__init__()
         self.save_hyperparameters()
         self.model = create_model(model, pretrained=pretrained, **(model_args or {}))
@@ -87,25 +89,29 @@ class CMTModule(pl.LightningModule):
         out = self.model(**self._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
         return self.criterion(out, batch["gt_boxes"], batch["gt_labels"])
 
-    def frame_clipped_losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def frame_losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """A training batch -> (the per-frame losses averaged over its frames, for logging; the objective
-        mean_i s_i loss_i whose gradient is the mean of the frames' gradients, each clipped to ``frame_clip``:
-        s_i = min(1, frame_clip / |grad loss_i|), held constant)."""
+        mean_i w_i s_i loss_i of ``frame_clip`` and ``lidarless_weight``, with w_i and s_i held constant)."""
+        hp = self.hparams
         out = self.model(**self._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
         n = out["code"].shape[1]
         frames = [self.criterion(frame_output(out, i), batch["gt_boxes"][i:i + 1], batch["gt_labels"][i:i + 1])
                   for i in range(n)]
         params = [p for p in self.parameters() if p.requires_grad]
         objective = 0.0
-        for f in frames:
-            grads = torch.autograd.grad(f["loss"], params, retain_graph=True, allow_unused=True)
-            norm = torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads if g is not None]))
-            objective = objective + (self.hparams.frame_clip / (norm + 1e-6)).clamp(max=1.0) * f["loss"] / n
+        for f, points in zip(frames, batch["points"]):
+            weight = hp.lidarless_weight if bool((points == points[:1]).all()) else 1.0
+            if weight and hp.frame_clip:
+                grads = torch.autograd.grad(f["loss"], params, retain_graph=True, allow_unused=True)
+                norm = weight * torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads
+                                                                      if g is not None]))
+                weight = weight * (hp.frame_clip / (norm + 1e-6)).clamp(max=1.0)
+            objective = objective + weight * f["loss"] / n
         return {k: sum(f[k] for f in frames) / n for k in frames[0]}, objective
 
     def training_step(self, batch, batch_idx):
-        if self.hparams.frame_clip:
-            losses, objective = self.frame_clipped_losses(batch)
+        if self.hparams.frame_clip or self.hparams.lidarless_weight != 1.0:
+            losses, objective = self.frame_losses(batch)
         else:
             losses = self.losses(batch)
             objective = losses["loss"]
