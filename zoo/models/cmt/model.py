@@ -34,6 +34,12 @@ from .image_branch import CMT_MEAN, CMT_STD, CPFPN, GridMask, ImageBackbone
 from .lidar_branch import SECOND, SECONDFPN, PillarEncoder, SparseEncoder, batch_voxelize
 from .transformer import Decoder
 
+
+def has_points(points: torch.Tensor) -> bool:
+    """Whether a cloud [P, 5] holds a scan: `ModalMask3D` drops one by multiplying it by 0, and the global
+    augmentation then moves all of its points as one, so a dropped cloud is all one point."""
+    return bool((points != points[:1]).any())
+
 MODALITIES = ("camera", "lidar")
 
 
@@ -152,12 +158,12 @@ class CMT(nn.Module):
             points = [p.float() for p in points]
             if not self.bev_skip_empty:
                 return self._lidar_branch(points)
-            has_points = torch.stack([(p != p[:1]).any() for p in points])  # not all at one place
-            if has_points.any():
-                kept = self._lidar_branch([p for p, h in zip(points, has_points.tolist()) if h])
+            kept_mask = torch.tensor([has_points(p) for p in points], device=points[0].device)
+            if kept_mask.any():
+                kept = self._lidar_branch([p for p, h in zip(points, kept_mask.tolist()) if h])
             else:  # nothing to learn from: one pass without gradients or BatchNorm updates, for the map's shape
                 kept = self._frozen_lidar_pass(points[:1])[:0]
-            return kept.new_zeros((len(points),) + kept.shape[1:]).index_copy(0, has_points.nonzero()[:, 0], kept)
+            return kept.new_zeros((len(points),) + kept.shape[1:]).index_copy(0, kept_mask.nonzero()[:, 0], kept)
 
     def _lidar_branch(self, points: list[torch.Tensor]) -> torch.Tensor:
         """fp32 points (list of [P_i, 5]) -> voxels or pillars -> encoder -> SECOND -> FPN -> shared conv."""

@@ -23,6 +23,7 @@ from ...data.nuscenes import CLASSES
 from ...errors import ZooError
 from ...registry import create_model
 from .losses import CODE_WEIGHTS, CMTCriterion, frame_output
+from .model import has_points
 
 
 def cyclic_factor(step: int, total: int, peak: float, end: float, ratio_up: float) -> float:
@@ -84,23 +85,26 @@ class CMTModule(pl.LightningModule):
     def _inputs(self, batch: dict) -> dict:
         return {"images": batch.get("images"), "points": batch["points"], "lidar2img": batch.get("lidar2img")}
 
+    def _train_forward(self, batch: dict) -> dict:
+        """A training batch (`collate`) -> the model's output with its denoising queries (`CMT.forward`)."""
+        return self.model(**self._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
+
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """A training batch (`collate`) -> the criterion's losses: ``loss`` (the total) and its named parts."""
-        out = self.model(**self._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
-        return self.criterion(out, batch["gt_boxes"], batch["gt_labels"])
+        """A training batch -> the criterion's losses: ``loss`` (the total) and its named parts."""
+        return self.criterion(self._train_forward(batch), batch["gt_boxes"], batch["gt_labels"])
 
     def frame_losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """A training batch -> (the per-frame losses averaged over its frames, for logging; the objective
         mean_i w_i s_i loss_i of ``frame_clip`` and ``lidarless_weight``, with w_i and s_i held constant)."""
         hp = self.hparams
-        out = self.model(**self._inputs(batch), gt_boxes=batch["gt_boxes"], gt_labels=batch["gt_labels"])
+        out = self._train_forward(batch)
         n = out["code"].shape[1]
         frames = [self.criterion(frame_output(out, i), batch["gt_boxes"][i:i + 1], batch["gt_labels"][i:i + 1])
                   for i in range(n)]
         params = [p for p in self.parameters() if p.requires_grad]
         objective = 0.0
         for f, points in zip(frames, batch["points"]):
-            weight = hp.lidarless_weight if bool((points == points[:1]).all()) else 1.0
+            weight = 1.0 if has_points(points) else hp.lidarless_weight
             if weight and hp.frame_clip:
                 grads = torch.autograd.grad(f["loss"], params, retain_graph=True, allow_unused=True)
                 norm = weight * torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads
