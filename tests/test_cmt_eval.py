@@ -25,11 +25,19 @@ def synth():
     return root, nusc, frames_from_devkit(nusc, "synthetic_val", 2)
 
 
-def _score(nusc, frames, tmp_path, shift=(0.0, 0.0), velocity_offset=0.0, size_scale=1.0):
-    """Ground-truth boxes (those the devkit keeps: with LiDAR points) as detections, optionally perturbed."""
+def _ego_distance(f) -> np.ndarray:
+    """[n] horizontal distance of each box centre from the ego (the devkit's ``ego_dist``)."""
+    centres = np.c_[f.boxes[:, :3], np.ones(len(f.boxes))] @ f.lidar2ego.T
+    return np.hypot(centres[:, 0], centres[:, 1])
+
+
+def _score(nusc, frames, tmp_path, shift=(0.0, 0.0), velocity_offset=0.0, size_scale=1.0, within=np.inf,
+           max_distance=None):
+    """Ground-truth boxes (those the devkit keeps: with LiDAR points) closer than ``within`` to the ego as
+    detections, optionally perturbed; scored with the devkit capped at ``max_distance``."""
     results = {}
     for f in frames:
-        keep = f.num_lidar_pts > 0
+        keep = (f.num_lidar_pts > 0) & (_ego_distance(f) < within)
         boxes = np.c_[f.boxes, f.velocity][keep].astype(np.float64)
         boxes[:, :2] += shift
         boxes[:, 3:6] *= size_scale
@@ -39,7 +47,7 @@ def _score(nusc, frames, tmp_path, shift=(0.0, 0.0), velocity_offset=0.0, size_s
         results[f.token] = submission_entries(f.token, boxes, np.ones(len(boxes)), names, f.lidar2ego, f.ego2global,
                                               attrs)
     path = write_submission(tmp_path / "results.json", results)
-    return evaluate_submission(nusc, path, "synthetic_val", tmp_path / "eval")
+    return evaluate_submission(nusc, path, "synthetic_val", tmp_path / "eval", max_distance)
 
 
 def test_ground_truth_scores_nds_one(synth, tmp_path):
@@ -62,6 +70,25 @@ def test_known_perturbations_give_the_expected_errors(synth, tmp_path):
     assert m["NDS"] == pytest.approx(expected) and m["NDS"] == pytest.approx(0.97, abs=1e-4)
     m = _score(nusc, frames, tmp_path / "scale", size_scale=1.1)
     assert m["mASE"] == pytest.approx(1 - 1 / 1.1 ** 3, abs=1e-4)  # aligned, scaled boxes: IoU = 1 / s^3
+
+
+def test_max_distance_leaves_out_the_farther_boxes(synth, tmp_path):
+    """Only the ground truth within 15 m submitted: over the benchmark's ranges the farther boxes are missed, so AP
+    < 1 for a class that has some; capped at 15 m, every class with a box that near has AP 1 and no TP error, and the
+    others have no ground truth left (AP 0, as the devkit scores a class without boxes)."""
+    _, nusc, frames = synth
+    near = {n for f in frames for n, d, p in zip(f.names, _ego_distance(f), f.num_lidar_pts) if d < 15 and p > 0}
+    far = {n for f in frames for n, d, p in zip(f.names, _ego_distance(f), f.num_lidar_pts) if 15 <= d < 30 and p > 0}
+    assert near and near & far
+    full = _score(nusc, frames, tmp_path / "full", within=15)
+    capped = _score(nusc, frames, tmp_path / "capped", within=15, max_distance=15)
+    assert all(full["per_class"][c]["AP"] < 1 for c in near & far)
+    for c, m in capped["per_class"].items():
+        assert m["AP"] == pytest.approx(1.0 if c in near else 0.0), c
+        if c in near:
+            assert m["ATE"] == pytest.approx(0.0, abs=1e-5) and m["ASE"] == pytest.approx(0.0, abs=1e-5), c
+    with pytest.raises(ZooError, match="max_distance must be a positive"):
+        _score(nusc, frames, tmp_path / "bad", max_distance=0)
 
 
 def test_empty_submission_scores_zero_as_the_devkit_would(synth, tmp_path):
@@ -95,11 +122,12 @@ def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys):
     folder = zoo.save_pretrained(model, tmp_path / "model")
     out = tmp_path / "eval" / "det3d.json"
     argv = ["eval", str(folder), "--task", "det3d", "--data", str(root), "--version", "v1.0-synthetic", "--split",
-            "synthetic_val", "--drop-modality", "lidar", "--json", str(out), "--num-workers", "0"]
+            "synthetic_val", "--drop-modality", "lidar", "--max-distance", "20", "--json", str(out),
+            "--num-workers", "0"]
     assert main(argv) == 0
     r = json.loads(out.read_text())
     assert {"NDS", "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class"} <= set(r) and r["n_samples"] == 3
-    assert r["drop_modality"] == "lidar" and 0 <= r["NDS"] <= 1
+    assert r["drop_modality"] == "lidar" and r["max_distance"] == 20 and 0 <= r["NDS"] <= 1
     assert set(r["per_class"]) == {"car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian",
                                    "motorcycle", "bicycle", "traffic_cone", "barrier"}
     sub = json.loads((tmp_path / "eval" / "det3d_results_nusc.json").read_text())

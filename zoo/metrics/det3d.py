@@ -73,8 +73,13 @@ def write_submission(path: str | Path, results: dict[str, list[dict]], modalitie
     return Path(path)
 
 
-def evaluate_submission(nusc, result_path: str | Path, split: str, out_dir: str | Path) -> dict:
+def evaluate_submission(nusc, result_path: str | Path, split: str, out_dir: str | Path,
+                        max_distance: float | None = None) -> dict:
     """Score a result file with the devkit's ``DetectionEval`` (``detection_cvpr_2019``).
+
+    ``max_distance`` (m) caps the config's per-class ranges (``class_range``: 30-50 m from the ego), so that
+    ground truth and predictions farther than that are left out on both sides, as the devkit leaves out those
+    beyond the class ranges; None keeps the benchmark's ranges.
 
     A submission without a single box (an untrained model, a score filter that kept nothing) is a legitimate
     result, but the devkit's box filter cannot tell the box type of an empty set and raises; it is scored here
@@ -91,6 +96,10 @@ def evaluate_submission(nusc, result_path: str | Path, split: str, out_dir: str 
     from nuscenes.eval.detection.evaluate import DetectionEval
 
     cfg = config_factory("detection_cvpr_2019")
+    if max_distance is not None:
+        if not max_distance > 0:
+            raise ZooError(f"max_distance must be a positive distance in metres, got {max_distance}")
+        cfg.class_range = {name: min(r, max_distance) for name, r in cfg.class_range.items()}
     results = _read_results(result_path)
     n_boxes = sum(len(v) for v in results.values())
     if n_boxes == 0:
