@@ -60,7 +60,12 @@ class EvalTask:
     name = ""
 
     def __init__(self, **options):
-        self.options = argparse.Namespace(**options)
+        """``options``: the task's options by their `add_arguments` names; the ones left out take the defaults
+        declared there, so Python callers of `evaluate` get what the CLI gets."""
+        parser = argparse.ArgumentParser(add_help=False)
+        self.add_arguments(parser)
+        defaults = {a.dest: a.default for a in parser._actions}
+        self.options = argparse.Namespace(**{**defaults, **options})
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

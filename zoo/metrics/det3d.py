@@ -73,13 +73,25 @@ def write_submission(path: str | Path, results: dict[str, list[dict]], modalitie
     return Path(path)
 
 
+def detection_config(max_distance: float | None = None):
+    """The devkit's ``detection_cvpr_2019`` config; ``max_distance`` (m) caps its per-class ranges
+    (``class_range``: 30-50 m from the ego), so that ground truth and predictions farther than that are left out on
+    both sides, as the devkit leaves out those beyond the class ranges. None keeps the benchmark's ranges."""
+    require("nuscenes", "det3d", package="nuscenes-devkit")
+    from nuscenes.eval.common.config import config_factory
+
+    cfg = config_factory("detection_cvpr_2019")
+    if max_distance is not None:
+        if not max_distance > 0:
+            raise ZooError(f"max_distance must be a positive distance in metres, got {max_distance}")
+        cfg.class_range = {name: min(r, max_distance) for name, r in cfg.class_range.items()}
+    return cfg
+
+
 def evaluate_submission(nusc, result_path: str | Path, split: str, out_dir: str | Path,
                         max_distance: float | None = None) -> dict:
-    """Score a result file with the devkit's ``DetectionEval`` (``detection_cvpr_2019``).
-
-    ``max_distance`` (m) caps the config's per-class ranges (``class_range``: 30-50 m from the ego), so that
-    ground truth and predictions farther than that are left out on both sides, as the devkit leaves out those
-    beyond the class ranges; None keeps the benchmark's ranges.
+    """Score a result file with the devkit's ``DetectionEval`` (``detection_cvpr_2019``, with the class ranges
+    capped at ``max_distance``: `detection_config`).
 
     A submission without a single box (an untrained model, a score filter that kept nothing) is a legitimate
     result, but the devkit's box filter cannot tell the box type of an empty set and raises; it is scored here
@@ -91,15 +103,9 @@ def evaluate_submission(nusc, result_path: str | Path, split: str, out_dir: str 
         "eval_time_s", "n_boxes"}`` with the devkit's numbers (NaN TP errors, for classes absent from the split or
         without the attribute, as None).
     """
-    require("nuscenes", "det3d", package="nuscenes-devkit")
-    from nuscenes.eval.common.config import config_factory
+    cfg = detection_config(max_distance)
     from nuscenes.eval.detection.evaluate import DetectionEval
 
-    cfg = config_factory("detection_cvpr_2019")
-    if max_distance is not None:
-        if not max_distance > 0:
-            raise ZooError(f"max_distance must be a positive distance in metres, got {max_distance}")
-        cfg.class_range = {name: min(r, max_distance) for name, r in cfg.class_range.items()}
     results = _read_results(result_path)
     n_boxes = sum(len(v) for v in results.values())
     if n_boxes == 0:

@@ -6,8 +6,8 @@ and ``DetectionEval`` with ``detection_cvpr_2019`` scores it. ``--drop-modality 
 (the authors' robustness protocol: points multiplied by 0, images by 0 before normalisation);
 ``--max-distance M`` scores only boxes within M m of the ego. JSON::
 
-    {"dataroot", "version", "split", "n_samples", "n_boxes", "drop_modality", "max_distance", "sweeps", "NDS", "mAP", "mATE", "mASE",
-     "mAOE", "mAVE", "mAAE", "per_class": {class: {"AP", "ATE", "ASE", "AOE", "AVE", "AAE"}}, "results_file"}
+    {"dataroot", "version", "split", "n_samples", "n_boxes", "drop_modality", "max_distance", "sweeps", "NDS",
+     "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class": {class: {"AP", "ATE", "ASE", "AOE", "AVE", "AAE"}}, "results_file"}
 
 A model that submits no box at all (untrained, or every box outside the range) scores mAP 0 and NDS 0.
 
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from ...data.nuscenes import CLASSES, load_points
 from ...errors import ZooError
 from ...eval.base import EvalTask
-from ...metrics.det3d import TP_METRICS, evaluate_submission, submission_entries, write_submission
+from ...metrics.det3d import TP_METRICS, detection_config, evaluate_submission, submission_entries, write_submission
 from .datamodule import CMTDataset, collate, open_frames
 
 
@@ -58,6 +58,7 @@ class Det3DTask(EvalTask):
         if not Path(o.data).is_dir():
             raise ZooError(f"--data {o.data}: det3d needs a nuScenes dataroot folder (tables under "
                            f"<dataroot>/{o.version}); an info pickle alone cannot be scored by the devkit")
+        detection_config(o.max_distance)  # a bad --max-distance fails here, before the inference
         if o.drop_modality and o.drop_modality not in model.modalities:
             raise ZooError(f"--drop-modality {o.drop_modality}: the model does not use it (modalities "
                            f"{list(model.modalities)})")
@@ -105,7 +106,8 @@ class Det3DTask(EvalTask):
                                       self.options.max_distance)
         return {"dataroot": str(self.options.data), "version": self.options.version, "split": self.options.split,
                 "n_samples": len(self.results), "drop_modality": self.options.drop_modality,
-                "max_distance": self.options.max_distance, "sweeps": self.sweeps, **metrics, "results_file": str(path)}
+                "max_distance": self.options.max_distance, "sweeps": self.sweeps, **metrics,
+                "results_file": str(path)}
 
     def table(self, r) -> str:
         head = (f"nuScenes detection ({r['version']} {r['split']}, {r['n_samples']} samples"

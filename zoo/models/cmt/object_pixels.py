@@ -36,11 +36,8 @@ def projected_extent(boxes: np.ndarray, lidar2img: np.ndarray, image_hw: tuple[i
             & (centre[..., 1] >= 0) & (centre[..., 1] < h_img))                           # [N, n]
     extent = np.stack([np.ptp(uv[:, :, :8, 1], -1), np.ptp(uv[:, :, :8, 0], -1)], -1)    # [N, n, 2]
     extent = np.where(sees[..., None], extent, np.nan)
-    out = np.full((len(boxes), 2), np.nan)
-    for i in range(len(boxes)):
-        if sees[:, i].any():
-            out[i] = extent[np.nanargmax(np.where(sees[:, i], extent[:, i, 0], np.nan)), i]
-    return out
+    tallest = np.where(sees, extent[..., 0], -np.inf).argmax(0)                          # [n]; 0 if none sees it
+    return extent[tallest, np.arange(len(boxes))]
 
 
 def measure(data_args: dict, stride: int = 16) -> dict:

@@ -85,14 +85,13 @@ class BackdoorTask(EvalTask):
             idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(o.seed))[:o.test_subset]
             test.images, test.labels = test.images[idx], test.labels[idx]
         self.test = test
-        trigger_of = getattr(o, "trigger_of", None)  # optional for Python callers of zoo.eval.evaluate
-        if trigger_of is not None:
-            other = load_distilled(trigger_of)
+        if o.trigger_of is not None:
+            other = load_distilled(o.trigger_of)
             if other.trigger is None or other.shape != synset.shape or other.mean != synset.mean:
-                raise ZooError(f"--trigger-of {trigger_of} needs an attacked set of the same dataset as the "
+                raise ZooError(f"--trigger-of {o.trigger_of} needs an attacked set of the same dataset as the "
                                f"evaluated one ({synset.dataset}, {list(synset.shape)})")
             self.trigger, self.mask = other.trigger, other.trigger_mask
-            self.trigger_desc = f"{other.attack} (of {trigger_of})"
+            self.trigger_desc = f"{other.attack} (of {o.trigger_of})"
         elif synset.trigger is not None:
             self.trigger, self.mask, self.trigger_desc = synset.trigger, synset.trigger_mask, f"{synset.attack} (set's)"
         else:
@@ -108,7 +107,7 @@ class BackdoorTask(EvalTask):
             desc = f"backdoor: train {arch} {i + 1}/{o.models}"
             net = create_model(arch, **args).to(ctx.device)
             self.nets.append(train_network(net, x, y, epochs=o.epochs, lr=o.lr, dsa=dsa,
-                                           compile=getattr(o, "compile", False),
+                                           compile=o.compile,
                                            progress=lambda it, d=desc: ctx.progress(it, desc=d, total=o.epochs)))
 
     def inputs(self):
