@@ -43,3 +43,19 @@ def test_bench_infer(tmp_path):
     r = json.loads((tmp_path / "b.json").read_text())
     assert r["unit"] == "frames" and r["frames_per_s"] > 0 and "6 images" in r["input"] and "points" in r["input"]
     assert r["flops_per_sample"] > 1e8
+
+
+def test_fit_with_the_authors_training_set_recipe(tmp_path, capsys):
+    """GT-paste for the first epoch of two (the loader rebuilt at epoch 1) over CBGS-resampled frames."""
+    root, db = tmp_path / "run", tmp_path / "gt_db"
+    args = ["fit", "--config", RECIPE, "--data.init_args.synthetic", SYNTH, "--data.init_args.num_workers", "0",
+            "--data.init_args.gt_paste", f"{{database: {db}, epochs: 1}}", "--data.init_args.cbgs", "true",
+            "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0",
+            "--trainer.reload_dataloaders_every_n_epochs", "1", "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(root),
+            "--model.init_args.model_args", "{modalities: [camera, lidar], num_query: 40, num_layers: 1}"]
+    assert main(args) == 0
+    assert (db / "dbinfos.pkl").is_file() and (root / "model").is_dir()
+    assert main(args[:-4] + ["--trainer.reload_dataloaders_every_n_epochs", "0", "--trainer.default_root_dir",
+                             str(tmp_path / "bad"), *args[-2:]]) != 0
+    assert "set trainer.reload_dataloaders_every_n_epochs to 1" in capsys.readouterr().err

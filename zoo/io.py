@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,29 @@ def atomic_path(path: str | Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_dir_once(dest: str | Path, fill) -> Path:
+    """Fill a folder once: ``fill(tmp)`` writes into a temporary folder beside ``dest``, renamed onto it when done.
+
+    An existing ``dest`` is returned as it is; a failed ``fill`` leaves nothing behind; two writers racing
+    each finish, and the first rename wins.
+    """
+    dest = Path(dest)
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ..hub import cache_dir
-from .synthetic import _write_once
+from ..io import write_dir_once
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
@@ -47,4 +47,4 @@ def distorted_photos(n: int = 96, size: int = 256, test_fraction: float = 0.25, 
             w.writeheader()
             w.writerows(rows)
 
-    return _write_once(dest, fill)
+    return write_dir_once(dest, fill)

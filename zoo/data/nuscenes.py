@@ -426,3 +426,49 @@ def camera_instances(frame: Frame, image_size=(1600, 900)) -> dict[str, list[dic
                          "center_2d": (c2d[:2] / c2d[2]).tolist(), "depth": float(center[2])})
         out[name] = rows
     return out
+
+
+def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Which points lie in which 7-DoF boxes (upright in the LiDAR frame; faces included, as the devkit's
+    ``points_in_box``).
+
+    Args:
+        points: [P, >=3] (x, y, z first); boxes: [n, 7] gravity centre, l, w, h, yaw.
+    Returns:
+        [P, n] bool.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 7)
+    d = np.asarray(points, np.float64)[:, None, :3] - boxes[None, :, :3]  # [P, n, 3]
+    c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
+    along = d[..., 0] * c + d[..., 1] * s  # box frame: x along the heading
+    across = -d[..., 0] * s + d[..., 1] * c
+    half = boxes[:, 3:6] / 2
+    return (np.abs(along) <= half[:, 0]) & (np.abs(across) <= half[:, 1]) & (np.abs(d[..., 2]) <= half[:, 2])
+
+
+def bev_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Whether the bird's-eye-view rectangles of two box sets overlap (separating-axis test; touching edges do
+    not count), as the collision test of GT-paste needs.
+
+    Args:
+        boxes_a: [n, 7], boxes_b: [m, 7] (x, y, z, l, w, h, yaw; only x, y, l, w, yaw are read).
+    Returns:
+        [n, m] bool.
+    """
+    def rect(b):
+        b = np.asarray(b, np.float64).reshape(-1, 7)
+        c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
+        axes = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)  # [k, 2, 2]: heading, normal
+        sign = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], np.float64)
+        corners = b[:, None, :2] + (sign[None, :, :1] * b[:, None, 3:4] / 2) * axes[:, None, 0] \
+            + (sign[None, :, 1:] * b[:, None, 4:5] / 2) * axes[:, None, 1]
+        return corners, axes  # [k, 4, 2], [k, 2, 2]
+
+    ca, aa = rect(boxes_a)
+    cb, ab = rect(boxes_b)
+    n, m = len(ca), len(cb)
+    axes = np.concatenate([np.broadcast_to(aa[:, None], (n, m, 2, 2)), np.broadcast_to(ab[None], (n, m, 2, 2))], 2)
+    pa = np.einsum("nkd,nmad->nmak", ca, axes)  # [n, m, 4 axes, 4 corners]: a's corners on each axis
+    pb = np.einsum("mkd,nmad->nmak", cb, axes)
+    separated = (pa.max(-1) <= pb.min(-1)) | (pb.max(-1) <= pa.min(-1))  # [n, m, 4]
+    return ~separated.any(-1)

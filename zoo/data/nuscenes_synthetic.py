@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..hub import cache_dir
-from .synthetic import _write_once
+from ..io import write_dir_once
 
 VERSION = "v1.0-synthetic"
 GENERATOR = 2  # part of the cache key: bump when the generated data changes
@@ -82,7 +82,7 @@ def synthetic_nuscenes(n_scenes: int = 4, samples_per_scene: int = 6, sweeps_per
                   azimuth_step=azimuth_step, seed=seed)
     key = hashlib.sha256(json.dumps({**params, "generator": GENERATOR}, sort_keys=True).encode()).hexdigest()[:10]
     dest = Path(dest) if dest else cache_dir() / "data" / f"nuscenes-synthetic-{key}"
-    return _write_once(dest, lambda tmp: _Writer(tmp, **params).write())
+    return write_dir_once(dest, lambda tmp: _Writer(tmp, **params).write())
 
 
 def _token(*parts) -> str:

@@ -6,35 +6,16 @@ Both are written once into the cache through a temporary folder and an atomic re
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..hub import cache_dir
+from ..io import write_dir_once
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
 TEXTURES = ("brick", "grass", "gravel")
-
-
-def _write_once(dest: Path, fill) -> Path:
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        fill(tmp)
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 def _draw(shape: str, warm: bool, size: int, rng: np.random.Generator) -> Image.Image:
@@ -76,7 +57,7 @@ def shapes(n_train: int = 300, n_test: int = 60, size: int = 32, seed: int = 0) 
                     for i in range(n):
                         _draw(shape, warm, size, rng).save(folder / f"{i:04d}.png")
 
-    return _write_once(dest, fill)
+    return write_dir_once(dest, fill)
 
 
 def textures(n_per_texture: int = 200, size: int = 64, seed: int = 0) -> Path:
@@ -96,4 +77,4 @@ def textures(n_per_texture: int = 200, size: int = 64, seed: int = 0) -> Path:
                 crop = np.rot90(img[y:y + size, x:x + size], k=int(rng.integers(0, 4)))
                 Image.fromarray(np.ascontiguousarray(crop)).convert("RGB").save(folder / f"{i:04d}.png")
 
-    return _write_once(dest, fill)
+    return write_dir_once(dest, fill)

@@ -16,10 +16,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ...data.nuscenes import CAMERAS, Frame, frames_from_devkit, frames_from_infos, load_images, load_points, \
+from ...data.nuscenes import CAMERAS, CLASSES, Frame, frames_from_devkit, frames_from_infos, load_images, load_points, \
     open_nuscenes
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
 from ...errors import ZooError
+from .cbgs import CBGSDataset
+from .gt_database import build_gt_database
+from .object_sample import ObjectSample
 from .transforms import GlobalRotScaleTrans, ImageAug, ModalMask3D, RandomFlip3D, filter_range, normalise_images
 
 
@@ -36,13 +39,14 @@ class CMTDataset(Dataset):
             ``[p_camera, p_lidar]``;
         drop_modality: ``lidar`` or ``camera`` zeroed at test time (the authors' robustness protocol).
         min_points: ground-truth boxes with fewer LiDAR points are dropped (training targets).
+        gt_paste: an `ObjectSample` (multi-modal GT-paste), applied first (train only).
     """
 
     def __init__(self, frames: list[Frame], training: bool, point_cloud_range, image_size=(320, 800),
                  resize_lim=(0.47, 0.625), sweeps: int = 10, modalities=("camera", "lidar"),
                  modal_mask: bool | list[float] = False, drop_modality: str | None = None, rot_range=(-0.785, 0.785),
                  scale_range=(0.9, 1.1), translation_std=(0.5, 0.5, 0.5), flip: bool = True, min_points: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, gt_paste: ObjectSample | None = None):
         self.frames, self.training, self.pc_range = frames, training, tuple(point_cloud_range)
         self.sweeps, self.modalities, self.min_points, self.seed = sweeps, tuple(modalities), min_points, seed
         self.image_aug = ImageAug(image_size, resize_lim, training=training)
@@ -55,9 +59,14 @@ class CMTDataset(Dataset):
             raise ZooError(f"modal_mask {modal_mask!r}: {exc}") from None
         self.global_aug = GlobalRotScaleTrans(rot_range, scale_range, translation_std) if training else None
         self.flip = RandomFlip3D() if (training and flip) else None
+        self.gt_paste = gt_paste if training else None
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def frame_labels(self) -> list[np.ndarray]:
+        """Per frame, the class indices of its training targets (for `CBGSDataset`)."""
+        return [f.labels[f.num_lidar_pts >= self.min_points] if self.training else f.labels for f in self.frames]
 
     def __getitem__(self, index: int) -> dict:
         f = self.frames[index]
@@ -71,6 +80,8 @@ class CMTDataset(Dataset):
              "lidar2cam": np.stack([f.cams[c].lidar2cam for c in CAMERAS]),
              "points": load_points(f, self.sweeps) if "lidar" in self.modalities else np.zeros((1, 5), np.float32),
              "images": load_images(f) if "camera" in self.modalities else []}
+        if self.gt_paste is not None:
+            self.gt_paste(s, rng)
         if self.mask is not None:
             self.mask(s, rng)
         if self.global_aug is not None:
@@ -142,6 +153,12 @@ class NuScenesDataModule(pl.LightningDataModule):
         point_cloud_range, image_size, resize_lim, sweeps, modalities, modal_mask, rot_range, scale_range,
         translation_std, flip, min_points: the pipeline (`CMTDataset`); the defaults are the authors' R50 fusion
         recipe. batch_size, num_workers: the loaders.
+        gt_paste: multi-modal GT-paste: None (off), or the `ObjectSample` arguments (``{}`` for the authors'),
+            ``database`` defaulting to ``<dataroot>/zoo_gt_database_<version>_<train split>_sweeps<N>``, built from
+            the training split when missing (an info .pkl needs ``database`` set); ``epochs`` N: paste only in the
+            first N epochs (the authors' "15e + 5e": ``epochs: 15`` of 20), which needs the trainer's
+            ``reload_dataloaders_every_n_epochs`` to divide N so the loader is rebuilt at epoch N.
+        cbgs: class-balanced resampling of the training frames (`CBGSDataset`), as every CMT recipe.
     """
 
     def __init__(self, data: str = "synthetic", version: str = "v1.0-mini", train_split: str = "mini_train",
@@ -150,7 +167,8 @@ class NuScenesDataModule(pl.LightningDataModule):
                  resize_lim=(0.47, 0.625), sweeps: int = 10, modalities=("camera", "lidar"),
                  modal_mask: bool | list[float] = True,
                  rot_range=(-0.785, 0.785), scale_range=(0.9, 1.1), translation_std=(0.5, 0.5, 0.5),
-                 flip: bool = True, min_points: int = 1, batch_size: int = 2, num_workers: int = 2, seed: int = 0):
+                 flip: bool = True, min_points: int = 1, batch_size: int = 2, num_workers: int = 2, seed: int = 0,
+                 gt_paste: dict[str, Any] | None = None, cbgs: bool = False):
         super().__init__()
         self.save_hyperparameters()
         if data == "synthetic":
@@ -159,24 +177,66 @@ class NuScenesDataModule(pl.LightningDataModule):
         self.eval_source: dict | None = None
 
     def prepare_data(self) -> None:
-        if self.hparams.data == "synthetic":
-            synthetic_nuscenes(**(self.hparams.synthetic or {}))
+        hp = self.hparams
+        if hp.data == "synthetic":
+            synthetic_nuscenes(**(hp.synthetic or {}))
+        if hp.gt_paste is not None and not self.gt_database().is_dir():
+            frames, _ = open_frames(hp.data, hp.version, self.train_split, hp.sweeps, hp.data_root, hp.synthetic)
+            build_gt_database(frames, self.gt_database(), hp.sweeps)
+
+    def gt_database(self) -> Path:
+        """The GT-paste database folder (``gt_paste.database``, or the default beside the data)."""
+        hp = self.hparams
+        if (hp.gt_paste or {}).get("database"):
+            return Path(hp.gt_paste["database"])
+        if hp.data == "synthetic":
+            root, version = synthetic_nuscenes(**(hp.synthetic or {})), SYNTHETIC_VERSION
+        elif Path(hp.data).is_dir():
+            root, version = Path(hp.data), hp.version
+        else:
+            raise ZooError(f"gt_paste needs gt_paste.database for data {hp.data!r} (only a dataroot has a default "
+                           f"place); build one with `python -m zoo.models.cmt.gt_database --data {hp.data} --split "
+                           f"{self.train_split} --out DIR`")
+        return root / f"zoo_gt_database_{version}_{self.train_split}_sweeps{hp.sweeps}"
 
     def _dataset(self, split: str, training: bool):
         hp = self.hparams
         frames, source = open_frames(hp.data, hp.version, split, hp.sweeps, hp.data_root, hp.synthetic)
+        paste = None
+        if training and hp.gt_paste is not None:
+            args = {k: v for k, v in hp.gt_paste.items() if k not in ("database", "epochs")}
+            unknown = sorted(set(args) - {"sample_groups", "min_points", "mixup", "rate", "paste_images"})
+            if unknown:
+                raise ZooError(f"gt_paste takes database, epochs, sample_groups, min_points, mixup, rate and "
+                               f"paste_images; not {unknown}")
+            paste = ObjectSample(self.gt_database(), **args)
         ds = CMTDataset(frames, training, hp.point_cloud_range, hp.image_size, hp.resize_lim, hp.sweeps,
                         hp.modalities, hp.modal_mask, None, hp.rot_range, hp.scale_range, hp.translation_std,
-                        hp.flip, hp.min_points, hp.seed)
+                        hp.flip, hp.min_points, hp.seed, paste)
         return ds, source
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             self.train_set, _ = self._dataset(self.train_split, True)
+            self._base_train_set, self._object_sample = self.train_set, self.train_set.gt_paste
+            if self.hparams.cbgs:
+                self.train_set = CBGSDataset(self.train_set, len(CLASSES), self.hparams.seed)
         if stage in (None, "fit", "validate"):
             self.val_set, self.eval_source = self._dataset(self.val_split, False)
 
+    def _paste_phase(self) -> None:
+        """GT-paste on before ``gt_paste.epochs`` (if set), off from then on: called as each loader is built."""
+        stop = (self.hparams.gt_paste or {}).get("epochs")
+        if stop is None or self.trainer is None:
+            return
+        reload = self.trainer.reload_dataloaders_every_n_epochs
+        if not reload or stop % reload:
+            raise ZooError(f"gt_paste.epochs {stop} needs the loader rebuilt at epoch {stop}: set "
+                           f"trainer.reload_dataloaders_every_n_epochs to {stop} (or a divisor of it), not {reload}")
+        self._base_train_set.gt_paste = self._object_sample if self.trainer.current_epoch < stop else None
+
     def train_dataloader(self):
+        self._paste_phase()
         return DataLoader(self.train_set, self.hparams.batch_size, shuffle=True, collate_fn=collate,
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
                           drop_last=len(self.train_set) > self.hparams.batch_size)
