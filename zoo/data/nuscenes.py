@@ -430,7 +430,8 @@ def camera_instances(frame: Frame, image_size=(1600, 900)) -> dict[str, list[dic
 
 def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Which points lie in which 7-DoF boxes (upright in the LiDAR frame; faces included, as the devkit's
-    ``points_in_box``).
+    ``points_in_box``). Each box tests only the points within its bounding square, so a full nuScenes cloud
+    (~300 000 points with ten sweeps) costs a few milliseconds per box.
 
     Args:
         points: [P, >=3] (x, y, z first); boxes: [n, 7] gravity centre, l, w, h, yaw.
@@ -438,12 +439,16 @@ def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         [P, n] bool.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 7)
-    d = np.asarray(points, np.float64)[:, None, :3] - boxes[None, :, :3]  # [P, n, 3]
-    c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
-    along = d[..., 0] * c + d[..., 1] * s  # box frame: x along the heading
-    across = -d[..., 0] * s + d[..., 1] * c
-    half = boxes[:, 3:6] / 2
-    return (np.abs(along) <= half[:, 0]) & (np.abs(across) <= half[:, 1]) & (np.abs(d[..., 2]) <= half[:, 2])
+    xyz = np.asarray(points)[:, :3]
+    out = np.zeros((len(xyz), len(boxes)), bool)
+    for i, (cx, cy, cz, length, width, height, yaw) in enumerate(boxes):
+        reach = np.hypot(length, width) / 2
+        near = np.flatnonzero((np.abs(xyz[:, 0] - cx) <= reach) & (np.abs(xyz[:, 1] - cy) <= reach))
+        d = xyz[near].astype(np.float64) - (cx, cy, cz)
+        c, s = np.cos(yaw), np.sin(yaw)
+        out[near, i] = ((np.abs(d[:, 0] * c + d[:, 1] * s) <= length / 2)  # along the heading
+                        & (np.abs(-d[:, 0] * s + d[:, 1] * c) <= width / 2) & (np.abs(d[:, 2]) <= height / 2))
+    return out
 
 
 def bev_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
