@@ -461,13 +461,8 @@ def bev_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         [n, m] bool.
     """
     def rect(b):
-        b = np.asarray(b, np.float64).reshape(-1, 7)
-        c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
-        axes = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)  # [k, 2, 2]: heading, normal
-        sign = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], np.float64)
-        corners = b[:, None, :2] + (sign[None, :, :1] * b[:, None, 3:4] / 2) * axes[:, None, 0] \
-            + (sign[None, :, 1:] * b[:, None, 4:5] / 2) * axes[:, None, 1]
-        return corners, axes  # [k, 4, 2], [k, 2, 2]
+        corners = box_corners(b)[:, [0, 1, 5, 4], :2]  # [k, 4, 2]: the top face, in order around it
+        return corners, corners[:, 1:3] - corners[:, 0:2]  # and its two edge directions [k, 2, 2] (the axes)
 
     ca, aa = rect(boxes_a)
     cb, ab = rect(boxes_b)

@@ -22,8 +22,8 @@ def cbgs_indices(frame_labels: list[np.ndarray], n_classes: int, rng: np.random.
     Returns:
         [sum over present classes of floor(D / C)] int64 indices into ``frame_labels``.
     """
-    holders = [[f for f, labels in enumerate(frame_labels) if c in set(np.asarray(labels).tolist())]
-               for c in range(n_classes)]
+    present = [set(np.asarray(labels).tolist()) for labels in frame_labels]
+    holders = [[f for f, classes in enumerate(present) if c in classes] for c in range(n_classes)]
     total = sum(len(h) for h in holders)
     draws = [rng.choice(h, total // n_classes) for h in holders if h]
     return np.concatenate(draws).astype(np.int64) if draws else np.zeros(0, np.int64)

@@ -7,7 +7,8 @@ and ``DetectionEval`` with ``detection_cvpr_2019`` scores it. ``--drop-modality 
 ``--max-distance M`` scores only boxes within M m of the ego. JSON::
 
     {"dataroot", "version", "split", "n_samples", "n_boxes", "drop_modality", "max_distance", "sweeps", "NDS",
-     "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class": {class: {"AP", "ATE", "ASE", "AOE", "AVE", "AAE"}}, "results_file"}
+     "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class": {class: {"AP", "ATE", "ASE", "AOE", "AVE", "AAE"}},
+     "results_file"}
 
 A model that submits no box at all (untrained, or every box outside the range) scores mAP 0 and NDS 0.
 

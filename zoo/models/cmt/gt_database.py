@@ -35,19 +35,31 @@ DB_INFO = "dbinfos.pkl"
 MIN_CROP = 10  # px: crops this narrow or low are not stored (the authors' threshold)
 
 
+def image_boxes(boxes: np.ndarray, lidar2img: np.ndarray, image_hw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The authors' 2D box of each 3D box in one camera: the extent of its eight projected corners, clipped to the
+    image and cut to whole pixels (meaningful only where all corners are in front of the camera).
+
+    Args:
+        boxes: [n, 7]; lidar2img: [4, 4]; image_hw: (H, W).
+    Returns:
+        [n, 4] int (x0, y0, x1, y1), [n] bool (every corner in front), [n] mean corner depth.
+    """
+    uvz = (np.c_[box_corners(boxes).reshape(-1, 3), np.ones(8 * len(boxes))] @ lidar2img.T).reshape(-1, 8, 4)
+    front = (uvz[..., 2] > 0).all(1)
+    uv = uvz[..., :2] / np.where(front[:, None, None], uvz[..., 2:3], 1.0)
+    h, w = image_hw
+    x = np.clip(np.stack([uv[..., 0].min(1), uv[..., 0].max(1)], 1), 0, w - 1)
+    y = np.clip(np.stack([uv[..., 1].min(1), uv[..., 1].max(1)], 1), 0, h - 1)
+    return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1).astype(int), front, uvz[..., 2].mean(1)
+
+
 def largest_crop(box: np.ndarray, images: list[np.ndarray], frame: Frame) -> tuple[np.ndarray | None, str]:
     """The largest image crop of one [7] box over the six cameras, and its camera ("" if none qualifies)."""
-    corners = np.c_[box_corners(box[None])[0], np.ones(8)]  # [8, 4]
     best, best_cam, best_area = None, "", 0
     for name, img in zip(CAMERAS, images):
-        uvz = corners @ frame.cams[name].lidar2img.T
-        if (uvz[:, 2] <= 0).any():
-            continue
-        uv = uvz[:, :2] / uvz[:, 2:3]
-        h, w = img.shape[:2]
-        x0, x1 = np.clip([uv[:, 0].min(), uv[:, 0].max()], 0, w - 1).astype(int)
-        y0, y1 = np.clip([uv[:, 1].min(), uv[:, 1].max()], 0, h - 1).astype(int)
-        if x1 - x0 <= MIN_CROP or y1 - y0 <= MIN_CROP:
+        b2d, front, _ = image_boxes(box[None], frame.cams[name].lidar2img, img.shape[:2])
+        (x0, y0, x1, y1), in_front = b2d[0], front[0]
+        if not in_front or x1 - x0 <= MIN_CROP or y1 - y0 <= MIN_CROP:
             continue
         if (x1 - x0) * (y1 - y0) > best_area:
             best, best_cam, best_area = img[y0:y1, x0:x1], name, (x1 - x0) * (y1 - y0)

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...data.nuscenes import CLASSES, box_corners, bev_overlaps, pad4, points_in_boxes
+from ...data.nuscenes import CLASSES, bev_overlaps, pad4, points_in_boxes
 from ...errors import ZooError
-from .gt_database import load_gt_database
+from .gt_database import image_boxes, load_gt_database
 
 # The authors' fusion and LiDAR recipes: the number of objects of each class a frame is filled up to
 SAMPLE_GROUPS = {"car": 2, "truck": 3, "construction_vehicle": 7, "bus": 4, "trailer": 6, "barrier": 2,
@@ -93,20 +93,14 @@ class ObjectSample:
     def _paste(self, img: np.ndarray, lidar2img: np.ndarray, boxes: np.ndarray, n_raw: int,
                crops: list[np.ndarray | None]) -> np.ndarray:
         """One camera: paint the boxes' patches far to near. img [H, W, 3] uint8; boxes [n_raw + k, 7]."""
-        uvz = np.c_[box_corners(boxes).reshape(-1, 3), np.ones(8 * len(boxes))] @ lidar2img.T
-        uvz = uvz.reshape(len(boxes), 8, 4)
-        front = (uvz[..., 2] > 0).all(1)
-        uv = uvz[..., :2] / np.where(front[:, None, None], uvz[..., 2:3], 1.0)
-        h, w = img.shape[:2]
-        x = np.clip(np.stack([uv[..., 0].min(1), uv[..., 0].max(1)], 1), 0, w - 1).astype(int)  # [m, 2]
-        y = np.clip(np.stack([uv[..., 1].min(1), uv[..., 1].max(1)], 1), 0, h - 1).astype(int)
-        visible = front & (x[:, 1] - x[:, 0] > 1) & (y[:, 1] - y[:, 0] > 1)
+        b2d, front, depth = image_boxes(boxes, lidar2img, img.shape[:2])
+        visible = front & (b2d[:, 2] - b2d[:, 0] > 1) & (b2d[:, 3] - b2d[:, 1] > 1)
         has_crop = np.r_[np.zeros(n_raw, bool), [c is not None for c in crops]]
         if not (visible & has_crop).any():
             return img
         out = img.astype(np.float32)
-        for i in sorted(np.flatnonzero(visible), key=lambda i: -uvz[i, :, 2].mean()):
-            (x0, x1), (y0, y1) = x[i], y[i]
+        for i in sorted(np.flatnonzero(visible), key=lambda i: -depth[i]):
+            x0, y0, x1, y1 = b2d[i]
             if i < n_raw:
                 patch = img[y0:y1, x0:x1].astype(np.float32)
             elif crops[i - n_raw] is not None:
