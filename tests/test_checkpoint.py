@@ -89,3 +89,70 @@ def test_from_pretrained_rejects_wrong_architecture(tmp_path):
     (out / "config.json").write_text(cfg)
     with pytest.raises(ZooError, match="weights do not fit"):
         zoo.from_pretrained(out)
+
+
+def test_non_checkpoints_and_crc_corruption_are_named_as_such(tmp_path):
+    text = tmp_path / "page.th"
+    text.write_text("<html>404 Not Found</html>\n")
+    with pytest.raises(ZooError, match="not a PyTorch checkpoint") as exc:
+        read_foreign(text)
+    assert "would run code" not in str(exc.value)
+    src = tmp_path / "x.pth"
+    torch.save({"w": torch.arange(100000.0)}, src)
+    data = bytearray(src.read_bytes())
+    data[200000:200200] = bytes(200)  # inside the tensor's bytes: torch.load alone would not notice
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ZooError, match="fails its CRC check"):
+        read_foreign(bad)
+
+
+def test_a_saved_folder_is_verified_against_its_recorded_sha256(tmp_path):
+    out = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5000:] = bytes(5000)
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ZooError, match="does not match the sha256"):
+        zoo.from_pretrained(out)
+
+
+def test_saved_files_get_the_permissions_open_would_give(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    out = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == dict.fromkeys(
+        ("config.json", "model.safetensors", "README.md"), 0o666 & ~umask)
+
+
+def test_model_card_front_matter_is_yaml_with_the_weights_licence(tmp_path):
+    import yaml
+
+    from zoo.hub import load_manifest
+
+    out = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True), tmp_path / "m")
+    front = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert front["license"] == load_manifest()["knn_ood_resnet20.cifar10"]["license"]
+    assert front["tags"] == ["knn_ood"]
+
+
+def test_random_init_of_a_tag_records_no_tag():
+    assert zoo.create_model("knn_ood_resnet20.cifar10").zoo_cfg["tag"] is None
+    assert zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True).zoo_cfg["tag"] == "cifar10"
+
+
+def test_timm_folder_reloads_without_its_initial_weights_file(tmp_path):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    init = tmp_path / "resnet18.safetensors"
+    save_file(timm.create_model("resnet18").state_dict(), str(init))
+    m = zoo.create_model("knn_ood_timm", model_name="resnet18", weights_file=str(init)).eval()
+    out = zoo.save_pretrained(m, tmp_path / "m")
+    init.unlink()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(zoo.from_pretrained(out).eval()(x), m(x))
+    with pytest.raises(ZooError, match="does not exist"):
+        zoo.create_model("knn_ood_timm", model_name="resnet18", weights_file=str(init))

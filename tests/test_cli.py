@@ -31,10 +31,22 @@ def test_list_and_info(capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["info", "knn_ood_resnet2"], "did you mean"),
-    (["eval", "/no/such/folder", "--task", "classification", "--data", "x"], "neither a zoo model folder"),
+    (["eval", "/no/such/folder", "--task", "classification", "--data", "x"], "/no/such/folder does not exist"),
+    (["info", "/no/such/folder"], "/no/such/folder does not exist"),
+    (["bench", "/no/such/folder"], "/no/such/folder does not exist"),
+    (["bench", "knn_ood_resnet20", "--batch-size", "0"], "argument --batch-size: 0 is less than 1"),
+    (["bench", "knn_ood_resnet20", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["eval", "knn_ood_resnet20", "--task", "ood", "--id-data", "x", "--ood", "y", "--ood-subset", "0"],
+     "argument --ood-subset: 0 is less than 1"),
+    (["eval", "knn_ood_resnet20", "--task", "ood", "--id-data", "x", "--ood", "y", "--scorers", ","],
+     "no scorer named"),
     (["convert", "knn_ood", "--src", "/no/such.th", "--out", "/tmp/x"], "does not exist"),
+    (["convert", "knn_ood", "--src", "README.md", "--out", "/tmp/x"], "not a PyTorch checkpoint"),
+    (["fit", "--config", SMALL, "--ckpt_path", "/no/such.ckpt", "--trainer.fast_dev_run", "1"],
+     "--ckpt_path /no/such.ckpt does not exist"),
+    (["download", "knn_ood_resnet2"], "did you mean"),
     (["convert", "nopaper", "--src", "a", "--out", "b"], "unknown paper"),
-    (["bench", "knn_ood_resnet20", "--iters", "0"], "must be >= 1"),
+    (["bench", "knn_ood_resnet20", "--iters", "0"], "argument --iters: 0 is less than 1"),
     (["fit", "--config", SMALL, "--model.init_args.model", "knn_ood_resnet2", "--trainer.fast_dev_run", "1"],
      "did you mean"),
     (["fit", "--config", "configs/tinymim/cifar10_distill.yaml", "--model.init_args.teacher", "/no/such/teacher",
@@ -136,3 +148,10 @@ def test_ddp_two_gloo_processes(shapes_data, tmp_path):
     log = out.stdout + out.stderr
     assert "distributed_backend=gloo" in log and "All distributed processes registered" in log
     assert (tmp_path / "ddp" / "model" / "model.safetensors").exists()
+
+
+def test_download_of_a_bare_name_fetches_its_default_tag(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    assert main(["download", "knn_ood_resnet20"]) == 0
+    key, path = capsys.readouterr().out.strip().split(": ")
+    assert key == "knn_ood_resnet20.cifar10" and path.startswith(str(tmp_path))

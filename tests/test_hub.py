@@ -108,3 +108,16 @@ def test_manifest_entries_verify():
     from zoo.hub import verify_all
 
     assert all(status == "ok" for _, status in verify_all())
+
+
+def test_a_missing_or_malformed_manifest_is_an_error(tmp_path, monkeypatch):
+    from zoo.hub import load_manifest
+
+    monkeypatch.setenv("ZOO_MANIFEST", str(tmp_path / "absent.yaml"))
+    with pytest.raises(ZooError, match="absent.yaml not found: set ZOO_MANIFEST"):
+        load_manifest()
+    for text in ("a: [", "- 1\n- 2\n"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ZooError, match="bad.yaml"):
+            load_manifest(bad)

@@ -3,11 +3,13 @@ import torch
 
 import zoo
 from zoo.errors import ZooError
+from zoo.registry import _natural_key
 
 
 def test_list_models_pattern_and_pretrained():
     names = zoo.list_models()
-    assert names == sorted(set(names), key=names.index)
+    assert names == sorted(names, key=_natural_key)
+    assert sorted(["resnet110", "resnet18", "resnet2"], key=_natural_key) == ["resnet2", "resnet18", "resnet110"]
     assert "knn_ood_resnet20" in names
     assert zoo.list_models("knn_ood_resnet?0") == ["knn_ood_resnet20"]
     assert "knn_ood_resnet20.cifar10" in zoo.list_models(pretrained=True)

@@ -1,10 +1,12 @@
 """Weights in and out: safetensors + config.json folders, safe reading of foreign checkpoints, load reports.
 
-* `save_pretrained` writes ``config.json`` (architecture + constructor arguments), ``model.safetensors`` and a
-  ``README.md`` model card; each file is written atomically.
-* `from_pretrained` rebuilds the model from such a folder (or a ``name.tag``) and loads it strictly.
+* `save_pretrained` writes ``config.json`` (architecture, constructor arguments, the weights' sha256),
+  ``model.safetensors`` and a ``README.md`` model card; each file is written atomically.
+* `from_pretrained` rebuilds the model from such a folder (or a ``name.tag``), checks the weights' sha256 and
+  loads them strictly.
 * `read_foreign` reads an authors' checkpoint with ``torch.load(weights_only=True)``: a pickle that would import
-  or call anything beyond tensors and plain containers is refused before any of its code runs.
+  or call anything beyond tensors and plain containers is refused before any of its code runs; a file that is
+  not a checkpoint, or a zip whose members fail their CRC, is named as such.
 * `load_state_dict` compares keys and shapes first and raises one error that lists every missing, unexpected
   and mis-shaped key, unless an explicit allow-list (fnmatch patterns) covers the missing/unexpected ones.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ZooError
+from .hub import sha256_file
 from .io import atomic_path, write_json, write_text
 
 CONFIG_NAME = "config.json"
@@ -93,17 +96,45 @@ def read_foreign(path: str | Path) -> dict:
         raise ZooError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
         return read_weights(path)
+    _check_format(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((ln for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        if "Weights only load failed" not in str(exc):
+            raise ZooError(f"cannot read {path}: corrupt or truncated checkpoint ({exc})") from None
+        lines = [ln.strip() for ln in str(exc).splitlines()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0])
         raise ZooError(
             f"refused to load {path}: it is not a plain tensor checkpoint and loading it would run code "
-            f"({detail.strip()}); re-save it as a state dict of tensors or as .safetensors"
+            f"({detail}); re-save it as a state dict of tensors or as .safetensors"
         ) from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise ZooError(f"cannot read {path}: corrupt or truncated checkpoint ({exc})") from None
+    except Exception as exc:  # torch.load raises many types for bytes that are not a checkpoint
+        raise ZooError(f"cannot read {path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _check_format(path: Path) -> None:
+    """``torch.save`` writes a zip archive (or, in its legacy format, a pickle). Anything else is not a
+    checkpoint; a zip whose members fail their CRC is corrupt (``torch.load`` does not check)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head == b"PK\x03\x04":
+            raise ZooError(f"cannot read {path}: corrupt or truncated checkpoint (a zip archive without its "
+                           f"directory); download it again")
+        if head[:1] != b"\x80":  # every pickle of protocol >= 2 starts with PROTO
+            raise ZooError(f"cannot read {path}: not a PyTorch checkpoint (neither a zip archive nor a pickle); "
+                           f"is it an HTML page, a git-lfs pointer or another format?")
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ZooError(f"cannot read {path}: corrupt zip archive ({exc})") from None
+    if bad is not None:
+        raise ZooError(f"cannot read {path}: member {bad} fails its CRC check (the file is corrupt; download "
+                       f"it again)")
 
 
 def read_weights(path: str | Path) -> dict:
@@ -150,12 +181,14 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
         raise ZooError("save_pretrained needs a model built by zoo.create_model (it records the architecture "
                        "and arguments needed to rebuild it)")
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ZooError(f"cannot save the model into {directory}: it is a file; give a folder path")
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
                if isinstance(v, torch.Tensor)}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": cfg["architecture"]})
-    config = {**cfg, "zoo_version": __version__}
+    config = {**cfg, "zoo_version": __version__, "weights_sha256": sha256_file(directory / WEIGHTS_NAME)}
     if metadata:
         config["metadata"] = metadata
     card = model_card or _default_card(config)
@@ -165,11 +198,18 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
 
 
 def _default_card(config: dict) -> str:
+    """The folder's README.md: YAML front matter (licence of the weights' manifest entry when the model came from
+    one, else the paper's code licence), then how to load it."""
+    import yaml
+
+    from .hub import load_manifest
     from .registry import paper_of
 
     paper = paper_of(config["architecture"])
+    entry = load_manifest().get(f"{config['architecture']}.{config['tag']}") if config.get("tag") else None
+    front = {"library_name": "zoo", "license": (entry or {}).get("license", paper.license), "tags": [paper.id]}
     return (
-        f"---\nlibrary_name: zoo\nlicense: {paper.license}\ntags: [{paper.id}]\n---\n\n"
+        f"---\n{yaml.safe_dump(front, sort_keys=False, allow_unicode=True)}---\n\n"
         f"# {config['architecture']}\n\n"
         f"Weights saved by zoo {config['zoo_version']}. Paper: {paper.title} ({paper.authors}, {paper.venue}, "
         f"arXiv {paper.arxiv}); authors' code: {paper.code}.\n\n"
@@ -185,10 +225,18 @@ def from_pretrained(source: str | Path):
     path = Path(source)
     if path.is_dir():
         cfg = read_config(path)
-        model = create_model(cfg["architecture"], **cfg.get("model_args", {}))
-        load_state_dict(model, read_weights(path / WEIGHTS_NAME), source=str(path / WEIGHTS_NAME))
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ZooError(f"{path} is not a complete zoo model folder: {WEIGHTS_NAME} is missing")
+        expected = cfg.get("weights_sha256")
+        if expected and sha256_file(weights) != expected:
+            raise ZooError(f"{weights} does not match the sha256 recorded in its {CONFIG_NAME} (the file is corrupt "
+                           f"or was replaced); save the model again")
+        model = create_model(cfg["architecture"], pretrained=str(weights), **cfg.get("model_args", {}))
         model.zoo_cfg = {**model.zoo_cfg, "tag": cfg.get("tag")}
         return model
     if path.exists() or "/" in str(source):
-        raise ZooError(f"{source} is neither a zoo model folder nor a name.tag from `zoo list --pretrained`")
+        what = "does not exist" if not path.exists() else "is not a zoo model folder"
+        raise ZooError(f"{source} {what}: give a folder written by zoo.save_pretrained (or `zoo fit`'s model/) or "
+                       f"a name.tag from `zoo list --pretrained`")
     return create_model(str(source), pretrained=True)

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from .argtypes import non_negative_int, positive_int
 from .errors import ZooError
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -26,8 +27,15 @@ VERBS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """A verb's parser: a usage error is a ZooError, printed as one line like every other user error."""
+
+    def error(self, message):
+        raise ZooError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoo", description="A PyTorch Lightning model zoo of six papers.")
+    p = _Parser(prog="zoo", description="A PyTorch Lightning model zoo of six papers.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     for verb, help_ in VERBS.items():
@@ -38,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_list(argv):
     from .registry import list_models, paper_of, tags_for
 
-    p = argparse.ArgumentParser(prog="zoo list")
+    p = _Parser(prog="zoo list")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--pretrained", action="store_true", help="list name.tag entries that have weights")
     p.add_argument("--json", action="store_true")
@@ -61,7 +69,7 @@ def _cmd_list(argv):
 def _cmd_info(argv):
     from .registry import model_info
 
-    p = argparse.ArgumentParser(prog="zoo info")
+    p = _Parser(prog="zoo info")
     p.add_argument("name", help="NAME, NAME.TAG or a folder written by save_pretrained")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
@@ -77,7 +85,7 @@ def _cmd_info(argv):
 def _cmd_convert(argv):
     from .registry import get_paper, load_object
 
-    p = argparse.ArgumentParser(prog="zoo convert")
+    p = _Parser(prog="zoo convert")
     p.add_argument("paper", help="paper id (see `zoo list`)")
     p.add_argument("--src", required=True, help="the authors' checkpoint")
     p.add_argument("--out", required=True, help="output folder")
@@ -91,12 +99,13 @@ def _cmd_convert(argv):
 
 def _cmd_download(argv):
     from .hub import fetch, load_manifest
+    from .registry import resolve_entry
 
-    p = argparse.ArgumentParser(prog="zoo download")
-    p.add_argument("names", nargs="*", help="name.tag entries (see `zoo list --pretrained`)")
+    p = _Parser(prog="zoo download")
+    p.add_argument("names", nargs="*", help="name.tag entries (see `zoo list --pretrained`); NAME: its default tag")
     p.add_argument("--all", action="store_true")
     a = p.parse_args(argv)
-    keys = list(load_manifest()) if a.all else a.names
+    keys = list(load_manifest()) if a.all else [resolve_entry(n)[0] for n in a.names]
     if not keys:
         raise ZooError("name at least one name.tag, or --all")
     for key in keys:
@@ -106,7 +115,7 @@ def _cmd_download(argv):
 def _cmd_verify(argv):
     from .hub import verify_all
 
-    argparse.ArgumentParser(prog="zoo verify").parse_args(argv)
+    _Parser(prog="zoo verify").parse_args(argv)
     bad = 0
     for key, status in verify_all():
         print(f"{key}: {status}")
@@ -121,7 +130,7 @@ def _cmd_eval(argv):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task")
     known, _ = pre.parse_known_args(argv)
-    p = argparse.ArgumentParser(prog="zoo eval", description=f"tasks: {', '.join(sorted(list_tasks()))}")
+    p = _Parser(prog="zoo eval", description=f"tasks: {', '.join(sorted(list_tasks()))}")
     p.add_argument("model", help="zoo folder, NAME.TAG, or NAME with default weights")
     p.add_argument("--task", required=True, help="evaluation task")
     p.add_argument("--json", dest="json_out", help="write the result JSON here (plots go beside it)")
@@ -129,8 +138,8 @@ def _cmd_eval(argv):
     p.add_argument("--out-dir", help="folder for plots and other artifacts (default: beside --json)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--num-workers", type=non_negative_int, default=min(4, os.cpu_count() or 1))
     if known.task:
         get_task(known.task).add_arguments(p.add_argument_group(f"{known.task} options"))
     a = vars(p.parse_args(argv))
@@ -146,17 +155,17 @@ def _cuda() -> bool:
 def _cmd_bench(argv):
     from .io import write_json
 
-    p = argparse.ArgumentParser(prog="zoo bench")
+    p = _Parser(prog="zoo bench")
     p.add_argument("model", nargs="?", help="NAME (random init), NAME.TAG or a zoo folder")
     p.add_argument("--suite", help="configs/bench/FILE.yaml: run every job and write a results file")
     p.add_argument("--mode", default="infer", choices=["infer", "train", "generate"])
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: the suite's, or 32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=positive_int, default=5)
+    p.add_argument("--iters", type=positive_int, default=20)
     p.add_argument("--json", dest="json_out", help="write the result (or, with --suite, the results file) here")
     a = p.parse_args(argv)
     device = a.device or ("cuda" if _cuda() else "cpu")
@@ -171,7 +180,8 @@ def _cmd_bench(argv):
         raise ZooError("name a model, or give --suite configs/bench/FILE.yaml")
     from .bench.harness import benchmark, format_result
 
-    r = benchmark(a.model, mode=a.mode, device=device, precision=a.precision, batch_size=a.batch_size or 32,
+    r = benchmark(a.model, mode=a.mode, device=device, precision=a.precision,
+                  batch_size=32 if a.batch_size is None else a.batch_size,
                   compile=a.compile, warmup=a.warmup, iters=a.iters, channels_last=a.channels_last)
     print(format_result(r))
     if a.json_out:
@@ -181,7 +191,7 @@ def _cmd_bench(argv):
 def _cmd_demo(argv):
     from .demo import main as demo_main
 
-    p = argparse.ArgumentParser(prog="zoo demo")
+    p = _Parser(prog="zoo demo")
     p.add_argument("--workdir", default=None, help="where runs, models and results go (default: a temp folder)")
     p.add_argument("--only", default=None, help="comma-separated paper ids")
     a = p.parse_args(argv)
@@ -215,13 +225,19 @@ def main(argv: list[str] | None = None) -> int:
         if verb in LIGHTNING_VERBS:
             from .training.cli import main as lightning_main
 
-            lightning_main([verb, *rest])
+            args = [verb, *rest]  # None when they are the process's own: LightningCLI warns when given both
+            lightning_main(None if args == sys.argv[1:] else args)
         else:
             globals()[f"_cmd_{verb}"](rest)
     except ZooError as exc:
         if debug:
             raise
         print(f"zoo: error: {_user_message(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the user named cannot be read or written: its path is in the message
+        if debug:
+            raise
+        print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import ZooError
+from .io import publish_file
 
 REQUIRED_FIELDS = ("file", "sha256", "size", "urls", "license", "recipe", "results")
 _CHUNK = 1 << 20
@@ -52,8 +53,14 @@ def offline() -> bool:
 def _load_manifest(path: str, mtime: float) -> dict:
     import yaml
 
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ZooError(f"manifest {path} is not valid YAML ({exc}); fix it or point ZOO_MANIFEST at a good "
+                       f"one") from None
+    if not isinstance(data, dict) or not all(isinstance(e, dict) for e in data.values()):
+        raise ZooError(f"manifest {path} must map each name.tag to an entry (a YAML mapping of mappings)")
     for key, entry in data.items():
         missing = [f for f in REQUIRED_FIELDS if f not in entry]
         if missing:
@@ -64,10 +71,17 @@ def _load_manifest(path: str, mtime: float) -> dict:
 
 
 def load_manifest(path: str | Path | None = None) -> dict:
-    """The manifest as ``{name.tag: entry}``; an absent manifest is empty."""
+    """The manifest as ``{name.tag: entry}``.
+
+    Raises:
+        ZooError: the manifest file is absent (named by ``path``, ``ZOO_MANIFEST`` or the checkout's
+            ``checkpoints/manifest.yaml``: an install without the checkout has no weights), or malformed.
+    """
     path = Path(path) if path else manifest_path()
-    if not path.exists():
-        return {}
+    if not path.is_file():
+        how = "ZOO_MANIFEST" if os.environ.get("ZOO_MANIFEST") else "the source checkout (pip install -e .)"
+        raise ZooError(f"weights manifest {path} not found: set ZOO_MANIFEST to a manifest file, or install the "
+                       f"zoo from {how}")
     return _load_manifest(str(path), path.stat().st_mtime)
 
 
@@ -101,7 +115,7 @@ def _copy_verified(url: str, dest: Path, sha256: str, size: int | None, timeout:
             raise ZooError(f"{url}: got {n} bytes, expected {size} (truncated or wrong file)")
         if h.hexdigest() != sha256:
             raise ZooError(f"{url}: sha256 {h.hexdigest()[:16]}... does not match the manifest's {sha256[:16]}...")
-        os.replace(tmp, dest)
+        publish_file(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -21,13 +21,19 @@ def atomic_path(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        publish_file(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def publish_file(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished temporary file onto ``path`` with the permissions ``open()`` would give it (mkstemp
+    makes 0600, and writers such as safetensors' ``save_file`` replace the file, so the mode is set last)."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
 
 
 def write_dir_once(dest: str | Path, fill) -> Path:

@@ -157,7 +157,9 @@ def resolve_entry(name: str, pretrained: bool | str = True) -> tuple[str, dict]:
     if tag is None:
         tags = tags_for(arch)
         if not tags:
-            raise ZooError(f"model {arch!r} has no pretrained weights in the manifest; use pretrained=False")
+            paper_of(arch)  # an unknown name: its error suggests the closest ones
+            raise ZooError(f"model {arch!r} has no pretrained weights in the manifest: build it without weights "
+                           f"(pretrained=False in Python) or give a zoo model folder")
         tag = tags[0]
     key = f"{arch}.{tag}"
     manifest = load_manifest()
@@ -168,6 +170,11 @@ def resolve_entry(name: str, pretrained: bool | str = True) -> tuple[str, dict]:
             f"weights for {arch}: {', '.join(known) if known else 'none'}"
         )
     return key, manifest[key]
+
+
+# Constructor arguments that only say where a model's initial weights come from (a local timm file). When the
+# model's own weights are loaded right after construction they are not passed, so a saved folder never needs them.
+INIT_WEIGHT_ARGS = frozenset({"weights_file", "img_weights_file"})
 
 
 def _builder(arch: str) -> Callable[..., Any]:
@@ -213,11 +220,13 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
             resolve_entry(name, tag)  # raises with suggestions
 
     model_args = {**(entry or {}).get("model_args", {}), **kwargs}
+    loads_weights = entry_key is not None or weights_path is not None
+    build_args = {k: v for k, v in model_args.items() if not (loads_weights and k in INIT_WEIGHT_ARGS)}
     try:
-        model = builder(**model_args)
+        model = builder(**build_args)
     except TypeError as exc:
         raise ZooError(f"bad arguments for model {arch!r}: {exc}") from None
-    model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag}
+    model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
 
     if entry_key is not None:
         from .hub import fetch
@@ -244,6 +253,8 @@ def model_info(name: str) -> dict:
 
         cfg = read_config(path)
         return {"source": str(path), **cfg}
+    if "/" in name:
+        raise ZooError(f"{name} does not exist: give a folder written by zoo.save_pretrained, NAME or NAME.TAG")
     arch, tag = split_name(name)
     paper = paper_of(arch)
     info = {

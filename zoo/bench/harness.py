@@ -71,7 +71,7 @@ def load_bench_model(source: str, model_args: dict | None = None):
     from ..checkpoint import from_pretrained
     from ..registry import create_model, split_name
 
-    if Path(source).is_dir() or split_name(source)[1]:
+    if Path(source).is_dir() or "/" in source or split_name(source)[1]:
         if model_args:
             raise ZooError(f"model_args apply to a bare model name, not to the saved weights of {source}")
         return from_pretrained(source)

@@ -161,6 +161,8 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
                 with torch.autocast(dev.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
                     for k, v in t.score(batch).items():
                         acc[k].append(torch.as_tensor(v).detach().float().cpu().numpy())
+            if not acc:
+                raise ZooError(f"{task}: input {name!r} has no samples (an empty folder or split?)")
             keys = list(acc)
             arrays = [torch.from_numpy(np.concatenate(acc[k])).to(dev) for k in keys]
             arrays = distributed.gather_in_order(arrays, getattr(batches, "sampler", None))

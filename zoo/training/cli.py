@@ -76,6 +76,10 @@ class ZooLightningCLI(LightningCLI):
         root = cfg.trainer.default_root_dir
         if not cfg.checkpoint.get("dirpath"):
             cfg.checkpoint.dirpath = str(Path(root) / "checkpoints")
+        ckpt = cfg.get("ckpt_path")
+        if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not Path(ckpt).is_file():
+            raise ZooError(f"--ckpt_path {ckpt} does not exist: give a Lightning .ckpt file, or `last` to resume "
+                           f"the newest checkpoint of --trainer.default_root_dir")
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a ZooError raised inside a constructor (jsonargparse wraps it) is

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError, require
+from ..timm_weights import timm_weights_kwargs
 
 CMT_MEAN, CMT_STD = (103.530, 116.280, 123.675), (57.375, 57.120, 58.395)  # BGR on 0-255, as the authors
 
@@ -41,10 +42,9 @@ class ImageBackbone(nn.Module):
         super().__init__()
         self.renorm = Renormalise(*input_norm) if input_norm is not None else None
         timm = require("timm", "det3d")
-        kw = {"pretrained_cfg_overlay": {"file": weights_file}} if weights_file else {}
         try:
-            self.body = timm.create_model(name, pretrained=bool(weights_file), features_only=True,
-                                          out_indices=tuple(out_indices), **(backbone_args or {}), **kw)
+            self.body = timm.create_model(name, features_only=True, out_indices=tuple(out_indices),
+                                          **(backbone_args or {}), **timm_weights_kwargs(weights_file))
         except (RuntimeError, TypeError) as exc:
             raise ZooError(f"timm cannot build image backbone {name!r}: {exc}") from None
         reductions = self.body.feature_info.reduction()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError, require
+from ..timm_weights import timm_weights_kwargs
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -147,9 +148,8 @@ class TimmBackbone(nn.Module):
                  image_size: int | None = None):
         super().__init__()
         timm = require("timm", "ood")
-        kw = {"pretrained_cfg_overlay": {"file": weights_file}} if weights_file else {}
         try:
-            self.net = timm.create_model(model_name, pretrained=bool(weights_file), num_classes=num_classes, **kw)
+            self.net = timm.create_model(model_name, num_classes=num_classes, **timm_weights_kwargs(weights_file))
         except RuntimeError as exc:
             raise ZooError(f"timm cannot build {model_name!r}: {exc}") from None
         cfg = self.net.pretrained_cfg

@@ -19,6 +19,7 @@ import torch
 from ...data.classification import TransformView, seeded_subset
 from ...data.images import image_folder, idx_folder, is_idx_folder, open_split
 from ...data.transforms import eval_transform
+from ...argtypes import positive_int
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.ood import ood_metrics
@@ -62,14 +63,14 @@ class OODTask(EvalTask):
         parser.add_argument("--ood", action="append", required=True, metavar="PATH",
                             help="OOD set: a folder of images (recursive), an IDX folder, a catalogue name "
                                  "(fashion_mnist, biq2021_subset) or skimage_textures; repeat for several")
-        parser.add_argument("--k", type=int, default=50, help="neighbour rank for the kNN score (paper CIFAR-10: 50)")
+        parser.add_argument("--k", type=positive_int, default=50, help="neighbour rank for the kNN score (paper CIFAR-10: 50)")
         parser.add_argument("--alpha", type=float, default=1.0, help="share of ID training features in the bank")
         parser.add_argument("--scorers", default="knn,msp,energy,mahalanobis",
                             help="comma-separated: knn, msp, energy, mahalanobis")
         parser.add_argument("--backend", default="auto", help="kNN index: auto, faiss, faiss-ivf, torch")
-        parser.add_argument("--id-train-subset", type=int, default=None, help="use N ID training images (seeded)")
-        parser.add_argument("--id-test-subset", type=int, default=None, help="use N ID test images (seeded)")
-        parser.add_argument("--ood-subset", type=int, default=None, help="use at most N images per OOD set (seeded)")
+        parser.add_argument("--id-train-subset", type=positive_int, default=None, help="use N ID training images (seeded)")
+        parser.add_argument("--id-test-subset", type=positive_int, default=None, help="use N ID test images (seeded)")
+        parser.add_argument("--ood-subset", type=positive_int, default=None, help="use at most N images per OOD set (seeded)")
 
     def _loader(self, ds, subset):
         return self.ctx.loader(TransformView(ds, seeded_subset(len(ds), subset, 0), eval_transform(self.model.input_spec)))

@@ -166,6 +166,8 @@ SCORERS = {cls.name: cls for cls in (KNNScorer, MSPScorer, EnergyScorer, Mahalan
 
 def build_scorers(names, k: int = 50, alpha: float = 1.0, backend: str = "auto") -> list[Scorer]:
     """Scorers by name (``knn``, ``msp``, ``energy``, ``mahalanobis``)."""
+    if not names:
+        raise ZooError(f"no scorer named; choose one or more of {', '.join(SCORERS)}")
     out = []
     for name in names:
         if name not in SCORERS:
