@@ -144,14 +144,34 @@ def test_event_encoding_keeps_velocity_and_timing(tmp_path):
     perf = read_performance(_midi(tmp_path / "e.mid", notes))
     ev = performance_to_events(perf)
     lines = events_to_lines(ev)
-    assert lines[0] == "K5+0 H5+1" and lines[1] == "S5+0" and lines[5] == "H5+0" and lines[2] == "-"
+    assert lines[0] == "K5+0 H5+1" and lines[1] == "S5+0" and lines[5] == "P5+0" and lines[2] == "-"
     assert (lines_to_events(lines) == ev).all()
     onsets = events_to_onsets(ev)
-    assert [(o.tick, o.pitch, o.velocity) for o in onsets[:3]] == [(0, 36, 88), (15, 42, 88), (120, 38, 88)]
+    assert [(o.tick, o.pitch, o.velocity) for o in onsets] == [(0, 36, 88), (15, 42, 88), (120, 38, 88),
+                                                               (600, 44, 88)]
     assert all(abs(o.tick - n[0]) <= 8 for o, n in zip(onsets, sorted(notes)))  # within 1/16 of a 16th
-    assert event_lines_to_paper_lines(lines[:2] + ["junk"]) == ["---oo-", "--o---", "junk"]
+    # the pedal hi-hat (44) is its own class so that the paper's columns, which drop it, come back exactly
+    assert event_lines_to_paper_lines(lines[:2] + ["junk", lines[5]]) == ["---oo-", "--o---", "junk", "------"]
+    assert event_lines_to_paper_lines(lines) == grid_to_lines(performance_to_grid(perf))
     with pytest.raises(ZooError, match="not '-' or hits"):
         lines_to_events(["K9+0"])
+
+
+def test_event_examples_map_to_the_paper_examples(groove):
+    """On every Groove MIDI split the event encoding, mapped to the six columns, is the paper's text of the same
+    performance: the same examples, the same 16-bar windows line for line (so the human 5.08), the same stripped
+    bars behind the prompt."""
+    for split, paper in groove.items():
+        events = open_examples("groove_midi", split, "events")
+        assert [e.name for e in events] == [e.name for e in paper]
+        for e, p in zip(events, paper):
+            assert event_lines_to_paper_lines(e.human_lines) == p.human_lines, e.name
+            assert event_lines_to_paper_lines(e.lines) == p.lines, e.name
+        if split == "test":
+            pedal = sum(" P" in f" {line}" for e in events for line in e.human_lines)
+            assert pedal > 0  # the test windows have pedal hi-hat steps, which the paper's text drops
+            human = structure_stats([event_lines_to_paper_lines(e.human_lines) for e in events])
+            assert round(human["mean_stability"], 2) == 5.08 and round(human["centre_gap"], 2) == 10.01
 
 
 @pytest.mark.parametrize("content, needle", [(b"not a midi file at all", "not a readable MIDI file"),
@@ -502,6 +522,9 @@ def test_matches_the_authors_release(groove):
     stats = authors_stats(root)
     for system, paper in (("human", 5.08), ("davinci", 3.04), ("ada", 3.45)):
         assert abs(stats[system]["mean_stability"] - paper) < 0.005
+    # the malformed-line shares of the model card: 7 of 8 219 (davinci) and 4 of 8 209 (ada) lines after the prompt
+    assert [(stats[s]["malformed_lines"], stats[s]["lines_after_prompt"]) for s in ("human", "davinci", "ada")] \
+        == [(0, 8288), (7, 8219), (4, 8209)]
 
 
 @pytest.mark.slow

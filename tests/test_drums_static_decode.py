@@ -118,6 +118,14 @@ def test_decoder_choice_errors(llama_drum_lm):
         sample_ids(llama_drum_lm, [[1, 2]], max_new_tokens=3, decoder="fast")
 
 
+def test_auto_decoder_is_the_dynamic_loop_on_every_device(llama_drum_lm):
+    """``auto`` keeps the one decoder that has run on a GPU until the graph decoder's CUDA test has passed there."""
+    from zoo.models.drums.generate import _choose_decoder
+
+    for device in ("cpu", "cuda"):
+        assert _choose_decoder("auto", llama_drum_lm.lm, torch.device(device)) == "dynamic"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_graphed_steps_match_eager_steps_on_cuda(llama_drum_lm):
     m = llama_drum_lm.cuda()

@@ -44,7 +44,7 @@ STEPS = [
      ["--images", "250", "--batch-images", "64", "--iters", "5", "--precisions", "fp32,bf16,fp16", "--fp32-stages",
       "4"], ["--images", "3", "--batch-images", "3", "--iters", "1", "--fp32-stages", "4"], 90),
     ("drums", [PY, "benchmarks/compare_drums.py", "--base-folder", LM],
-     ["--batch", "37", "--new-tokens", "256", "--iters", "2", "--decoders", "graph"],
+     ["--batch", "37", "--new-tokens", "256", "--iters", "2", "--decoders", "dynamic,graph"],
      ["--batch", "2", "--new-tokens", "4", "--iters", "1", "--decoders", "static"], 150),
     ("doorping", [PY, "benchmarks/compare_doorping.py"], ["--iters", "3"],
      ["--batch-real", "2", "--inner-loop", "1", "--iters", "1"], 60),

@@ -1,8 +1,9 @@
 """The structural numbers of the authors' released GPT-3 outputs, from a checkout of their repository.
 
 The paper's stability figures are plots; the numbers the zoo compares with are recomputed here from the released
-test outputs (``output_text_{davinci,ada}/test/<name>.txt``, 37 grooves each) with `zoo.metrics.drums`, and the
-copied-bar fraction against the training bars of their ``gpt3_train.jsonl``::
+test outputs (``output_text_{davinci,ada}/test/<name>.txt``, 37 grooves each) with `zoo.metrics.drums`, the
+copied-bar fraction against the training bars of their ``gpt3_train.jsonl``, and the malformed lines (not six
+``o``/``-`` characters) among all lines after the 2-bar prompt, as ``zoo eval --task drums`` counts them::
 
     python -m zoo.models.drums.authors PATH/TO/drums-with-llm [--names-from EVAL_DIR] [--json OUT]
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from ...errors import ZooError
 from ...metrics.drums import bar_inventory, copied_bar_fraction, structure_stats
 from .data import open_examples
-from .encoding import PROMPT_BARS
+from .encoding import BAR_LINES, PROMPT_BARS, is_drum_line
 
 SYSTEMS = ("davinci", "ada")
 
@@ -32,9 +33,10 @@ def released_grooves(root: Path, folder: str, names: list[str] | None = None) ->
 
 
 def authors_stats(root: str | Path, names: list[str] | None = None) -> dict:
-    """``{system: {"mean_stability", "centre_gap", "within_dev", "copied_bar_fraction"}}`` for human (the test
-    windows of ``data_text/test``, as the authors' analysis reads them), davinci and ada; ``names`` restricts
-    them to some test grooves."""
+    """``{system: {"mean_stability", "centre_gap", "within_dev", "copied_bar_fraction", "malformed_lines",
+    "lines_after_prompt", "malformed_line_fraction"}}`` for human (the test windows of ``data_text/test``, as the
+    authors' analysis reads them), davinci and ada; ``names`` restricts them to some test grooves. The line counts
+    cover every line after the prompt's 32 (the released GPT-3 outputs run past the 16-bar window)."""
     root = Path(root)
     if not (root / "gpt3_train.jsonl").is_file() or not (root / "output_text_davinci").is_dir():
         raise ZooError(f"{root} is not a checkout of github.com/zharry29/drums-with-llm (no gpt3_train.jsonl or "
@@ -47,6 +49,10 @@ def authors_stats(root: str | Path, names: list[str] | None = None) -> dict:
         stats = structure_stats(g)
         out[system] = {k: stats[k] for k in ("mean_stability", "centre_gap", "within_dev")}
         out[system]["copied_bar_fraction"] = copied_bar_fraction(g, inventory, skip_bars=PROMPT_BARS)
+        after = [line for groove in g for line in groove[PROMPT_BARS * BAR_LINES:]]
+        malformed = sum(not is_drum_line(line) for line in after)
+        out[system].update(malformed_lines=malformed, lines_after_prompt=len(after),
+                           malformed_line_fraction=malformed / len(after) if after else float("nan"))
     return out
 
 
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ZooError(f"{a.names_from} has no <name>.human.mid files; give the --out folder of a zoo eval run")
     stats = authors_stats(a.root, names)
     for system, s in stats.items():
-        print(f"{system:<8} " + "  ".join(f"{k} {v:.3f}" for k, v in s.items()))
+        print(f"{system:<8} " + "  ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}"
+                                         for k, v in s.items()))
     if a.json:
         from ...io import write_json
 

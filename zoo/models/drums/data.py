@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.splits import SplitDataModule
 from ...errors import ZooError
 from .encoding import Example, grid_to_lines, make_example, performance_to_grid
-from .events import EMPTY, events_to_lines, performance_to_events
+from .events import events_to_lines, paper_silent, performance_to_events
 from .midi import read_performance
 
 ENCODINGS = ("paper", "events")
@@ -81,7 +81,8 @@ def encode_file(name: str, path: Path, encoding: str = "paper") -> Example | Non
     if perf.time_signature[1] != 4:
         return None
     if encoding == "events":
-        return make_example(name, events_to_lines(performance_to_events(perf)), perf.time_signature[0], EMPTY)
+        return make_example(name, events_to_lines(performance_to_events(perf)), perf.time_signature[0],
+                            paper_silent)
     return make_example(name, grid_to_lines(performance_to_grid(perf)), perf.time_signature[0])
 
 

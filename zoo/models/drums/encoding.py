@@ -26,6 +26,7 @@ channel, the column's first pitch (49, 51, 38, 36, 42, 50).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,9 +102,12 @@ def is_drum_line(line: str) -> bool:
     return len(line) == len(COLUMNS) and set(line) <= {HIT, REST}
 
 
-def strip_leading_empty_bars(lines: list[str], empty: str = REST * len(COLUMNS)) -> list[str]:
-    """Drop 16-line bars from the front while the first quarter note (4 lines) has no hit (every line ``empty``)."""
-    while len(lines) >= STEPS_PER_BEAT and all(line == empty for line in lines[:STEPS_PER_BEAT]):
+def strip_leading_empty_bars(lines: list[str], empty: str | Callable[[str], bool] = REST * len(COLUMNS)
+                             ) -> list[str]:
+    """Drop 16-line bars from the front while the first quarter note (4 lines) has no hit: every line equals
+    ``empty`` (a string) or satisfies it (a predicate)."""
+    silent = empty if callable(empty) else empty.__eq__
+    while len(lines) >= STEPS_PER_BEAT and all(silent(line) for line in lines[:STEPS_PER_BEAT]):
         lines = lines[BAR_LINES:]
     return lines
 
@@ -149,9 +153,10 @@ class Example:
         return self.window.split("\n") if self.window else self.lines
 
 
-def make_example(name: str, lines: list[str], numerator: int = 4, empty: str = REST * len(COLUMNS)) -> Example | None:
+def make_example(name: str, lines: list[str], numerator: int = 4,
+                 empty: str | Callable[[str], bool] = REST * len(COLUMNS)) -> Example | None:
     """The paper's example from the window's lines, or None when 8 bars or fewer remain after stripping.
-    ``empty`` is the text of a silent line (``------``; ``-`` in the event encoding)."""
+    ``empty`` is the text of a silent line (``------``) or a predicate (the event encoding's `paper_silent`)."""
     window, lines = lines, strip_leading_empty_bars(lines, empty)
     if len(lines) <= MIN_LINES:
         return None
