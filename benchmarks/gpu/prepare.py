@@ -35,7 +35,7 @@ LIMIT = 64 * 2**20
 CARRY = [".whl", ".gpu"]
 # What the device lacks, pinned as requirements.txt (faiss-cpu's abi3 wheel serves Python 3.12).
 WHEELS = ["jsonargparse==4.53.0", "docstring-parser", "typeshed-client", "platformdirs==4.14.8", "mido",
-          "faiss-cpu==1.15.1"]
+          "faiss-cpu==1.15.1", "pytest==9.2.0", "pluggy", "iniconfig"]
 # Weight files a GPU step reads (benchmarks/compare_pmt_iqa.py scores with the published PMT-IQA weights).
 KEEP = ("pmt_iqa_efficientnet_lite0.biq2021-",)
 

@@ -10,8 +10,9 @@ wrote, as ``benchmarks/results/*.json``: unpack it in the checkout), ``session.l
 ``session.json`` (per step: command, exit status, seconds; the steps left out for lack of time).
 ``--smoke`` runs every command at tiny sizes: the check to make on a CPU before spending device time.
 
-The order follows the open goals: CMT's frames/s (issue 9), then the side-by-side comparisons of PMT-IQA,
-the drum LM, DOORPING, TinyMIM, kNN-OOD and CMT's parts, then every paper's main model in ``zoo bench``.
+The order follows the open goals: CMT's frames/s (issue 9), then the side-by-side comparison of PMT-IQA, the
+CUDA-only tests (the graph captures the drum-LM and DOORPING comparisons time next), the comparisons of the drum
+LM, DOORPING, TinyMIM, kNN-OOD and CMT's parts, then every paper's main model in ``zoo bench``.
 Standard library only: it runs before the zoo's dependencies are installed.
 """
 
@@ -43,6 +44,7 @@ STEPS = [
     ("pmt_iqa", [PY, "benchmarks/compare_pmt_iqa.py", "--data", ".gpu/data/biq2021_test"],
      ["--images", "250", "--batch-images", "64", "--iters", "5", "--precisions", "fp32,bf16,fp16", "--fp32-stages",
       "4"], ["--images", "3", "--batch-images", "3", "--iters", "1", "--fp32-stages", "4"], 90),
+    ("cuda_tests", [PY, "benchmarks/gpu/cuda_tests.py"], [], [], 90),
     ("drums", [PY, "benchmarks/compare_drums.py", "--base-folder", LM],
      ["--batch", "37", "--new-tokens", "256", "--iters", "2", "--decoders", "dynamic,graph"],
      ["--batch", "2", "--new-tokens", "4", "--iters", "1", "--decoders", "static"], 150),
