@@ -437,6 +437,49 @@ def test_zoo_bench_infer_and_train():
     assert t["flops_per_sample"] > 2.5 * r["flops_per_sample"]
 
 
+def test_compare_baseline_is_the_authors_test_loop(lite0):
+    """benchmarks/compare_pmt_iqa.py's baseline: one forward of each image's K crops (what their solver's test runs
+    on BIDFolder's K crops); the per-crop row and the zoo's `predict` give the same image scores."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import compare_pmt_iqa as cmp
+
+    torch.manual_seed(0)
+    crops = torch.randn(2, 3, 3, 224, 224)
+    calls = []
+    hook = lite0.backbone.net.conv_stem.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    try:
+        base = cmp.authors_scores(lite0, crops)
+        assert calls == [3, 3]  # one forward per image, of its 3 crops
+        per_crop = cmp.authors_scores(lite0, crops, per_crop=True)
+        assert calls[2:] == [1] * 6
+    finally:
+        hook.remove()
+    with torch.inference_mode():
+        zoo_pred = lite0.predict(crops)
+    assert torch.allclose(base, per_crop, atol=1e-5) and torch.allclose(base, zoo_pred, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_published_weights_reproduce_the_manifest_results(tmp_path):
+    """`zoo eval pmt_iqa_efficientnet_lite0.biq2021 --task iqa --data biq2021_subset --crops 4 --logistic` on the 250
+    official test images gives the manifest's values (4 seeded crops per image; about 2.5 min on one CPU thread)."""
+    from zoo.eval.base import evaluate
+    from zoo.hub import load_manifest
+
+    require_data("biq2021_subset")
+    entry = load_manifest()["pmt_iqa_efficientnet_lite0.biq2021"]
+    expected = {r["metric"]: r["zoo_value"] for r in entry["results"] if r["dataset"] == "biq2021_subset"}
+    assert set(expected) == {"srcc", "plcc", "krcc", "plcc_logistic"}
+    r = evaluate("pmt_iqa_efficientnet_lite0.biq2021", "iqa", data="biq2021_subset", crops=4, logistic=True,
+                 num_workers=0, json_out=tmp_path / "iqa.json")
+    assert r["n"] == 250
+    for metric, value in expected.items():  # the manifest rounds to 4 digits
+        assert r[metric] == pytest.approx(value, abs=2e-4), metric
+
+
 def test_protocol_selects_on_validation_and_reports_medians():
     hist = [{"epoch": 0, "val_srcc": 0.5, "test_srcc": 0.60, "test_plcc": 0.61},
             {"epoch": 1, "val_srcc": 0.7, "test_srcc": 0.65, "test_plcc": 0.66},

@@ -2,6 +2,7 @@
 
 import csv
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from conftest import require_data
 from PIL import Image
 
 from zoo.data.iqa import detect_layout, read_table
-from zoo.data.iqa_datamodule import IQACrops, IQADataModule
+from zoo.data.iqa_datamodule import IQACrops, IQADataModule, image_seed
 from zoo.data.iqa_splits import load_split_file, official_split, random_splits, save_split_file
 from zoo.errors import ZooError
 from zoo.metrics.iqa import fit_logistic, iqa_metrics, krcc, logistic4, plcc, rankdata, srcc
@@ -251,6 +252,48 @@ def test_eval_crops_are_repeatable_and_train_crops_are_not(tmp_path):
     c = crops[0].permute(1, 2, 0).numpy()  # each eval crop is a window of the normalised image
     starts = zip(*np.nonzero(np.abs(img[:240 - 63, :256 - 63] - c[0, 0]).max(-1) < 1e-5))
     assert sum(np.allclose(img[y:y + 64, x:x + 64], c, atol=1e-5) for y, x in starts) == 1
+
+
+def _eval_crops(table, rows=None, seed=0, crops=3, size=64):
+    rows = np.arange(len(table)) if rows is None else rows
+    return IQACrops(table, rows, torch.from_numpy(table.levels(10)), size, [0.5] * 3, [0.25] * 3, crops, False,
+                    seed=seed)
+
+
+def test_eval_crops_follow_the_image_not_its_row(tmp_path):
+    """An image gets the same evaluation crops in the whole table, in a subset of its rows (what `zoo eval` scores),
+    in a reordered test-only copy in another folder (what the GPU session carries) and in a CSV of absolute paths;
+    another crop seed gives other crops."""
+    full = _crop_set(tmp_path / "full", train=False, n=4)
+    ref = {r: full[r][0] for r in range(4)}
+    assert torch.equal(_eval_crops(full.table.subset([2, 3]))[1][0], ref[3])  # row 1 there, row 3 here
+    assert torch.equal(_eval_crops(full.table, rows=np.array([3, 1]))[0][0], ref[3])
+    copy = tmp_path / "copy"
+    (copy / "images").mkdir(parents=True)
+    for i in (3, 1):
+        shutil.copy2(tmp_path / "full" / "images" / f"{i}.png", copy / "images" / f"{i}.png")
+    _write_csv(copy / "mos.csv", ["image", "mos_0_1"], [["3.png", 1.0], ["1.png", 1 / 3]])
+    moved = _eval_crops(read_table(copy))
+    assert torch.equal(moved[0][0], ref[3]) and torch.equal(moved[1][0], ref[1])
+    _write_csv(tmp_path / "abs" / "mos.csv", ["image", "mos_0_1"],
+               [[str(tmp_path / "full" / "images" / "2.png"), 0.5]])
+    assert torch.equal(_eval_crops(read_table(tmp_path / "abs"))[0][0], ref[2])
+    assert not torch.equal(_eval_crops(full.table, seed=1)[3][0], ref[3])
+    paths = full.table.paths
+    assert image_seed(paths[0]) != image_seed(paths[1]) and image_seed(paths[0]) != image_seed(paths[0], seed=1)
+    assert 0 <= image_seed(paths[0]) < 2**63
+    with pytest.raises(ZooError, match=r"cannot read image .*absent\.png"):
+        image_seed(tmp_path / "absent.png")
+
+
+def test_real_biq2021_test_image_gets_the_same_crops_in_the_whole_table_and_the_test_split():
+    """The reviewer's case: ``zoo eval`` scores the test rows as their own table (row 0, 1, ...), the benchmark
+    scripts index the whole table (row 1250, ...); both must crop the first test image alike."""
+    t = read_table(require_data("biq2021_subset"))
+    test = np.flatnonzero(np.asarray(t.split) == "test")
+    whole = _eval_crops(t, rows=test[:1], crops=2, size=224)
+    alone = _eval_crops(t.subset(test), rows=np.arange(1), crops=2, size=224)
+    assert torch.equal(whole[0][0], alone[0][0])
 
 
 def test_too_small_image_is_named(tmp_path):

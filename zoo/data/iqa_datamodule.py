@@ -5,7 +5,9 @@ Items are ``(crops [K, 3, S, S], score float32, level int64, row int64)``. As in
 * training: ``crops`` (4) independent random S x S crops per image, each flipped horizontally with p = 0.5,
   drawn afresh every epoch;
 * validation / test: ``test_crops`` (4) random crops, no flip; the model's prediction is their mean. The crops are
-  seeded by (``crop_seed``, row), so an evaluation is repeatable (the authors' are not).
+  seeded by ``crop_seed`` and a hash of the image file's bytes (`image_seed`), so an evaluation is repeatable (the
+  authors' are not) and an image gets the same crops whatever table, row, folder or split it is read from (a
+  test-only copy of a dataset, a CSV of absolute paths, ``zoo eval``'s test rows or the whole table).
 
 Images are optionally resized first (``resize: [H, W]``; the authors use 512 x 512 for BID and resize KonIQ to
 512 x 384). Quality levels are equal-width bins of the table's score scale (`IQATable.levels`). The crop size and
@@ -14,6 +16,8 @@ the normalisation come from the model's ``input_spec``.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +40,21 @@ def image_tensor(path, resize=None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float().div_(255)
 
 
+def image_seed(path, seed: int = 0) -> int:
+    """The generator seed of one image's evaluation crops: a 63-bit hash of the file's bytes and ``seed``.
+
+    Keyed by the image itself, not by its row in a table: the same file gets the same crops in every table it sits
+    in (earlier versions seeded by ``seed * 1_000_003 + row``, which gave an image different crops in ``zoo eval``'s
+    test-only table and in the whole table)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ZooError(f"cannot read image {path}: {exc}") from None
+    h = hashlib.blake2b(data, digest_size=16)
+    h.update(int(seed).to_bytes(8, "little", signed=True))
+    return int.from_bytes(h.digest()[:8], "little") >> 1
+
+
 def crop_offsets(height: int, width: int, size: int, k: int, generator: torch.Generator) -> torch.Tensor:
     """``k`` random top-left corners [k, 2] of ``size`` x ``size`` crops inside a ``height`` x ``width`` image."""
     return torch.stack([torch.randint(0, height - size + 1, (k,), generator=generator),
@@ -49,7 +68,7 @@ class IQACrops(Dataset):
         table: the dataset; rows: the table rows of this split; levels: quality level per table row.
         size: crop size; mean, std: normalisation; crops: K.
         train: random crops and flips from torch's global generator (seeded per worker by Lightning);
-            otherwise crops seeded by (``seed``, row) and no flip.
+            otherwise crops seeded by ``seed`` and the image's bytes (`image_seed`) and no flip.
         resize: optional (H, W) applied before cropping.
     """
 
@@ -78,9 +97,13 @@ class IQACrops(Dataset):
             out.append((c - self.mean) / self.std)
         return torch.stack(out)
 
+    def generator(self, row: int) -> torch.Generator:
+        """The seeded generator of table row ``row``'s evaluation crops (`image_seed` of its file and ``seed``)."""
+        return torch.Generator().manual_seed(image_seed(self.table.paths[row], self.seed))
+
     def __getitem__(self, i: int):
         row = int(self.rows[i])
-        gen = None if self.train else torch.Generator().manual_seed(self.seed * 1_000_003 + row)
+        gen = None if self.train else self.generator(row)
         crops = self.crop_batch(row, gen, flip=self.train)
         return crops, torch.tensor(self.table.scores[row], dtype=torch.float32), self.levels[row], torch.tensor(row)
 
@@ -101,7 +124,7 @@ class IQADataModule(SplitDataModule):
         train_subset, val_subset, test_subset: use only this many rows of each part (seeded), for small recipes.
         batch_size: images per batch (each gives ``crops`` crops; the authors: 12); num_workers: loader workers.
         input_spec, num_levels: default to the fitted LightningModule's.
-        crop_seed: seed of the evaluation crops.
+        crop_seed: seed of the evaluation crops (combined with a hash of each image file, `image_seed`).
     """
 
     def __init__(self, data: str = "biq2021_subset", layout: str = "auto", csv: str | None = None,

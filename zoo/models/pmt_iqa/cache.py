@@ -3,11 +3,12 @@
 With the backbone frozen (``PMTIQAModule(freeze_backbone=True)``), the only inputs MS and the heads ever see are
 the backbone's 7x7-average-pooled taps of each crop (`PMTIQA.pool_taps`): 3 904 numbers per crop for
 EfficientNet-Lite0 instead of a 150 528-pixel crop. This DataModule computes them once for ``cache_crops``
-random crops of every image of the table (each flipped with p = 0.5, seeded by ``crop_seed`` and the row), stores
-them under ``<ZOO_HOME>/cache/pmt_iqa/`` keyed by the backbone's weights and the crop settings, and then serves
-the same splits as `IQADataModule`: training batches take ``crops`` of an image's cached crops at random each
-epoch; evaluation takes its first ``test_crops``. The result is the model `zoo fit` on images would train with a
-frozen backbone, except that the crops are drawn from a fixed pool (what makes the CPU reproduction affordable).
+random crops of every image of the table (each flipped with p = 0.5, seeded by ``crop_seed`` and a hash of the
+image file, `zoo.data.iqa_datamodule.image_seed`), stores them under ``<ZOO_HOME>/cache/pmt_iqa/`` keyed by the
+backbone's weights and the crop settings, and then serves the same splits as `IQADataModule`: training batches take
+``crops`` of an image's cached crops at random each epoch; evaluation takes its first ``test_crops``. The result is
+the model `zoo fit` on images would train with a frozen backbone, except that the crops are drawn from a fixed pool
+(what makes the CPU reproduction affordable).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class CachedTapsDataModule(IQADataModule):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         hp = self.hparams
-        h.update(repr((model.image_size, self.cache_crops, hp.crop_seed, hp.resize,
+        # "image_seed": the crops are seeded by the image file, no longer by the row; caches of row-seeded crops miss
+        h.update(repr(("image_seed", model.image_size, self.cache_crops, hp.crop_seed, hp.resize,
                        [str(p) for p in self.table.paths])).encode())
         return h.hexdigest()[:16]
 
@@ -117,7 +119,7 @@ class CachedTapsDataModule(IQADataModule):
 
 
 class _Flipped(Dataset):
-    """The evaluation crops of an `IQACrops`, each flipped horizontally with p = 0.5 (seeded by row)."""
+    """The evaluation crops of an `IQACrops`, each flipped horizontally with p = 0.5 (seeded as the crops)."""
 
     def __init__(self, crops: IQACrops):
         self.crops = crops
@@ -127,5 +129,4 @@ class _Flipped(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         row = int(self.crops.rows[i])
-        gen = torch.Generator().manual_seed(self.crops.seed * 1_000_003 + row)
-        return self.crops.crop_batch(row, gen, flip=True)
+        return self.crops.crop_batch(row, self.crops.generator(row), flip=True)

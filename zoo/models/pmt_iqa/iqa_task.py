@@ -5,7 +5,8 @@ folder with images and one CSV (image column ``image`` / ``img_name`` / ``dis_im
 ``mos_0_1`` / ``score``, or named with ``--image-col`` / ``--score-col``), or the layouts of BIQ2021, KonIQ-10k,
 LIVE Challenge, LIVE, CSIQ, TID2013 and KADID-10k. Datasets with an official split are scored on its ``test``
 part unless ``--split`` says otherwise. Each image is scored as the mean regression output over ``--crops``
-random crops (seeded by ``--crop-seed`` and the row). JSON::
+random crops (seeded by ``--crop-seed`` and a hash of the image file, so an image gets the same crops whichever
+rows are scored). JSON::
 
     {"srcc": f, "plcc": f, "krcc": f, "n": int}            (+ "plcc_logistic": f with --logistic)
 
