@@ -50,6 +50,12 @@ def test_last_block_heads_keep_the_weight_layout_and_drop_path_modes():
     linear = small_vit(drop_path_rate=0.2)
     assert isinstance(linear.blocks[0].drop_path1, torch.nn.Identity)
     assert linear.blocks[2].drop_path1.drop_prob == pytest.approx(0.2)
+    # a last block rebuilt with another head count keeps its linear rate (0 -> 0.2 over 3 blocks)
+    rebuilt = small_vit(drop_path_rate=0.2, last_block_heads=4)
+    assert rebuilt.blocks[-1].attn.num_heads == 4
+    for block, rate in zip(rebuilt.blocks, [0.0, 0.1, 0.2]):
+        for drop_path in (block.drop_path1, block.drop_path2):
+            assert getattr(drop_path, "drop_prob", 0.0) == pytest.approx(rate)
     assert plain.pos_embed.requires_grad
     assert small_vit(fixed_pos_embed=True).pos_embed.requires_grad is False
 

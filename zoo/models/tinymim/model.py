@@ -91,9 +91,10 @@ class TinyMIMViT(VisionTransformer):
                          global_pool=global_pool, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                          mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=norm_layer,
                          drop_path_rate=drop_path_rate if drop_path_mode == "linear" else 0.0, weight_init="skip")
-        if last_block_heads != num_heads:
-            self.blocks[-1] = Block(embed_dim, last_block_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
-                                    norm_layer=norm_layer)
+        if last_block_heads != num_heads:  # rebuilt with the other head count, keeping timm's drop-path modules
+            last = Block(embed_dim, last_block_heads, mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+            last.drop_path1, last.drop_path2 = self.blocks[-1].drop_path1, self.blocks[-1].drop_path2
+            self.blocks[-1] = last
         if drop_path_mode == "uniform" and drop_path_rate > 0:
             for block in self.blocks[:-1]:
                 block.drop_path1, block.drop_path2 = DropPath(drop_path_rate), DropPath(drop_path_rate)
