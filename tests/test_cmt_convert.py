@@ -182,4 +182,9 @@ def test_converter_rejects_what_it_cannot_map(tmp_path):
     torch.save({"state_dict": {"backbone.w": torch.zeros(1)}}, tmp_path / "other.pth")
     with pytest.raises(ZooError, match="not a CMT checkpoint"):
         convert(tmp_path / "other.pth", tmp_path / "o3")
-    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    sd = official_state_dict(camera=False)
+    del sd["pts_bbox_head.bev_embedding.2.weight"]
+    torch.save({"state_dict": sd}, tmp_path / "cut.pth")
+    with pytest.raises(ZooError, match=re.escape("pts_bbox_head.bev_embedding.2.weight missing")):
+        convert(tmp_path / "cut.pth", tmp_path / "o4")
+    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 4))

@@ -253,3 +253,34 @@ def test_camera_instances_on_synthetic_frames(synth):
         for r in rows:
             x1, y1, x2, y2 = r["bbox"]
             assert 0 <= x1 <= x2 <= 200 and 0 <= y1 <= y2 <= 113 and r["depth"] > 0
+
+
+def test_unknown_velocity_is_a_zero_target_not_a_dropped_box(synth):
+    """The devkit gives NaN for an object seen in one sample only; mmdet3d (CMT's loader) trains it as 0, so its
+    centre, size and yaw are still regressed."""
+    import dataclasses
+
+    from zoo.models.cmt.datamodule import CMTDataset
+
+    f = synth[2][0]
+    velocity = f.velocity.copy()
+    velocity[0] = np.nan
+    frame = dataclasses.replace(f, velocity=velocity, num_lidar_pts=np.full(len(f.labels), 100))
+    ds = CMTDataset([frame], False, (-54, -54, -5, 54, 54, 3), modalities=["lidar"], sweeps=1)
+    gt = ds[0]["gt_boxes"]
+    assert torch.isfinite(gt).all() and len(gt) == len(f.labels) and gt[0, 7:].abs().sum() == 0
+
+
+def test_remove_close_drops_sweep_points_near_their_sensor_only(tmp_path):
+    from zoo.data.nuscenes import Frame, Sweep
+
+    xy = np.array([[0.5, 0.5], [0.5, 2.0], [1.5, 0.2], [-0.9, -0.9]], np.float32)
+    cloud = np.c_[xy, np.zeros((4, 3), np.float32)]
+    cloud.tofile(tmp_path / "key.bin")
+    cloud.tofile(tmp_path / "sweep.bin")
+    f = Frame("t", 0.0, tmp_path / "key.bin", np.eye(4), np.eye(4), {}, [Sweep(tmp_path / "sweep.bin", np.eye(4), 0.05)])
+    assert len(load_points(f, sweeps=1, remove_close=0.0)) == 8  # CMT's loader keeps every point
+    kept = load_points(f, sweeps=1)
+    # the keyframe intact; of the sweep, the point within 1 m dropped ((-0.9, -0.9) is 1.27 m away: mmdet3d's square
+    # would drop it too)
+    assert len(kept) == 7 and np.array_equal(kept[4:, :2], xy[1:])

@@ -132,7 +132,7 @@ def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys):
                                    "motorcycle", "bicycle", "traffic_cone", "barrier"}
     sub = json.loads((tmp_path / "eval" / "det3d_results_nusc.json").read_text())
     assert len(sub["results"]) == 3 and all(len(v) <= 30 * 10 for v in sub["results"].values())
-    assert sub["meta"]["use_lidar"] and sub["meta"]["use_camera"]
+    assert not sub["meta"]["use_lidar"] and sub["meta"]["use_camera"]  # the LiDAR was dropped
     assert (tmp_path / "eval" / "det3d_bev.png").stat().st_size > 5000
     assert (tmp_path / "eval" / "det3d_cameras.png").stat().st_size > 5000
     assert "NDS" in capsys.readouterr().out

@@ -357,3 +357,16 @@ def test_overfit_check_reports_losses_and_probes():
     assert [r["step"] for r in probes] == [0, 2] and [r["step"] for r in losses] == [0]
     assert all(0 <= r["hits"] <= r["top"] and 0 < r["score_max"] < 1 and r["score_std"] >= 0 for r in probes)
     assert all(torch.isfinite(torch.tensor([r["loss_cls"], r["loss_bbox"]])).all() for r in losses)
+
+
+def test_one_cycle_schedule_is_mmcvs_cosine_cycle():
+    """lr factor: 1 -> peak by a cosine over the first 40 % of the steps, then -> end; beta1 follows the inverse."""
+    from zoo.models.cmt.module import cyclic_factor
+
+    total, peak, end = 1000, 6.0, 1e-4
+    assert cyclic_factor(0, total, peak, end, 0.4) == pytest.approx(1.0)
+    assert cyclic_factor(200, total, peak, end, 0.4) == pytest.approx((1 + peak) / 2)  # half-way up the cosine
+    assert cyclic_factor(400, total, peak, end, 0.4) == pytest.approx(peak)
+    assert cyclic_factor(700, total, peak, end, 0.4) == pytest.approx((peak + end) / 2)
+    assert cyclic_factor(total, total, peak, end, 0.4) == pytest.approx(end)
+    assert 0.9 * cyclic_factor(400, total, 0.8947368421052632, 1.0, 0.4) == pytest.approx(0.805, abs=1e-3)

@@ -325,9 +325,13 @@ def read_lidar_file(path: Path) -> np.ndarray:
 def load_points(frame: Frame, sweeps: int = 10, remove_close: float = 1.0) -> np.ndarray:
     """Keyframe plus up to ``sweeps`` previous sweeps in the keyframe's LiDAR frame.
 
+    Sweep points within ``remove_close`` m of their sensor (a circle in x, y) are dropped; keyframe points are all
+    kept. This differs from CMT's configs, which keep every point (mmdet3d's ``LoadPointsFromMultiSweeps`` with its
+    ``remove_close``, a square, off); the default stays at 1 m because every zoo run and published number used it.
+    ``remove_close=0`` loads as the authors do.
+
     Returns:
-        [P, 5] float32: x, y, z, intensity, time lag (s; 0 for the keyframe). As mmdet3d's multi-sweep loader,
-        sweep points within ``remove_close`` m of their sensor are dropped; keyframe points are all kept.
+        [P, 5] float32: x, y, z, intensity, time lag (s; 0 for the keyframe).
     """
     key = read_lidar_file(frame.lidar_path).copy()
     key[:, 4] = 0.0

@@ -90,6 +90,11 @@ def model_args_for(sd: dict, meta: dict) -> tuple[str, dict]:
                        "pts_middle_encoder.* keys")
     if camera and sum(1 for k in sd if re.match(r"img_backbone\.layer3\.\d+\.conv1\.weight$", k)) != 6:
         raise ZooError("image backbone is a ResNet but not a ResNet-50 (layer3 must have 6 blocks)")
+    needed = ["pts_bbox_head.task_heads.0.center.3.weight", "pts_bbox_head.bev_embedding.2.weight",
+              "pts_bbox_head.task_heads.0.cls_logits.3.weight"]
+    if missing := [k for k in needed if k not in sd]:
+        raise ZooError(f"not a complete CMT checkpoint: {', '.join(missing)} missing (the head's task branch and "
+                       f"BEV embedding give the model's sizes)")
     head = sd["pts_bbox_head.task_heads.0.center.3.weight"]
     args = {"modalities": [m for m, on in (("camera", camera), ("lidar", lidar)) if on],
             "num_query": sd["pts_bbox_head.reference_points.weight"].shape[0],

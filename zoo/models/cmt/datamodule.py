@@ -74,7 +74,10 @@ class CMTDataset(Dataset):
         rng = np.random.default_rng(int(torch.randint(2**62, ())) if self.training else [self.seed, index])
         labels = f.labels
         keep = f.num_lidar_pts >= self.min_points if self.training else np.ones(len(labels), bool)
-        s = {"boxes": f.boxes[keep].astype(np.float64), "velocity": f.velocity[keep].astype(np.float64),
+        # an unknown velocity (the devkit's NaN: an object seen in one sample only) is 0, as mmdet3d's get_ann_info
+        # sets it for CMT; a NaN target would drop the whole box from the regression losses
+        s = {"boxes": f.boxes[keep].astype(np.float64),
+             "velocity": np.nan_to_num(f.velocity[keep].astype(np.float64), nan=0.0),
              "labels": labels[keep],
              "cam2img": np.stack([f.cams[c].cam2img for c in CAMERAS]),
              "lidar2cam": np.stack([f.cams[c].lidar2cam for c in CAMERAS]),

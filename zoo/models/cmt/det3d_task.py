@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ...data.nuscenes import CLASSES, load_points
+from ...argtypes import non_negative_int
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.det3d import TP_METRICS, detection_config, evaluate_submission, submission_entries, write_submission
@@ -43,7 +44,7 @@ class Det3DTask(EvalTask):
                             help="mini_val, val, or a custom split of <dataroot>/<version>/splits.json")
         parser.add_argument("--drop-modality", choices=["lidar", "camera"], default=None,
                             help="zero the LiDAR points or the camera images (robustness protocol)")
-        parser.add_argument("--sweeps", type=int, default=None,
+        parser.add_argument("--sweeps", type=non_negative_int, default=None,
                             help="previous LiDAR sweeps to accumulate (default: the model's, 10 for nuScenes)")
         parser.add_argument("--max-distance", type=float, default=None,
                             help="score only boxes within this many metres of the ego (caps the devkit's class "
@@ -102,7 +103,8 @@ class Det3DTask(EvalTask):
         self.predictions = s
         out = self.ctx.out_dir
         work = Path(out) if out else Path(tempfile.mkdtemp(prefix="zoo-det3d-"))
-        path = write_submission(work / "det3d_results_nusc.json", self.results, self.model.modalities)
+        used = [m for m in self.model.modalities if m != self.options.drop_modality]
+        path = write_submission(work / "det3d_results_nusc.json", self.results, used)
         metrics = evaluate_submission(self.nusc, path, self.options.split, work / "det3d_devkit",
                                       self.options.max_distance)
         return {"dataroot": str(self.options.data), "version": self.options.version, "split": self.options.split,
