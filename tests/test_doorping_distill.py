@@ -33,12 +33,12 @@ def test_dc_doorping_distils_real_fashion_mnist_and_the_trigger_moves(doorping_s
     s = DistilledSet.load(doorping_set / "distilled.safetensors")
     assert (s.dataset, s.method, s.attack, s.ipc, s.arch) == ("fashion_mnist", "dc", "doorping", 1,
                                                               "doorping_convnet")
-    assert s.images.shape == (10, 1, 28, 28) and s.labels.tolist() == list(range(10))
-    assert s.trigger_mask.sum() == 4 and s.trigger_mask[0, 25:27, 25:27].sum() == 4
+    assert s.images.shape == (10, 1, 32, 32) and s.labels.tolist() == list(range(10))  # the authors' 32 px
+    assert s.trigger_mask.sum() == 4 and s.trigger_mask[0, 29:31, 29:31].sum() == 4
     log = json.loads((doorping_set / "distilled_trigger_log.json").read_text())
     assert len(log) == 1 and log[0]["steps"] == 3 and log[0]["shift"] > 0  # the trigger moved
     low, high = (0 - 0.2861) / 0.3530, (1 - 0.2861) / 0.3530
-    patch = s.trigger[0, 25:27, 25:27]
+    patch = s.trigger[0, 29:31, 29:31]
     assert patch.min() >= low - 1e-5 and patch.max() <= high + 1e-5  # clamped to the pixel range
     assert (doorping_set / "distilled.png").exists()
 
@@ -57,6 +57,23 @@ def test_zoo_eval_backdoor_writes_the_issue_json_and_the_grid(doorping_set, tmp_
                      test_subset=50, seed=0, trigger_of="doorping_distilled.fashion_mnist_dc_convnet_ipc10_naive")
     assert cross["arch"] == "doorping_alexnet" and 0 <= cross["asr"] <= 1  # cross-architecture
     assert cross["trigger"] == "naive (of doorping_distilled.fashion_mnist_dc_convnet_ipc10_naive)"
+
+
+def test_eval_takes_the_image_size_from_the_set(tmp_path):
+    """`zoo eval --task backdoor` loads the test images at the set's size: a 28 px Fashion-MNIST set (made with
+    ``image_size: 28``) is scored on native images, a 32 px one on resized images."""
+    require_data("fashion_mnist")
+    from zoo.models.doorping.attack import naive_trigger
+
+    for side in (28, 32):
+        trig, mask = naive_trigger(side, 2, [0.2861], [0.3530])
+        s = DistilledSet(torch.randn(10, 1, side, side), torch.arange(10), dataset="fashion_mnist", mean=[0.2861],
+                         std=[0.3530], method="dc", attack="naive", ipc=1, arch="doorping_convnet", trigger=trig,
+                         trigger_mask=mask)
+        path = s.save(tmp_path / f"set{side}.safetensors")
+        r = evaluate(str(path), "backdoor", data="fashion_mnist", arch=None, models=1, epochs=1, augment="none",
+                     lr=0.01, trigger_size=2, test_subset=20, seed=0, trigger_of=None)
+        assert r["n_test"] == 20 and 0 <= r["cta"] <= 1
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -83,7 +100,8 @@ def test_dm_with_naive_attack_through_the_cli(tmp_path):
     s = DistilledSet.load(tmp_path / "distilled.safetensors")
     assert (s.method, s.attack, s.ipc) == ("dm", "naive", 10)
     white = (1 - 0.2861) / 0.3530
-    assert torch.allclose(s.trigger[0, 25:27, 25:27], torch.full((2, 2), white))
+    assert s.images.shape == (100, 1, 32, 32)
+    assert torch.allclose(s.trigger[0, 29:31, 29:31], torch.full((2, 2), white))
 
 
 def test_probe_reports_both_objectives_on_real_images():
@@ -92,7 +110,8 @@ def test_probe_reports_both_objectives_on_real_images():
     require_data("fashion_mnist")
     rows = probe("fashion_mnist", epochs=(0,), images=10, steps=2)
     assert [r["objective"] for r in rows] == ["authors", "relative"]
-    relative = rows[1]
+    authors, relative = rows
+    assert authors["steps"] == 0 and authors["moved"] == 0  # pitfall 1: the authors' update stops before step 1
     assert relative["steps"] == 2 and relative["moved"] > 0  # 81 z0^2 > 0.5 z0^2: the relative update always runs
 
 

@@ -77,8 +77,8 @@ def convert_network(src: Path, out_dir: Path) -> Path:
     channels = sd["features.0.weight"].shape[1]
     num_classes = next(v for k, v in reversed(sd.items()) if k.endswith("weight")).shape[0]
     mean, std = _stats(info["dataset"], channels)
-    image_size = 28 if info["dataset"] in ("mnist", "fashion_mnist") else 32
-    model = create_model(arch, channels=channels, num_classes=num_classes, image_size=image_size, mean=mean, std=std)
+    # the authors train every dataset at 32 px (MNIST, Fashion-MNIST and STL-10 resized; `data.AUTHORS_SIZE`)
+    model = create_model(arch, channels=channels, num_classes=num_classes, image_size=32, mean=mean, std=std)
     load_state_dict(model, sd, source=str(src))
     return save_pretrained(model, out_dir, metadata={"source": str(src), "dataset": info["dataset"],
                                                      "attack": info["attack"]})
@@ -117,8 +117,8 @@ def convert_set(src: Path, out_dir: Path) -> Path:
         t = read_foreign(_latest_trigger(src.parent))
         t = t.detach().float().reshape(t.shape[-3:])
         if tuple(t.shape) != (c, h, h):
-            raise ZooError(f"{src}: the trigger is {list(t.shape)} but the images are {[c, h, h]} (the authors' "
-                           f"1-channel runs build a 32 px trigger for 28 px images)")
+            raise ZooError(f"{src}: the trigger is {list(t.shape)} but the images are {[c, h, h]}; the trigger "
+                           f"file belongs to another run")
         trigger, mask = t, patch_mask(h, info["trigger_size"])
     synset = DistilledSet(images.detach().float().contiguous(), labels.detach().long(), dataset=dataset_name(m.group(2)),
                           mean=list(mean), std=list(std), method=m.group(1).lower(), attack=info["attack"],

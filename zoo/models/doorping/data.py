@@ -8,6 +8,11 @@ Decoded uint8 arrays of image folders are cached under ``<ZOO_HOME>/data/doorpin
 
 Normalisation: the DOORPING code's constants for the datasets it knows (`STATS`, by dataset name), otherwise the
 per-channel mean and std of the training split.
+
+Image size: the DOORPING code trains and distils every dataset at 32 px (``get_dataset``: ``im_size`` (32, 32)); it
+resizes MNIST and Fashion-MNIST (28 px) and STL-10 (96 px) with torchvision's resize of the PIL image, i.e. PIL's
+bilinear resize of the uint8 image, before a trigger is stamped. `load_real` does the same by default for those
+datasets (`AUTHORS_SIZE`); ``image_size`` chooses another side (``image_size=28`` keeps Fashion-MNIST native).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ STATS = {
     "svhn": ([0.4377, 0.4438, 0.4728], [0.1980, 0.2010, 0.1970]),
     "stl10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),  # the authors reuse CIFAR-10's
 }
+
+# The side the DOORPING code resizes a dataset to, where that is not its native size (default of `load_real`).
+AUTHORS_SIZE = {"mnist": 32, "fashion_mnist": 32, "stl10": 32}
 
 
 def dataset_name(name: str) -> str:
@@ -105,7 +113,8 @@ def load_real(data: str, split: str, *, image_size: int | None = None, mean=None
 
     Args:
         data: catalogue name, folder or archive (see `zoo.data.images.open_split`).
-        image_size: resize to this side (e.g. 32 for STL-10); default: native size.
+        image_size: resize to this side (PIL bilinear on the uint8 image); default: the authors' side for MNIST,
+            Fashion-MNIST and STL-10 (`AUTHORS_SIZE`: 32), else the native size.
         mean, std: normalisation; default: `STATS` for a known dataset name, else computed from this split.
         name: dataset name (default: derived from ``data``).
     """
@@ -114,13 +123,15 @@ def load_real(data: str, split: str, *, image_size: int | None = None, mean=None
     ds = open_split(data, split)
     if len(ds) == 0:
         raise ZooError(f"{data}: split {split!r} has no images")
+    name = dataset_name(name or ds.name)
+    if image_size is None:
+        image_size = AUTHORS_SIZE.get(name)
     x, y = _uint8_arrays(ds, split, image_size)
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[1] != x.shape[2]:
         raise ZooError(f"{data}: images are {x.shape[1]}x{x.shape[2]}; DOORPING's networks need square images "
                        f"(pass image_size to resize)")
-    name = dataset_name(name or ds.name)
     if y.min() < 0:
         raise ZooError(f"{data}: split {split!r} has unlabelled images; distillation needs class labels")
     images = torch.from_numpy(np.array(x, copy=True)).permute(0, 3, 1, 2).float().div_(255)
@@ -168,7 +179,8 @@ class DistillationData(pl.LightningDataModule):
         data: catalogue name, folder or archive (``fashion_mnist``, ``cifar10_jpeg``, a CIFAR-100/SVHN/STL-10
             image tree...).
         name: dataset name written into the distilled set (default: derived from ``data``).
-        image_size: resize to this side (STL-10: 32).
+        image_size: resize to this side; default: 32 px for MNIST, Fashion-MNIST and STL-10 (the authors' size,
+            `AUTHORS_SIZE`), the native size otherwise.
     """
 
     def __init__(self, data: str = "cifar10_jpeg", name: str | None = None, image_size: int | None = None):

@@ -10,7 +10,9 @@ networks load without renaming (`zoo.models.doorping.convert`). Every network ex
   incoming weights); a name, not a second reference, so ``state_dict`` and ``torch.func`` see each layer once;
 * ``get_classifier()``: the last Linear layer; ``input_spec``: input size, mean and std of its dataset.
 
-1-channel inputs use padding 3 in the first convolution (28 px -> 32 px), as in the authors' ConvNet.
+1-channel inputs use padding 3 in the first convolution, as in the authors' ConvNet: at the 32 px they train
+Fashion-MNIST and MNIST at (resized, `zoo.models.doorping.data`) the first map is 36 x 36 and the features are
+still 128 x 4 x 4 = 2048 (as for 28 px input).
 """
 
 from __future__ import annotations
