@@ -6,6 +6,7 @@ Lightning's strategies own distributed *training*; this covers inference-time lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -24,6 +25,24 @@ def init_from_env() -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend)
     return True
+
+
+@contextlib.contextmanager
+def from_env():
+    """`init_from_env` for a block: yields whether it runs distributed; a process group it created is left cleanly
+    at the end (a barrier, then ``destroy_process_group``; after an error without the barrier), so that no rank
+    exits while gloo's threads of another still talk to it."""
+    owned = not (dist.is_available() and dist.is_initialized())
+    sharded = init_from_env()
+    try:
+        yield sharded
+    except BaseException:
+        if sharded and owned:
+            dist.destroy_process_group()
+        raise
+    if sharded and owned:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def active() -> bool:

@@ -145,40 +145,40 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ZooError("--device cuda given but no CUDA device is available")
-    sharded = distributed.init_from_env()
-    if sharded and dev.type == "cuda":
-        dev = torch.device("cuda", torch.cuda.current_device())
-    out = Path(out_dir) if out_dir else (Path(json_out).parent if json_out else None)
-    ctx = EvalContext(dev, _amp_dtype(precision), batch_size, num_workers, out, sharded)
-    model = model if model is not None else t.load(source)
-    t.setup(model, ctx)
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    with torch.inference_mode():
-        for name, batches in t.inputs():
-            acc = defaultdict(list)
-            total = len(batches) if hasattr(batches, "__len__") else None
-            for batch in ctx.progress(batches, desc=f"{task}:{name}", total=total):
-                with torch.autocast(dev.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-                    for k, v in t.score(batch).items():
-                        acc[k].append(torch.as_tensor(v).detach().float().cpu().numpy())
-            if not acc:
-                raise ZooError(f"{task}: input {name!r} has no samples (an empty folder or split?)")
-            keys = list(acc)
-            arrays = [torch.from_numpy(np.concatenate(acc[k])).to(dev) for k in keys]
-            arrays = distributed.gather_in_order(arrays, getattr(batches, "sampler", None))
-            scores[name] = {k: a.cpu().numpy() for k, a in zip(keys, arrays)}
-    result = t.finalize(scores)
-    if distributed.rank() != 0:  # every rank holds the same result; rank 0 writes it
+    with distributed.from_env() as sharded:
+        if sharded and dev.type == "cuda":
+            dev = torch.device("cuda", torch.cuda.current_device())
+        out = Path(out_dir) if out_dir else (Path(json_out).parent if json_out else None)
+        ctx = EvalContext(dev, _amp_dtype(precision), batch_size, num_workers, out, sharded)
+        model = model if model is not None else t.load(source)
+        t.setup(model, ctx)
+        scores: dict[str, dict[str, np.ndarray]] = {}
+        with torch.inference_mode():
+            for name, batches in t.inputs():
+                acc = defaultdict(list)
+                total = len(batches) if hasattr(batches, "__len__") else None
+                for batch in ctx.progress(batches, desc=f"{task}:{name}", total=total):
+                    with torch.autocast(dev.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+                        for k, v in t.score(batch).items():
+                            acc[k].append(torch.as_tensor(v).detach().float().cpu().numpy())
+                if not acc:
+                    raise ZooError(f"{task}: input {name!r} has no samples (an empty folder or split?)")
+                keys = list(acc)
+                arrays = [torch.from_numpy(np.concatenate(acc[k])).to(dev) for k in keys]
+                arrays = distributed.gather_in_order(arrays, getattr(batches, "sampler", None))
+                scores[name] = {k: a.cpu().numpy() for k, a in zip(keys, arrays)}
+        result = t.finalize(scores)
+        if distributed.rank() != 0:  # every rank holds the same result; rank 0 writes it
+            return result
+        if save_scores:
+            folder = Path(save_scores)
+            for name, arrays in scores.items():
+                with atomic_path(folder / f"{name}.npz") as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, **arrays)
+        if json_out:
+            write_json(json_out, result)
+        if out is not None:
+            t.artifacts(result, scores, out)
+        print(t.table(result))
         return result
-    if save_scores:
-        folder = Path(save_scores)
-        for name, arrays in scores.items():
-            with atomic_path(folder / f"{name}.npz") as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, **arrays)
-    if json_out:
-        write_json(json_out, result)
-    if out is not None:
-        t.artifacts(result, scores, out)
-    print(t.table(result))
-    return result
