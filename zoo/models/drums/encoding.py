@@ -102,11 +102,13 @@ def is_drum_line(line: str) -> bool:
     return len(line) == len(COLUMNS) and set(line) <= {HIT, REST}
 
 
-def strip_leading_empty_bars(lines: list[str], empty: str | Callable[[str], bool] = REST * len(COLUMNS)
-                             ) -> list[str]:
-    """Drop 16-line bars from the front while the first quarter note (4 lines) has no hit: every line equals
-    ``empty`` (a string) or satisfies it (a predicate)."""
-    silent = empty if callable(empty) else empty.__eq__
+def is_silent(line: str) -> bool:
+    """A paper line without a hit (``------``)."""
+    return line == REST * len(COLUMNS)
+
+
+def strip_leading_empty_bars(lines: list[str], silent: Callable[[str], bool] = is_silent) -> list[str]:
+    """Drop 16-line bars from the front while the first quarter note (4 lines) has no hit (``silent`` lines)."""
     while len(lines) >= STEPS_PER_BEAT and all(silent(line) for line in lines[:STEPS_PER_BEAT]):
         lines = lines[BAR_LINES:]
     return lines
@@ -154,10 +156,10 @@ class Example:
 
 
 def make_example(name: str, lines: list[str], numerator: int = 4,
-                 empty: str | Callable[[str], bool] = REST * len(COLUMNS)) -> Example | None:
+                 silent: Callable[[str], bool] = is_silent) -> Example | None:
     """The paper's example from the window's lines, or None when 8 bars or fewer remain after stripping.
-    ``empty`` is the text of a silent line (``------``) or a predicate (the event encoding's `paper_silent`)."""
-    window, lines = lines, strip_leading_empty_bars(lines, empty)
+    ``silent`` tells a line without a hit (the event encoding's: `paper_silent`)."""
+    window, lines = lines, strip_leading_empty_bars(lines, silent)
     if len(lines) <= MIN_LINES:
         return None
     prompt_lines = PROMPT_BARS * BAR_LINES

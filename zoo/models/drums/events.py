@@ -25,7 +25,7 @@ import re
 import numpy as np
 
 from ...errors import ZooError
-from .encoding import COLUMNS, HIT, REST, STEPS_PER_BEAT, window_lines
+from .encoding import COLUMNS, HIT, REST, STEPS_PER_BEAT, is_silent, window_lines
 from .midi import Onset, Performance
 
 CLASSES = "KSHOLMTCRP"
@@ -125,4 +125,4 @@ def event_lines_to_paper_lines(lines: list[str]) -> list[str]:
 def paper_silent(line: str) -> bool:
     """Whether an event line has no hit in the paper's six columns (``-``, or pedal hi-hat only): the emptiness
     test of leading-empty-bar stripping, so event examples keep the paper's bars."""
-    return event_lines_to_paper_lines([line])[0] == REST * len(COLUMNS)
+    return is_silent(event_lines_to_paper_lines([line])[0])
