@@ -27,12 +27,10 @@ from .features import extract
 from .scorers import Features, build_scorers
 
 
-EMBEDDED_OOD = {"skimage_textures": "random 64x64 crops of scikit-image's brick, grass and gravel photographs"}
-
-
 def open_ood(spec: str):
     """An OOD set: a catalogue dataset (``fashion_mnist`` -> its IDX test split, ``biq2021_subset`` -> its
-    photos), ``skimage_textures`` (embedded), an IDX folder, or any folder of images searched recursively."""
+    photos), ``skimage_textures`` (embedded: random 64x64 crops of scikit-image's
+    brick, grass and gravel photographs), an IDX folder, or any folder of images searched recursively."""
     from pathlib import Path
 
     from ...data.catalog import catalog, locate
