@@ -126,7 +126,8 @@ def split_name(name: str) -> tuple[str, str | None]:
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Registered model names matching an fnmatch ``pattern``, naturally sorted.
 
-    With ``pretrained=True`` the result lists ``name.tag`` for every manifest entry with weights instead.
+    With ``pretrained=True`` the result lists ``name.tag`` for every manifest entry of a registered model instead
+    (entries that are data, such as DOORPING's distilled sets, are left out).
     """
     if pretrained:
         from .hub import load_manifest
