@@ -13,7 +13,9 @@ The zoo runs with each of ``--decoders`` (default: ``dynamic`` and ``static`` on
 on CUDA; see `zoo.models.drums.generate`), a row per decoder; ``graph`` and ``static`` keep finished rows in the
 batch, as transformers does. All are called in turn (zoo, transformers, zoo, ...) so that a change in machine load
 hits all alike. Before timing, every loop decodes greedily (temperature 1e-4 for the zoo, ``do_sample=False`` for
-transformers) and must produce the same tokens as transformers (``agree``).
+transformers) and must produce the same tokens as transformers (``agree``). A decoder that raises is not timed
+again: its rows carry the exception (``error``) and no timing. The file is saved after each setting, so a run cut
+off later keeps the settings done.
 
     python benchmarks/compare_drums.py                                   # CPU, the published models
     python benchmarks/compare_drums.py --device cuda --batch 37 --new-tokens 256 --iters 5   # GPU
@@ -53,6 +55,34 @@ def zoo_generate(model, prompts, n, stop, greedy=False, generator_seed=0, decode
                       stop_at_end=stop, generator=g, decoder=decoder)
 
 
+def guarded(fn, errors: dict, key: str):
+    """``fn`` that returns None instead of raising, with the exception kept in ``errors[key]``, and is not called
+    again after one: a decoder that fails (the graph decoder had never run on a GPU) must not lose the others' rows."""
+    def call(*args, **kw):
+        if key in errors:
+            return None
+        try:
+            return fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001 -- any failure of a decoder is a result to record
+            errors[key] = f"{type(e).__name__}: {e}"
+            print(f"{key} failed: {errors[key]}", flush=True)
+            return None
+    return call
+
+
+def write(rows: list[dict], decoders: list[str], device) -> tuple[dict, str]:
+    """Save the rows so far (after each setting: a run cut off later keeps them); returns the summary and path."""
+    summary = {d: {"min_speedup": min((r["speedup"] for r in rows if r["decoder"] == d and not r["error"]),
+                                      default=None),
+                   "all_agree": all(r["agree"] for r in rows if r["decoder"] == d)} for d in decoders}
+    path = save("drums", {"description": "Generated tokens/s of zoo.models.drums.generate.sample_ids vs "
+                                         "transformers' generate (same model, prompts, temperature 0.9, full "
+                                         "softmax). fixed: exactly N tokens per row; stop: rows end at END. error: "
+                                         "why a decoder has no timing.",
+                          "rows": rows, "summary": summary}, device=device)
+    return summary, path
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", nargs="+", default=["drums_smollm2_135m.groove_lora", "drums_smollm2_scratch.groove"])
@@ -79,36 +109,36 @@ def main() -> None:
         prompts = [model.tokenizer.encode(t) for t in prompts_text]
         with torch.inference_mode():
             greedy_hf = hf_generate(model, prompts, 16, True, greedy=True)
-            agree = {d: zoo_generate(model, prompts, 16, True, greedy=True, decoder=d) == greedy_hf
-                     for d in decoders}
+            errors = {}
+            zoo_paths = {d: guarded(zoo_generate, errors, f"zoo_{d}") for d in decoders}
+            agree = {d: zoo_paths[d](model, prompts, 16, True, greedy=True, decoder=d) == greedy_hf for d in decoders}
             for setting, stop in (("fixed", False), ("stop", True)):
                 counts = {}
 
                 def runner(fn, impl, model=model, prompts=prompts, stop=stop, counts=counts, **kw):
-                    def run():  # the tokens of the last timed call are the ones counted
-                        counts[impl] = sum(len(r) for r in fn(model, prompts, a.new_tokens, stop, **kw))
+                    def run():  # the tokens of the last timed call are the ones counted (none: it failed)
+                        ids = fn(model, prompts, a.new_tokens, stop, **kw)
+                        counts[impl] = None if ids is None else sum(len(r) for r in ids)
                     return run
 
-                paths = {f"zoo_{d}": runner(zoo_generate, f"zoo_{d}", decoder=d) for d in decoders}
+                paths = {f"zoo_{d}": runner(zoo_paths[d], f"zoo_{d}", decoder=d) for d in decoders}
                 paths["transformers"] = runner(hf_generate, "transformers")
                 timings = timeit_alternating(paths, device=device, warmup=1, iters=a.iters)
                 hf_tps = counts["transformers"] / (timings["transformers"]["p50"] / 1e3)
                 for d in decoders:
-                    zoo_tps = counts[f"zoo_{d}"] / (timings[f"zoo_{d}"]["p50"] / 1e3)
                     row = {"model": name, "setting": setting, "decoder": d, "batch": len(prompts),
-                           "max_new_tokens": a.new_tokens, "agree": agree[d],
-                           "zoo_tokens": counts[f"zoo_{d}"], "zoo_p50_ms": timings[f"zoo_{d}"]["p50"],
-                           "zoo_tokens_per_s": zoo_tps, "transformers_tokens": counts["transformers"],
+                           "max_new_tokens": a.new_tokens, "agree": agree[d], "zoo_tokens": None,
+                           "zoo_p50_ms": None, "zoo_tokens_per_s": None,
+                           "transformers_tokens": counts["transformers"],
                            "transformers_p50_ms": timings["transformers"]["p50"],
-                           "transformers_tokens_per_s": hf_tps, "speedup": zoo_tps / hf_tps}
+                           "transformers_tokens_per_s": hf_tps, "speedup": None, "error": errors.get(f"zoo_{d}", "")}
+                    if not row["error"]:
+                        zoo_tps = counts[f"zoo_{d}"] / (timings[f"zoo_{d}"]["p50"] / 1e3)
+                        row |= {"zoo_tokens": counts[f"zoo_{d}"], "zoo_p50_ms": timings[f"zoo_{d}"]["p50"],
+                                "zoo_tokens_per_s": zoo_tps, "speedup": zoo_tps / hf_tps}
                     rows.append(row)
                     print(row, flush=True)
-    summary = {d: {"min_speedup": min(r["speedup"] for r in rows if r["decoder"] == d),
-                   "all_agree": all(r["agree"] for r in rows if r["decoder"] == d)} for d in decoders}
-    path = save("drums", {"description": "Generated tokens/s of zoo.models.drums.generate.sample_ids vs "
-                                         "transformers' generate (same model, prompts, temperature 0.9, full "
-                                         "softmax). fixed: exactly N tokens per row; stop: rows end at END.",
-                          "rows": rows, "summary": summary}, device=device)
+                summary, path = write(rows, decoders, device)
     print(summary, f"-> {path}")
 
 

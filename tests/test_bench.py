@@ -7,7 +7,7 @@ import zoo
 from zoo.bench.harness import benchmark, count_flops, load_bench_model, with_backoff
 from zoo.bench.peaks import table_peak
 from zoo.bench.report import tf32_note
-from zoo.bench.suite import expand, load_suite, run_suite
+from zoo.bench.suite import expand, load_suite, merge_results, run_suite
 from zoo.cli import main
 from zoo.errors import ZooError
 
@@ -125,6 +125,7 @@ def test_a_failing_suite_job_is_recorded_and_the_others_run(tmp_path):
     data = json.loads(run_suite(suite, device="cpu", out=tmp_path / "out.json").read_text())
     assert [r["model_args"] for r in data["results"]] == [{"width": 4}]
     assert data["failed"][0]["source"] == "doorping_convnet" and data["failed"][0]["error"]
+    assert data["failed"][0]["model_args"] == {"width": 0}  # a failed row is told apart like a measured one
     suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 0}}\n")
     with pytest.raises(ZooError, match="every job"):
         run_suite(suite, device="cpu", out=tmp_path / "out2.json")
@@ -161,3 +162,38 @@ def test_report_flags_gpu_fp32_rows_measured_with_tf32_convolutions():
     assert "TF32" in tf32_note(row)
     assert tf32_note(row | {"tf32_conv": False}) == ""
     assert tf32_note({"device": "cuda", "precision": "bf16-mixed"}) == ""
+
+
+def _row(model, p50, **kw):
+    return {"model": model, "mode": "infer", "precision": "32", "batch_size": 8, "p50": p50} | kw
+
+
+def test_merge_replaces_rows_in_place_and_keeps_each_rows_env():
+    old = {"suite": "s", "command": "old", "env": {"git_commit": "old"}, "note": "kept",
+           "results": [_row("a", 1), _row("b", 2), _row("b", 5, model_args={"width": 4})],
+           "failed": [{"source": "c", "mode": "infer", "precision": "32", "batch_size": 8, "error": "OOM"}]}
+    new = {"suite": "s", "command": "new", "env": {"git_commit": "new"},
+           "results": [_row("b", 3), _row("c", 4, batch_size=4, requested_batch_size=8)],  # c backed off to 4
+           "failed": [{"source": "a", "mode": "infer", "precision": "32", "batch_size": 8, "error": "bug"}]}
+    merged = merge_results(old, new)
+    assert [(r["model"], r["p50"], r["env"]["git_commit"]) for r in merged["results"]] == [
+        ("a", 1, "old"), ("b", 3, "new"), ("b", 5, "old"), ("c", 4, "new")]
+    assert merged["failed"] == new["failed"]  # c measured now; a's new failure listed beside its old row
+    assert (merged["command"], merged["note"]) == ("new", "kept")
+
+
+def test_report_command_takes_help_and_rewrites_only_the_marked_part(tmp_path, monkeypatch, capsys):
+    from zoo.bench import report
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    readme = tmp_path / "benchmarks" / "README.md"
+    readme.write_text(f"head\n{report.BEGIN}\nold\n{report.END}\ntail\n")
+    monkeypatch.setattr(report, "repo_root", lambda: tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["--help"])
+    assert exit_.value.code == 0 and "rewrites the part of the README" in capsys.readouterr().out
+    assert "old" in readme.read_text()
+    with pytest.raises(SystemExit):
+        report.main(["--bogus"])
+    report.main([])
+    assert readme.read_text() == f"head\n{report.BEGIN}\n_No results committed yet._\n{report.END}\ntail\n"

@@ -4,13 +4,15 @@ The device machine has torch, transformers, timm, Lightning and scipy but no net
 dependencies and no ``../shared/data``; the working tree it receives, with what is carried, must stay under 64 MiB.
 Run here, on the development machine (which reaches PyPI):
 
-    .venv/bin/python benchmarks/gpu/prepare.py            # wheels, data, stash, size check; prints the run call
+    .venv/bin/python benchmarks/gpu/prepare.py            # wheels, data, stash, size check; prints the run calls
+    .venv/bin/python benchmarks/gpu/prepare.py --unpack FILES_AT/gpu_results.tar.gz  # after each call
     .venv/bin/python benchmarks/gpu/prepare.py --restore  # afterwards: put the stashed weights back
 
 It writes (both git-ignored):
 
-* ``.whl/``: wheels for the device's Python 3.12 of what it lacks (jsonargparse with its signature helpers,
-  platformdirs, mido, faiss-cpu), installed there by `session.py` with ``pip --no-index --no-deps``;
+* ``.whl/`` (emptied first): wheels for the device's Python 3.12 of what it lacks (jsonargparse with its signature
+  helpers, platformdirs, mido, faiss-cpu; pytest is there already), each pinned to the version this checkout's
+  environment runs, installed there by `session.py` with ``pip --no-index --no-deps``;
 * ``.gpu/``: ``data/`` (the Groove MIDI archive; ``biq2021_test/``, the first ``--iqa-images`` (default: all 250)
   test images of the BIQ2021 subset with their rows of ``mos.csv``), ``smollm2-135m/`` (SmolLM2-135M's config and
   tokenizer, no weights: the drum-LM benchmarks build the full-size architecture with random weights, since the
@@ -18,24 +20,33 @@ It writes (both git-ignored):
 
 ``--stash`` (the default) moves the manifest's weight files that no GPU step reads out of the tree, to
 ``../zoo-gpu-stash/``, so that the tree fits; ``--restore`` moves them back (``git status`` is clean again).
+``--unpack`` puts the result files of a call's archive into ``benchmarks/results/``: a suite's rows merge into the
+file of the same name there (`zoo.bench.suite.merge_results`: a call may measure only some rows), a comparison
+replaces its file (its summary is computed from its own rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
+
+from session import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 STASH = ROOT.parent / "zoo-gpu-stash"
+RESULTS = ROOT / "benchmarks" / "results"
 LIMIT = 64 * 2**20
 CARRY = [".whl", ".gpu"]
-# What the device lacks, pinned as requirements.txt (faiss-cpu's abi3 wheel serves Python 3.12).
-WHEELS = ["jsonargparse==4.53.0", "docstring-parser", "typeshed-client", "platformdirs==4.14.8", "mido",
-          "faiss-cpu==1.15.1", "pytest==9.2.0", "pluggy", "iniconfig"]
+# What the device lacks (its image has pytest), pinned as requirements.txt and, for jsonargparse's signature
+# helpers and mido, as .venv has them (faiss-cpu's abi3 wheel serves Python 3.12).
+WHEELS = ["jsonargparse==4.53.0", "docstring-parser==0.18.0", "typeshed-client==2.15.0", "platformdirs==4.14.8",
+          "mido==1.3.3", "faiss-cpu==1.15.1"]
 # Weight files a GPU step reads (benchmarks/compare_pmt_iqa.py scores with the published PMT-IQA weights).
 KEEP = ("pmt_iqa_efficientnet_lite0.biq2021-",)
 
@@ -45,7 +56,10 @@ def git(*args: str) -> str:
 
 
 def download_wheels(dest: Path) -> None:
-    dest.mkdir(exist_ok=True)
+    """`WHEELS` into an emptied ``dest``: a wheel left from an earlier run could be a second version of one
+    package, and two make the device's pip refuse them all."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
                     "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
                     "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
@@ -96,10 +110,36 @@ def stash() -> list[str]:
 
 
 def restore() -> None:
+    if not STASH.is_dir():
+        print(f"nothing to restore: {STASH} does not exist")
+        return
     for path in sorted(STASH.glob("*.safetensors")):
         shutil.move(path, ROOT / "checkpoints" / path.name)
     STASH.rmdir()
     print("restored; git status:", git("status", "--short") or "clean")
+
+
+def unpack(archive: Path, dest: Path = RESULTS) -> list[str]:
+    """Put the result files of a session's archive into ``dest``, merging a suite's into its file there; returns
+    the names written."""
+    from zoo.bench.suite import merge_results
+    from zoo.io import write_json
+
+    if not archive.is_file():
+        raise SystemExit(f"{archive} does not exist")
+    names = []
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = Path(member.name).name
+            if not (member.isfile() and name.endswith(".json")):
+                continue
+            data = json.load(tar.extractfile(member))
+            path = dest / name
+            if "results" in data and path.exists():
+                data = merge_results(json.loads(path.read_text()), data)
+            write_json(path, data)
+            names.append(name)
+    return names
 
 
 def travelling_bytes() -> int:
@@ -111,14 +151,22 @@ def travelling_bytes() -> int:
     return total
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--restore", action="store_true", help="move the stashed weights back and stop")
+    after = p.add_mutually_exclusive_group()
+    after.add_argument("--restore", action="store_true", help="move the stashed weights back and stop")
+    after.add_argument("--unpack", type=Path, metavar="ARCHIVE",
+                       help="a call's gpu_results.tar.gz: its result files into benchmarks/results (suites merged), "
+                            "and stop")
     p.add_argument("--no-stash", action="store_true", help="leave the weights in the tree")
     p.add_argument("--iqa-images", type=int, default=250, help="BIQ2021 test images to carry (250: all of them)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if a.restore:
         restore()
+        return
+    if a.unpack:
+        for name in unpack(a.unpack):
+            print(f"wrote benchmarks/results/{name}")
         return
     download_wheels(ROOT / ".whl")
     copy_data(ROOT / ".gpu", a.iqa_images)
@@ -129,10 +177,9 @@ def main() -> None:
     print(f"the device tool would send {size / 2**20:.1f} MiB (limit 64 MiB)")
     if size > LIMIT:
         raise SystemExit("too large for the device tool: stash more, or carry less")
-    print("\nthen call the device tool's run with:\n"
-          '  command: "python3 benchmarks/gpu/session.py --out $OUT"\n'
-          f"  carry: {CARRY}\n  timeout_s: 560\n"
-          "and unpack its gpu_results.tar.gz here: tar xzf FILES_AT/gpu_results.tar.gz")
+    print(f"\nthen call the device tool's run twice, with carry {CARRY} and these commands:\n{plan()}\n"
+          "and after each: .venv/bin/python benchmarks/gpu/prepare.py --unpack FILES_AT/gpu_results.tar.gz; at "
+          "the end: .venv/bin/python -m zoo.bench.report, then .venv/bin/python benchmarks/gpu/prepare.py --restore")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -69,7 +70,10 @@ def render(results_dir: Path) -> str:
     return "\n".join(parts) if parts else "_No results committed yet._\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The command: no arguments besides ``--help``, which only prints what the command does."""
+    argparse.ArgumentParser(prog="python -m zoo.bench.report", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     root = repo_root() / "benchmarks"
     readme = root / "README.md"
     text = readme.read_text()

@@ -10,11 +10,13 @@ A suite lists runs; each run expands over ``modes x precisions x batch_sizes``::
 ``model_args`` are constructor keywords for a bare model name (random weights).
 
 Results go to ``benchmarks/results/<suite>__<device>__torch<version>[__cu<version>].json`` with the command and
-environment; `zoo.bench.report` turns them into the tables of ``benchmarks/README.md``.
+environment; `zoo.bench.report` turns them into the tables of ``benchmarks/README.md``. `merge_results` folds a later
+file of the same name (a GPU session's, which may hold only some rows) into a committed one.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from itertools import product
@@ -90,7 +92,7 @@ def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = No
         try:
             r = benchmark(**job)
         except Exception as e:  # noqa: BLE001 -- one broken job (a library's assertion too) must not lose the rest
-            failed.append({k: job[k] for k in ("source", "mode", "precision", "batch_size")}
+            failed.append({k: job[k] for k in ("source", "mode", "precision", "batch_size", "model_args", "compile")}
                           | {"error": f"{type(e).__name__}: {e}"})
             print(f"FAILED {job['source']} {job['mode']} {job['precision']}: {e}", flush=True)
         else:
@@ -101,3 +103,27 @@ def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = No
     if failed and not results:
         raise ZooError(f"every job of {path} failed; the first: {failed[0]['error']}")
     return dest
+
+
+def row_key(row: dict) -> tuple:
+    """What identifies a row of a suite's file, measured (``results``) or not (``failed``): the model and its
+    constructor arguments, mode, precision, requested batch size and compilation."""
+    return (row.get("model", row.get("source")), json.dumps(row.get("model_args") or {}, sort_keys=True),
+            row["mode"], row["precision"], row.get("requested_batch_size", row["batch_size"]),
+            bool(row.get("compile")))
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """``old`` (a suite's result file) updated by ``new`` (a later file of the same name): a row of ``new``
+    replaces the row of ``old`` with the same `row_key` in its place, other new rows follow, and every row keeps
+    the ``env`` of its own run. A failure of ``new`` is listed beside an older measurement of the same row (which
+    stays); a failure of ``old`` goes once ``new`` has that row. The other fields (command, env, ...) are
+    ``new``'s, a field only ``old`` has (a ``note``) stays."""
+    def rows(data: dict) -> list[dict]:
+        return [r if "env" in r else r | {"env": data["env"]} for r in data["results"]]
+
+    fresh = {row_key(r): r for r in rows(new)}
+    results = [fresh.pop(row_key(r), r) for r in rows(old)] + list(fresh.values())
+    renewed = {row_key(r) for r in new["results"] + new.get("failed", [])}
+    failed = [f for f in old.get("failed", []) if row_key(f) not in renewed] + new.get("failed", [])
+    return old | new | {"results": results, "failed": failed}
