@@ -19,6 +19,103 @@ def test_help_lists_every_verb(capsys):
     assert all(v in out for v in VERBS)
 
 
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_every_verb_has_help(verb, capsys):
+    """``zoo VERB --help`` prints the verb's usage and exits 0 (argparse and LightningCLI exit through
+    SystemExit(0))."""
+    try:
+        code = main([verb, "--help"])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    assert "usage:" in captured.out and "--help" in captured.out and "Traceback" not in captured.err
+
+
+def _tiny_manifest(tmp_path, monkeypatch):
+    """A manifest in ``tmp_path/ck`` with one entry whose weights file lies beside it; a fresh cache."""
+    import hashlib
+
+    import yaml
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    weights = ck / "tiny.bin"
+    weights.write_bytes(b"weights" * 100)
+    entry = {"file": "tiny.bin", "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(), "size": 700,
+             "urls": ["file:tiny.bin"], "license": "MIT", "recipe": "test", "results": []}
+    (ck / "manifest.yaml").write_text(yaml.safe_dump({"knn_ood_resnet20.tiny": entry}))
+    monkeypatch.setenv("ZOO_MANIFEST", str(ck / "manifest.yaml"))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    return weights
+
+
+def test_verify_passes_then_fails_after_tampering(tmp_path, monkeypatch, capsys):
+    weights = _tiny_manifest(tmp_path, monkeypatch)
+    assert main(["verify"]) == 0
+    assert capsys.readouterr().out.strip() == "knn_ood_resnet20.tiny: ok"
+    cached = tmp_path / "home" / "weights" / "tiny.bin"
+    cached.write_bytes(b"tampered")  # a corrupt cache copy is fetched again from the manifest's URL
+    assert main(["verify"]) == 0 and cached.read_bytes() == weights.read_bytes()
+    capsys.readouterr()
+    weights.write_bytes(b"weights" * 99 + b"WEIGHTS")  # same size, other bytes
+    cached.unlink()
+    assert main(["verify"]) == 2
+    captured = capsys.readouterr()
+    assert "does not match the manifest's" in captured.out
+    assert "1 manifest entries failed verification" in captured.err
+
+
+def test_debug_flag_and_env_reraise_user_errors(monkeypatch, capsys):
+    from zoo.errors import ZooError
+
+    assert main(["info", "knn_ood_resnet2"]) == 2
+    with pytest.raises(ZooError, match="did you mean"):
+        main(["--debug", "info", "knn_ood_resnet2"])
+    monkeypatch.setenv("ZOO_DEBUG", "1")
+    with pytest.raises(ZooError, match="did you mean"):
+        main(["info", "knn_ood_resnet2"])
+
+
+def test_download_without_names_is_a_user_error(capsys):
+    assert main(["download"]) == 2
+    err = capsys.readouterr().err
+    assert "name at least one name.tag, or --all" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_reports_every_paper_then_fails_naming_the_broken_one(tmp_path, monkeypatch, capsys):
+    """`zoo.demo.main` with one paper's demo raising: the other papers still run, the table has a FAILED row for
+    it with the error, and the demo exits naming it; limited to a good paper it returns its rows."""
+    import zoo.demo
+    from zoo.registry import list_papers
+
+    papers = [p for p in list_papers() if p.demo]
+    broken = papers[1]
+
+    def stub(workdir):
+        return [{"step": f"stub {workdir.name}", "data": "none", "result": "fine", "seconds": 0.25}]
+
+    def boom(workdir):
+        raise RuntimeError("demo exploded")
+
+    monkeypatch.setattr(zoo.demo, "load_object", lambda path: boom if path == broken.demo else stub)
+    with pytest.raises(SystemExit) as exc:
+        zoo.demo.main(str(tmp_path))
+    assert str(exc.value.code) == f"demo failed for: {broken.id}"
+    captured = capsys.readouterr()
+    assert "RuntimeError: demo exploded" in captured.err  # the traceback
+    lines = captured.out.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.split()[:2] == ["paper", "step"]) + 1:]
+    failed = [line for line in table if "FAILED" in line]
+    assert len(failed) == 1 and failed[0].split()[0] == broken.id and "RuntimeError('demo exploded')" in failed[0]
+    for p in papers:
+        if p is not broken:
+            assert any(line.split()[:3] == [p.id, "stub", p.id] for line in table), p.id
+    rows = zoo.demo.main(str(tmp_path), only=[papers[0].id])
+    assert rows == [{"paper": papers[0].id, "step": f"stub {papers[0].id}", "data": "none", "result": "fine",
+                     "seconds": 0.25}]
+
+
 def test_list_and_info(capsys):
     assert main(["list", "knn_ood_resnet*"]) == 0
     out = capsys.readouterr().out

@@ -107,9 +107,20 @@ def test_synthetic_dataroot_is_read_by_the_devkit(synth):
     assert np.abs(counts - f.num_lidar_pts).max() <= 0.05 * f.num_lidar_pts.max() + 3
     assert (f.num_lidar_pts > 0).sum() >= 3
     # velocities the devkit derives from consecutive annotations equal the generator's constant velocities
+    # (rebuilt from the generator's seed: scene 0, the fixture's object range and length), rotated into the LiDAR
+    # frame
+    from zoo.data.nuscenes_synthetic import KEYFRAME_DT, _Scene, _token
+
     ann = [nusc.get("sample_annotation", t) for t in nusc.get("sample", f.token)["anns"]]
     speeds = np.hypot(*f.velocity.T)
     assert np.isfinite(speeds).all() and (speeds > 0.4).any()
+    rng = np.random.default_rng([0, 0])
+    scene = _Scene(rng, int(rng.integers(12, 14 + 1)), 3 * KEYFRAME_DT)
+    instance = {_token("instance", f.scene, j): o for j, o in enumerate(scene.objects)}
+    v_global = np.array([[*instance[a["instance_token"]]["velocity"], 0.0] for a in ann])
+    v_lidar = (v_global @ np.linalg.inv(f.ego2global @ f.lidar2ego)[:3, :3].T)[:, :2]
+    assert np.allclose(f.velocity, v_lidar, atol=1e-3)
+    assert not np.allclose(f.velocity, v_global[:, :2], atol=0.1)  # the rotation matters (ego heading not 0)
     assert {a["attribute_tokens"] != [] for a in ann} >= {True}
 
 

@@ -113,7 +113,22 @@ def test_empty_submission_scores_zero_as_the_devkit_would(synth, tmp_path):
                             "synthetic_val", tmp_path / "e3")
 
 
-def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys):
+def _spy_predict(monkeypatch) -> list[dict]:
+    """Record the inputs of every `CMT.predict` call (the model's actual input) as ``{"images", "points"}``."""
+    from zoo.models.cmt.model import CMT
+
+    seen, predict = [], CMT.predict
+
+    def spy(self, images=None, points=None, lidar2img=None):
+        seen.append({"images": None if images is None else images.detach().cpu().clone(),
+                     "points": [p.detach().cpu().clone() for p in points]})
+        return predict(self, images, points, lidar2img)
+
+    monkeypatch.setattr(CMT, "predict", spy)
+    return seen
+
+
+def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys, monkeypatch):
     from zoo.cli import main
 
     root, _, _ = synth
@@ -124,7 +139,12 @@ def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys):
     argv = ["eval", str(folder), "--task", "det3d", "--data", str(root), "--version", "v1.0-synthetic", "--split",
             "synthetic_val", "--drop-modality", "lidar", "--max-distance", "20", "--json", str(out),
             "--num-workers", "0"]
+    seen = _spy_predict(monkeypatch)
     assert main(argv) == 0
+    # the model saw no LiDAR (every point zeroed: masked points collapse to the origin) but real images
+    points = [p for call in seen for p in call["points"]]
+    assert len(points) == 3 and all(len(p) and not p.any() for p in points)
+    assert all(call["images"].flatten(2).std(-1).min() > 0.1 for call in seen)
     r = json.loads(out.read_text())
     assert {"NDS", "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "per_class"} <= set(r) and r["n_samples"] == 3
     assert r["drop_modality"] == "lidar" and r["max_distance"] == 20 and 0 <= r["NDS"] <= 1
@@ -136,6 +156,27 @@ def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys):
     assert (tmp_path / "eval" / "det3d_bev.png").stat().st_size > 5000
     assert (tmp_path / "eval" / "det3d_cameras.png").stat().st_size > 5000
     assert "NDS" in capsys.readouterr().out
+
+
+def test_det3d_eval_drop_camera_feeds_black_images(synth, tmp_path, monkeypatch):
+    """``--drop-modality camera``: every image the model gets is the normalised black image (zeroed before
+    normalisation), while the LiDAR points are the real ones."""
+    from zoo.eval import evaluate
+    from zoo.models.cmt.transforms import BGR_MEAN, BGR_STD
+
+    root, _, _ = synth
+    torch.manual_seed(0)
+    model = zoo.create_model("cmt_tiny", num_query=10, num_layers=1, image_size=(64, 128)).eval()
+    seen = _spy_predict(monkeypatch)
+    r = evaluate("unused", "det3d", model=model, data=str(root), version="v1.0-synthetic", split="synthetic_val",
+                 drop_modality="camera", max_distance=20, out_dir=tmp_path, num_workers=0)
+    assert r["drop_modality"] == "camera" and r["n_samples"] == 3
+    images = torch.cat([call["images"] for call in seen])
+    black = torch.from_numpy(-BGR_MEAN / BGR_STD)[None, None, :, None, None]
+    assert images.shape[:3] == (3, 6, 3) and torch.allclose(images, black.expand_as(images))
+    points = [p for call in seen for p in call["points"]]
+    assert len(points) == 3 and all(len(p) > 100 and p[:, :3].abs().sum(1).gt(0).float().mean() > 0.9
+                                    for p in points)
 
 
 @pytest.mark.parametrize("extra, needle", [

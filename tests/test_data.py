@@ -102,6 +102,9 @@ def test_datamodule_splits_are_seeded_and_use_the_model_spec(shapes_data):
                                         input_spec=spec)
     dm2.setup()
     assert np.array_equal(dm.val_set.indices, dm2.val_set.indices)
+    train_idx, val_idx = set(dm.train_set.indices.tolist()), set(dm.val_set.indices.tolist())
+    assert dm.train_set.base is dm.val_set.base  # both from the training split...
+    assert not train_idx & val_idx and train_idx | val_idx == set(range(400))  # ...without overlap, all used
     dm3 = ImageClassificationDataModule(str(shapes_data), num_workers=0, augment="contrastive", input_spec=spec)
     dm3.setup()
     assert dm3.train_set[0][0].shape == (2, 3, 24, 24)

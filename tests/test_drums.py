@@ -427,6 +427,15 @@ def test_fit_eval_and_bench_through_the_cli(groove, runs_dir, tmp_path, capsys):
     assert {f"{name}.mid", f"{name}.human.mid", f"{name}.png", f"{name}.txt", "stability.png"} <= \
         {p.name for p in out.iterdir()}
     assert read_performance(out / f"{name}.human.mid").onsets
+    # the reported numbers are those of the written continuations (prompt + generated text per groove)
+    texts = [(out / f"{e.name}.txt").read_text() for e in groove["test"][:2]]
+    generated = [groove_lines(t) for t in texts]
+    assert any(len(g) > 2 * 16 for g in generated)  # something was generated after the 2-bar prompt
+    want = {k: None if np.isnan(v) else pytest.approx(v) for k, v in structure_stats(generated).items()
+            if k in ("mean_stability", "centre_gap", "within_dev")}
+    assert r["generated"] == want and r["generated"] != r["human"]
+    assert r["finished_fraction"] == np.mean([t.rstrip().endswith(END) for t in texts])
+    assert r["mean_bars"] == pytest.approx(np.mean([len(g) / 16 for g in generated]))
     assert "paper ada" in capsys.readouterr().out
     b = benchmark(str(run / "model"), mode="generate", batch_size=2, warmup=1, iters=1)
     assert b["tokens_per_s"] > 0 and b["unit"] == "sequences"

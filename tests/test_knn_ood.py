@@ -82,6 +82,71 @@ def test_real_checkpoints_convert_and_match_manifest(tmp_path):
             assert torch.equal(a, b), k
 
 
+@pytest.fixture(scope="module")
+def cifar10_test_300(tmp_path_factory):
+    """300 seeded real CIFAR-10 (JPEG) test images, copied into ``<folder>/test/<class>/``: (folder, [PIL image],
+    labels [300])."""
+    import shutil
+
+    require_data("cifar10_jpeg")
+    from zoo.data.classification import seeded_subset
+    from zoo.data.images import open_split
+
+    ds = open_split("cifar10_jpeg", "test")
+    folder = tmp_path_factory.mktemp("cifar10_300")
+    for i in seeded_subset(len(ds), 300, seed=0):
+        dest = folder / "test" / ds.classes[ds.labels[i]] / ds.paths[i].name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ds.paths[i], dest)
+    sub = open_split(folder, "test")
+    assert sub.classes == ds.classes and len(sub) == 300
+    images, labels = zip(*(sub[i] for i in range(len(sub))))
+    return folder, images, torch.tensor(labels)
+
+
+@pytest.mark.parametrize("key", ["knn_ood_resnet20.cifar10", "knn_ood_resnet56.cifar10"])
+def test_published_cifar_resnets_classify_real_images(key, cifar10_test_300):
+    """The published weights through the zoo's model (option-A shortcuts and all) and its input spec (akamaster's
+    ImageNet mean/std) on real images: the manifest's top-1 over the whole JPEG test set is 0.81 / 0.83; a wrong
+    shortcut padding, layer order or normalisation falls far below."""
+    from zoo.data.transforms import eval_transform
+
+    _, images, y = cifar10_test_300
+    m = zoo.create_model(key, pretrained=True).eval()
+    x = torch.stack([eval_transform(m.input_spec)(im) for im in images])
+    with torch.inference_mode():
+        top1 = (m(x).argmax(1) == y).float().mean().item()
+    assert top1 > 0.7, f"{key}: top-1 {top1:.3f} on 300 real CIFAR-10 test images"
+
+
+def test_eval_bf16_mixed_is_close_to_fp32(cifar10_test_300, tmp_path):
+    """``zoo eval --precision bf16-mixed`` runs the network in bfloat16 (autocast) and keeps the fp32 top-1 on
+    real images to within two points."""
+    from zoo.eval import evaluate
+
+    folder, _, _ = cifar10_test_300
+    m = zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True).eval()
+    dtypes = []
+    m.fc.register_forward_hook(lambda mod, args, out: dtypes.append(out.dtype))
+    r = {p: evaluate("unused", "classification", model=m, data=str(folder), precision=p, batch_size=100,
+                     num_workers=0, save_scores=tmp_path / p) for p in ("32", "bf16-mixed")}
+    assert dtypes == [torch.float32] * 3 + [torch.bfloat16] * 3
+    assert r["32"]["top1"] > 0.7 and abs(r["bf16-mixed"]["top1"] - r["32"]["top1"]) <= 0.02
+    agree = np.load(tmp_path / "32" / "test.npz")["top1"] == np.load(tmp_path / "bf16-mixed" / "test.npz")["top1"]
+    assert agree.mean() >= 0.95
+
+
+def test_eval_on_cuda_without_a_gpu_is_a_one_line_error(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    from zoo.cli import main
+
+    assert main(["eval", "knn_ood_resnet20.cifar10", "--task", "classification", "--data", "cifar10_jpeg",
+                 "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "zoo: error: --device cuda given but no CUDA device is available"
+
+
 def test_torch_and_faiss_return_the_same_neighbours():
     g = torch.Generator().manual_seed(0)
     bank = F.normalize(torch.randn(5000, 64, generator=g), dim=1)
@@ -92,6 +157,22 @@ def test_torch_and_faiss_return_the_same_neighbours():
     assert torch.allclose(d_f, d_t, atol=1e-5)
     exact = torch.cdist(q, bank).pow(2).topk(50, largest=False)
     assert torch.equal(exact.indices, i_t)
+
+
+def test_faiss_backend_without_faiss_names_the_extra(monkeypatch):
+    """With faiss not importable, asking for its index raises `MissingDependency` (a user error and an
+    ImportError) naming the package and the extra; the default torch backend still works."""
+    import sys
+
+    from zoo.errors import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    bank = F.normalize(torch.randn(50, 8), dim=1)
+    with pytest.raises(MissingDependency) as exc:
+        KNNIndex(bank, backend="faiss").search(bank[:2], 3)
+    assert isinstance(exc.value, ZooError) and isinstance(exc.value, ImportError)
+    assert "'faiss-cpu' is required" in str(exc.value) and "pip install 'zoo[ood]'" in str(exc.value)
+    assert KNNIndex(bank).search(bank[:2], 3)[1][:, 0].tolist() == [0, 1]
 
 
 def test_ivf_is_approximate_but_close():

@@ -1,0 +1,69 @@
+"""zoo.release.publish: content-addressed weights beside a manifest, one entry per key, replaced on republishing."""
+
+import pytest
+import torch
+import yaml
+
+import zoo
+from zoo.hub import fetch, load_manifest
+from zoo.release import HEADER, publish
+
+RESULT = [{"task": "classification", "dataset": "x", "split": "test", "metric": "top1", "paper_value": None,
+           "zoo_value": 0.5, "command": "zoo eval ..."}]
+
+
+def test_publish_twice_under_one_key_replaces_file_and_entry(tmp_path, monkeypatch):
+    manifest = tmp_path / "ck" / "manifest.yaml"
+    manifest.parent.mkdir()
+    monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    folders = [zoo.save_pretrained(zoo.create_model("knn_ood_cifar_resnet", depth=20), tmp_path / f"m{i}")
+               for i in range(2)]  # two random inits: different weights
+    other = publish(folders[0], "knn_ood_resnet20.other", license="MIT", recipe="r", results=[],
+                    manifest=manifest)
+
+    first = publish(folders[0], "knn_ood_resnet20.test", license="MIT", recipe="r0", results=RESULT,
+                    manifest=manifest, origin={"repo": "https://example.org"})
+    assert first["file"].startswith("knn_ood_resnet20.test-") and (manifest.parent / first["file"]).is_file()
+    # the generic architecture's depth is implied by the key's name: resnet20 gets no depth
+    assert zoo.from_pretrained(folders[0]).zoo_cfg["model_args"] == {"depth": 20}
+    assert first["model_args"] == {} and first["urls"] == [f"file:{first['file']}"]
+    assert first["origin"] == {"repo": "https://example.org"} and first["results"] == RESULT
+
+    second = publish(folders[1], "knn_ood_resnet20.test", license="MIT", recipe="r1", results=RESULT,
+                     manifest=manifest, default=True)
+    assert second["sha256"] != first["sha256"] and second["file"] != first["file"]
+    assert not (manifest.parent / first["file"]).exists()  # the replaced file is gone...
+    assert (manifest.parent / other["file"]).exists()  # ...the other key's stays
+    assert sorted(p.name for p in manifest.parent.glob("*.safetensors")) == sorted([other["file"],
+                                                                                    second["file"]])
+    text = manifest.read_text()
+    assert text.startswith(HEADER)
+    entries = yaml.safe_load(text)
+    assert list(entries) == ["knn_ood_resnet20.other", "knn_ood_resnet20.test"]
+    e = entries["knn_ood_resnet20.test"]
+    assert e["recipe"] == "r1" and e["default"] is True and "origin" not in e and e["results"] == RESULT
+    assert e["size"] == (manifest.parent / e["file"]).stat().st_size
+    assert load_manifest()["knn_ood_resnet20.test"] == e
+
+    # the entry verifies and loads strictly, as the second model
+    assert fetch("knn_ood_resnet20.test").read_bytes() == (folders[1] / "model.safetensors").read_bytes()
+    m = zoo.create_model("knn_ood_resnet20.test", pretrained=True)
+    want = zoo.from_pretrained(folders[1]).state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in m.state_dict().items())
+
+
+def test_publish_fp16_and_a_key_without_tag(tmp_path):
+    manifest = tmp_path / "manifest.yaml"
+    folder = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    e = publish(folder, "knn_ood_resnet20.half", license="MIT", recipe="r", results=[], manifest=manifest,
+                fp16=True)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / e["file"]))
+    assert {v.dtype for v in tensors.values()} <= {torch.float16, torch.int64}
+    from zoo.errors import ZooError
+
+    with pytest.raises(ZooError, match="needs a tag"):
+        publish(folder, "knn_ood_resnet20", license="MIT", recipe="r", results=[], manifest=manifest)
