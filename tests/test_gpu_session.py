@@ -61,6 +61,7 @@ def test_the_cmt_fps_step_leaves_each_row_its_own_iterations():
 
     cmd, gpu_args = next(s[1:3] for s in session.STEPS if s[0] == "cmt_fps")
     assert "--iters" not in cmd + gpu_args
+    assert "--suite" not in cmd  # the smoke run times cmt_tiny alone, not the paper-size suite on a CPU
     jobs = expand(load_suite(ROOT / "configs/cmt/bench_gpu.yaml"), "cuda")
     assert {(j["mode"], j["warmup"], j["iters"]) for j in jobs} == {("infer", 10, 30), ("train", 3, 10)}
 

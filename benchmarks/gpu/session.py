@@ -65,7 +65,7 @@ STEPS = [
      ["--batch", "2", "--new-tokens", "4", "--iters", "1", "--decoders", "static"], 120),
     ("tinymim", [PY, "benchmarks/compare_tinymim.py"], ["--batch-size", "1024", "--compile"],
      ["--batch-size", "2", "--img-size", "32", "--warmup", "1", "--iters", "1"], 150),
-    ("cmt_fps", [PY, "-m", "zoo", "bench", "--suite", "configs/cmt/bench_gpu.yaml"], [],
+    ("cmt_fps", [PY, "-m", "zoo", "bench"], ["--suite", "configs/cmt/bench_gpu.yaml"],
      ["cmt_tiny", "--warmup", "1", "--iters", "1"], 150),
     ("cmt_parts", [PY, "benchmarks/compare_cmt.py"], ["--iters", "5"], ["--iters", "1"], 60),
     ("suite", [PY, "-m", "zoo", "bench", "--suite", "configs/bench/gpu-session.yaml"], [],
