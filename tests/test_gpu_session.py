@@ -116,6 +116,15 @@ def test_steps_run_in_the_order_of_only_past_failures_and_results_come_back_afte
     assert "=== hangs: rc timeout" in (out / "session.log").read_text()
 
 
+def test_smoke_runs_give_every_step_twice_its_limit(fake_session, monkeypatch):
+    out = fake_session
+    monkeypatch.setattr(session, "STEPS", [("slow", *_step("import time; time.sleep(1.5)", 1))])
+    session.main(["--out", str(out), "--budget", "20", "--device", "cpu"])
+    assert json.loads((out / "session.json").read_text())["steps"][0]["rc"] == "timeout"
+    session.main(["--out", str(out), "--budget", "20", "--device", "cpu", "--smoke"])
+    assert json.loads((out / "session.json").read_text())["steps"][0]["rc"] == 0
+
+
 def test_a_failed_wheel_install_is_logged_and_the_steps_still_run(fake_session, monkeypatch):
     out = fake_session
     session.WHEELS.mkdir()

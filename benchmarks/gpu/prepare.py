@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     if size > LIMIT:
         raise SystemExit("too large for the device tool: stash more, or carry less")
     print("\ncheck it here first: .venv/bin/python benchmarks/gpu/session.py --out /tmp/smoke --device cpu --smoke "
-          "--budget 1200 (about 10 minutes)")
+          "--budget 1200 (about 6 minutes)")
     print(f"then call the device tool's run twice, with carry {CARRY} and these commands:\n{plan()}\n"
           "and after each: .venv/bin/python benchmarks/gpu/prepare.py --unpack FILES_AT/gpu_results.tar.gz; at "
           "the end: .venv/bin/python -m zoo.bench.report, then .venv/bin/python benchmarks/gpu/prepare.py --restore")

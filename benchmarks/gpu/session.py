@@ -10,8 +10,8 @@ the others. After each step ``$OUT`` holds ``gpu_results.tar.gz`` (every result 
 ``benchmarks/results/*.json``: unpack it with ``prepare.py --unpack``, which merges a suite's rows into the
 committed file), ``session.log`` (all output) and ``session.json`` (the wheel install's exit status; per step:
 command, exit status (null while it runs), seconds; the steps left out for lack of time), so a call cut off by
-its timeout still returns what finished. ``--smoke`` runs every command at tiny sizes: the check to make on a CPU
-before spending device time.
+its timeout still returns what finished. ``--smoke`` runs every command at tiny sizes, each with twice its limit:
+the check to make on a CPU before spending device time.
 
 A device allowance of 900 s (machine start, idle waits and every call included) holds two calls (`PLAN`, printed
 by ``--help`` and ``prepare.py``), with these arguments besides ``--out $OUT``:
@@ -46,6 +46,9 @@ LM = ".gpu/smollm2-135m"
 WHEELS = ROOT / ".whl"
 SITE = ROOT / ".gpu" / "site"
 RESULTS = ROOT / ".gpu" / "results"
+# --smoke multiplies every step's limit by this: the CPU runs some tiny sizes slower than a GPU runs the real ones
+# (the suite step's drum-LM generate row alone takes 110 s on the development CPU).
+SMOKE_SLOWDOWN = 2
 # name, command, its sizes on the GPU, its sizes for --smoke (a CPU check of every command), seconds at most.
 # Seconds seen on an H200 on 2026-12-04 (benchmarks/results/logs/), and expected at today's sizes: pmt_iqa 33 at 64
 # images (about 45 at 250), doorping 39, drums > 90 at 3 iterations with one decoder (its `fixed` setting alone
@@ -69,7 +72,7 @@ STEPS = [
      ["cmt_tiny", "--warmup", "1", "--iters", "1"], 150),
     ("cmt_parts", [PY, "benchmarks/compare_cmt.py"], ["--iters", "5"], ["--iters", "1"], 60),
     ("suite", [PY, "-m", "zoo", "bench", "--suite", "configs/bench/gpu-session.yaml"], [],
-     ["--iters", "1", "--batch-size", "1"], 240),
+     ["--warmup", "1", "--iters", "1", "--batch-size", "1"], 240),
     ("knn_ood", [PY, "benchmarks/compare_knn_ood.py"], [], ["--max-n", "10000", "--queries", "64", "--iters", "1"],
      120),
 ]
@@ -156,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         env = environment()
         for name in a.only or steps:
             cmd, gpu_args, smoke_args, limit = steps[name]
+            limit *= SMOKE_SLOWDOWN if a.smoke else 1
             left = a.budget - (time.monotonic() - start)
             if left < limit / 2:
                 report["left_out"].append(name)
