@@ -118,6 +118,16 @@ def test_suite_model_args_build_the_bare_name_with_them(tmp_path):
         load_bench_model("knn_ood_resnet20.cifar10", {"num_classes": 3})
 
 
+def test_command_line_warmup_and_iters_override_every_row_of_a_suite(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: t\nwarmup: 3\niters: 4\nruns:\n  - {model: doorping_convnet, batch_sizes: [2]}\n"
+                     "  - {model: doorping_convnet, batch_sizes: [2], modes: [train], warmup: 2, iters: 5}\n")
+    out = tmp_path / "out.json"
+    assert main(["bench", "--suite", str(suite), "--device", "cpu", "--warmup", "1", "--iters", "2",
+                 "--json", str(out)]) == 0
+    assert [(r["warmup"], r["iters"]) for r in json.loads(out.read_text())["results"]] == [(1, 2), (1, 2)]
+
+
 def test_a_failing_suite_job_is_recorded_and_the_others_run(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 0}, iters: 1, warmup: 1}\n"

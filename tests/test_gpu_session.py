@@ -3,6 +3,7 @@ plan of calls covers every step, the runner keeps going past failures and return
 unpacking merges suites, the CUDA-test step reports outcomes; the full smoke run of every step is -m slow."""
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -85,6 +86,7 @@ def fake_session(tmp_path, monkeypatch):
     monkeypatch.setattr(session, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(session, "WHEELS", tmp_path / "whl")
     monkeypatch.setattr(session, "SITE", tmp_path / "site")
+    monkeypatch.setattr(session, "HOME", tmp_path / "home")
     return tmp_path / "out"
 
 
@@ -116,13 +118,17 @@ def test_steps_run_in_the_order_of_only_past_failures_and_results_come_back_afte
     assert "=== hangs: rc timeout" in (out / "session.log").read_text()
 
 
-def test_smoke_runs_give_every_step_twice_its_limit(fake_session, monkeypatch):
+def test_smoke_runs_give_every_step_twice_its_limit_and_leave_nothing_to_carry(fake_session, monkeypatch):
     out = fake_session
-    monkeypatch.setattr(session, "STEPS", [("slow", *_step("import time; time.sleep(1.5)", 1))])
+    writes = "import os, pathlib; pathlib.Path(os.environ['ZOO_HOME']).mkdir(); import time; time.sleep(1.5)"
+    monkeypatch.setattr(session, "STEPS", [("slow", *_step(writes, 1))])
     session.main(["--out", str(out), "--budget", "20", "--device", "cpu"])
     assert json.loads((out / "session.json").read_text())["steps"][0]["rc"] == "timeout"
+    assert session.HOME.exists() and session.RESULTS.exists()  # on the device they stay
+    shutil.rmtree(session.HOME)
     session.main(["--out", str(out), "--budget", "20", "--device", "cpu", "--smoke"])
     assert json.loads((out / "session.json").read_text())["steps"][0]["rc"] == 0
+    assert not session.HOME.exists() and not session.RESULTS.exists()  # here they would travel
 
 
 def test_a_failed_wheel_install_is_logged_and_the_steps_still_run(fake_session, monkeypatch):
@@ -218,6 +224,9 @@ def test_cuda_tests_without_a_junit_report_save_the_exit_status(tmp_path, monkey
     (path,) = tmp_path.glob("compare_cuda_tests__*.json")
     data = json.loads(path.read_text())
     assert data["rows"] == [] and data["pytest_exit"] == 4 and data["summary"] == "pytest exit status 4: no test ran."
+    from zoo.bench.report import render
+
+    assert "pytest exit status 4: no test ran." in render(tmp_path)  # the report says why nothing was measured
 
 
 def test_compare_drums_keeps_a_failing_decoders_error_and_saves_after_each_setting(tmp_path, monkeypatch):

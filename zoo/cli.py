@@ -174,7 +174,8 @@ def _cmd_bench(argv):
         from .bench.suite import run_suite
 
         path = run_suite(a.suite, device=device, out=a.json_out, batch_size=a.batch_size,
-                         iters=a.iters if "--iters" in argv else None)
+                         iters=a.iters if "--iters" in argv else None,
+                         warmup=a.warmup if "--warmup" in argv else None)
         print(f"wrote {path}")
         return
     if not a.model:

@@ -67,7 +67,7 @@ def download_wheels(dest: Path) -> None:
 
 
 def copy_data(gpu: Path, iqa_images: int) -> None:
-    """Write ``.gpu/`` afresh: a smoke run leaves installed wheels and results there (about 90 MiB)."""
+    """Write ``.gpu/`` afresh (an interrupted smoke run may have left installed wheels and results there)."""
     from zoo.data.catalog import data_root, locate
     from zoo.models.drums.gguf import gguf_folder, smollm2_gguf
 

@@ -45,6 +45,7 @@ PY = sys.executable
 LM = ".gpu/smollm2-135m"
 WHEELS = ROOT / ".whl"
 SITE = ROOT / ".gpu" / "site"
+HOME = ROOT / ".gpu" / "home"
 RESULTS = ROOT / ".gpu" / "results"
 # --smoke multiplies every step's limit by this: the CPU runs some tiny sizes slower than a GPU runs the real ones
 # (the suite step's drum-LM generate row alone takes 110 s on the development CPU).
@@ -107,7 +108,7 @@ def install_wheels(log) -> dict:
 def environment() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SITE), str(ROOT), env.get("PYTHONPATH", "")])
-    env.update(ZOO_DATA_DIR=str(ROOT / ".gpu" / "data"), ZOO_HOME=str(ROOT / ".gpu" / "home"),
+    env.update(ZOO_DATA_DIR=str(ROOT / ".gpu" / "data"), ZOO_HOME=str(HOME),
                ZOO_RESULTS_DIR=str(RESULTS), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
     commit = ROOT / ".gpu" / "COMMIT"
     if commit.exists():
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
             step["seconds"] = round(time.monotonic() - t0, 1)
             print(f"=== {name}: rc {step['rc']} after {step['seconds']:.0f} s", file=log, flush=True)
     publish(out, report, start)
+    if a.smoke:  # leave .gpu/ as prepare.py wrote it: what the smoke run installed and wrote (~90 MiB) must not travel
+        for work in (SITE, HOME, RESULTS):
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
 
 

@@ -52,8 +52,8 @@ def comparison(data: dict, source: str) -> str:
             f"`{source}`: torch {env['torch']}, zoo {env['zoo']}, commit {(env.get('git_commit') or '-')[:12]}, "
             f"{env.get('threads')} threads. Command: `{data['command']}`\n\n")
     rows = data.get("rows", [])
-    if not rows:
-        return head
+    if not rows:  # a run that measured nothing (cuda_tests when pytest stopped early) still says why
+        return head + (f"{data['summary']}\n" if data.get("summary") else "")
     cols = list(rows[0])
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -71,9 +71,9 @@ def results_path(suite: dict, env: dict, out_dir: Path | None = None) -> Path:
 
 
 def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = None,
-              batch_size: int | None = None, iters: int | None = None) -> Path:
-    """Run every job of a suite; write and return the results file. ``batch_size``/``iters`` override the
-    suite (for a quick check). A job that fails is recorded under ``failed`` with its error and the rest run."""
+              batch_size: int | None = None, iters: int | None = None, warmup: int | None = None) -> Path:
+    """Run every job of a suite; write and return the results file. ``batch_size``/``iters``/``warmup`` override
+    the suite and its rows (for a quick check). A job that fails is recorded under ``failed`` with its error and the rest run."""
     suite = load_suite(path)
     env = environment(torch.device(device))
     dest = Path(out) if out else results_path(suite, env)
@@ -89,6 +89,8 @@ def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = No
             job["batch_size"] = batch_size
         if iters:
             job["iters"] = iters
+        if warmup:
+            job["warmup"] = warmup
         try:
             r = benchmark(**job)
         except Exception as e:  # noqa: BLE001 -- one broken job (a library's assertion too) must not lose the rest
