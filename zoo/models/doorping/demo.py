@@ -19,12 +19,13 @@ def _trigger_at_top(path: Path) -> bool:
     DOORPING's steps, pushing the unit up, are clamped: then the trigger cannot move."""
     import torch
 
+    from .attack import pixel_bounds
     from .synset import load_distilled
 
     s = load_distilled(path)
-    top = (1 - torch.tensor(s.mean)) / torch.tensor(s.std)
-    patch = s.trigger[:, s.trigger_mask[0] > 0]
-    return bool(torch.isclose(patch, top[:, None].expand_as(patch)).all())
+    top = pixel_bounds(s.mean, s.std)[1].expand_as(s.trigger)
+    inside = s.trigger_mask.expand_as(s.trigger) > 0
+    return bool(torch.isclose(s.trigger[inside], top[inside]).all())
 
 
 def run(workdir: Path) -> list[dict]:
