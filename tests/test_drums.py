@@ -353,6 +353,57 @@ def test_cached_batched_sampling_matches_naive_decoding():
     assert got == [_naive_greedy(m, p, 12) for p in prompts]
 
 
+
+def _lora_tiny(**lora):
+    """drums_gpt2_tiny with LoRA adapters whose B matrices are random, so the adapters change the output."""
+    torch.manual_seed(0)
+    m = zoo.create_model("drums_gpt2_tiny", lora={"r": 4, "alpha": 8, **lora}).eval()
+    for n, p in m.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.5)
+    return m
+
+
+def test_lora_is_folded_for_generation_and_the_weights_restored_exactly():
+    from zoo.models.drums.lora_fold import folded_lora
+
+    m = _lora_tiny()
+    ids = torch.tensor([m.tokenizer.encode("o-----\n---o--\nSEP\n")])
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    with torch.no_grad():
+        unfolded = m(ids)
+        with folded_lora(m.lm):
+            folded = m(ids)
+            changed = [n for n, p in m.named_parameters() if not torch.equal(p, before[n])]
+            with folded_lora(m.lm):  # nested: folded once, not twice
+                nested = m(ids)
+        with pytest.raises(RuntimeError, match="inside"), folded_lora(m.lm):  # a failure inside restores too
+            raise RuntimeError("inside")
+        after = m(ids)
+    torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+    assert torch.equal(nested, folded)
+    assert changed and all(n.endswith("base_layer.weight") for n in changed)  # the adapted weights, folded
+    assert all(torch.equal(p, before[n]) for n, p in m.named_parameters())  # bit-identical afterwards
+    assert torch.equal(after, unfolded)  # adapters active again
+    prompts = [m.tokenizer.encode(t) for t in ("o-----\n---o--\n", "--o---\nSEP\n")]
+    assert sample_ids(m, prompts, temperature=1e-4, max_new_tokens=12) == [_naive_greedy(m, p, 12)
+                                                                          for p in prompts]
+
+
+def test_lora_layouts_that_cannot_be_folded_run_unfolded():
+    from zoo.models.drums.lora_fold import folded_lora
+
+    m = _lora_tiny()
+    m.lm.merge_adapter()  # already merged by the user: folding again would add the delta twice
+    ids = torch.tensor([m.tokenizer.encode("o-----\nSEP\n")])
+    with torch.no_grad():
+        merged = m(ids)
+        with folded_lora(m.lm):
+            assert torch.equal(m(ids), merged)
+    plain = zoo.create_model("drums_gpt2_tiny").eval()
+    with folded_lora(plain.lm) as lm:
+        assert lm is plain.lm
+
 def test_preallocated_cache_matches_the_dynamic_cache_and_drops_rows():
     """Prefill, decode, drop a row, decode: the same logits as transformers' DynamicCache (a tiny Llama, GQA)."""
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM

@@ -7,7 +7,9 @@ the new token's keys and values where transformers' default cache copies all of 
 fills its line budget) leaves the batch at once: its KV-cache rows are dropped, so the remaining steps cost only
 what the unfinished rows need, where transformers' default ``generate`` keeps computing padded rows until the
 longest one ends. Sampling is plain temperature sampling from the
-full softmax (no top-k, no top-p), as the OpenAI completions API the authors called.
+full softmax (no top-k, no top-p), as the OpenAI completions API the authors called. LoRA adapters are folded into
+the base weights for the length of a generation (`lora_fold.folded_lora`: one matmul per projection instead of
+three, the original weights restored bit-exactly after).
 
 On a GPU the per-step cost is kernel launches, not arithmetic, which ``decoder="graph"`` addresses: a static-shape
 step (`static_decode.StaticDecoder`) replayed as one CUDA graph. Static shapes mean finished rows stay in the batch
@@ -28,6 +30,7 @@ from ...errors import ZooError
 from .encoding import END
 from .kv_cache import preallocated_cache
 from .lm import DrumLM
+from .lora_fold import folded_lora
 from .static_decode import GraphedStep, StaticDecoder
 
 PAPER_TEMPERATURE = 0.9
@@ -66,7 +69,17 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
             device for now: the only decoder that has run on a GPU; see the module docstring).
         check_every: static decoders: steps between the host's checks whether every row has ended.
     """
-    lm, device = model.lm, next(model.parameters()).device
+    with folded_lora(model.lm) as lm:
+        return _sample(model, lm, prompt_ids, temperature=temperature, max_new_tokens=max_new_tokens,
+                       max_new_lines=max_new_lines, stop_at_end=stop_at_end, generator=generator, decoder=decoder,
+                       check_every=check_every)
+
+
+def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,
+            max_new_lines: int | None, stop_at_end: bool, generator: torch.Generator | None, decoder: str,
+            check_every: int) -> list[list[int]]:
+    """`sample_ids` with ``lm`` (``model.lm``, LoRA adapters folded)."""
+    device = next(model.parameters()).device
     stop = torch.tensor(model.stop_ids, device=device)
     newline = model.tokenizer.encode("\n")
     newline_id = newline[0] if len(newline) == 1 else None
