@@ -41,7 +41,7 @@ from zoo.models.drums.events import (
     lines_to_events,
     performance_to_events,
 )
-from zoo.models.drums.generate import continue_grooves, sample_ids
+from zoo.models.drums.generate import continue_grooves, draw, sample_ids
 from zoo.models.drums.kv_cache import preallocated_cache
 from zoo.models.drums.midi import read_performance, write_drum_midi
 
@@ -354,6 +354,23 @@ def test_cached_batched_sampling_matches_naive_decoding():
 
 
 
+
+def test_draw_samples_the_categorical_distribution(monkeypatch):
+    """200 000 draws per row against the row's probabilities (4 standard errors), zero-probability tokens never,
+    a one-hot row always its token, and the same draws from the same generator seed."""
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0], [1e-3, 0.0, 0.0, 0.999, 0.0]])
+    n = 200_000
+    g = torch.Generator().manual_seed(0)
+    tokens = draw(probs.repeat_interleave(n, 0), g).view(3, n)
+    freq = torch.stack([torch.bincount(row, minlength=5) for row in tokens]).double() / n
+    se = (probs.double() * (1 - probs.double()) / n).sqrt()
+    assert ((freq - probs.double()).abs() <= 4 * se + 1e-12).all(), freq
+    assert torch.equal(draw(probs.repeat(4, 1), torch.Generator().manual_seed(1)),
+                       draw(probs.repeat(4, 1), torch.Generator().manual_seed(1)))
+    # a uniform number that rounds up to the top of the cumulative sum still lands on a token of probability > 0
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape, dtype=kw["dtype"]))
+    assert draw(torch.tensor([[0.25, 0.75, 0.0, 0.0]])).tolist() == [1]
+
 def _lora_tiny(**lora):
     """drums_gpt2_tiny with LoRA adapters whose B matrices are random, so the adapters change the output."""
     torch.manual_seed(0)
@@ -388,6 +405,8 @@ def test_lora_is_folded_for_generation_and_the_weights_restored_exactly():
     prompts = [m.tokenizer.encode(t) for t in ("o-----\n---o--\n", "--o---\nSEP\n")]
     assert sample_ids(m, prompts, temperature=1e-4, max_new_tokens=12) == [_naive_greedy(m, p, 12)
                                                                           for p in prompts]
+    m.train().loss(m.collate([Example("g", "o-----\nSEP\n", "---o--\nEND")])).backward()  # trains after sampling
+    assert all(p.grad is not None for n, p in m.named_parameters() if "lora_" in n)
 
 
 def test_lora_layouts_that_cannot_be_folded_run_unfolded():

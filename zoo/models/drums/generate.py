@@ -100,8 +100,7 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     lines = torch.zeros(len(prompt_ids), dtype=torch.long, device=device)
     last_pos = positions[:, -1]
     for step in range(max_new_tokens):
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        token = draw(torch.softmax(logits.float() / temperature, dim=-1), generator)
         for r, t in zip(rows.tolist(), token.tolist()):
             new[r].append(t)
         done = torch.tensor([stop_at_end and new[r][-len(stop):] == stop.tolist() for r in rows.tolist()],
@@ -121,6 +120,18 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
                  past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]
     return new
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from ``probs`` [B, V] (each row sums to 1) -> [B] long: the categorical distribution that
+    ``torch.multinomial(probs, 1)`` samples, drawn by inverting each row's cumulative sum (in float64) at one
+    uniform number, where ``multinomial`` draws V exponential numbers per row (7.5 ms of a 138-ms decoding step at
+    V = 49 152, batch 8, on one CPU thread). A token of probability zero is never drawn."""
+    cdf = probs.double().cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.rand(len(probs), 1, generator=generator, device=probs.device, dtype=torch.float64) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total even after rounding
+    return torch.searchsorted(cdf, u, right=True)[:, 0]
 
 
 def _choose_decoder(decoder: str, lm, device: torch.device) -> str:
@@ -158,8 +169,7 @@ def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, *, temperatur
     tokens = torch.empty(len(ids), max_new_tokens, dtype=torch.long, device=ids.device)
     step = None
     for n in range(max_new_tokens):
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        decoder.token.copy_(torch.multinomial(probs, 1, generator=generator)[:, 0])
+        decoder.token.copy_(draw(torch.softmax(logits.float() / temperature, dim=-1), generator))
         tokens[:, n] = decoder.token
         if n == max_new_tokens - 1 or ((n + 1) % check_every == 0
                                        and all(end(r) is not None for r in tokens[:, :n + 1].tolist())):
