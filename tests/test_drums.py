@@ -617,3 +617,22 @@ def test_demo_runs_without_shared_data(tmp_path, monkeypatch):
     assert [r["step"].split(",")[0] for r in rows][1:] == ["fit drums_gpt2_tiny", continued, "bench generate"]
     assert all("embedded" in r["data"] or r["data"] == "random drum text" for r in rows)
     assert (tmp_path / "drums.json").is_file() and any((tmp_path / "eval").glob("*.mid"))
+
+
+def test_profile_script_writes_the_operator_table(tmp_path, monkeypatch):
+    """benchmarks/profile_drums_step.py on the tiny GPT-2: the table of operators and the per-step time, to a file."""
+    import importlib
+    import sys
+
+    from zoo.hub import repo_root
+
+    monkeypatch.syspath_prepend(str(repo_root() / "benchmarks"))
+    script = importlib.import_module("profile_drums_step")
+    monkeypatch.setattr(script.zoo, "from_pretrained", lambda name: zoo.create_model("drums_gpt2_tiny"))
+    out = tmp_path / "profile.txt"
+    monkeypatch.setattr(sys, "argv", ["profile_drums_step.py", "--model", "tiny", "--batch", "2", "--new-tokens", "3", "--rows", "200",
+                                      "--out", str(out)])
+    script.main()
+    text = out.read_text()
+    assert text.startswith("tiny, batch 2, 3 new tokens") and "ms per token step" in text
+    assert "aten::cumsum" in text and "aten::addmm" in text  # the sampler and GPT-2's projections
