@@ -80,14 +80,14 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
             check_every: int) -> list[list[int]]:
     """`sample_ids` with ``lm`` (``model.lm``, LoRA adapters folded)."""
     device = next(model.parameters()).device
-    stop = torch.tensor(model.stop_ids, device=device)
+    stop = list(model.stop_ids) if stop_at_end else None
     newline = model.tokenizer.encode("\n")
     newline_id = newline[0] if len(newline) == 1 else None
     ids, mask = _left_pad(prompt_ids, model.tokenizer.pad_id, device)
     decoder = _choose_decoder(decoder, lm, device)
     if decoder != "dynamic":
         def end(row):
-            return _end(row, model.stop_ids if stop_at_end else None, newline_id, max_new_lines)
+            return _end(row, stop, newline_id, max_new_lines)
         return _sample_static(lm, ids, mask, end, temperature=temperature, max_new_tokens=max_new_tokens,
                               generator=generator, graph=decoder == "graph", check_every=check_every)
     positions = (mask.cumsum(1) - 1).clamp_min(0)
@@ -95,25 +95,27 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
              logits_to_keep=1)
     logits = out.logits[:, -1]
-    rows = torch.arange(len(prompt_ids), device=device)  # which prompt each live batch row belongs to
+    rows = list(range(len(prompt_ids)))  # which prompt each live batch row belongs to
     new = [[] for _ in prompt_ids]
-    lines = torch.zeros(len(prompt_ids), dtype=torch.long, device=device)
+    lines = [0] * len(prompt_ids)
+    count_lines = newline_id is not None and max_new_lines is not None
     last_pos = positions[:, -1]
     for step in range(max_new_tokens):
         token = draw(torch.softmax(logits.float() / temperature, dim=-1), generator)
-        for r, t in zip(rows.tolist(), token.tolist()):
+        done = []  # the one read-back of the step: the tokens, then the bookkeeping on the host
+        for r, t in zip(rows, token.tolist()):
             new[r].append(t)
-        done = torch.tensor([stop_at_end and new[r][-len(stop):] == stop.tolist() for r in rows.tolist()],
-                            device=device)
-        if newline_id is not None and max_new_lines is not None:
-            lines += token == newline_id
-            done |= lines >= max_new_lines
-        if step == max_new_tokens - 1 or bool(done.all()):
+            lines[r] += count_lines and t == newline_id
+            done.append((stop is not None and new[r][-len(stop):] == stop)
+                        or (count_lines and lines[r] >= max_new_lines))
+        if step == max_new_tokens - 1 or all(done):
             break
-        if bool(done.any()):
-            keep = (~done).nonzero()[:, 0]
+        if any(done):
+            live = [i for i, d in enumerate(done) if not d]
+            keep = torch.tensor(live, device=device)
             cache.batch_select_indices(keep)
-            rows, token, mask, lines, last_pos = rows[keep], token[keep], mask[keep], lines[keep], last_pos[keep]
+            rows = [rows[i] for i in live]
+            token, mask, last_pos = token[keep], mask[keep], last_pos[keep]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         last_pos = last_pos + 1
         out = lm(input_ids=token[:, None], attention_mask=mask, position_ids=last_pos[:, None],
