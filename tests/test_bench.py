@@ -207,3 +207,14 @@ def test_report_command_takes_help_and_rewrites_only_the_marked_part(tmp_path, m
         report.main(["--bogus"])
     report.main([])
     assert readme.read_text() == f"head\n{report.BEGIN}\n_No results committed yet._\n{report.END}\ntail\n"
+
+
+def test_the_recorded_commit_is_the_one_the_process_started_with(monkeypatch):
+    """A commit made while a long benchmark runs must not be written into its result as the code that ran."""
+    import subprocess
+
+    from zoo.bench.env import environment
+
+    before = environment(torch.device("cpu"))["git_commit"]
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("git was asked again"))
+    assert environment(torch.device("cpu"))["git_commit"] == before

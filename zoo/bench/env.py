@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -21,9 +22,11 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def _git_commit() -> str | None:
     """HEAD (``-dirty`` with uncommitted changes), or ``ZOO_GIT_COMMIT`` where the tree has no git (the GPU
-    session's copy, see ``benchmarks/gpu``)."""
+    session's copy, see ``benchmarks/gpu``). Read once per process, when this module is imported: a benchmark
+    records the code it started with, not a commit made while it ran."""
     from ..hub import repo_root
 
     if os.environ.get("ZOO_GIT_COMMIT"):
@@ -36,6 +39,9 @@ def _git_commit() -> str | None:
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         return None
+
+
+_git_commit()
 
 
 def _driver() -> str | None:
