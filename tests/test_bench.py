@@ -209,12 +209,16 @@ def test_report_command_takes_help_and_rewrites_only_the_marked_part(tmp_path, m
     assert readme.read_text() == f"head\n{report.BEGIN}\n_No results committed yet._\n{report.END}\ntail\n"
 
 
-def test_the_recorded_commit_is_the_one_the_process_started_with(monkeypatch):
-    """A commit made while a long benchmark runs must not be written into its result as the code that ran."""
+def test_the_recorded_commit_is_the_one_the_process_started_with():
+    """A commit made while a long benchmark runs must not be written into its result as the code that ran: the
+    commit is read when zoo.bench.env is imported (a benchmark's start), and not again."""
+    import os
     import subprocess
+    import sys
 
-    from zoo.bench.env import environment
-
-    before = environment(torch.device("cpu"))["git_commit"]
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("git was asked again"))
-    assert environment(torch.device("cpu"))["git_commit"] == before
+    code = ("import subprocess, zoo.bench.env as env, torch; read = env._git_commit.cache_info().currsize; "
+            "subprocess.run = None; "
+            "print(read, env.environment(torch.device('cpu'))['git_commit'] == env._git_commit())")
+    environ = {k: v for k, v in os.environ.items() if k != "ZOO_GIT_COMMIT"}  # read from git, not the variable
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120)
+    assert out.stdout.split() == ["1", "True"], out.stderr

@@ -353,8 +353,6 @@ def test_cached_batched_sampling_matches_naive_decoding():
     assert got == [_naive_greedy(m, p, 12) for p in prompts]
 
 
-
-
 def test_draw_samples_the_categorical_distribution(monkeypatch):
     """200 000 draws per row against the row's probabilities (4 standard errors), zero-probability tokens never,
     a one-hot row always its token, and the same draws from the same generator seed."""
@@ -370,6 +368,7 @@ def test_draw_samples_the_categorical_distribution(monkeypatch):
     # a uniform number that rounds up to the top of the cumulative sum still lands on a token of probability > 0
     monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape, dtype=kw["dtype"]))
     assert draw(torch.tensor([[0.25, 0.75, 0.0, 0.0]])).tolist() == [1]
+
 
 def _lora_tiny(**lora):
     """drums_gpt2_tiny with LoRA adapters whose B matrices are random, so the adapters change the output."""
@@ -403,25 +402,56 @@ def test_lora_is_folded_for_generation_and_the_weights_restored_exactly():
     assert all(torch.equal(p, before[n]) for n, p in m.named_parameters())  # bit-identical afterwards
     assert torch.equal(after, unfolded)  # adapters active again
     prompts = [m.tokenizer.encode(t) for t in ("o-----\n---o--\n", "--o---\nSEP\n")]
-    assert sample_ids(m, prompts, temperature=1e-4, max_new_tokens=12) == [_naive_greedy(m, p, 12)
-                                                                          for p in prompts]
+    layer = next(x for x in m.lm.modules() if hasattr(x, "lora_A"))
+    unfolded_weight = layer.get_base_layer().weight.detach().clone()
+    seen = []  # during sampling: adapters off and the base weight folded
+    handle = layer.register_forward_pre_hook(lambda mod, args: seen.append(
+        (mod.disable_adapters, torch.equal(mod.get_base_layer().weight, unfolded_weight))))
+    got = sample_ids(m, prompts, temperature=1e-4, max_new_tokens=12)
+    handle.remove()
+    assert seen and all(off and not original for off, original in seen)
+    assert got == [_naive_greedy(m, p, 12) for p in prompts]
     m.train().loss(m.collate([Example("g", "o-----\nSEP\n", "---o--\nEND")])).backward()  # trains after sampling
     assert all(p.grad is not None for n, p in m.named_parameters() if "lora_" in n)
 
 
-def test_lora_layouts_that_cannot_be_folded_run_unfolded():
-    from zoo.models.drums.lora_fold import folded_lora
+def _peft_tiny(**config):
+    """drums_gpt2_tiny's GPT-2 wrapped by peft directly (layouts DrumLM's options do not reach), random lora_B."""
+    import peft
 
-    m = _lora_tiny()
-    m.lm.merge_adapter()  # already merged by the user: folding again would add the delta twice
+    torch.manual_seed(0)
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    m.lm = peft.get_peft_model(m.lm, peft.LoraConfig(r=4, lora_alpha=8, **config)).eval()
+    for n, p in m.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.5)
+    return m
+
+
+@pytest.mark.parametrize("layout", ["merged", "tied lm_head", "dora", "lora_bias", "modules_to_save"])
+def test_lora_layouts_that_cannot_be_folded_run_unfolded(layout):
+    """Each of these would compute something else folded (the delta twice, the embedding changed with a tied
+    head, DoRA's magnitude or the LoRA bias left out, the saved module swapped back): the model runs as it is."""
+    from zoo.models.drums.lora_fold import _lora_layers, folded_lora
+
+    m = {"merged": lambda: _lora_tiny(),
+         "tied lm_head": lambda: _lora_tiny(target_modules=["c_attn", "lm_head"]),
+         "dora": lambda: _peft_tiny(target_modules=["c_attn"], use_dora=True, fan_in_fan_out=True),
+         "lora_bias": lambda: _peft_tiny(target_modules=["c_attn"], lora_bias=True, fan_in_fan_out=True),
+         "modules_to_save": lambda: _peft_tiny(target_modules=["c_attn"], modules_to_save=["lm_head"],
+                                               fan_in_fan_out=True)}[layout]()
+    if layout == "merged":
+        m.lm.merge_adapter()  # already merged by the user: folding again would add the delta twice
+    assert _lora_layers(m.lm) is None
     ids = torch.tensor([m.tokenizer.encode("o-----\nSEP\n")])
     with torch.no_grad():
-        merged = m(ids)
+        as_is = m(ids)
         with folded_lora(m.lm):
-            assert torch.equal(m(ids), merged)
+            assert torch.equal(m(ids), as_is)
     plain = zoo.create_model("drums_gpt2_tiny").eval()
     with folded_lora(plain.lm) as lm:
         assert lm is plain.lm
+
 
 def test_preallocated_cache_matches_the_dynamic_cache_and_drops_rows():
     """Prefill, decode, drop a row, decode: the same logits as transformers' DynamicCache (a tiny Llama, GQA)."""
@@ -630,8 +660,8 @@ def test_profile_script_writes_the_operator_table(tmp_path, monkeypatch):
     script = importlib.import_module("profile_drums_step")
     monkeypatch.setattr(script.zoo, "from_pretrained", lambda name: zoo.create_model("drums_gpt2_tiny"))
     out = tmp_path / "profile.txt"
-    monkeypatch.setattr(sys, "argv", ["profile_drums_step.py", "--model", "tiny", "--batch", "2", "--new-tokens", "3", "--rows", "200",
-                                      "--out", str(out)])
+    monkeypatch.setattr(sys, "argv", ["profile_drums_step.py", "--model", "tiny", "--batch", "2", "--new-tokens", "3",
+                                      "--rows", "200", "--out", str(out)])
     script.main()
     text = out.read_text()
     assert text.startswith("tiny, batch 2, 3 new tokens") and "ms per token step" in text

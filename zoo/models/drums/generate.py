@@ -21,7 +21,7 @@ while the static and graph decoders have been tested on the CPU only (their CUDA
 `test_graphed_steps_match_eager_steps_on_cuda`, has not run yet). ``auto`` should pick ``graph`` on CUDA once that
 test has passed on a GPU and the graph decoder has been timed there. On the CPU the dynamic loop is also the faster
 at the evaluation's lengths (37 rows, up to 1 000 tokens: 1.48x transformers' ``generate`` against the static
-decoder's 1.09x; the model card's Performance section).
+decoder's 1.09x with the scratch model; the model card's Performance section).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
             device for now: the only decoder that has run on a GPU; see the module docstring).
         check_every: static decoders: steps between the host's checks whether every row has ended.
     """
+    if not temperature > 0:
+        raise ZooError(f"temperature must be > 0 (the paper samples at {PAPER_TEMPERATURE}), got {temperature}")
     with folded_lora(model.lm) as lm:
         return _sample(model, lm, prompt_ids, temperature=temperature, max_new_tokens=max_new_tokens,
                        max_new_lines=max_new_lines, stop_at_end=stop_at_end, generator=generator, decoder=decoder,
@@ -104,8 +106,9 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     last_pos = positions[:, -1]
     for step in range(max_new_tokens):
         token = draw(torch.softmax(logits.float() / temperature, dim=-1), generator)
-        done = []  # the one read-back of the step: the tokens, then the bookkeeping on the host
-        for r, t in zip(rows, token.tolist()):
+        sampled = _checked(token.tolist(), logits.shape[-1])  # the step's one read-back; bookkeeping on the host
+        done = []
+        for r, t in zip(rows, sampled):
             new[r].append(t)
             lines[r] += count_lines and t == newline_id
             done.append((stop is not None and new[r][-len(stop):] == stop)
@@ -130,8 +133,9 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
     """One token per row from ``probs`` [B, V] (each row sums to 1) -> [B] long: the categorical distribution that
     ``torch.multinomial(probs, 1)`` samples, drawn by inverting each row's cumulative sum (in float64) at one
     uniform number, where ``multinomial`` draws V exponential numbers per row: at V = 49 152, batch 8, on one CPU
-    thread, 7.5 ms of a 147-ms decoding step against 0.3 ms for the cumulative sum
-    (``benchmarks/profile_drums_step.py``). A token of probability zero is never drawn."""
+    thread, 7.5 ms per token against 0.3 ms for the cumulative sum (``benchmarks/profile_drums_step.py``). A token
+    of probability zero is never drawn. A row without a finite positive sum (NaN or infinite logits) gets the
+    out-of-range id V, which the decoding loops turn into an error."""
     cdf = probs.double().cumsum(-1)
     total = cdf[:, -1:]
     u = torch.rand(len(probs), 1, generator=generator, device=probs.device, dtype=torch.float64) * total
@@ -174,17 +178,26 @@ def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, *, temperatur
     tokens = torch.empty(len(ids), max_new_tokens, dtype=torch.long, device=ids.device)
     step = None
     for n in range(max_new_tokens):
-        decoder.token.copy_(draw(torch.softmax(logits.float() / temperature, dim=-1), generator))
-        tokens[:, n] = decoder.token
-        if n == max_new_tokens - 1 or ((n + 1) % check_every == 0
-                                       and all(end(r) is not None for r in tokens[:, :n + 1].tolist())):
+        tokens[:, n] = draw(torch.softmax(logits.float() / temperature, dim=-1), generator)
+        decoder.token.copy_(tokens[:, n].clamp_max(logits.shape[-1] - 1))  # an invalid draw fails at the check
+        if n == max_new_tokens - 1 or ((n + 1) % check_every == 0 and all(
+                end(r) is not None for r in _checked(tokens[:, :n + 1].tolist(), logits.shape[-1]))):
             break
         if step is None:
             step = GraphedStep(decoder) if graph else decoder.step
         logits = step()
         decoder.advance()
-    rows = tokens[:, :n + 1].tolist()
+    rows = _checked(tokens[:, :n + 1].tolist(), logits.shape[-1])
     return [r[:end(r) or len(r)] for r in rows]
+
+
+def _checked(tokens: list, vocab: int) -> list:
+    """``tokens`` (ids, or rows of ids) after checking that every one is a token: `draw` returns ``vocab`` for a row
+    whose probabilities have no finite positive sum, which NaN or infinite logits give."""
+    if max(max(r) if isinstance(r, list) else r for r in tokens) >= vocab:
+        raise ZooError("sampling met logits that are NaN or infinite (no token could be drawn); check the model's "
+                       "weights and inputs, or run it in float32")
+    return tokens
 
 
 def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64, seed: int = 0,
