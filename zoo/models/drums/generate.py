@@ -20,8 +20,8 @@ the same greedy tokens as transformers and sampled 1.26x as fast as its ``genera
 while the static and graph decoders have been tested on the CPU only (their CUDA test,
 `test_graphed_steps_match_eager_steps_on_cuda`, has not run yet). ``auto`` should pick ``graph`` on CUDA once that
 test has passed on a GPU and the graph decoder has been timed there. On the CPU the dynamic loop is also the faster
-at the evaluation's lengths (37 rows, up to 1 000 tokens: 1.48x transformers' ``generate`` against the static
-decoder's 1.09x with the scratch model; the model card's Performance section).
+at the evaluation's lengths (37 rows, up to 1 000 tokens: 1.56x transformers' ``generate`` against the static
+decoder's 1.12x with the scratch model; the model card's Performance section).
 """
 
 from __future__ import annotations
