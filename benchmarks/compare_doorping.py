@@ -23,6 +23,10 @@ training images when ``../shared/data`` has them, else N(0, 1) noise (the timing
     python benchmarks/compare_doorping.py --device cuda         # GPU (goal: 3x)
     python benchmarks/compare_doorping.py --batch-real 64 --inner-loop 5 --iters 2   # a quick CPU check
     python benchmarks/compare_doorping.py --parts               # and where the time goes (real, syn, inner)
+
+With ``--parts`` each part's FLOPs are counted too (`zoo.bench.harness.count_flops`, on the original path) and
+each path's rate is given as a fraction of the fp32 matrix-multiply peak (`zoo.bench.peaks.peak_for`: the table
+for known GPUs, measured in the run otherwise): how much room a faster implementation of the same arithmetic has.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
 from zoo.bench.compare import save, timeit_alternating
+from zoo.bench.harness import count_flops
+from zoo.bench.peaks import peak_for
 from zoo.models.doorping.evaluate import train_network
 from zoo.models.doorping.matching import class_gradients, match_loss
 
@@ -121,7 +127,8 @@ def part_timings(net0, net_cl, real, syn0, labels, ipc, inner_loop, device, warm
                  cuda_graph) -> list[dict]:
     """Seconds of the three parts of an outer iteration, each path's way, timed in turn: ``real`` (the per-class
     gradients on the real images), ``syn`` (the synthetic images' gradients with their graph, and the backward of a
-    function of them to the images), ``inner`` (the inner loop's training steps)."""
+    function of them to the images), ``inner`` (the inner loop's training steps); and each part's FLOPs (counted
+    on the original path, eager; both paths do the same arithmetic)."""
     k = real.shape[0]
     params = list(net0.parameters())
     real_cl, syn_cl = channels_last(real), channels_last(syn0)
@@ -152,7 +159,9 @@ def part_timings(net0, net_cl, real, syn0, labels, ipc, inner_loop, device, warm
                                                  cuda_graph=cuda_graph)}
     times = timeit_alternating({f"{part} {path}": fn for (part, path), fn in paths.items()}, device=device,
                                warmup=warmup, iters=iters)
-    return [{"part": part, "path": path, "seconds": times[f"{part} {path}"]["p50"] / 1e3} for part, path in paths]
+    flops = {part: count_flops(lambda _, fn=paths[(part, "original")]: fn(), None) for part in ("real", "syn", "inner")}
+    return [{"part": part, "path": path, "seconds": times[f"{part} {path}"]["p50"] / 1e3, "flops": flops[part]}
+            for part, path in paths]
 
 
 def real_batches(k: int, n: int, generator) -> tuple[torch.Tensor, str]:
@@ -234,12 +243,17 @@ def main() -> None:
                      "ipc": a.ipc, "batch_real": a.batch_real, "inner_loop": a.inner_loop})
     speedup = t_orig["p50"] / t_zoo["p50"]
     goal = 3.0 if device.type == "cuda" else 1.5
-    parts = {}
+    parts, part_peak, peak = {}, {}, {}
     if a.parts:
+        peak_tflops, peak_source, _ = peak_for(device, "32")
+        peak = {"peak_tflops": peak_tflops, "peak_source": peak_source}
         for r in part_timings(net0, net_cl, real, syn0, labels, a.ipc, a.inner_loop, device, a.warmup, a.iters,
                               cuda_graph):
             parts.setdefault(r["part"], {})[r["path"]] = round(r["seconds"], 3)
+            part_peak.setdefault(r["part"], {"flops": r["flops"]})[r["path"]] = round(
+                r["flops"] / r["seconds"] / 1e12 / peak_tflops, 3)
         print(f"parts (seconds): {parts}")
+        print(f"parts (fraction of the fp32 matmul peak, {peak_tflops:.3f} TFLOP/s, {peak_source}): {part_peak}")
     path = save("doorping", {
         "description": f"DC outer iteration (matching over 10 classes + image step + {a.inner_loop}-epoch inner "
                        f"loop), ConvNet, ipc {a.ipc}, {a.batch_real} real images per class ({source}); zoo "
@@ -251,7 +265,7 @@ def main() -> None:
                     "loss_zoo": float(got), "loss_relative_difference": rel,
                     "image_gradient_relative_difference": grad_rel,
                     "network_relative_difference_after_iteration": net_rel,
-                    **({"part_seconds": parts} if parts else {})},
+                    **({"part_seconds": parts, "part_fraction_of_peak": part_peak, **peak} if parts else {})},
     }, device=device)
     print(f"speedup {speedup:.2f}x (goal {goal}x); wrote {path}")
 

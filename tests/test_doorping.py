@@ -550,3 +550,24 @@ def test_published_sets_load_by_key_and_match_their_tag(dataset, shape, attack):
         low, high = pixel_bounds(s.mean, s.std)
         inside = s.trigger[:, -3:-1, -3:-1]
         assert s.trigger_mask.sum() == 4 and (inside >= low - 1e-5).all() and (inside <= high + 1e-5).all()
+
+
+@pytest.mark.slow
+def test_compare_doorping_counts_the_parts_flops_against_a_peak(tmp_path):
+    """benchmarks/compare_doorping.py at a toy size with --parts: the losses agree (the script asserts it), each
+    part has its FLOPs (one inner step on 100 images of 32 px is ~30 GFLOP) and both paths a fraction of the peak."""
+    import os
+    import subprocess
+    import sys
+
+    from zoo.hub import repo_root
+
+    env = {**os.environ, "ZOO_RESULTS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(repo_root() / "benchmarks" / "compare_doorping.py"), "--batch-real", "8",
+                    "--inner-loop", "2", "--iters", "1", "--parts"], check=True, env=env, timeout=900)
+    (path,) = tmp_path.glob("compare_doorping__*.json")
+    summary = json.loads(path.read_text())["summary"]
+    assert summary["loss_relative_difference"] < 1e-5 and summary["peak_tflops"] > 0
+    parts = summary["part_fraction_of_peak"]
+    assert 2 * 25e9 < parts["inner"]["flops"] < 2 * 35e9  # two full-batch steps
+    assert all(0 < parts[p][path] < 3 for p in ("real", "syn", "inner") for path in ("original", "zoo"))
