@@ -370,14 +370,18 @@ def test_draw_samples_the_categorical_distribution(monkeypatch):
     assert draw(torch.tensor([[0.25, 0.75, 0.0, 0.0]])).tolist() == [1]
 
 
-def _lora_tiny(**lora):
-    """drums_gpt2_tiny with LoRA adapters whose B matrices are random, so the adapters change the output."""
-    torch.manual_seed(0)
-    m = zoo.create_model("drums_gpt2_tiny", lora={"r": 4, "alpha": 8, **lora}).eval()
+def _random_lora_b(m):
+    """``m`` with random LoRA B matrices (peft starts them at zero), so the adapters change the output."""
     for n, p in m.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.5)
     return m
+
+
+def _lora_tiny(**lora):
+    """drums_gpt2_tiny with LoRA adapters (random B)."""
+    torch.manual_seed(0)
+    return _random_lora_b(zoo.create_model("drums_gpt2_tiny", lora={"r": 4, "alpha": 8, **lora}).eval())
 
 
 def test_lora_is_folded_for_generation_and_the_weights_restored_exactly():
@@ -422,10 +426,7 @@ def _peft_tiny(**config):
     torch.manual_seed(0)
     m = zoo.create_model("drums_gpt2_tiny").eval()
     m.lm = peft.get_peft_model(m.lm, peft.LoraConfig(r=4, lora_alpha=8, **config)).eval()
-    for n, p in m.named_parameters():
-        if "lora_B" in n:
-            torch.nn.init.normal_(p, std=0.5)
-    return m
+    return _random_lora_b(m)
 
 
 @pytest.mark.parametrize("layout", ["merged", "tied lm_head", "dora", "lora_bias", "modules_to_save"])

@@ -116,7 +116,8 @@ def _cmd_verify(argv):
     from .hub import verify_all
 
     _Parser(prog="zoo verify", description="Re-hash the downloaded copy (in ZOO_HOME) of every manifest entry, "
-            "downloading the ones not there yet; exit status 2 if any is missing or does not match its sha256.").parse_args(argv)
+            "downloading the ones not there yet; exit status 2 if any is missing or does not match its "
+            "sha256.").parse_args(argv)
     bad = 0
     for key, status in verify_all():
         print(f"{key}: {status}")

@@ -73,7 +73,8 @@ def results_path(suite: dict, env: dict, out_dir: Path | None = None) -> Path:
 def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = None,
               batch_size: int | None = None, iters: int | None = None, warmup: int | None = None) -> Path:
     """Run every job of a suite; write and return the results file. ``batch_size``/``iters``/``warmup`` override
-    the suite and its rows (for a quick check). A job that fails is recorded under ``failed`` with its error and the rest run."""
+    the suite and its rows (for a quick check). A job that fails is recorded under ``failed`` with its error and
+    the rest run."""
     suite = load_suite(path)
     env = environment(torch.device(device))
     dest = Path(out) if out else results_path(suite, env)

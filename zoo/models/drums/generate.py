@@ -106,7 +106,7 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     last_pos = positions[:, -1]
     for step in range(max_new_tokens):
         token = draw(torch.softmax(logits.float() / temperature, dim=-1), generator)
-        sampled = _checked(token.tolist(), logits.shape[-1])  # the step's one read-back; bookkeeping on the host
+        (sampled,) = _checked([token.tolist()], logits.shape[-1])  # the step's one read-back; the rest on the host
         done = []
         for r, t in zip(rows, sampled):
             new[r].append(t)
@@ -191,13 +191,13 @@ def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, *, temperatur
     return [r[:end(r) or len(r)] for r in rows]
 
 
-def _checked(tokens: list, vocab: int) -> list:
-    """``tokens`` (ids, or rows of ids) after checking that every one is a token: `draw` returns ``vocab`` for a row
-    whose probabilities have no finite positive sum, which NaN or infinite logits give."""
-    if max(max(r) if isinstance(r, list) else r for r in tokens) >= vocab:
+def _checked(rows: list[list[int]], vocab: int) -> list[list[int]]:
+    """``rows`` of token ids after checking that every one is a token: `draw` returns ``vocab`` for a row whose
+    probabilities have no finite positive sum, which NaN or infinite logits give."""
+    if max(max(r) for r in rows) >= vocab:
         raise ZooError("sampling met logits that are NaN or infinite (no token could be drawn); check the model's "
                        "weights and inputs, or run it in float32")
-    return tokens
+    return rows
 
 
 def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64, seed: int = 0,

@@ -1,6 +1,7 @@
 """PMT-IQA quick start for ``zoo demo``: a brief frozen-backbone fit through the CLI, the IQA evaluation of the
 zoo's BIQ2021 weights, a benchmark. Uses 96 images of the BIQ2021 subset (36 to fit, 60 of its test split to
-evaluate, so that the published weights' SRCC is not one of 12 images) with 2 crops each; 9 of the 36 validate), or generated degraded photographs when the subset is absent."""
+evaluate, so that the published weights' SRCC is not one of 12 images) with 2 crops each; 9 of the 36 validate),
+or generated degraded photographs when the subset is absent."""
 
 from __future__ import annotations
 
