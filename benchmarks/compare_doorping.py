@@ -223,8 +223,9 @@ def main() -> None:
     for path, fn in (("original", original_iteration), ("zoo", zoo_it)):
         torch.manual_seed(1)  # the same shuffling in both inner loops
         fn(nets[path], real, syn0.clone().requires_grad_(True), labels, a.ipc, a.inner_loop)
-    net_rel = max(float((z - o).norm() / o.norm()) for z, o in zip(nets["zoo"].parameters(),
-                                                                     nets["original"].parameters()))
+    with torch.no_grad():
+        net_rel = max(float((z - o).norm() / o.norm()) for z, o in zip(nets["zoo"].parameters(),
+                                                                         nets["original"].parameters()))
     print(f"networks after one iteration: largest relative parameter difference {net_rel:.1e}")
 
     def run(fn, net_template):
