@@ -137,7 +137,8 @@ def _cmd_eval(argv):
     p.add_argument("--task", required=True, help="evaluation task")
     p.add_argument("--json", dest="json_out", help="write the result JSON here (plots go beside it)")
     p.add_argument("--save-scores", help="folder for raw per-sample scores (.npz per input)")
-    p.add_argument("--out-dir", help="folder for plots and other artifacts (default: beside --json)")
+    p.add_argument("--out-dir", "--out", dest="out_dir",
+                   help="folder for plots and other artifacts (default: beside --json)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
     p.add_argument("--batch-size", type=positive_int, default=256)
