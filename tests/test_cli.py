@@ -252,3 +252,18 @@ def test_download_of_a_bare_name_fetches_its_default_tag(tmp_path, monkeypatch, 
     assert main(["download", "knn_ood_resnet20"]) == 0
     key, path = capsys.readouterr().out.strip().split(": ")
     assert key == "knn_ood_resnet20.cifar10" and path.startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize("flag", ["--out", "--out-dir"])
+def test_eval_out_is_an_option_of_its_own(flag, monkeypatch, capsys, tmp_path):
+    """The issues' ``--out DIR`` is a named alias of ``--out-dir``, not an abbreviation that a new option could
+    make ambiguous: it is listed in the help and reaches ``evaluate`` as ``out_dir``."""
+    import zoo.eval
+
+    seen = {}
+    monkeypatch.setattr(zoo.eval, "evaluate", lambda model, task, **kw: seen.update(kw, model=model, task=task))
+    assert main(["eval", "some_model", "--task", "classification", "--data", "d", flag, str(tmp_path)]) == 0
+    assert seen["out_dir"] == str(tmp_path) and seen["task"] == "classification"
+    with pytest.raises(SystemExit):
+        main(["eval", "some_model", "--task", "classification", "--help"])
+    assert "--out-dir OUT_DIR, --out OUT_DIR" in capsys.readouterr().out
