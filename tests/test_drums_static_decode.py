@@ -118,7 +118,6 @@ def test_decoder_choice_errors(llama_drum_lm):
         sample_ids(llama_drum_lm, [[1, 2]], max_new_tokens=3, decoder="fast")
 
 
-
 @pytest.mark.parametrize("decoder", ["dynamic", "static"])
 def test_nan_logits_and_a_zero_temperature_are_one_error_each(llama_drum_lm, decoder):
     """NaN logits leave `draw` no token to draw (it returns the out-of-range id V): one error, not an index error
@@ -129,6 +128,7 @@ def test_nan_logits_and_a_zero_temperature_are_one_error_each(llama_drum_lm, dec
         llama_drum_lm.lm.lm_head.weight.fill_(float("nan"))
     with pytest.raises(ZooError, match="NaN or infinite"):
         sample_ids(llama_drum_lm, [[1, 2], [2]], max_new_tokens=6, decoder=decoder, check_every=2)
+
 
 def test_auto_decoder_is_the_dynamic_loop_on_every_device(llama_drum_lm):
     """``auto`` keeps the one decoder that has run on a GPU until the graph decoder's CUDA test has passed there."""
