@@ -160,11 +160,35 @@ def test_conv_backward_flops_respect_groups(groups, transposed):
 
 
 def test_attention_flops_count_grouped_query_heads():
-    """Counted through the math kernel: QK^T and AV, 2 * b * hq * s^2 * d each, with fewer key/value heads."""
+    """QK^T and AV, 2 * b * hq * s^2 * d each, with fewer key/value heads."""
     b, hq, hkv, s, d = 2, 4, 2, 8, 16
     q, k, v = torch.randn(b, hq, s, d), torch.randn(b, hkv, s, d), torch.randn(b, hkv, s, d)
     step = lambda x: torch.nn.functional.scaled_dot_product_attention(x, k, v, enable_gqa=True)  # noqa: E731
     assert count_flops(step, q) == 2 * (2 * b * hq * s * s * d)
+
+
+@pytest.mark.parametrize("kind", ["plain", "masked", "causal", "grouped"])
+def test_fused_attention_is_counted_as_the_math_kernels_matmuls(kind):
+    """Forward and backward through the CPU's fused kernel count what the math kernel's matmuls count (forward F,
+    backward 2F), without running the math kernel; the fused kernel did run (its formula is in the counts)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from zoo.bench.harness import _FLOP_FORMULAS
+
+    b, h, s, d = 2, 4, 32, 16
+    q = torch.randn(b, h, s, d, requires_grad=True)
+    k, v = (torch.randn(b, h // 2 if kind == "grouped" else h, s, d, requires_grad=True) for _ in range(2))
+    mask = torch.rand(s, s) > 0.3 if kind == "masked" else None
+    step = lambda _: torch.nn.functional.scaled_dot_product_attention(  # noqa: E731
+        q, k, v, attn_mask=mask, is_causal=kind == "causal", enable_gqa=kind == "grouped").sum().backward()
+    with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as math_kernel:
+        step(None)
+    with FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as fused:
+        step(None)
+    flops = count_flops(step, None)
+    assert flops == fused.get_total_flops() == math_kernel.get_total_flops() == 3 * 4 * b * h * s * s * d
+    assert torch.ops.aten._scaled_dot_product_flash_attention_for_cpu in fused.get_flop_counts()["Global"]
 
 
 def test_report_flags_gpu_fp32_rows_measured_with_tf32_convolutions():

@@ -6,8 +6,9 @@ synthetic, built from the model's own input specification, and created on the de
 After ``warmup`` untimed steps, ``iters`` steps are timed one by one: with CUDA events on a GPU (device time,
 no host gaps counted), with ``time.perf_counter`` on a CPU. Throughput = batch size / median step time.
 FLOPs are counted once, on one real step, by ``torch.utils.flop_counter.FlopCounterMode`` (an FMA = 2 FLOPs).
-Attention is counted through PyTorch's math kernel (the same FLOPs as the fused kernels, and the only path whose
-count covers grouped-query attention on every torch version).
+Attention runs through the kernel the timed step used and is counted as the math kernel's matmuls would be
+(`_attention_flops`): torch has no formula for the CPU's fused kernel, and the math kernel itself would keep every
+attention matrix for the backward pass (a CMT R50 fusion train step: 13.7 GB resident instead of 6.0).
 MFU = achieved FLOP/s / peak FLOP/s from `zoo.bench.peaks` (a measured matmul peak on CPUs and unknown GPUs).
 Precision ``32`` on a GPU is one policy for matmuls and convolutions: TF32 only when the user turned it on for
 matmuls (``torch.set_float32_matmul_precision('high')``); cuDNN's own TF32 default for convolutions is switched
@@ -25,7 +26,6 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ZooError
@@ -175,10 +175,32 @@ def tf32_policy(device: torch.device):
         torch.backends.cudnn.allow_tf32 = saved
 
 
+def _attention_flops(query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs) -> int:
+    """FLOPs of a fused attention forward: Q K^T and P V, ``2 * b * h_q * s_q * s_k * (d_qk + d_v)``.
+
+    Shapes are [b, h, s, d]; key and value may have fewer heads (grouped-query attention). Causal masking is not
+    discounted, as the math kernel computes the whole score matrix."""
+    b, h_q, s_q, d_qk = query_shape
+    return 2 * b * h_q * s_q * key_shape[2] * (d_qk + value_shape[3])
+
+
+def _attention_backward_flops(_grad_out_shape, query_shape, key_shape, value_shape, *_args, out_shape=None,
+                              **_kwargs) -> int:
+    """FLOPs of a fused attention backward: the gradients of both products (four matmuls, twice the forward), as
+    the math kernel's autograd counts them; the fused kernels' recomputation of Q K^T is not counted."""
+    return 2 * _attention_flops(query_shape, key_shape, value_shape)
+
+
+_ATTENTION_KERNELS = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                      "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
+_FLOP_FORMULAS = {torch.ops.aten.convolution_backward: _conv_backward_flops,
+                  **{getattr(torch.ops.aten, k): _attention_flops for k in _ATTENTION_KERNELS},
+                  **{getattr(torch.ops.aten, k + "_backward"): _attention_backward_flops for k in _ATTENTION_KERNELS}}
+
+
 def count_flops(step, batch) -> int:
-    """FLOPs of one call of ``step(batch)`` (an FMA = 2), attention through the math kernel."""
-    with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False, custom_mapping={
-            torch.ops.aten.convolution_backward: _conv_backward_flops}) as counter:
+    """FLOPs of one call of ``step(batch)`` (an FMA = 2), with `_FLOP_FORMULAS` over torch's own."""
+    with FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as counter:
         step(batch)
     return counter.get_total_flops()
 
