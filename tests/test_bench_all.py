@@ -3,6 +3,7 @@
 covers every registered name (the full-size detectors and ViTs take minutes each on a CPU)."""
 
 import json
+import os
 
 import pytest
 
@@ -12,6 +13,11 @@ from zoo.cli import main
 
 from test_bench import FIELDS
 
+# fp32 CPU train steps larger than the 24 GiB development machine at this test's batch of 2: one frame of the
+# V2-99 camera detector at 1600x640 (six images) peaks at 20.9 GB resident (2026-12-05, `/usr/bin/time -f %M zoo
+# bench cmt_camera_vov99 --mode train --device cpu --batch-size 1 --iters 1 --warmup 1`), so about twice that at 2;
+# the fusion model adds the LiDAR branch (4.4 GB for `cmt_lidar_voxel0075` at batch 1).
+TRAIN_NEEDS_GIB = {"cmt_camera_vov99": 40, "cmt_fusion_vov99": 48}
 SMALLEST = ["knn_ood_resnet20", "pmt_iqa_efficientnet_lite0", "drums_gpt2_tiny", "doorping_convnet",
             "tinymim_vit_tiny", "cmt_tiny"]
 
@@ -46,8 +52,18 @@ def test_bench_smallest_model_of_each_paper(name, tmp_path, capsys):
         _bench(name, mode, tmp_path / f"{mode}.json")
 
 
+def _memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(zoo.list_models()) - set(SMALLEST)))
 def test_bench_every_registered_model(name, tmp_path, capsys):
+    need = TRAIN_NEEDS_GIB.get(name, 0)
+    fits = need < _memory_gib()
     for mode in _modes(name):
-        _bench(name, mode, tmp_path / f"{mode}.json")
+        if mode != "train" or fits:
+            _bench(name, mode, tmp_path / f"{mode}.json")
+    if not fits:
+        pytest.skip(f"other modes passed; {name}'s fp32 train step needs about {need} GiB, this machine has "
+                    f"{_memory_gib():.0f} GiB")
