@@ -191,8 +191,9 @@ def _attention_backward_flops(_grad_out_shape, query_shape, key_shape, value_sha
     return 2 * _attention_flops(query_shape, key_shape, value_shape)
 
 
-_ATTENTION_KERNELS = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-                      "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
+_ATTENTION_KERNELS = [k for k in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                                   "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
+                      if hasattr(torch.ops.aten, k)]  # those this torch has (the GPU machine runs an older one)
 _FLOP_FORMULAS = {torch.ops.aten.convolution_backward: _conv_backward_flops,
                   **{getattr(torch.ops.aten, k): _attention_flops for k in _ATTENTION_KERNELS},
                   **{getattr(torch.ops.aten, k + "_backward"): _attention_backward_flops for k in _ATTENTION_KERNELS}}
