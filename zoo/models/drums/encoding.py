@@ -91,11 +91,10 @@ def grid_to_lines(grid: np.ndarray) -> list[str]:
 
 
 def lines_to_grid(lines: list[str]) -> np.ndarray:
-    """T well-formed lines -> bool [T, 6]. A line that is not six ``o``/``-`` characters is a `ZooError`."""
-    for i, line in enumerate(lines):
-        if not is_drum_line(line):
-            raise ZooError(f"line {i + 1} {line!r} is not a drum line (six characters, each 'o' or '-')")
-    return np.array([[c == HIT for c in line] for line in lines], dtype=bool).reshape(len(lines), len(COLUMNS))
+    """T drum lines -> bool [T, 6]. A malformed line (not six ``o``/``-`` characters) is a silent step, as in
+    `lines_to_onsets`."""
+    return np.array([[c == HIT for c in line] if is_drum_line(line) else [False] * len(COLUMNS) for line in lines],
+                    dtype=bool).reshape(len(lines), len(COLUMNS))
 
 
 def is_drum_line(line: str) -> bool:

@@ -7,15 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io import atomic_path
-from .encoding import COLUMNS, HIT, is_drum_line
-
-BAR_LINES = 16
-
-
-def _grid(lines: list[str]) -> np.ndarray:
-    """[T, 6] hits; malformed lines stay empty."""
-    return np.array([[c == HIT for c in line] if is_drum_line(line) else [False] * len(COLUMNS)
-                     for line in lines], dtype=bool).reshape(len(lines), len(COLUMNS))
+from .encoding import BAR_LINES, COLUMNS, lines_to_grid
 
 
 def piano_roll(panels: dict[str, list[str]], path: Path, title: str, prompt_lines: int = 32) -> Path:
@@ -29,7 +21,7 @@ def piano_roll(panels: dict[str, list[str]], path: Path, title: str, prompt_line
     fig, axes = plt.subplots(len(panels), 1, figsize=(min(22, 2 + steps / 14), 1.3 + 1.1 * len(panels)),
                              squeeze=False, sharex=True)
     for ax, (label, lines) in zip(axes[:, 0], panels.items()):
-        g = _grid(lines)
+        g = lines_to_grid(lines)
         t, c = np.nonzero(g)
         ax.axvspan(-0.5, prompt_lines - 0.5, color="0.92", zorder=0)
         ax.scatter(t, c, marker="s", s=9, color="tab:blue", zorder=2)
