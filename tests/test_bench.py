@@ -246,3 +246,16 @@ def test_the_recorded_commit_is_the_one_the_process_started_with():
     environ = {k: v for k, v in os.environ.items() if k != "ZOO_GIT_COMMIT"}  # read from git, not the variable
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120)
     assert out.stdout.split() == ["1", "True"], out.stderr
+
+
+def test_cpu_peak_memory_is_the_timed_steps_not_the_process_history():
+    from zoo.bench.harness import _cpu_peak_mb, _reset_cpu_peak
+
+    if not _reset_cpu_peak():
+        pytest.skip("this kernel does not let a process reset its peak resident set (/proc/self/clear_refs)")
+    big = torch.ones(3 * 2**28)  # 3 GiB, touched, then freed: the process's peak before the benchmark
+    del big
+    before = _cpu_peak_mb()
+    r = benchmark("knn_ood_resnet20", mode="infer", batch_size=2, warmup=1, iters=2)
+    assert before > 3072 and r["peak_mem_mb"] < before - 2048, (before, r["peak_mem_mb"])
+    assert r["peak_mem_kind"].startswith("process peak RSS over the timed steps")

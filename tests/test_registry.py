@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,3 +52,14 @@ def test_model_info_has_paper_and_results():
     assert info["paper"]["arxiv"] == "2204.06507"
     res = info["weights"]["knn_ood_resnet20.cifar10"]["results"][0]
     assert {"paper_value", "zoo_value", "dataset", "split", "command"} <= set(res)
+
+
+def test_pretrained_tag_and_path_are_told_apart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cifar10").mkdir()  # a folder named like the tag: the tag wins
+    assert zoo.create_model("knn_ood_resnet20", pretrained="cifar10").zoo_cfg["tag"] == "cifar10"
+    for missing in (Path("my_weights.safetensors"), "my_weights.safetensors", "no/such/folder"):
+        with pytest.raises(ZooError, match="not found"):  # never the default tag in its place
+            zoo.create_model("knn_ood_resnet20", pretrained=missing)
+    zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "mine")
+    assert zoo.create_model("knn_ood_resnet20", pretrained="mine").zoo_cfg["tag"] is None

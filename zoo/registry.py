@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import os
 import pkgutil
 import re
 from dataclasses import dataclass, field
@@ -183,6 +184,19 @@ def _builder(arch: str) -> Callable[..., Any]:
     return load_object(paper.models[arch])
 
 
+def _names_a_file(arch: str, pretrained: bool | str | Path) -> bool:
+    """Whether ``pretrained`` is a weights path rather than a manifest tag: a ``Path``, a string with a path
+    separator or a ``.safetensors`` suffix, or an existing file or folder that is not one of ``arch``'s tags (a tag
+    wins over a same-named folder in the working directory)."""
+    if isinstance(pretrained, Path):
+        return True
+    if not isinstance(pretrained, str):
+        return False
+    if "/" in pretrained or os.sep in pretrained or pretrained.endswith(".safetensors"):
+        return True
+    return Path(pretrained).exists() and pretrained not in tags_for(arch)
+
+
 def create_model(name: str, pretrained: bool | str = False, **kwargs):
     """Build a registered model as a plain ``nn.Module``.
 
@@ -203,7 +217,7 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     builder = _builder(arch)
     entry_key, entry = None, None
     weights_path: Path | None = None
-    if isinstance(pretrained, (str, Path)) and (Path(pretrained).exists() or "/" in str(pretrained)):
+    if _names_a_file(arch, pretrained):
         weights_path = Path(pretrained)
         if weights_path.is_dir():
             weights_path = weights_path / "model.safetensors"

@@ -143,6 +143,27 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _reset_cpu_peak() -> bool:
+    """Reset the process's peak resident set (Linux: ``VmHWM``, via ``/proc/self/clear_refs``); False where the
+    kernel does not allow it (then the peak is the process's since it started)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _cpu_peak_mb() -> float:
+    """The process's peak resident set in MiB: ``VmHWM`` where /proc has it, else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024
+
+
 def _time_steps(step, batch, n: int, device) -> list[float]:
     times = []
     if device.type == "cuda":
@@ -245,12 +266,13 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         _sync(dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
+        else:
+            timing["rss_reset"] = _reset_cpu_peak()
         return batch, _time_steps(step, batch, iters, dev)
 
     with tf32_policy(dev):
         (batch, times), bs, failed = with_backoff(run, batch_size)
-        peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
-                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        peak_mem = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _cpu_peak_mb()
         flops = count_flops(flop_step, batch)
         tf32_conv = torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None  # as tf32_policy set it
     lat = _stats(times)
@@ -272,7 +294,9 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         **{f"{k}_per_s": v * bs / step_s for k, v in adapter.extra_units.items()},
         "latency_ms": lat,
         "peak_mem_mb": peak_mem,
-        "peak_mem_kind": "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "process peak RSS (ru_maxrss)",
+        "peak_mem_kind": ("torch.cuda.max_memory_allocated" if dev.type == "cuda" else
+                          "process peak RSS over the timed steps (VmHWM reset before them)" if timing["rss_reset"]
+                          else "process peak RSS since it started (ru_maxrss)"),
         "params": sum(p.numel() for p in model.parameters()),
         "flops_per_sample": flops / bs,
         "tflops": achieved,
