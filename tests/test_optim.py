@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.training.optim import build_optimizer, param_groups, warmup_cosine
+from zoo.training.optim import build_optimizer, param_groups, warmup_cosine, warmup_steps
 
 
 def test_warmup_cosine_factors_at_the_landmarks():
@@ -42,3 +42,24 @@ def test_param_groups_exempt_biases_and_norms_from_weight_decay():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]  # the groups' decay wins
     with pytest.raises(ZooError, match="unknown optimizer"):
         build_optimizer(m.parameters(), "lion", lr=1e-3)
+
+
+@pytest.mark.parametrize("bounds, accumulate, expected", [({"max_epochs": 4}, 1, 32), ({"max_steps": 10}, 1, 10),
+                                                          ({"max_steps": 100, "max_epochs": -1}, 1, 32),
+                                                          ({"max_epochs": 4}, 4, 8)])
+def test_warmup_steps_count_epochs_of_batches_however_the_run_is_bounded(bounds, accumulate, expected):
+    """64 batches per epoch (BoringModel's), 0.5 epochs of warm-up: 32 optimiser steps (8 with 4 accumulated
+    batches a step), never more than the run's total."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.demos.boring_classes import BoringModel
+
+    seen = {}
+
+    class Probe(BoringModel):
+        def configure_optimizers(self):
+            seen["warmup"] = warmup_steps(self.trainer, 0.5)
+            return super().configure_optimizers()
+
+    pl.Trainer(**bounds, accumulate_grad_batches=accumulate, limit_val_batches=0, logger=False,
+               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(Probe())
+    assert seen["warmup"] == expected

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import create_model
-from .optim import build_optimizer, param_groups, warmup_cosine
+from .optim import build_optimizer, param_groups, warmup_cosine, warmup_steps
 
 
 class ClassifierModule(pl.LightningModule):
@@ -66,6 +66,5 @@ class ClassifierModule(pl.LightningModule):
         opt = build_optimizer(param_groups(self.model, hp.weight_decay), hp.optimizer, hp.lr, hp.weight_decay,
                               hp.momentum, nesterov=hp.nesterov)
         total = self.trainer.estimated_stepping_batches
-        epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else 1
-        warm = int(hp.warmup_epochs * total / epochs)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": warmup_cosine(opt, total, warm), "interval": "step"}}
+        sched = warmup_cosine(opt, total, warmup_steps(self.trainer, hp.warmup_epochs))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -29,6 +29,20 @@ def build_optimizer(params, name: str, lr: float, weight_decay: float = 0.0, mom
     raise ZooError(f"unknown optimizer {name!r}; choose sgd, adamw or adam")
 
 
+def warmup_steps(trainer, warmup_epochs: float) -> int:
+    """Optimiser steps in ``warmup_epochs`` epochs of ``trainer``'s training data (fractions allowed), at most the
+    run's total. Counted from the batches of one epoch, so it holds however the run is bounded (``max_epochs`` or
+    ``max_steps``); where an epoch has no length (an iterable dataset) the run's total is taken as one epoch."""
+    total = trainer.estimated_stepping_batches
+    if trainer.train_dataloader is None:  # with max_epochs -1 Lightning estimates from max_steps alone
+        trainer.fit_loop.setup_data()
+    per_epoch = trainer.num_training_batches
+    if math.isinf(per_epoch):
+        return min(total, int(warmup_epochs * total))
+    per_epoch = math.ceil(per_epoch / trainer.accumulate_grad_batches)
+    return min(total, int(warmup_epochs * per_epoch))
+
+
 def warmup_cosine(optimizer, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0):
     """Per-step LambdaLR: linear warm-up to the base LR, then half-cycle cosine down to ``min_ratio`` x base."""
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...registry import create_model
-from ...training.optim import build_optimizer, param_groups, warmup_cosine
+from ...training.optim import build_optimizer, param_groups, warmup_cosine, warmup_steps
 
 
 def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
@@ -103,6 +103,5 @@ class SupConModule(pl.LightningModule):
                                                                              "weight_decay": 0.0}]
         opt = build_optimizer(groups, "sgd", hp.lr, hp.weight_decay, hp.momentum)
         total = self.trainer.estimated_stepping_batches
-        epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else 1
-        sched = warmup_cosine(opt, total, int(hp.warmup_epochs * total / epochs))
+        sched = warmup_cosine(opt, total, warmup_steps(self.trainer, hp.warmup_epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 from ...errors import ZooError
-from ...training.optim import warmup_cosine
+from ...training.optim import warmup_cosine, warmup_steps
 
 
 def absolute_lr(module: pl.LightningModule, lr: float | None, blr: float) -> float:
@@ -56,7 +56,6 @@ def adamw_warmup_cosine(module: pl.LightningModule, groups: list[dict], lr: floa
         g["lr"] = lr * g.get("lr_scale", 1.0)
     opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
     trainer = module.trainer
-    total = trainer.estimated_stepping_batches
-    epochs = trainer.max_epochs if (trainer.max_epochs or 0) > 0 else 1
-    sched = warmup_cosine(opt, total, int(warmup_epochs * total / epochs), min_ratio=min_lr / lr)
+    sched = warmup_cosine(opt, trainer.estimated_stepping_batches, warmup_steps(trainer, warmup_epochs),
+                          min_ratio=min_lr / lr)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
