@@ -48,6 +48,16 @@ def test_unpack_is_atomic_and_once(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
+def test_unreadable_archive_is_one_error_and_leaves_nothing(tmp_path):
+    bad = tmp_path / "images.tar.gz"
+    bad.write_bytes(b"not an archive")
+    with pytest.raises(ZooError, match="images.tar.gz could not be unpacked .not a readable"):
+        open_split(bad)
+    with pytest.raises(ZooError, match="could not be unpacked"):
+        unpack(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("*.partial"))
+
+
 def _write_idx(path, arr: np.ndarray):
     header = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     with gzip.open(path, "wb") as f:

@@ -12,12 +12,17 @@ import time
 import traceback
 from pathlib import Path
 
+from .errors import ZooError
 from .registry import list_papers, load_object
 
 COLUMNS = ("paper", "step", "data", "result", "seconds")
 
 
 def main(workdir: str | None = None, only: list[str] | None = None) -> list[dict]:
+    known = [p.id for p in list_papers() if p.demo]
+    unknown = sorted(set(only or ()) - set(known))
+    if unknown:
+        raise ZooError(f"no demo for {', '.join(unknown)}; papers with a demo: {', '.join(known)}")
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="zoo-demo-"))
     rows, failures = [], []
     for paper in list_papers():
@@ -34,7 +39,7 @@ def main(workdir: str | None = None, only: list[str] | None = None) -> list[dict
             failures.append(paper.id)
             rows.append({"paper": paper.id, "step": "FAILED", "data": "", "result": repr(exc)[:120],
                          "seconds": time.perf_counter() - t0})
-    widths = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in COLUMNS} if rows else {}
+    widths = {c: max([len(c), *(len(_fmt(r[c])) for r in rows)]) for c in COLUMNS}
     print("\n" + "  ".join(c.ljust(widths[c]) for c in COLUMNS))
     for r in rows:
         print("  ".join(_fmt(r[c]).ljust(widths[c]) for c in COLUMNS))

@@ -9,14 +9,13 @@ sha256 the first time it is used. A missing dataset is one `ZooError` naming the
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ZooError
 from ..hub import cache_dir, repo_root, sha256_file
+from ..io import write_dir_once
 
 
 @lru_cache(maxsize=1)
@@ -80,20 +79,21 @@ def locate(name: str) -> Path:
 
 
 def unpack(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` once; concurrent or interrupted runs never expose a partial tree."""
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+    """Extract ``archive`` into ``dest`` once; concurrent or interrupted runs never expose a partial tree. An
+    archive that is not a readable tar file is a `ZooError` naming it."""
+
+    def fill(tmp: Path) -> None:
         try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir():  # another process won the race only if dest now exists
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            reason = "not a readable .tar, .tar.gz or .tgz archive" if isinstance(exc, tarfile.TarError) else exc
+            raise ZooError(f"{archive} could not be unpacked ({reason}): download it again or give the unpacked "
+                           f"folder") from None
+
+    return write_dir_once(dest, fill)
+
+
+def unpack_user_archive(archive: Path) -> Path:
+    """A user's archive unpacked once into the cache, as ``<ZOO_HOME>/data/<stem>-<sha8>`` of its content."""
+    return unpack(archive, cache_dir() / "data" / f"{archive.name.split('.')[0]}-{sha256_file(archive)[:8]}")

@@ -20,8 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ZooError
-from ..hub import cache_dir, sha256_file
-from .catalog import catalog, locate, unpack
+from .catalog import catalog, locate, unpack_user_archive
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _IDX_NAMES = {"train": "train", "test": "t10k"}
@@ -132,11 +131,6 @@ def idx_folder(folder: Path, split: str, name: str | None = None) -> ArrayImageD
     return ArrayImageDataset(x, y.astype(np.int64), classes, name or Path(folder).name)
 
 
-def _unpacked(archive: Path) -> Path:
-    sha = sha256_file(archive)
-    return unpack(archive, cache_dir() / "data" / f"{archive.name.split('.')[0]}-{sha[:8]}")
-
-
 def open_split(spec: str | Path, split: str = "test", *, labelled: bool = True):
     """A dataset for ``split`` of whatever ``spec`` names (see the module docstring)."""
     spec_s = str(spec)
@@ -152,7 +146,7 @@ def open_split(spec: str | Path, split: str = "test", *, labelled: bool = True):
         if folder.is_file():
             if not folder.name.endswith((".tar.gz", ".tgz", ".tar")):
                 raise ZooError(f"{folder}: expected a folder or a .tar.gz archive of images")
-            folder = _unpacked(folder)
+            folder = unpack_user_archive(folder)
     if is_idx_folder(folder):
         return idx_folder(folder, split, name=name)
     if (folder / split).is_dir():

@@ -71,12 +71,15 @@ class ZooLightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        ckpt = cfg.get("ckpt_path")
         if not cfg.trainer.get("default_root_dir"):
+            if ckpt == "last":  # a new run folder has nothing to resume: Lightning would warn and start afresh
+                raise ZooError("--ckpt_path last resumes the run in --trainer.default_root_dir; give that folder "
+                               "(runs/<config name>/<timestamp> by default)")
             cfg.trainer.default_root_dir = _run_dir(cfg.get("config") or [])
         root = cfg.trainer.default_root_dir
         if not cfg.checkpoint.get("dirpath"):
             cfg.checkpoint.dirpath = str(Path(root) / "checkpoints")
-        ckpt = cfg.get("ckpt_path")
         if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not Path(ckpt).is_file():
             raise ZooError(f"--ckpt_path {ckpt} does not exist: give a Lightning .ckpt file, or `last` to resume "
                            f"the newest checkpoint of --trainer.default_root_dir")
