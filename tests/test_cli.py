@@ -58,6 +58,10 @@ def test_verify_passes_then_fails_after_tampering(tmp_path, monkeypatch, capsys)
     cached.write_bytes(b"tampered")  # a corrupt cache copy is fetched again from the manifest's URL
     assert main(["verify"]) == 0 and cached.read_bytes() == weights.read_bytes()
     capsys.readouterr()
+    assert main(["verify", "knn_ood_resnet20"]) == 0  # a name: its default weights only
+    assert capsys.readouterr().out.strip() == "knn_ood_resnet20.tiny: ok"
+    assert main(["verify", "knn_ood_resnet20.nosuch"]) == 2
+    assert "no weights named 'knn_ood_resnet20.nosuch'" in capsys.readouterr().err
     weights.write_bytes(b"weights" * 99 + b"WEIGHTS")  # same size, other bytes
     cached.unlink()
     assert main(["verify"]) == 2

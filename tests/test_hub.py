@@ -6,6 +6,7 @@ import threading
 from functools import partial
 
 import pytest
+import yaml
 
 from zoo.errors import ZooError
 from zoo.hub import download
@@ -121,3 +122,22 @@ def test_a_missing_or_malformed_manifest_is_an_error(tmp_path, monkeypatch):
         bad.write_text(text)
         with pytest.raises(ZooError, match="bad.yaml"):
             load_manifest(bad)
+
+
+def test_manifest_urls_and_hashes_are_checked_on_load(tmp_path):
+    from zoo.hub import load_manifest
+
+    good = {"file": "w.bin", "sha256": "a" * 64, "size": 1, "urls": ["file:w.bin"], "license": "x", "recipe": "x",
+            "results": []}
+    for field, value, needle in (("urls", "file:w.bin", "needs urls as a list"),
+                                 ("urls", ["checkpoints/w.bin"], "needs urls as a list"),
+                                 ("sha256", "A" * 64, "64 lowercase hex digits")):
+        path = tmp_path / f"{field}-{len(str(value))}.yaml"
+        path.write_text(yaml.safe_dump({"m.t": {**good, field: value}}))
+        with pytest.raises(ZooError, match=needle):
+            load_manifest(path)
+
+
+def test_a_malformed_url_is_one_mirror_failing(tmp_path):
+    with pytest.raises(ZooError, match="could not get w.safetensors: no-scheme/w.safetensors: unknown url type"):
+        download("w.safetensors", ["no-scheme/w.safetensors"], SHA, None, dest_dir=tmp_path / "c")

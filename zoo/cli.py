@@ -115,11 +115,15 @@ def _cmd_download(argv):
 def _cmd_verify(argv):
     from .hub import verify_all
 
-    _Parser(prog="zoo verify", description="Re-hash the downloaded copy (in ZOO_HOME) of every manifest entry, "
-            "downloading the ones not there yet; exit status 2 if any is missing or does not match its "
-            "sha256.").parse_args(argv)
+    from .registry import resolve_entry
+
+    p = _Parser(prog="zoo verify", description="Re-hash the downloaded copy (in ZOO_HOME) of every manifest entry "
+                "(or of the NAMEs given), downloading the ones not there yet; exit status 2 if any is missing or "
+                "does not match its sha256.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="NAME.TAG, or NAME for its default weights")
+    keys = [resolve_entry(n)[0] for n in p.parse_args(argv).names]
     bad = 0
-    for key, status in verify_all():
+    for key, status in verify_all(keys or None):
         print(f"{key}: {status}")
         bad += status != "ok"
     if bad:

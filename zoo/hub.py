@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from .errors import ZooError
 from .io import publish_file
 
 REQUIRED_FIELDS = ("file", "sha256", "size", "urls", "license", "recipe", "results")
+URL_SCHEMES = ("https://", "http://", "file:")
 _CHUNK = 1 << 20
 
 
@@ -65,8 +67,12 @@ def _load_manifest(path: str, mtime: float) -> dict:
         missing = [f for f in REQUIRED_FIELDS if f not in entry]
         if missing:
             raise ZooError(f"manifest {path}: entry {key!r} lacks {', '.join(missing)}")
-        if len(str(entry["sha256"])) != 64:
-            raise ZooError(f"manifest {path}: entry {key!r} has a sha256 that is not 64 hex digits")
+        if not re.fullmatch(r"[0-9a-f]{64}", str(entry["sha256"])):
+            raise ZooError(f"manifest {path}: entry {key!r} has a sha256 that is not 64 lowercase hex digits")
+        urls = entry["urls"]
+        if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(URL_SCHEMES) for u in urls):
+            raise ZooError(f"manifest {path}: entry {key!r} needs urls as a list of {', '.join(URL_SCHEMES)} "
+                           f"addresses, got {urls!r}")
     return data
 
 
@@ -149,7 +155,7 @@ def download(filename: str, urls: list[str], sha256: str, size: int | None = Non
             return dest
         except ZooError as exc:
             errors.append(str(exc))
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed URL
             errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
     hint = (f"place the file at {dest} by hand (sha256 {sha256})" if offline()
             else f"check the network, or place the file at {dest} (sha256 {sha256})")
