@@ -259,3 +259,17 @@ def test_cpu_peak_memory_is_the_timed_steps_not_the_process_history():
     r = benchmark("knn_ood_resnet20", mode="infer", batch_size=2, warmup=1, iters=2)
     assert before > 3072 and r["peak_mem_mb"] < before - 2048, (before, r["peak_mem_mb"])
     assert r["peak_mem_kind"].startswith("process peak RSS over the timed steps")
+
+
+def test_result_files_are_named_by_the_device_type_not_by_nvidia_smi():
+    from zoo.bench.env import device_slug
+    from zoo.bench.suite import results_path
+
+    gpu = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "driver": None, "torch": "2.11.0+cu130",
+           "cuda": "13.0"}
+    assert device_slug(gpu) == "h100-80gb-hbm3"
+    assert results_path({"name": "s"}, gpu).name == "s__h100-80gb-hbm3__torch2.11.0__cu13.0.json"
+    cpu = {**gpu, "device_type": "cpu", "device_name": "AMD EPYC 7B13"}
+    assert results_path({"name": "s"}, cpu).name == "s__cpu-amd-epyc-7b13__torch2.11.0.json"
+    old_gpu_block = {k: v for k, v in gpu.items() if k != "device_type"} | {"driver": "580.1"}
+    assert device_slug(old_gpu_block) == "h100-80gb-hbm3"

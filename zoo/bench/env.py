@@ -58,6 +58,7 @@ def environment(device: torch.device) -> dict:
 
     cuda = device.type == "cuda"
     return {
+        "device_type": device.type,
         "device_name": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
         "device_count": torch.cuda.device_count() if cuda else os.cpu_count(),
         "driver": _driver() if cuda else None,
@@ -72,8 +73,14 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def is_gpu(env: dict) -> bool:
+    """Whether ``env`` (an `environment` block) was recorded on a GPU (blocks written before ``device_type`` was
+    recorded: whether ``nvidia-smi`` answered)."""
+    return env["device_type"] == "cuda" if "device_type" in env else bool(env.get("driver"))
+
+
 def device_slug(env: dict) -> str:
     """A short file-name-safe device name: ``h100-80gb-hbm3``, ``cpu-intel-xeon-...``."""
     name = env["device_name"].lower().replace("nvidia", "").replace("(r)", "").replace("(tm)", "")
     slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-")
-    return slug if env.get("driver") or "cuda" in name else f"cpu-{slug}"[:48].rstrip("-")
+    return slug if is_gpu(env) else f"cpu-{slug}"[:48].rstrip("-")

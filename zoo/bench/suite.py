@@ -27,7 +27,7 @@ import torch
 from ..errors import ZooError
 from ..io import write_json
 from .compare import results_dir
-from .env import device_slug, environment
+from .env import device_slug, environment, is_gpu
 from .harness import benchmark, format_result
 
 
@@ -66,7 +66,7 @@ def expand(suite: dict, device: str) -> list[dict]:
 
 def results_path(suite: dict, env: dict, out_dir: Path | None = None) -> Path:
     out_dir = out_dir or results_dir()
-    cu = f"__cu{env['cuda']}" if env.get("driver") else ""
+    cu = f"__cu{env['cuda']}" if is_gpu(env) else ""
     return out_dir / f"{suite['name']}__{device_slug(env)}__torch{env['torch'].split('+')[0]}{cu}.json"
 
 
