@@ -123,7 +123,7 @@ def test_command_line_warmup_and_iters_override_every_row_of_a_suite(tmp_path):
     suite.write_text("name: t\nwarmup: 3\niters: 4\nruns:\n  - {model: doorping_convnet, batch_sizes: [2]}\n"
                      "  - {model: doorping_convnet, batch_sizes: [2], modes: [train], warmup: 2, iters: 5}\n")
     out = tmp_path / "out.json"
-    assert main(["bench", "--suite", str(suite), "--device", "cpu", "--warmup", "1", "--iters", "2",
+    assert main(["bench", "--suite", str(suite), "--device", "cpu", "--warmup=1", "--iters", "2",
                  "--json", str(out)]) == 0
     assert [(r["warmup"], r["iters"]) for r in json.loads(out.read_text())["results"]] == [(1, 2), (1, 2)]
 

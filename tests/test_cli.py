@@ -148,6 +148,8 @@ def test_list_and_info(capsys):
     (["fit", "--config", SMALL, "--ckpt_path", "last", "--trainer.fast_dev_run", "1"],
      "--ckpt_path last resumes the run in --trainer.default_root_dir"),
     (["demo", "--only", "knn_ood,nosuchpaper"], "no demo for nosuchpaper; papers with a demo: "),
+    (["bench", "--suite", "configs/bench/cpu-smoke.yaml", "--mode", "train", "--compile"],
+     "--mode, --compile do not apply with --suite"),
     (["download", "knn_ood_resnet2"], "did you mean"),
     (["convert", "nopaper", "--src", "a", "--out", "b"], "unknown paper"),
     (["bench", "knn_ood_resnet20", "--iters", "0"], "argument --iters: 0 is less than 1"),

@@ -165,32 +165,37 @@ def _cmd_bench(argv):
     p = _Parser(prog="zoo bench")
     p.add_argument("model", nargs="?", help="NAME (random init), NAME.TAG or a zoo folder")
     p.add_argument("--suite", help="configs/bench/FILE.yaml: run every job and write a results file")
-    p.add_argument("--mode", default="infer", choices=["infer", "train", "generate"])
+    p.add_argument("--mode", default=None, choices=["infer", "train", "generate"], help="default: infer")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed", "16-mixed"], help="default: 32")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: the suite's, or 32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--warmup", type=positive_int, default=5)
-    p.add_argument("--iters", type=positive_int, default=20)
+    p.add_argument("--warmup", type=positive_int, default=None, help="default: the suite's, or 5")
+    p.add_argument("--iters", type=positive_int, default=None, help="default: the suite's, or 20")
     p.add_argument("--json", dest="json_out", help="write the result (or, with --suite, the results file) here")
     a = p.parse_args(argv)
     device = a.device or ("cuda" if _cuda() else "cpu")
     if a.suite:
         from .bench.suite import run_suite
 
-        path = run_suite(a.suite, device=device, out=a.json_out, batch_size=a.batch_size,
-                         iters=a.iters if "--iters" in argv else None,
-                         warmup=a.warmup if "--warmup" in argv else None)
+        per_job = [f"--{k.replace('_', '-')}" for k in ("model", "mode", "precision", "compile", "channels_last")
+                   if getattr(a, k)]
+        if per_job:
+            raise ZooError(f"{', '.join(per_job)} do not apply with --suite (each job of the suite file sets "
+                           f"them); edit the suite, or drop --suite to benchmark one model")
+        path = run_suite(a.suite, device=device, out=a.json_out, batch_size=a.batch_size, iters=a.iters,
+                         warmup=a.warmup)
         print(f"wrote {path}")
         return
     if not a.model:
         raise ZooError("name a model, or give --suite configs/bench/FILE.yaml")
     from .bench.harness import benchmark, format_result
 
-    r = benchmark(a.model, mode=a.mode, device=device, precision=a.precision,
-                  batch_size=32 if a.batch_size is None else a.batch_size,
-                  compile=a.compile, warmup=a.warmup, iters=a.iters, channels_last=a.channels_last)
+    r = benchmark(a.model, mode=a.mode or "infer", device=device, precision=a.precision or "32",
+                  batch_size=32 if a.batch_size is None else a.batch_size, compile=a.compile,
+                  warmup=5 if a.warmup is None else a.warmup, iters=20 if a.iters is None else a.iters,
+                  channels_last=a.channels_last)
     print(format_result(r))
     if a.json_out:
         write_json(a.json_out, r)
