@@ -9,6 +9,7 @@ import pytest
 
 import zoo
 from zoo.cli import VERBS, main
+from zoo.errors import ZooError
 
 SMALL = "configs/knn_ood/resnet20_cifar10_small.yaml"
 
@@ -276,3 +277,14 @@ def test_eval_out_is_an_option_of_its_own(flag, monkeypatch, capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["eval", "some_model", "--task", "classification", "--help"])
     assert "--out-dir OUT_DIR, --out OUT_DIR" in capsys.readouterr().out
+
+
+def test_eval_task_options_are_checked_for_python_callers():
+    from zoo.eval import get_task
+
+    task = get_task("classification")
+    with pytest.raises(ZooError, match="task 'classification' has no option splt; its options: data, split"):
+        task(data="cifar10_jpeg", splt="test")
+    with pytest.raises(ZooError, match="task 'classification' needs --data"):
+        task(split="test")
+    assert vars(task(data="x").options) == {"data": "x", "split": "test"}

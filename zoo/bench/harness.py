@@ -29,13 +29,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ZooError
+from ..precision import autocast_dtype
 from ..registry import load_object, paper_of
 from .adapters import BenchAdapter
 from .env import environment
 from .peaks import peak_for
 
 MODES = ("infer", "train", "generate")
-PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -234,8 +234,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
     ``model_args``: constructor keywords for a bare model name (`load_bench_model`)."""
     if mode not in MODES:
         raise ZooError(f"unknown mode {mode!r}; choose {', '.join(MODES)}")
-    if precision not in PRECISIONS:
-        raise ZooError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    amp = autocast_dtype(precision)
     if warmup < 1 or iters < 1:
         raise ZooError("--warmup and --iters must be >= 1")
     dev = torch.device(device)
@@ -248,7 +247,6 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.train(mode == "train")
-    amp = PRECISIONS[precision]
     scaler = torch.amp.GradScaler(dev.type) if (mode == "train" and amp == torch.float16) else None
     runner = torch.compile(model) if compile else model
     step = _make_step(runner, adapter, mode, amp, dev, scaler)

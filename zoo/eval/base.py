@@ -16,6 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .. import distributed
 from ..errors import ZooError
 from ..io import atomic_path, write_json
+from ..precision import autocast_dtype
 from ..registry import list_papers, load_object
 
 CORE_TASKS = {"classification": "zoo.eval.classification:ClassificationTask"}
@@ -64,8 +65,15 @@ class EvalTask:
         declared there, so Python callers of `evaluate` get what the CLI gets."""
         parser = argparse.ArgumentParser(add_help=False)
         self.add_arguments(parser)
-        defaults = {a.dest: a.default for a in parser._actions}
-        self.options = argparse.Namespace(**{**defaults, **options})
+        actions = {a.dest: a for a in parser._actions}
+        unknown = sorted(set(options) - set(actions))
+        if unknown:
+            raise ZooError(f"task {self.name!r} has no option {', '.join(unknown)}; its options: "
+                           f"{', '.join(sorted(actions)) or 'none'}")
+        missing = [(a.option_strings or [d])[0] for d, a in actions.items() if a.required and options.get(d) is None]
+        if missing:
+            raise ZooError(f"task {self.name!r} needs {', '.join(missing)}")
+        self.options = argparse.Namespace(**{**{d: a.default for d, a in actions.items()}, **options})
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -118,13 +126,6 @@ def load_model(source: str):
     return from_pretrained(source)
 
 
-def _amp_dtype(precision: str) -> torch.dtype | None:
-    table = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-    if precision not in table:
-        raise ZooError(f"unknown precision {precision!r}; choose 32, bf16-mixed or 16-mixed")
-    return table[precision]
-
-
 def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "32", batch_size: int = 256,
              num_workers: int = 2, json_out: str | Path | None = None, save_scores: str | Path | None = None,
              out_dir: str | Path | None = None, model=None, **options) -> dict:
@@ -149,7 +150,7 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
         if sharded and dev.type == "cuda":
             dev = torch.device("cuda", torch.cuda.current_device())
         out = Path(out_dir) if out_dir else (Path(json_out).parent if json_out else None)
-        ctx = EvalContext(dev, _amp_dtype(precision), batch_size, num_workers, out, sharded)
+        ctx = EvalContext(dev, autocast_dtype(precision), batch_size, num_workers, out, sharded)
         model = model if model is not None else t.load(source)
         t.setup(model, ctx)
         scores: dict[str, dict[str, np.ndarray]] = {}

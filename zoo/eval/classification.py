@@ -25,7 +25,7 @@ class ClassificationTask(EvalTask):
         ds = open_split(self.options.data, self.options.split)
         self.dataset_name, self.num_classes = ds.name, len(ds.classes)
         if getattr(model, "num_classes", None) == 0:
-            name = getattr(model, "zoo_cfg", {}).get("name", "the model")
+            name = getattr(model, "zoo_cfg", {}).get("architecture", "the model")
             raise ZooError(f"{name} is an encoder without a classifier (num_classes 0): it must be fine-tuned on "
                            f"{ds.name} first, then evaluate the fine-tuned model")
         view = TransformView(ds, np.arange(len(ds)), eval_transform(model.input_spec))
