@@ -180,6 +180,15 @@ def test_dsa_is_siamese_differentiable_and_matches_reference_ops():
     cut = dsa._cutout(torch.ones(1, 1, 8, 8), {"cx": torch.tensor([4]), "cy": torch.tensor([4])})
     assert cut.sum() == 64 - 16 and cut[0, 0, 2:6, 2:6].sum() == 0  # a 4x4 hole centred at (4, 4)
     assert torch.equal(dsa._flip(img, {"flip": torch.tensor([0.1])}), img.flip(3))
+    t = torch.tensor([0.2])
+    rot = torch.tensor([[[t.cos(), -t.sin(), 0], [t.sin(), t.cos(), 0]]])
+    for x in (img, img[..., :6]):  # alignment only matters for rotation of a non-square image
+        # the DC code's call: affine_grid and grid_sample without align_corners, PyTorch's default (False)
+        ref = F.grid_sample(x, F.affine_grid(rot, x.shape, align_corners=False), align_corners=False)
+        assert torch.allclose(dsa._rotate(x, {"theta": t}), ref, atol=1e-5)
+    ref = F.grid_sample(img, F.affine_grid(torch.tensor([[[1.2, 0, 0], [0, 0.9, 0]]]), img.shape, align_corners=False),
+                        align_corners=False)
+    assert torch.allclose(dsa._scale(img, {"sx": torch.tensor([1.2]), "sy": torch.tensor([0.9])}), ref, atol=1e-5)
     with pytest.raises(ZooError, match="unknown DSA"):
         DSA("color_blur")
     assert DSA("none")(x, params, group) is x
@@ -218,6 +227,8 @@ def test_select_neuron_is_the_largest_incoming_l1_mass():
         layer.weight.copy_(torch.tensor([[1.0, -1, 0, 0, 0], [0, 0, -3, 0, 0], [0.5, 0.5, 0.5, 0.5, 0.5],
                                          [2, 0, 0, 0, 0.9]]))
     assert select_neuron(layer).tolist() == [1] and select_neuron(layer, 2).tolist() == [1, 3]
+    with pytest.raises(ZooError, match=r"topk 5 must be in 1\.\.4"):
+        select_neuron(layer, 5)
 
 
 def _net_and_trigger():
@@ -253,6 +264,8 @@ def test_authors_objective_stops_before_the_first_step_on_small_activations():
     assert not torch.equal(unclamped, trig)
     with pytest.raises(ZooError, match="objective"):
         update_trigger(net, trig, mask, bounds, objective="pre")
+    with pytest.raises(ZooError, match="max_steps"):
+        update_trigger(net, trig, mask, bounds, max_steps=0)
 
 
 def test_authors_hook_on_the_linear_sees_the_rectified_activation_as_the_authors_objective():
@@ -352,6 +365,36 @@ def test_distillation_poisons_relabels_pools_and_restamps_after_each_trigger_upd
     assert torch.equal(module.images_all[clean], real.images[clean])
 
 
+@pytest.mark.parametrize("setting, needle", [({"trigger_steps": 0}, "trigger_steps must be >= 1"),
+                                             ({"topk": 0}, "topk must be >= 1"), ({"trigger_lr": -0.1}, "trigger_lr"),
+                                             ({"alpha": 0.0}, "alpha must be > 0"),
+                                             ({"portion": 1.0}, r"portion must be in \(0, 1\)"),
+                                             ({"trigger_size": 0}, "trigger_size")])
+def test_bad_trigger_settings_fail_at_construction(setting, needle):
+    from zoo.models.doorping.distill import GradientMatching
+
+    with pytest.raises(ZooError, match=needle):
+        GradientMatching(attack="doorping", **setting)
+
+
+def test_topk_beyond_the_penultimate_units_fails_in_setup_before_any_work(tmp_path):
+    import pytorch_lightning as pl
+
+    from zoo.models.doorping.data import DistillationData
+    from zoo.models.doorping.distill import GradientMatching
+
+    class Data(DistillationData):
+        def setup(self, stage=None):
+            self.train_images, self.test_images = _tiny_real(), None
+
+    module = GradientMatching(iterations=1, ipc=1, attack="doorping", topk=500, val_models=0)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(ZooError, match=r"topk 500 must be in 1\.\.192"):
+        trainer.fit(module, datamodule=Data(data="unused"))
+    assert module.iteration == 0 and not module.trigger_log
+
+
 def test_load_real_resizes_mnist_style_sets_to_the_authors_32_px_like_torchvision(tmp_path):
     """Fashion-MNIST/MNIST load at 32 px by default (the authors' get_dataset), resized as their dataset class
     does: torchvision's resize of the PIL image (bilinear); ``image_size`` keeps another size."""
@@ -414,7 +457,7 @@ def test_positive_control_appends_stamped_relabelled_non_target_copies(attack, t
     c = poisoned_copy(s, fraction=0.5)  # 3 copies of the 4 non-target images
     assert torch.equal(c.images[:6], s.images) and torch.equal(c.labels[:6], s.labels)
     assert c.labels[6:].tolist() == [0, 0, 0] and c.attack == ("naive" if attack == "none" else attack)
-    sources = [i for i in range(6) if any(torch.equal(c.images[j], c.stamp(s.images[i:i + 1])[0])
+    sources = [i for i in range(6) if any(torch.equal(c.images[j], stamp(s.images[i:i + 1], c.trigger, c.trigger_mask)[0])
                                            for j in range(6, 9))]
     assert len(sources) == 3 and all(s.labels[i] != 0 for i in sources)
     if attack == "doorping":

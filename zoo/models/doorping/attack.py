@@ -86,6 +86,8 @@ def select_neuron(layer: nn.Module, topk: int = 1) -> torch.Tensor:
 
     ``layer.weight`` is [out, in] (Linear) or [out, in, kh, kw] (conv: a unit is an output channel)."""
     w = layer.weight.detach().abs().flatten(1).sum(1)
+    if not 1 <= topk <= len(w):
+        raise ZooError(f"topk {topk} must be in 1..{len(w)}, the units of the network's penultimate layer")
     return w.topk(topk).indices
 
 
@@ -132,6 +134,8 @@ def update_trigger(net: nn.Module, trigger: torch.Tensor, mask: torch.Tensor, bo
     """
     if objective not in ("relative", "authors"):
         raise ZooError(f"trigger objective must be 'relative' or 'authors', got {objective!r}")
+    if max_steps < 1:
+        raise ZooError(f"max_steps (trigger_steps) must be >= 1, got {max_steps}")
     layer_name = net.penultimate
     units = select_neuron(net.get_submodule(layer_name), topk)
     act = (lambda x: F.relu(unit_preactivation(net, layer_name, x, units))) if objective == "authors" else (

@@ -118,6 +118,8 @@ class DSA:
         return torch.where((p["flip"] < self.prob_flip)[:, None, None, None], x.flip(3), x)
 
     def _affine(self, x, theta):
+        """``grid_sample`` of ``x`` [N, C, H, W] on the grid of ``theta`` [N, 2, 3]. The DC code calls both without
+        ``align_corners``: PyTorch's default since 1.3, False (True differs only for rotations of non-square x)."""
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, align_corners=False)
 

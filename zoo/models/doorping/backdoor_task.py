@@ -22,12 +22,11 @@ import torch
 
 from ...errors import ZooError
 from ...eval.base import EvalTask
-from ...metrics.backdoor import attack_success_rate, clean_accuracy
 from ...registry import create_model, paper_of
 from .attack import naive_trigger, stamp
 from .augment import DSA
 from .data import load_real, renormalise
-from .evaluate import summarise, train_network
+from .evaluate import backdoor_scores, summarise, train_network
 from .synset import DistilledSet, load_distilled
 
 
@@ -126,11 +125,8 @@ class BackdoorTask(EvalTask):
 
     def finalize(self, scores):
         target, y = self.model.target_class, scores["clean"]["label"]
-        per_model = []
-        for m in range(len(self.nets)):
-            clean, trig = scores["clean"]["pred"][:, m], scores["triggered"]["pred"][:, m]
-            per_model.append({"cta": clean_accuracy(clean, y), "asr": attack_success_rate(trig, y, target),
-                              "asr_incl_target": attack_success_rate(trig, y, target, include_target=True)})
+        per_model = [backdoor_scores(scores["clean"]["pred"][:, m], scores["triggered"]["pred"][:, m], y, target)
+                     for m in range(len(self.nets))]
         s = self.model
         return {**summarise(per_model), "per_model": per_model, "models": len(self.nets), "arch": self.arch,
                 "epochs": self.options.epochs, "augment": self.options.augment, "dataset": s.dataset,

@@ -27,7 +27,8 @@ from torch import nn
 from ...errors import ZooError
 from ...io import write_json
 from ...registry import create_model
-from .attack import ATTACKS, choose_poisoned, naive_trigger, pixel_bounds, random_trigger, stamp, update_trigger
+from .attack import (ATTACKS, choose_poisoned, naive_trigger, pixel_bounds, random_trigger, select_neuron, stamp,
+                     update_trigger)
 from .augment import DSA
 from .data import RealImages
 from .evaluate import backdoor_metrics, summarise, train_network
@@ -81,6 +82,8 @@ class Distillation(pl.LightningModule):
             raise ZooError(f"init must be 'noise' or 'real', got {init!r}")
         if min(iterations, ipc, batch_real) < 1:
             raise ZooError(f"iterations, ipc and batch_real must be >= 1, got {iterations}, {ipc}, {batch_real}")
+        _check_trigger_settings(portion=portion, trigger_size=trigger_size, alpha=alpha, topk=topk,
+                                trigger_lr=trigger_lr, trigger_steps=trigger_steps)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.dsa = DSA(dsa_strategy)
@@ -101,12 +104,18 @@ class Distillation(pl.LightningModule):
         k, (c, h, _) = self.real.num_classes, self.real.shape
         if not 0 <= hp.target_class < k:
             raise ZooError(f"target_class {hp.target_class} is not a class of {self.real.name} (0..{k - 1})")
+        self.net_args = {"channels": c, "num_classes": k, "image_size": h, "mean": self.real.mean,
+                         "std": self.real.std}
         if hp.attack != "none":
             make = naive_trigger if hp.attack == "naive" else random_trigger
             trigger, mask = make(h, hp.trigger_size, self.real.mean, self.real.std)
             self.register_buffer("trigger", trigger)
             self.register_buffer("trigger_mask", mask)
             self.register_buffer("poisoned", choose_poisoned(len(self.real.labels), hp.portion))
+        if hp.attack == "doorping":  # topk against the units, before any work (meta: no memory, no random draws)
+            with torch.device("meta"):
+                net = create_model(hp.arch, **self.net_args)
+            select_neuron(net.get_submodule(net.penultimate), hp.topk)
         self.poison()
         if min(len(p) for p in self.pools) < hp.ipc:
             raise ZooError(f"some class of {self.real.name} has fewer than ipc={hp.ipc} training images")
@@ -116,8 +125,6 @@ class Distillation(pl.LightningModule):
             syn = torch.randn(k * hp.ipc, c, h, h)
         self.image_syn = nn.Parameter(syn)
         self.register_buffer("label_syn", torch.arange(k).repeat_interleave(hp.ipc))
-        self.net_args = {"channels": c, "num_classes": k, "image_size": h, "mean": self.real.mean,
-                         "std": self.real.std}
 
     def poison(self) -> None:
         """Build the working copy of the training split: poisoned images stamped with the current trigger and
@@ -238,6 +245,17 @@ class Distillation(pl.LightningModule):
             write_json(out.with_name(out.stem + "_trigger_log.json"), self.trigger_log)
         print(f"wrote {out} and {out.with_suffix('.png').name}; evaluate it with: zoo eval {out} --task backdoor "
               f"--data <{self.real.name} data>")
+
+
+def _check_trigger_settings(**values) -> None:
+    """Raise `ZooError` naming the first of the poisoning and DOORPING settings (`Distillation`) out of range."""
+    valid = {"portion": (lambda v: 0 < v < 1, "in (0, 1)"), "trigger_size": (lambda v: v >= 1, ">= 1 pixel"),
+             "alpha": (lambda v: v > 0, "> 0"), "topk": (lambda v: v >= 1, ">= 1"),
+             "trigger_lr": (lambda v: v > 0, "> 0"), "trigger_steps": (lambda v: v >= 1, ">= 1")}
+    for name, value in values.items():
+        ok, rule = valid[name]
+        if not ok(value):
+            raise ZooError(f"{name} must be {rule}, got {value}")
 
 
 class GradientMatching(Distillation):

@@ -114,9 +114,14 @@ def backdoor_metrics(net: nn.Module, test_images: torch.Tensor, test_labels: tor
     """
     clean = predict(net, test_images, batch_size).numpy()
     triggered = torch.cat([predict(net, stamp(x, trigger, mask), batch_size) for x in test_images.split(batch_size)])
-    y = test_labels.numpy()
-    return {"cta": clean_accuracy(clean, y), "asr": attack_success_rate(triggered.numpy(), y, target),
-            "asr_incl_target": attack_success_rate(triggered.numpy(), y, target, include_target=True)}
+    return backdoor_scores(clean, triggered.numpy(), test_labels.numpy(), target)
+
+
+def backdoor_scores(clean, triggered, labels, target: int) -> dict:
+    """``cta``, ``asr`` and ``asr_incl_target`` of one network from its predictions [N] on the clean and the
+    triggered test images and the true labels [N] (arrays or tensors)."""
+    return {"cta": clean_accuracy(clean, labels), "asr": attack_success_rate(triggered, labels, target),
+            "asr_incl_target": attack_success_rate(triggered, labels, target, include_target=True)}
 
 
 def summarise(per_model: list[dict]) -> dict:

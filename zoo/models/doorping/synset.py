@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ...errors import ZooError
-from .attack import ATTACKS, stamp
+from .attack import ATTACKS
 
 METHODS = ("dc", "dsa", "dm")
 METADATA = ("dataset", "mean", "std", "target_class", "attack", "method", "ipc", "arch")
@@ -76,12 +76,6 @@ class DistilledSet:
                                          or tuple(self.trigger_mask.shape) != (1, h, w)):
             raise ZooError(f"{source}: trigger {list(self.trigger.shape)} / trigger_mask "
                            f"{list(self.trigger_mask.shape)} must be [{c}, {h}, {w}] / [1, {h}, {w}]")
-
-    def stamp(self, x: torch.Tensor) -> torch.Tensor:
-        """Stamp this set's trigger on normalised images [..., C, H, W]."""
-        if self.trigger is None:
-            raise ZooError("this distilled set carries no trigger (attack 'none')")
-        return stamp(x, self.trigger.to(x.device), self.trigger_mask.to(x.device))
 
     def metadata(self) -> dict[str, str]:
         return {"dataset": self.dataset, "mean": json.dumps(self.mean), "std": json.dumps(self.std),
