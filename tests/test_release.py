@@ -67,3 +67,15 @@ def test_publish_fp16_and_a_key_without_tag(tmp_path):
 
     with pytest.raises(ZooError, match="needs a tag"):
         publish(folder, "knn_ood_resnet20", license="MIT", recipe="r", results=[], manifest=manifest)
+
+
+@pytest.mark.parametrize("extra, needle", [(["--results", "[{"], "--results is not valid JSON"),
+                                           (["--results", "[]", "--key", "knn_ood_resnet20"], "needs a tag")])
+def test_release_command_errors_are_one_usage_line(extra, needle, tmp_path, capsys):
+    from zoo.release import main
+
+    folder = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    with pytest.raises(SystemExit) as exc:
+        main([str(folder), "--key", "knn_ood_resnet20.t", "--license", "MIT", "--recipe", "r", *extra])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and needle in err and "Traceback" not in err

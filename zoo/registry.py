@@ -38,7 +38,8 @@ class Paper:
         tasks: ``zoo eval --task`` name -> ``"module:Class"`` (a `zoo.eval.EvalTask`).
         converter: ``"module:function"`` with signature ``(src, out_dir, **options) -> Path``.
         bench: ``"module:function"`` returning a `zoo.bench.BenchAdapter` for a model of this paper.
-        demo: ``"module:function"`` with signature ``(workdir: Path, quick: bool) -> dict`` for ``zoo demo``.
+        demo: ``"module:function"`` with signature ``(workdir: Path) -> list[dict]`` for ``zoo demo`` (rows with
+            the keys of `zoo.demo.COLUMNS` but ``paper``).
         card: model card path, relative to the repository root.
     """
 

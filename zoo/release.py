@@ -1,9 +1,9 @@
 """Publish a zoo folder into ``checkpoints/``: the weights under a content-addressed name and a manifest entry.
 
-``python -m zoo.release DIR --key NAME.TAG --license L --recipe "CMD" [--origin-repo URL --origin-file F]
-[--result-json FILE ...] [--fp16]`` copies ``DIR/model.safetensors`` to ``checkpoints/<key>-<sha256[:8]>.safetensors``
-and writes the entry (file, sha256, size, ``file:`` URL, model_args from ``DIR/config.json``, provenance, results)
-into the manifest, replacing an entry of the same key.
+``python -m zoo.release DIR --key NAME.TAG --license L --recipe "CMD" --results JSON [--origin JSON] [--fp16]
+[--default]`` copies ``DIR/model.safetensors`` to ``checkpoints/<key>-<sha256[:8]>.safetensors`` and writes the entry
+(file, sha256, size, ``file:`` URL, model_args from ``DIR/config.json``, provenance, results) into the manifest,
+replacing an entry of the same key.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _fp16_copy(src: Path, dest: Path) -> None:
 
 def publish(folder: str | Path, key: str, *, license: str, recipe: str, results: list[dict],
             origin: dict | None = None, fp16: bool = False, manifest: Path | None = None,
-            allow_missing=(), default: bool = False) -> dict:
+            default: bool = False) -> dict:
     folder = Path(folder)
     cfg = read_config(folder)
     arch, tag = split_name(key)
@@ -73,8 +73,6 @@ def publish(folder: str | Path, key: str, *, license: str, recipe: str, results:
     }
     if origin:
         entry["origin"] = origin
-    if allow_missing:
-        entry["allow_missing"] = list(allow_missing)
     if default:
         entry["default"] = True
     with _locked(manifest):  # several writers (parallel trainings) may publish at once
@@ -99,9 +97,20 @@ def main(argv=None) -> None:
     p.add_argument("--fp16", action="store_true", help="store floating tensors as float16")
     p.add_argument("--default", action="store_true", help="make this the default tag of its architecture")
     a = p.parse_args(argv)
-    entry = publish(a.folder, a.key, license=a.license, recipe=a.recipe, results=json.loads(a.results),
-                    origin=json.loads(a.origin) if a.origin else None, fp16=a.fp16, default=a.default)
+    try:
+        results, origin = _json_arg("--results", a.results), _json_arg("--origin", a.origin) if a.origin else None
+        entry = publish(a.folder, a.key, license=a.license, recipe=a.recipe, results=results, origin=origin,
+                        fp16=a.fp16, default=a.default)
+    except ZooError as exc:
+        p.error(str(exc))
     print(yaml.safe_dump({a.key: entry}, sort_keys=False))
+
+
+def _json_arg(option: str, text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ZooError(f"{option} is not valid JSON ({exc})") from None
 
 
 if __name__ == "__main__":
