@@ -13,22 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..hub import repo_root
 from ..io import write_json
 from .env import device_slug, environment
-
-
-def _stats(times: list[float]) -> dict:
-    a = np.asarray(times)
-    return {"p50": float(np.median(a)), "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
-            "min": float(a.min()), "iters": len(times)}
-
-
-def _sync_fn(device: torch.device):
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+from .timing import latency_stats, sync
 
 
 def timeit(fn, *, device: torch.device | str = "cpu", warmup: int = 3, iters: int = 10) -> dict:
@@ -39,19 +29,19 @@ def timeit(fn, *, device: torch.device | str = "cpu", warmup: int = 3, iters: in
 def timeit_alternating(fns: dict, *, device: torch.device | str = "cpu", warmup: int = 3, iters: int = 10) -> dict:
     """`timeit` for several paths at once, calling them in turn (A B C A B C ...) so that a change in machine
     load during the run hits every path alike; returns ``{name: stats}``."""
-    sync = _sync_fn(torch.device(device))
+    device = torch.device(device)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    sync()
+    sync(device)
     times = {name: [] for name in fns}
     for _ in range(iters):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
-            sync()
+            sync(device)
             times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: _stats(t) for name, t in times.items()}
+    return {name: latency_stats(t) for name, t in times.items()}
 
 
 def results_dir() -> Path:

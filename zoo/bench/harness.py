@@ -24,7 +24,6 @@ import resource
 import time
 from contextlib import contextmanager, nullcontext
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -34,6 +33,7 @@ from ..registry import load_object, paper_of
 from .adapters import BenchAdapter
 from .env import environment
 from .peaks import peak_for
+from .timing import latency_stats, sync
 
 MODES = ("infer", "train", "generate")
 
@@ -99,12 +99,6 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
-def _stats(ms: list[float]) -> dict:
-    a = np.asarray(ms)
-    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "min": float(a.min()), "max": float(a.max())}
-
-
 def _make_step(model, adapter: BenchAdapter, mode: str, amp, device, scaler):
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else nullcontext
     if mode == "infer":
@@ -136,11 +130,6 @@ def _make_step(model, adapter: BenchAdapter, mode: str, amp, device, scaler):
                 opt.step()
             return loss
     return step
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _reset_cpu_peak() -> bool:
@@ -257,11 +246,11 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         batch = adapter.make_batch(bs, dev)
         t0 = time.perf_counter()
         step(batch)
-        _sync(dev)
+        sync(dev)
         timing["first_s"] = time.perf_counter() - t0
         for _ in range(warmup - 1):
             step(batch)
-        _sync(dev)
+        sync(dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         else:
@@ -273,7 +262,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
         peak_mem = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _cpu_peak_mb()
         flops = count_flops(flop_step, batch)
         tf32_conv = torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None  # as tf32_policy set it
-    lat = _stats(times)
+    lat = latency_stats(times)
     step_s = lat["p50"] / 1e3
     peak_tflops, peak_source, peak_dtype = peak_for(dev, precision)
     achieved = flops / step_s / 1e12

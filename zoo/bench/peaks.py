@@ -12,6 +12,8 @@ import time
 
 import torch
 
+from .timing import sync
+
 _H100 = "NVIDIA H100 Tensor Core GPU datasheet"
 _H200 = "NVIDIA H200 Tensor Core GPU datasheet"
 _A100 = "NVIDIA A100 Tensor Core GPU datasheet"
@@ -57,10 +59,10 @@ def measured_peak(device: torch.device, dtype: str, seconds: float = 0.5) -> tup
         tdt = torch.float32
 
     def once(a, b) -> float:
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         a @ b
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t0
 
     n = 256
@@ -76,11 +78,6 @@ def measured_peak(device: torch.device, dtype: str, seconds: float = 0.5) -> tup
         best = min(best, once(a, b))
     tflops = 2 * n**3 / best / 1e12
     return tflops, f"measured: best torch.matmul {n}x{n} {str(tdt).replace('torch.', '')} in this run"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peak_for(device: torch.device, precision: str) -> tuple[float, str, str]:
