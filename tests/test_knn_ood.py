@@ -322,6 +322,48 @@ def _gather_worker(rank, world, tmp, data):
     dist.destroy_process_group()
 
 
+class _Flatten(torch.nn.Module):
+    """A parameter-free backbone: features = the flattened image [B, C*H*W], logits = their first 2 entries."""
+
+    def forward_features(self, x):
+        return x.flatten(1)
+
+    def forward_head(self, f):
+        return f[:, :2]
+
+
+def test_features_and_the_knn_bank_stay_on_the_evaluation_device(monkeypatch):
+    """`extract` returns the features on the device it ran on, and the kNN bank is built there, so a CUDA
+    evaluation searches the bank on the GPU (torch path, or faiss-gpu when faiss sees a GPU). "meta" stands in for
+    CUDA (placement only; no numbers); autocast has no meta backend, and is disabled in fp32 anyway."""
+    import contextlib
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from zoo.models.knn_ood.features import extract
+
+    monkeypatch.setattr(torch, "autocast", lambda *args, **kwargs: contextlib.nullcontext())
+    loader = DataLoader(TensorDataset(torch.randn(8, 3, 2, 2), torch.arange(8) % 2), batch_size=4)
+    feats = extract(_Flatten(), loader, device="meta")
+    assert [t.device.type for t in (feats.features, feats.logits, feats.labels)] == ["meta"] * 3
+    assert feats.features.shape == (8, 12)
+    assert KNNScorer(k=2).setup(feats).index.bank.device.type == "meta"
+
+
+def test_saved_detector_with_a_missing_state_or_unknown_scorer_is_a_user_error(tmp_path):
+    from safetensors.torch import save_file
+
+    from zoo.models.knn_ood.detector import SCORERS_FILE
+
+    with pytest.raises(ZooError, match=r"no bank \(knn.bank\); the detector was saved before setup"):
+        KNNScorer(k=5).load_state({})
+    det = OODDetector(zoo.create_model("knn_ood_resnet20"), [MSPScorer()])
+    folder = det.save(tmp_path / "det")
+    save_file({}, str(folder / SCORERS_FILE), metadata={"scorers": json.dumps([{"name": "odin"}])})
+    with pytest.raises(ZooError, match=r"holds a scorer 'odin' this zoo does not know"):
+        OODDetector.load(folder)
+
+
 def test_ood_eval_end_to_end_json_and_plots(tmp_path, shapes_data, textures_data):
     from zoo.cli import main
 

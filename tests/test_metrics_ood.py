@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from zoo.errors import ZooError
 from zoo.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics
 
 
@@ -33,10 +34,18 @@ def test_paper_threshold_rule():
     assert fpr_at_tpr(a, b) == pytest.approx(np.mean(b > threshold), abs=1 / b.size)
 
 
+def test_threshold_rule_where_ceil_and_the_authors_round_differ():
+    """n = 11 ID scores: ceil(0.95 n) - 1 = 10 (descending), i.e. the lowest ID score, keeps 11/11 >= 95 %; the
+    authors' known[round(0.05 n)] = known[1] (ascending) with OOD > t would keep 9/11 and give 1/5 here."""
+    a, b = np.arange(1.0, 12.0), np.array([0.5, 1.0, 1.5, 2.0, 3.0])
+    assert fpr_at_tpr(a, b) == 4 / 5  # OOD >= 1
+    assert np.mean(b > np.sort(a)[round(0.05 * a.size)]) == 1 / 5
+
+
 def test_perfect_and_bad_inputs():
     m = ood_metrics([2, 3, 4], [0, 1])
     assert m == {"fpr95": 0.0, "auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0}
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ZooError, match="NaN"):
         auroc([1, np.nan], [0])
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ZooError, match="at least one ID and one OOD score, got 0 ID and 1 OOD"):
         auroc([], [0])

@@ -236,6 +236,16 @@ def test_task_weights_follow_the_easy_to_hard_schedule():
         task_weights("cosine", 0, 30)
 
 
+def test_progressive_schedule_needs_a_number_of_epochs():
+    """A run bounded by steps has no number of epochs (Lightning: None, or -1 inside its loop), so the progressive
+    weights would be pure regression from the first step (or fail): a user error."""
+    assert pl.Trainer(max_steps=5, logger=False, enable_checkpointing=False).max_epochs in (None, -1)
+    for bad in (None, -1, 0):
+        with pytest.raises(ZooError, match=r"progressive schedule needs trainer.max_epochs.*--trainer.max_epochs"):
+            task_weights("progressive", 0, bad)
+    assert task_weights("fixed", 0, None) == AUTHORS_FIXED and task_weights("regression", 5, -1) == (1.0, 0.0)
+
+
 def test_lr_factor_reproduces_the_authors_per_epoch_rebuilds():
     lrs, lr = [], 1.0  # MultiTaskIQASolver: epoch 0 at lr; after epoch t, rebuild with lr / 10 ** (t // 6)
     for t in range(30):
@@ -347,6 +357,44 @@ def test_frozen_cached_training_schedule_reset_and_selection(tmp_path, monkeypat
     assert "test/srcc" in trainer.callback_metrics
 
 
+class _DeviceProbe(torch.nn.Module):
+    """Stands in for a PMT-IQA network in `CachedTapsDataModule._extract`: records where it is moved and where its
+    crops arrive, and returns one pooled tap [B, 2, 1, 1] on the CPU. It does not move its parameter, so a device
+    this machine lacks can be named: only the placement is checked here; the numbers are checked by the CPU
+    training test above."""
+
+    input_spec = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.moves, self.inputs = [], []
+
+    def to(self, device=None, **kwargs):
+        self.moves.append(torch.device(device))
+        return self
+
+    def pool_taps(self, x):
+        self.inputs.append(x.device)
+        return [torch.zeros(len(x), 2, 1, 1)]
+
+
+def test_cached_extraction_runs_on_the_trainer_device_and_puts_the_model_back(tmp_path):
+    """`setup` runs before Lightning moves the module to its root device: the extraction moves the model to that
+    device with the crops, and back to where it was (Lightning moves it itself afterwards)."""
+    from zoo.data.iqa import read_table
+    from zoo.models.pmt_iqa.cache import CachedTapsDataModule
+
+    data = _eval_folder(tmp_path)
+    dm = CachedTapsDataModule(data=str(data), cache_crops=2, crops=1, test_crops=1, num_workers=0)
+    dm.table = read_table(data)
+    probe = _DeviceProbe()
+    taps = dm._extract(probe, torch.device("meta"))  # "meta": a root device other than the model's (the CPU)
+    assert probe.moves == [torch.device("meta"), torch.device("cpu")]
+    assert set(probe.inputs) == {torch.device("meta")} and probe.training  # train mode restored
+    assert len(taps) == 1 and taps[0].shape == (6, 2, 2, 1, 1) and taps[0].dtype == torch.float16
+
+
 def test_cached_datamodule_needs_a_frozen_backbone(tmp_path, monkeypatch):
     from zoo.models.pmt_iqa.cache import CachedTapsDataModule
     from zoo.models.pmt_iqa.module import PMTIQAModule
@@ -388,10 +436,27 @@ def test_iqa_eval_json_scatter_and_saved_scores(tmp_path, lite0):
     assert main(["eval", str(tmp_path / "m"), "--task", "iqa", "--data", str(_eval_folder(tmp_path)), "--crops", "2",
                  "--num-workers", "0", "--json", str(out), "--save-scores", str(tmp_path / "scores")]) == 0
     r = json.loads(out.read_text())
-    assert set(r) == {"srcc", "plcc", "krcc", "n"} and r["n"] == 6
+    assert set(r) == {"srcc", "plcc", "krcc", "n", "target_sign"} and r["n"] == 6 and r["target_sign"] == 1
     assert (out.parent / "iqa_scatter.png").stat().st_size > 1000
     s = np.load(tmp_path / "scores" / "data.npz")
     assert srcc(s["pred"], s["score"]) == r["srcc"]
+
+
+def test_iqa_eval_aligns_lower_is_better_scores(tmp_path, lite0):
+    """On DMOS data (lower = better) the correlations are taken against -DMOS, so a quality model that agrees with
+    the observers scores positive; --target-sign 1 correlates with the DMOS as given (a model trained on it)."""
+    from zoo.eval.base import evaluate
+    from zoo.metrics.iqa import iqa_metrics
+
+    data = _eval_folder(tmp_path)
+    (data / "scores.csv").write_text((data / "scores.csv").read_text().replace("img_name,score", "img_name,dmos"))
+    common = dict(data=str(data), crops=1, num_workers=0, save_scores=tmp_path / "s", model=lite0)
+    r = evaluate("pmt_iqa_efficientnet_lite0", "iqa", **common)
+    s = np.load(tmp_path / "s" / "data.npz")
+    assert r["target_sign"] == -1
+    assert {k: r[k] for k in ("srcc", "plcc", "krcc")} == iqa_metrics(s["pred"], -s["score"])
+    given = evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign="1", **common)
+    assert given["target_sign"] == 1 and given["srcc"] == pytest.approx(-r["srcc"])
 
 
 def test_iqa_eval_errors_are_one_line(tmp_path, lite0, capsys):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from zoo.data.iqa import detect_layout, read_table
 from zoo.data.iqa_datamodule import IQACrops, IQADataModule, image_seed
-from zoo.data.iqa_splits import load_split_file, official_split, random_splits, save_split_file
+from zoo.data.iqa_splits import load_split_file, official_split, random_splits
 from zoo.errors import ZooError
 from zoo.metrics.iqa import fit_logistic, iqa_metrics, krcc, logistic4, plcc, rankdata, srcc
 
@@ -171,6 +171,14 @@ def test_csv_layout_pyiqa_meta_and_column_options(tmp_path):
         read_table(tmp_path, csv_path=tmp_path / "bad.csv")
 
 
+def test_missing_csv_or_wrong_forced_layout_is_a_user_error(tmp_path):
+    _write_csv(tmp_path / "mos.csv", ["image", "mos"], [["a.png", "1"]])
+    with pytest.raises(ZooError, match=r"missing\.csv does not exist; point --data at the dataset folder"):
+        read_table(tmp_path, csv_path=tmp_path / "missing.csv")
+    with pytest.raises(ZooError, match=r"koniq10k_scores_and_distributions\.csv does not exist"):
+        read_table(tmp_path, layout="koniq10k")
+
+
 def test_levels_are_clamped_equal_width_bins(tmp_path):
     _write_csv(tmp_path / "m.csv", ["image", "mos_0_1"], [[f"{i}.png", s] for i, s in
                                                           enumerate(["0", "0.05", "0.1", "0.55", "0.999", "1.0"])])
@@ -214,18 +222,43 @@ def test_official_split_carves_validation_from_train():
     assert not set(s["val"]) & set(s["train"])
 
 
-def test_split_file_round_trip_and_refusals(tmp_path):
-    splits = [{"train": np.array([0, 1]), "val": np.array([2]), "test": np.array([3])}]
-    save_split_file(splits, tmp_path / "s.pkl")
-    with open(tmp_path / "s.pkl", "rb") as f:
-        assert pickle.load(f) == {1: {"train": [0, 1], "val": [2], "test": [3]}}  # pyiqa's format
-    back = load_split_file(tmp_path / "s.pkl", n_rows=4)
-    assert back[0]["train"].tolist() == [0, 1]
+def _refs_table(tmp_path, n_refs=4, per_ref=5):
+    """A csv-layout table of ``n_refs`` reference images with ``per_ref`` distorted images each."""
+    refs = [f"r{i // per_ref}" for i in range(n_refs * per_ref)]
+    _write_csv(tmp_path / "m.csv", ["ref_name", "dist_name", "mos"], [[r, f"{i}.png", i] for i, r in enumerate(refs)])
+    return read_table(tmp_path), refs
+
+
+def test_split_file_reads_pyiqa_format_and_refuses_bad_files(tmp_path):
+    t, _ = _refs_table(tmp_path, n_refs=2, per_ref=2)
+    (tmp_path / "s.pkl").write_bytes(pickle.dumps({1: {"train": [0, 1], "val": [2], "test": [3]}}))  # pyiqa's format
+    back = load_split_file(tmp_path / "s.pkl", t)
+    assert {p: v.tolist() for p, v in back[0].items()} == {"train": [0, 1], "val": [2], "test": [3]}
     with pytest.raises(ZooError, match="refers to row 3, but the table has 3 rows"):
-        load_split_file(tmp_path / "s.pkl", n_rows=3)
+        load_split_file(tmp_path / "s.pkl", t.subset(range(3)))
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({1: {"train": [0], "test": [Image.Image]}}))
     with pytest.raises(ZooError, match="not allowed in a split file"):
-        load_split_file(tmp_path / "evil.pkl", n_rows=4)
+        load_split_file(tmp_path / "evil.pkl", t)
+    (tmp_path / "empty.pkl").write_bytes(pickle.dumps({1: {"train": [0, 1], "val": [], "test": []}}))
+    with pytest.raises(ZooError, match="both 'test' and 'val' are missing or empty"):
+        load_split_file(tmp_path / "empty.pkl", t)
+
+
+def test_pyiqa_random_split_files_hold_the_test_part_under_val(tmp_path):
+    """pyiqa's random 80/20 files: no 'test' (livechallenge_seed123.pkl) or an empty one (csiq_123.pkl); 'val' is
+    the held-out part. It becomes the test part and validation is carved from train, by reference image."""
+    t, refs = _refs_table(tmp_path)
+    train, held_out = list(range(15)), list(range(15, 20))  # references r0-r2 | r3
+    (tmp_path / "s.pkl").write_bytes(pickle.dumps({1: {"train": train, "val": held_out},
+                                                   2: {"train": train, "val": held_out, "test": []}}))
+    for s in load_split_file(tmp_path / "s.pkl", t, val_fraction=0.1, seed=0):
+        assert s["test"].tolist() == held_out
+        assert sorted(s["train"].tolist() + s["val"].tolist()) == train
+        assert len({refs[i] for i in s["val"]}) == 1 and len(s["val"]) == 5  # one whole reference
+        assert not {refs[i] for i in s["val"]} & {refs[i] for i in s["train"]}
+    assert load_split_file(tmp_path / "s.pkl", t, val_fraction=0)[0]["val"].tolist() == []
+    rows = IQADataModule(split=str(tmp_path / "s.pkl"), split_index=2, val_fraction=0.1, seed=0).split_rows(t)
+    assert rows["test"].tolist() == held_out and len(rows["val"]) == 5
 
 
 # ---------------------------------------------------------------- crops and the DataModule

@@ -25,7 +25,7 @@ layout         marker files                                                     
 =============  ==================================================================  ============  =========
 
 LIVE and CSIQ give DMOS (lower is better); as the paper does, the score is regressed as given, and
-``higher_better`` records the direction.
+``higher_better`` records the direction (``zoo eval --task iqa`` correlates quality predictions with -DMOS there).
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ class IQATable:
 
 
 def _csv_rows(path: Path) -> list[dict]:
+    """The rows of CSV file ``path`` as dicts keyed by its header."""
+    if not path.is_file():
+        raise ZooError(f"{path} does not exist; point --data at the dataset folder as distributed, --csv at an "
+                       f"existing CSV, or --layout at the layout this folder has (auto detects it)")
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows:

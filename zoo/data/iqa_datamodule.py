@@ -115,7 +115,8 @@ class IQADataModule(SplitDataModule):
         data: catalogue name or folder (see `zoo.data.iqa.read_table`); layout, csv, image_col, score_col,
             score_range: passed to `read_table`.
         split: ``random`` (round ``split_index`` of the ``rounds``-round protocol), ``official`` (the dataset's
-            own train/test) or a pyiqa ``.pkl`` split file (split ``split_index``).
+            own train/test) or a pyiqa ``.pkl`` split file (split ``split_index``; where it has no ``test`` rows,
+            its ``val`` rows are the test part, see `zoo.data.iqa_splits.load_split_file`).
         split_index: 1-based round / split number (pyiqa's convention).
         rounds, test_fraction, val_fraction, seed: the random protocol (80/20 train/test; validation carved
             from the training side).
@@ -157,7 +158,7 @@ class IQADataModule(SplitDataModule):
         elif hp.split == "official":
             splits = [official_split(table, hp.val_fraction, hp.seed)]
         else:
-            splits = load_split_file(hp.split, len(table))
+            splits = load_split_file(hp.split, table, hp.val_fraction, hp.seed)
         if not 1 <= hp.split_index <= len(splits):
             raise ZooError(f"split_index {hp.split_index} is out of range: {len(splits)} split(s) available")
         parts = splits[hp.split_index - 1]

@@ -5,8 +5,10 @@
   with reference images are split by reference, so no scene is in two parts.
 * `official_split`: the dataset's own split (BIQ2021, KonIQ-10k), with a validation part carved from ``train``
   when the dataset has none.
-* `load_split_file` / `save_split_file`: pyiqa's ``.pkl`` format, ``{1: {"train": [rows], "val": [...],
-  "test": [...]}, 2: ...}`` (1-based split numbers, 0-based rows of the table). Split files are read with an
+* `load_split_file`: pyiqa's ``.pkl`` format, ``{1: {"train": [rows], "val": [...], "test": [...]}, 2: ...}``
+  (1-based split numbers, 0-based rows of the table). pyiqa's random 80/20 splits (LIVE Challenge, CSIQ, LIVE,
+  TID2013, ...) put the held-out 20 % under ``val`` and have no ``test`` or an empty one; there ``val`` is the test
+  part and a validation part is carved from ``train`` as for official splits. Split files are read with an
   unpickler that refuses every class and function, so a file can only yield plain dicts, lists and numbers.
 """
 
@@ -19,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ZooError
-from ..io import atomic_path
 from .iqa import IQATable
 
 PARTS = ("train", "val", "test")
@@ -66,14 +67,20 @@ def official_split(table: IQATable, val_fraction: float = 0.1, seed: int = 123) 
         raise ZooError(f"{table.name}: unknown split labels {unknown}; label rows train, val or test")
     labels = np.where(labels == "validation", "val", labels)
     out = {p: np.flatnonzero(labels == p) for p in PARTS}
-    if len(out["val"]) == 0 and val_fraction > 0:
-        train = out["train"]
-        units, inverse = _groups(table.subset(train))
-        perm = np.random.default_rng(seed).permutation(len(units))
-        val_units = perm[: max(1, round(val_fraction * len(units)))]
-        is_val = np.isin(inverse, val_units)
-        out["val"], out["train"] = train[is_val], train[~is_val]
+    if len(out["val"]) == 0:
+        out["train"], out["val"] = carve_val(table, out["train"], val_fraction, seed)
     return out
+
+
+def carve_val(table: IQATable, train: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) rows: ``val_fraction`` of the split units of ``train`` rows (at least one unit; none when
+    ``val_fraction`` is 0), drawn with ``seed``, become the validation part."""
+    if val_fraction <= 0:
+        return train, train[:0]
+    units, inverse = _groups(table.subset(train))
+    perm = np.random.default_rng(seed).permutation(len(units))
+    is_val = np.isin(inverse, perm[: max(1, round(val_fraction * len(units)))])
+    return train[~is_val], train[is_val]
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -81,8 +88,12 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a split file")
 
 
-def load_split_file(path: str | Path, n_rows: int) -> list[dict[str, np.ndarray]]:
-    """Splits of a pyiqa ``.pkl`` split file, checked against a table of ``n_rows`` rows."""
+def load_split_file(path: str | Path, table: IQATable, val_fraction: float = 0.1,
+                    seed: int = 123) -> list[dict[str, np.ndarray]]:
+    """Splits of a pyiqa ``.pkl`` split file over the rows of ``table``.
+
+    A split whose ``test`` is missing or empty (pyiqa's random 80/20 splits) takes its ``val`` rows as the test
+    part and carves the validation part from ``train`` (`carve_val` with ``val_fraction`` and ``seed``)."""
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"split file {path} does not exist; pass an existing pyiqa .pkl or split: random")
@@ -94,22 +105,20 @@ def load_split_file(path: str | Path, n_rows: int) -> list[dict[str, np.ndarray]
     if not isinstance(data, dict) or not data:
         raise ZooError(f"split file {path} is not a non-empty dict of splits; write "
                        f"{{split_number: {{'train': [...], 'test': [...]}}}}")
-    out = []
-    for key in sorted(data):
-        parts = data[key]
-        if not isinstance(parts, dict) or "train" not in parts or "test" not in parts:
-            raise ZooError(f"split {key} of {path} lacks 'train' or 'test'; give both lists of row numbers")
-        split = {p: np.asarray(parts.get(p, []), dtype=np.int64) for p in PARTS}
-        bad = [int(i) for p in PARTS for i in split[p] if not 0 <= i < n_rows]
-        if bad:
-            raise ZooError(f"split {key} of {path} refers to row {bad[0]}, but the table has {n_rows} rows; "
-                           f"the split file belongs to another meta CSV")
-        out.append(split)
-    return out
+    return [_file_split(data[key], key, path, table, val_fraction, seed) for key in sorted(data)]
 
 
-def save_split_file(splits: list[dict[str, np.ndarray]], path: str | Path) -> None:
-    """Write ``splits`` in pyiqa's format (split numbers from 1), atomically."""
-    data = {i + 1: {p: [int(r) for r in s[p]] for p in PARTS} for i, s in enumerate(splits)}
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(pickle.dumps(data))
+def _file_split(parts, key, path: Path, table: IQATable, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """One split of a split file as train / val / test rows, checked against ``table``."""
+    if not isinstance(parts, dict) or "train" not in parts or not (parts.get("test") or parts.get("val")):
+        raise ZooError(f"split {key} of {path} lacks 'train', or both 'test' and 'val' are missing or empty; give "
+                       f"the training rows and the held-out rows")
+    split = {p: np.asarray(parts.get(p, []), dtype=np.int64) for p in PARTS}
+    bad = [int(i) for p in PARTS for i in split[p] if not 0 <= i < len(table)]
+    if bad:
+        raise ZooError(f"split {key} of {path} refers to row {bad[0]}, but the table has {len(table)} rows; "
+                       f"the split file belongs to another meta CSV")
+    if len(split["test"]) == 0:  # pyiqa's random splits: the held-out part is under 'val'
+        split["test"] = split["val"]
+        split["train"], split["val"] = carve_val(table, split["train"], val_fraction, seed)
+    return split

