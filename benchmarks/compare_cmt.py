@@ -1,7 +1,9 @@
 """CMT: the zoo's implementation next to plain re-statements of the authors' formulations, same inputs, one process.
 
 1. Query PE (camera part): the authors run the ray MLP for every (camera, query) pair and multiply the invisible
-   ones by 0; the zoo runs it only for the pairs where the anchor is visible. Same sum.
+   ones by 0; the zoo runs it only for the pairs where the anchor is visible. Same sum. The re-statement shares
+   the zoo's ``ray_points``, ``depth_bins`` and ``pos2embed``, so its agreement checks the visible-pairs shortcut
+   only; the ray geometry itself is checked on real rigs in tests/test_cmt_data.py and tests/test_cmt_model.py.
 2. Cross-attention over 900 queries and the full fusion memory (BEV 128 x 128 + 6 x 50 x 20 image tokens at
    800 x 320): ``torch.nn.MultiheadAttention`` (the authors' non-flash module, sequence-first) against the zoo's
    packed projection + ``scaled_dot_product_attention`` with the same weights. (The authors' flash-attn 0.2 path
@@ -11,12 +13,13 @@
    looking its sites up afresh; and the whole sparse encoder on either backend (same parameters), where layers
    that share an ``indice_key`` share the site lookup on both.
 
-    python benchmarks/compare_cmt.py [--device cpu|cuda] [--iters 5]
+    python benchmarks/compare_cmt.py [--device cpu|cuda] [--iters 5] [--out-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -28,7 +31,8 @@ PC_RANGE = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 
 
 def authors_query_pe(enc: CoordinateEncoding, anchors, lidar2img, img2lidar, pad_hw):
-    """The authors' camera part: the MLP over all (camera, query) pairs, then a visibility mask and a sum."""
+    """The authors' camera part: the MLP over all (camera, query) pairs, then a visibility mask and a sum (with
+    the zoo's ray and embedding functions: only the pair selection is re-stated)."""
     lo, hi = anchors.new_tensor(PC_RANGE[:3]), anchors.new_tensor(PC_RANGE[3:])
     xyz = anchors * (hi - lo) + lo
     proj = torch.einsum("bqk,bnck->bnqc", torch.cat([xyz, torch.ones_like(xyz[..., :1])], -1), lidar2img)
@@ -126,17 +130,19 @@ def compare_sparse_conv(device, iters):
     return rows
 
 
-def main():
-    p = argparse.ArgumentParser()
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--iters", type=int, default=5)
-    a = p.parse_args()
+    p.add_argument("--out-dir", default=None, help="where the result JSON goes (default: benchmarks/results)")
+    a = p.parse_args(argv)
     rows = [compare_query_pe(a.device, a.iters), compare_attention(a.device, a.iters)]
     rows += compare_sparse_conv(a.device, a.iters) or []
     for r in rows:
         print(r)
     path = save("cmt", {"description": __doc__.split("\n\n")[0], "rows": rows,
-                        "summary": {"all_agree_within": max(r["max_abs_diff"] for r in rows)}}, a.device)
+                        "summary": {"all_agree_within": max(r["max_abs_diff"] for r in rows)}}, a.device,
+                out_dir=Path(a.out_dir) if a.out_dir else None)
     print(f"wrote {path}")
 
 

@@ -14,6 +14,7 @@ from zoo.data.nuscenes import (
     camera_instances,
     frames_from_devkit,
     frames_from_infos,
+    lidar_to_image,
     load_points,
     open_nuscenes,
     read_info_pickle,
@@ -150,7 +151,6 @@ def test_augmentations_keep_boxes_points_and_cameras_consistent(synth):
     """Random 3D rotation/scale/translation/flips and image resize/crop/flip, as the training pipeline applies
     them: (1) a point projected with the augmented lidar2img lands on the augmented pixel that showed the
     original point; (2) box headings and velocities move exactly like points."""
-    from zoo.models.cmt.datamodule import _pad4
     from zoo.models.cmt.transforms import GlobalRotScaleTrans, ImageAug, RandomFlip3D
 
     frames = synth[2]
@@ -176,7 +176,7 @@ def test_augmentations_keep_boxes_points_and_cameras_consistent(synth):
         assert np.allclose(p[:n], ab[:, :3]) and np.allclose(p[n:2 * n], front, atol=1e-6)
         assert np.allclose(p[2 * n:] - p[:n], np.c_[s["velocity"], 0 * ab[:, 6]] * 1.0, atol=1e-6)
         for k, cam in enumerate(CAMERAS):
-            l2i = _pad4(s["cam2img"][k]) @ s["lidar2cam"][k]
+            l2i = lidar_to_image(s["cam2img"][k], s["lidar2cam"][k])
             for i in range(n):
                 q = l2i @ np.r_[p[i], 1.0]
                 if q[2] < 1:

@@ -1,5 +1,5 @@
 """`zoo.models.cmt.grad_probe` on the CPU recipe with fewer generated scenes: per-frame gradients under each
-modality condition, and the measured imbalance at initialisation (a frame without LiDAR has the larger gradient)."""
+modality condition, and the measured imbalance at initialisation (a frame without LiDAR has the largest gradient)."""
 
 import math
 from pathlib import Path
@@ -23,8 +23,10 @@ def test_grad_probe_reports_each_condition_and_the_lidar_less_frames_lead():
     for r in report.values():
         assert math.isfinite(r["grad_norm_max"]) and 0 < r["grad_norm_median"] <= r["grad_norm_max"]
         assert len(r["largest_last_frame"]) == 3
-    assert report["LiDAR dropped"]["grad_norm_median"] > 1.3 * report["both sensors"]["grad_norm_median"]
-    assert report["cameras dropped"]["loss_cls_mean"] != report["LiDAR dropped"]["loss_cls_mean"]
+        assert math.isfinite(r["loss_cls_mean"]) and r["loss_cls_mean"] > 0
+    lidar_less = report["LiDAR dropped"]["grad_norm_median"]  # measured 1.8x and 1.5x the other two
+    assert lidar_less > 1.3 * max(report["both sensors"]["grad_norm_median"],
+                                  report["cameras dropped"]["grad_norm_median"])
 
 
 def test_grad_probe_refuses_a_recipe_of_another_model():

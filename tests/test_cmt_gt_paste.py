@@ -269,3 +269,18 @@ def test_paste_stops_after_its_epochs(tmp_path):
     dm.trainer = SimpleNamespace(current_epoch=0, reload_dataloaders_every_n_epochs=3)
     with pytest.raises(ZooError, match="reload_dataloaders_every_n_epochs to 4"):
         dm.train_dataloader()
+
+
+def test_pasted_objects_of_unknown_velocity_move_at_zero(database):
+    """A database keeps the devkit's NaN velocity (an object seen in one sample only); pasted, it is 0, as the
+    frame's own boxes (a NaN target would drop the box from the regression losses)."""
+    from zoo.models.cmt.object_sample import ObjectSample
+
+    frames, folder = database
+    paste = ObjectSample(folder, min_points=5)
+    paste.pools = {c: [dict(p, velocity=np.full(2, np.nan)) for p in pool] for c, pool in paste.pools.items()}
+    s = _sample(frames[0])
+    n, own = len(s["boxes"]), s["velocity"].copy()
+    paste(s, np.random.default_rng(0))
+    assert len(s["velocity"]) > n and (s["velocity"][n:] == 0).all()
+    np.testing.assert_array_equal(s["velocity"][:n], own)

@@ -330,6 +330,31 @@ def test_load_encoder_resamples_position_embedding_and_names_bad_keys():
         load_encoder(clf, bad)
 
 
+def test_teacher_and_encoder_sources_share_one_resolver(tmp_path):
+    from zoo.models.tinymim.distill import load_frozen
+    from zoo.models.tinymim.finetune import encoder_weights
+
+    folder = zoo.save_pretrained(small_vit(), tmp_path / "vit")
+    assert torch.equal(encoder_weights(str(folder))["cls_token"], load_frozen(str(folder)).cls_token)
+    assert set(encoder_weights(str(folder / "model.safetensors"))) == set(encoder_weights(str(folder)))
+    for load, what in ((load_frozen, "teacher"), (encoder_weights, "pretrained encoder")):
+        with pytest.raises(ZooError, match=f"{what} .* is not a zoo model folder .*zoo convert tinymim"):
+            load(str(tmp_path / "missing" / "dir"))
+    with pytest.raises(ZooError, match="not a zoo model folder"):  # a weights file is no teacher: no config
+        load_frozen(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("batch_size, steps", [(1, False), (2, True), (3, True)])
+def test_mixup_skips_a_batch_left_with_fewer_than_two_images(batch_size, steps):
+    from zoo.models.tinymim.finetune import FineTuneModule
+
+    module = FineTuneModule("tinymim_vit", {**SMALL, "num_classes": 10, "global_pool": "avg"})
+    module.log = lambda *a, **k: None  # no trainer attached
+    torch.manual_seed(0)
+    loss = module.training_step((torch.randn(batch_size, 3, 32, 32), torch.arange(batch_size)), 0)
+    assert (loss is not None) == steps and (loss is None or torch.isfinite(loss))
+
+
 def test_bench_adapter_train_steps():
     from zoo.bench.harness import benchmark
 
@@ -368,6 +393,11 @@ def test_bad_layer_and_module_arguments(tmp_path):
         DistillModule("tinymim_vit", {**SMALL, "patch_size": 4}, teacher=str(teacher), target="feature")
     with pytest.raises(ZooError, match="not a zoo model folder"):
         DistillModule("tinymim_vit", SMALL, teacher=str(tmp_path / "missing" / "dir"))
+    with pytest.raises(ZooError, match="num_heads: 4 .*student_layer is 2 of 3"):
+        DistillModule("tinymim_vit", {**SMALL, "last_block_heads": 4}, teacher=str(teacher), student_layer=2)
+    resnet = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "resnet")
+    with pytest.raises(ZooError, match="is a knn_ood_resnet20 model .*must be a TinyMIM/MAE ViT.*zoo convert tinymim"):
+        DistillModule("tinymim_vit", SMALL, teacher=str(resnet))
     with pytest.raises(ZooError, match="mask_ratio"):
         MAEModule("tinymim_vit", SMALL, mask_ratio=1.0)
     with pytest.raises(ZooError, match="views"):

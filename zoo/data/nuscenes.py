@@ -48,7 +48,7 @@ class Camera:
     @property
     def lidar2img(self) -> np.ndarray:
         """[4, 4] = intrinsics padded to 4x4 @ lidar2cam."""
-        return pad4(self.cam2img) @ self.lidar2cam
+        return lidar_to_image(self.cam2img, self.lidar2cam)
 
 
 @dataclass
@@ -78,6 +78,11 @@ def pad4(m: np.ndarray) -> np.ndarray:
     out = np.eye(4, dtype=np.float64)
     out[: m.shape[0], : m.shape[1]] = m
     return out
+
+
+def lidar_to_image(cam2img: np.ndarray, lidar2cam: np.ndarray) -> np.ndarray:
+    """Intrinsics [3, 3] and extrinsics [4, 4] -> lidar2img [4, 4] = pad4(cam2img) @ lidar2cam."""
+    return pad4(cam2img) @ lidar2cam
 
 
 def _matrix(translation, rotation) -> np.ndarray:
@@ -392,6 +397,21 @@ def box_corners(boxes: np.ndarray, lidar2world: np.ndarray | None = None) -> np.
     return corners
 
 
+def project_points(points: np.ndarray, lidar2img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LiDAR-frame points [..., 3] -> pixels [..., 2] (u, v) and depths [...] (third row of the projection: the
+    camera-frame z).
+
+    ``lidar2img`` is [4, 4], or [..., 4, 4] whose leading dims broadcast against those of the points but the last
+    (e.g. [N, 1, 4, 4] with points [n, k, 3] gives [N, n, k]). Pixels are NaN where the depth is not positive;
+    what counts as visible (every corner in front, a margin, the image bounds) is the caller's rule.
+    """
+    points = np.asarray(points, np.float64)
+    hom = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], -1)
+    proj = hom @ np.swapaxes(np.asarray(lidar2img, np.float64), -1, -2)
+    depth = proj[..., 2]
+    return proj[..., :2] / np.where(depth > 0, depth, np.nan)[..., None], depth
+
+
 def camera_instances(frame: Frame, image_size=(1600, 900)) -> dict[str, list[dict]]:
     """Project ``frame.boxes`` into every camera as mmdet3d's converter builds ``cam_instances``.
 
@@ -406,28 +426,24 @@ def camera_instances(frame: Frame, image_size=(1600, 900)) -> dict[str, list[dic
     corners = box_corners(frame.boxes, frame.ego2global @ frame.lidar2ego)
     out = {}
     for name in CAMERAS:
-        cam = frame.cams[name]
+        uv, depth = project_points(corners, frame.cams[name].lidar2img)  # [n, 8, 2], [n, 8]
+        center_uv, center_depth = project_points(frame.boxes[:, :3], frame.cams[name].lidar2img)
         rows = []
         for i in range(len(frame.boxes)):
-            pts = np.c_[corners[i], np.ones(8)] @ cam.lidar2cam.T
-            front = pts[pts[:, 2] > 0, :3]
+            front = uv[i][depth[i] > 0]
             if len(front) == 0:
                 continue
-            uv = front @ cam.cam2img.T
-            uv = uv[:, :2] / uv[:, 2:3]
-            hull = MultiPoint([tuple(p) for p in uv]).convex_hull
+            hull = MultiPoint([tuple(p) for p in front]).convex_hull
             if not hull.intersects(canvas):
                 continue
             inter = hull.intersection(canvas)
             if inter.is_empty or inter.geom_type not in ("Polygon", "LineString", "Point", "MultiPoint"):
                 continue
             xs, ys = np.asarray(inter.exterior.coords if inter.geom_type == "Polygon" else inter.coords).T[:2]
-            center = cam.lidar2cam @ np.append(frame.boxes[i, :3], 1.0)
-            if center[2] <= 0:
+            if center_depth[i] <= 0:
                 continue
-            c2d = cam.cam2img @ center[:3]
             rows.append({"index": i, "bbox": [xs.min(), ys.min(), xs.max(), ys.max()],
-                         "center_2d": (c2d[:2] / c2d[2]).tolist(), "depth": float(center[2])})
+                         "center_2d": center_uv[i].tolist(), "depth": float(center_depth[i])})
         out[name] = rows
     return out
 

@@ -16,8 +16,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ...data.nuscenes import CAMERAS, CLASSES, Frame, frames_from_devkit, frames_from_infos, load_images, load_points, \
-    open_nuscenes
+from ...data.nuscenes import CAMERAS, CLASSES, Frame, frames_from_devkit, frames_from_infos, lidar_to_image, \
+    load_images, load_points, open_nuscenes
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
 from ...errors import ZooError
 from .cbgs import CBGSDataset
@@ -101,16 +101,10 @@ class CMTDataset(Dataset):
                 "gt_labels": torch.from_numpy(s["labels"].astype(np.int64))}
         if "camera" in self.modalities:
             self.image_aug(s, rng)
-            l2i = np.stack([_pad4(k) @ m for k, m in zip(s["cam2img"], s["lidar2cam"])])
+            l2i = np.stack([lidar_to_image(k, m) for k, m in zip(s["cam2img"], s["lidar2cam"])])
             item["images"] = torch.from_numpy(normalise_images(s["images"]))
             item["lidar2img"] = torch.from_numpy(l2i.astype(np.float32))
         return item
-
-
-def _pad4(k: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = k
-    return out
 
 
 def collate(items: list[dict]) -> dict:

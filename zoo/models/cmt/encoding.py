@@ -3,10 +3,15 @@ of the cell centre) and the position-guided queries (both encodings of a 3D anch
 
 All positions are normalised by the point-cloud range ``pc_range`` = (x0, y0, z0, x1, y1, z1) to about [0, 1]
 (no clamping, as the authors). Depth bins: d_i = 1 + i * (x1 - 1) / D, i = 0..D-1 (1 m to about 53 m for D = 64).
+
+The encodings run in fp32 even under autocast (`CoordinateEncoding` turns it off): in bf16 a ray point 50 m out is
+off by metres and a projected anchor near a camera by hundreds of pixels, and the authors keep their whole box
+head, which holds these encodings, in fp32.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -55,12 +60,23 @@ def ray_points(pixels: torch.Tensor, img2lidar: torch.Tensor, depths: torch.Tens
     return _normalise(xyz, pc_range).flatten(-2)
 
 
+def _fp32(method):
+    """Run a `CoordinateEncoding` method with autocast off and its tensor arguments in fp32."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        device = next(self.parameters()).device
+        with torch.autocast(device.type, enabled=False):
+            return method(self, *(a.float() if torch.is_tensor(a) else a for a in args))
+    return wrapper
+
+
 class CoordinateEncoding(nn.Module):
     """The PE MLPs and their inputs.
 
     ``bev_embedding``: Linear(2 * hidden, hidden) -> ReLU -> Linear(hidden, hidden), over `pos2embed` (BEV
     tokens and the BEV part of the query PE). ``rv_embedding`` (camera models only): Linear(3 * D, 4 * hidden)
     -> ReLU -> Linear(4 * hidden, hidden), over `ray_points` (image tokens and the camera part of the query PE).
+    Every encoding is computed in fp32 with autocast off, geometry and MLPs, and returned in fp32.
     """
 
     def __init__(self, hidden_dim: int = 256, depth_num: int = 64, pc_range=(-54, -54, -5, 54, 54, 3),
@@ -72,10 +88,12 @@ class CoordinateEncoding(nn.Module):
         self.rv_embedding = (nn.Sequential(nn.Linear(depth_num * 3, hidden_dim * 4), nn.ReLU(inplace=True),
                                            nn.Linear(hidden_dim * 4, hidden_dim)) if with_camera else None)
 
+    @_fp32
     def bev_pe(self, height: int, width: int, device=None) -> torch.Tensor:
         """PE of the BEV tokens: [(H * W), hidden]."""
         return self.bev_embedding(pos2embed(bev_coords(height, width, device), self.hidden_dim))
 
+    @_fp32
     def image_pe(self, feat_hw: tuple[int, int], pad_hw: tuple[int, int], img2lidar: torch.Tensor) -> torch.Tensor:
         """PE of the image tokens: feature map (h, w), padded image (H, W), img2lidar [B, N, 4, 4] ->
         [B, N, h, w, hidden]. Token (i, j) is the pixel (j * W / w, i * H / h) (cell corner, as the authors)."""
@@ -89,6 +107,7 @@ class CoordinateEncoding(nn.Module):
         pts = ray_points(pixels[None, None], img2lidar[:, :, None, None], depths, self.pc_range)
         return self.rv_embedding(pts)
 
+    @_fp32
     def query_pe(self, anchors: torch.Tensor, lidar2img: torch.Tensor | None, img2lidar: torch.Tensor | None,
                  pad_hw: tuple[int, int] | None) -> torch.Tensor:
         """PE of the position-guided queries: anchors [B, Q, 3] in [0, 1] -> [B, Q, hidden].

@@ -11,8 +11,9 @@ For each box of each training frame (LiDAR frame, 7-DoF boxes upright in it, as 
   its running area, so it keeps the last camera that passes; the zoo keeps the largest.
 
 The folder holds ``dbinfos.pkl`` (class name -> list of info dicts: ``name``, ``points``, ``image`` (relative
-paths; ``image`` "" without a crop), ``camera``, ``box`` [7], ``velocity`` [2], ``num_points``, ``token``,
-``index``) beside ``points/`` and ``images/``; it is written once through a temporary folder.
+paths; ``image`` "" without a crop), ``camera``, ``box`` [7], ``velocity`` [2] (as read: NaN where unknown, which
+`ObjectSample` pastes as 0), ``num_points``, ``token``, ``index``) beside ``points/`` and ``images/``; it is
+written once through a temporary folder.
 
 Build one for a split: ``python -m zoo.models.cmt.gt_database --data DATAROOT --version v1.0-trainval
 --split train --out DIR [--sweeps 10]``; a training recipe with ``gt_paste`` builds it itself (`NuScenesDataModule`).
@@ -27,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...data.nuscenes import CAMERAS, Frame, box_corners, load_images, load_points, points_in_boxes
+from ...data.nuscenes import CAMERAS, Frame, box_corners, load_images, load_points, points_in_boxes, project_points
 from ...errors import ZooError
 from ...io import write_dir_once
 
@@ -42,15 +43,16 @@ def image_boxes(boxes: np.ndarray, lidar2img: np.ndarray, image_hw) -> tuple[np.
     Args:
         boxes: [n, 7]; lidar2img: [4, 4]; image_hw: (H, W).
     Returns:
-        [n, 4] int (x0, y0, x1, y1), [n] bool (every corner in front), [n] mean corner depth.
+        [n, 4] int (x0, y0, x1, y1; 0 where a corner is behind the camera), [n] bool (every corner in front),
+        [n] mean corner depth.
     """
-    uvz = (np.c_[box_corners(boxes).reshape(-1, 3), np.ones(8 * len(boxes))] @ lidar2img.T).reshape(-1, 8, 4)
-    front = (uvz[..., 2] > 0).all(1)
-    uv = uvz[..., :2] / np.where(front[:, None, None], uvz[..., 2:3], 1.0)
+    uv, depth = project_points(box_corners(boxes), lidar2img)  # [n, 8, 2], [n, 8]
+    front = (depth > 0).all(1)
+    uv = np.where(front[:, None, None], uv, 0.0)
     h, w = image_hw
     x = np.clip(np.stack([uv[..., 0].min(1), uv[..., 0].max(1)], 1), 0, w - 1)
     y = np.clip(np.stack([uv[..., 1].min(1), uv[..., 1].max(1)], 1), 0, h - 1)
-    return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1).astype(int), front, uvz[..., 2].mean(1)
+    return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1).astype(int), front, depth.mean(1)
 
 
 def largest_crop(box: np.ndarray, images: list[np.ndarray], frame: Frame) -> tuple[np.ndarray | None, str]:

@@ -14,6 +14,10 @@ Inputs (`CMT.forward`):
         vx, vy) and [n_i].
 Output: dict with ``code`` [L, B, Q, 10] and ``logits`` [L, B, Q, C] for the matching queries, ``dn_code`` /
 ``dn_logits`` [L, B, pad, ...] and ``dn`` (a `DNQueries`) when denoising is on.
+
+Precision under autocast (the trainer's ``bf16-mixed``): the LiDAR branch, the coordinate encodings (geometry and
+their MLPs) and the prediction branches run in fp32; the image branch and the decoder's attention and FFN run under
+autocast. The authors keep their whole head in fp32 except the flash cross-attention, which casts to fp16.
 """
 
 from __future__ import annotations
@@ -249,7 +253,8 @@ class CMT(nn.Module):
         query_pos = self.encoding.query_pe(inverse_sigmoid(dn.anchors).sigmoid(), l2i, i2l, pad_hw)
         hidden = torch.nan_to_num(self.decoder(query_pos, memory.to(query_pos.dtype), memory_pos.to(query_pos.dtype),
                                                dn.attn_mask))
-        branches = self.task_head(hidden)
+        with torch.autocast(hidden.device.type, enabled=False):  # the box code in fp32, as the authors' head
+            branches = self.task_head(hidden.float())
         code = assemble_code(branches, dn.anchors, self.pc_range)
         logits = branches["cls_logits"]
         p = dn.pad_size

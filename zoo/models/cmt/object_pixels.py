@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 import yaml
 
-from ...data.nuscenes import box_corners
+from ...data.nuscenes import box_corners, project_points
 from ...errors import ZooError
 from .datamodule import NuScenesDataModule
 
@@ -27,10 +27,7 @@ def projected_extent(boxes: np.ndarray, lidar2img: np.ndarray, image_hw: tuple[i
     h_img, w_img = image_hw
     corners = box_corners(np.asarray(boxes, np.float64)[:, :7])                           # [n, 8, 3]
     pts = np.concatenate([corners, boxes[:, None, :3]], 1)                                # [n, 9, 3]
-    hom = np.concatenate([pts, np.ones(pts.shape[:2] + (1,))], -1)                        # [n, 9, 4]
-    proj = np.einsum("cij,nkj->cnki", np.asarray(lidar2img, np.float64), hom)             # [N, n, 9, 4]
-    depth = proj[..., 2]
-    uv = proj[..., :2] / np.where(depth > 1e-3, depth, np.nan)[..., None]
+    uv, depth = project_points(pts, np.asarray(lidar2img)[:, None])                      # [N, n, 9, 2], [N, n, 9]
     centre = uv[:, :, 8]                                                                  # [N, n, 2]
     sees = ((depth > 1e-3).all(-1) & (centre[..., 0] >= 0) & (centre[..., 0] < w_img)
             & (centre[..., 1] >= 0) & (centre[..., 1] < h_img))                           # [N, n]

@@ -11,7 +11,8 @@ kept boxes and gains the objects' points. In each camera, every box (the frame's
 lie in front of it is painted far to near over its projected 2D box: a pasted object's crop resized to that box,
 a frame object's own pixels cut before any paste (so near frame objects stay in front of far pasted ones), each
 blended as ``(1 - mixup) * image + mixup * patch`` (``mixup`` < 0: replaced). The authors' points are not
-re-filtered by occlusion either (their ``modify_points`` is off in every CMT recipe).
+re-filtered by occlusion either (their ``modify_points`` is off in every CMT recipe). A pasted object's unknown
+velocity (NaN in the database, as the devkit gives it) becomes 0, mmdet3d's convention for CMT's targets.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...data.nuscenes import CLASSES, bev_overlaps, pad4, points_in_boxes
+from ...data.nuscenes import CLASSES, bev_overlaps, lidar_to_image, points_in_boxes
 from ...errors import ZooError
 from .gt_database import image_boxes, load_gt_database
 
@@ -82,12 +83,14 @@ class ObjectSample:
         sample["points"] = np.concatenate([kept, *pasted]).astype(np.float32)
         n_raw = len(sample["boxes"])
         sample["boxes"] = np.concatenate([sample["boxes"], new])
-        sample["velocity"] = np.concatenate([sample["velocity"], np.stack([p["velocity"] for p in picked])])
+        # an unknown velocity (NaN: the object was seen in one sample only) is 0, as for the frame's own boxes
+        velocity = np.nan_to_num(np.stack([p["velocity"] for p in picked]), nan=0.0)
+        sample["velocity"] = np.concatenate([sample["velocity"], velocity])
         sample["labels"] = np.concatenate([sample["labels"], [CLASSES.index(p["name"]) for p in picked]])
         if self.paste_images and len(sample["images"]):
             crops = [cv2.imread(str(self.folder / p["image"]), cv2.IMREAD_COLOR) if p["image"] else None
                      for p in picked]
-            sample["images"] = [self._paste(img, pad4(k) @ l2c, sample["boxes"], n_raw, crops)
+            sample["images"] = [self._paste(img, lidar_to_image(k, l2c), sample["boxes"], n_raw, crops)
                                 for img, k, l2c in zip(sample["images"], sample["cam2img"], sample["lidar2cam"])]
 
     def _paste(self, img: np.ndarray, lidar2img: np.ndarray, boxes: np.ndarray, n_raw: int,

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...data.nuscenes import CAMERAS, CLASSES, Frame, box_corners, camera_instances, load_images, load_points
+from ...data.nuscenes import CAMERAS, CLASSES, Frame, box_corners, camera_instances, load_images, load_points, \
+    project_points
 from ...io import atomic_path
 
 _COLORS = {name: c for name, c in zip(CLASSES, ("tab:red", "tab:blue", "gold", "darkorange", "grey", "silver",
@@ -76,12 +77,9 @@ def plot_cameras(frame: Frame, boxes: np.ndarray, names, path: Path, upright_in_
         c = frame.cams[cam]
         ax.imshow(img)
         h, w = img.shape[:2]
-        for corner, name in zip(corners, names):
-            pts = np.c_[corner, np.ones(8)] @ c.lidar2cam.T
-            if (pts[:, 2] < 0.5).any():
+        for uv, depth, name in zip(*project_points(corners, c.lidar2img), names):
+            if (depth < 0.5).any():
                 continue
-            uv = pts[:, :3] @ c.cam2img.T
-            uv = uv[:, :2] / uv[:, 2:3]
             if uv[:, 0].max() < 0 or uv[:, 0].min() > w or uv[:, 1].max() < 0 or uv[:, 1].min() > h:
                 continue
             for i, j in _EDGES:

@@ -18,7 +18,6 @@ as ``teacher``. After ``fit`` the student alone is exported (``self.model``); th
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -30,25 +29,29 @@ from ...errors import ZooError
 from ...registry import create_model
 from ...training.optim import param_groups
 from .losses import feature_loss, relation_loss
+from .model import TinyMIMViT, local_source
 from .optim import absolute_lr, adamw_warmup_cosine
 
 TARGETS = ("relation", "cls", "feature")
 
 
-def load_frozen(source: str, overrides: dict | None = None) -> nn.Module:
+def load_frozen(source: str, overrides: dict | None = None) -> TinyMIMViT:
     """A teacher from a zoo folder or a ``name.tag``, with constructor ``overrides`` (e.g. a head count that
-    differs from the one it was trained with), frozen and in eval mode."""
+    differs from the one it was trained with), frozen and in eval mode; it must be a `TinyMIMViT`."""
     overrides = overrides or {}
-    path = Path(source)
-    if path.is_dir():
+    path = local_source(source, "teacher")
+    if path is not None:
         cfg = read_config(path)
-        model = create_model(cfg["architecture"], **{**cfg.get("model_args", {}), **overrides})
+        arch = cfg["architecture"]
+        model = create_model(arch, **{**cfg.get("model_args", {}), **overrides})
         load_state_dict(model, read_weights(path / WEIGHTS_NAME), source=str(path / WEIGHTS_NAME))
-    elif path.exists() or "/" in source:
-        raise ZooError(f"teacher {source} is not a zoo model folder (config.json + model.safetensors); convert "
-                       f"an authors' checkpoint with `zoo convert tinymim --src FILE --out DIR`")
     else:
+        arch = source
         model = create_model(source, pretrained=True, **overrides)
+    if not isinstance(model, TinyMIMViT):
+        raise ZooError(f"teacher {source} is a {arch} model ({type(model).__name__}), but the teacher must be a "
+                       f"TinyMIM/MAE ViT (tinymim_vit*): convert an MAE or TinyMIM checkpoint with "
+                       f"`zoo convert tinymim --src FILE --out DIR`")
     return model.eval().requires_grad_(False)
 
 
@@ -95,10 +98,17 @@ class DistillModule(pl.LightningModule):
             t_heads, s_heads = self.teacher.heads_at(self.teacher_layer), self.model.heads_at(self.student_layer)
             if t_heads != s_heads:
                 raise ZooError(f"the teacher's block {self.teacher_layer} has {t_heads} heads but the student's "
-                               f"block {self.student_layer} has {s_heads}: build the student with "
-                               f"last_block_heads: {t_heads}")
+                               f"block {self.student_layer} has {s_heads}: {self._heads_fix(t_heads)}")
         else:
             self.projector = nn.Linear(self.model.embed_dim, self.teacher.embed_dim)
+
+    def _heads_fix(self, t_heads: int) -> str:
+        """How to give the student's relation block the teacher's ``t_heads`` heads."""
+        if self.student_layer == len(self.model.blocks):
+            return f"build the student with last_block_heads: {t_heads}"
+        return (f"build the student with num_heads: {t_heads} (last_block_heads sets only its last block, and "
+                f"student_layer is {self.student_layer} of {len(self.model.blocks)}), or pick a student_layer or "
+                f"teacher_layer whose heads match")
 
     @property
     def input_spec(self) -> dict:

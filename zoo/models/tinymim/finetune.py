@@ -9,7 +9,6 @@ mixes with label smoothing (plain label-smoothed cross-entropy when both are off
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -19,19 +18,15 @@ import torch.nn.functional as F
 from ...checkpoint import WEIGHTS_NAME, load_state_dict, read_weights
 from ...errors import ZooError, require
 from ...registry import create_model
+from .model import local_source
 from .optim import absolute_lr, adamw_warmup_cosine, layer_decay_groups
 
 
 def encoder_weights(source: str) -> dict:
     """The state dict of a zoo folder, a ``.safetensors`` file or a manifest ``name.tag``."""
-    path = Path(source)
-    if path.is_dir():
-        return read_weights(path / WEIGHTS_NAME)
-    if path.suffix == ".safetensors" and path.exists():
-        return read_weights(path)
-    if path.exists() or "/" in source:
-        raise ZooError(f"pretrained encoder {source}: expected a zoo model folder, a .safetensors file or a "
-                       f"name.tag from `zoo list --pretrained`")
+    path = local_source(source, "pretrained encoder", weights_file=True)
+    if path is not None:
+        return read_weights(path / WEIGHTS_NAME if path.is_dir() else path)
     from ...hub import fetch
     from ...registry import resolve_entry
 
@@ -113,6 +108,8 @@ class FineTuneModule(pl.LightningModule):
         if self.mixup_fn is not None:
             if len(x) % 2:  # timm's batch mixing pairs each image with its mirror in the batch
                 x, y = x[:-1], y[:-1]
+            if len(x) < 2:  # a last batch of one image: nothing to mix it with, so no step (None skips it)
+                return None
             x, soft = self.mixup_fn(x, y)
             loss = torch.sum(-soft * F.log_softmax(self.model(x).float(), dim=-1), dim=-1).mean()
         else:

@@ -22,6 +22,7 @@ the class token first; per-head tensors ``[B, heads, N, D/heads]``.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -160,6 +161,21 @@ class TinyMIMViT(VisionTransformer):
         """Number of attention heads of block ``layer`` (1-based)."""
         self.check_layer(layer)
         return self.blocks[layer - 1].attn.num_heads
+
+
+def local_source(source: str, what: str, weights_file: bool = False) -> Path | None:
+    """Resolve where a model to start from lies: a zoo folder (or, with ``weights_file``, a ``.safetensors``
+    file) -> its path; a string that is no path -> None (a ``name.tag`` of the manifest). Any other path raises a
+    `ZooError` naming ``what`` (e.g. "teacher") and how to make a zoo folder."""
+    path = Path(source)
+    if path.is_dir() or (weights_file and path.suffix == ".safetensors" and path.is_file()):
+        return path
+    if path.exists() or "/" in source:
+        file = ", a .safetensors file" if weights_file else ""
+        raise ZooError(f"{what} {source} is not a zoo model folder (config.json + model.safetensors){file} or a "
+                       f"name.tag from `zoo list --pretrained`; convert an MAE or TinyMIM checkpoint with "
+                       f"`zoo convert tinymim --src FILE --out DIR`")
+    return None
 
 
 def tinymim_vit(**kwargs) -> TinyMIMViT:
