@@ -15,6 +15,7 @@ from zoo.errors import ZooError
 from zoo.metrics.drums import (
     bar_inventory,
     copied_bar_fraction,
+    copied_bar_fractions,
     levenshtein,
     random_grooves,
     repeat_groove,
@@ -55,16 +56,17 @@ def groove():
     return {s: open_examples("groove_midi", s) for s in ("train", "validation", "test")}
 
 
-def _midi(path, notes, tpb=480, signature=(4, 4), tracks=1):
-    """A MIDI file of (tick, pitch) hits at velocity 90, in ``tracks`` tracks (type 0 or 1)."""
+def _midi(path, notes, tpb=480, signature=(4, 4), tracks=1, channel=9):
+    """A MIDI file of (tick, pitch) hits at velocity 90 on ``channel`` (default the drum channel), in ``tracks``
+    tracks (type 0 or 1)."""
     mid = mido.MidiFile(type=0 if tracks == 1 else 1, ticks_per_beat=tpb)
     meta = [mido.MetaMessage("time_signature", numerator=signature[0], denominator=signature[1], time=0)]
     per_track = [sorted(notes[i::tracks]) for i in range(tracks)]
     for i, track_notes in enumerate(per_track):
         track, last = mido.MidiTrack(meta if i == 0 else []), 0
         for tick, pitch in track_notes:
-            track.append(mido.Message("note_on", channel=9, note=pitch, velocity=90, time=tick - last))
-            track.append(mido.Message("note_on", channel=9, note=pitch, velocity=0, time=0))
+            track.append(mido.Message("note_on", channel=channel, note=pitch, velocity=90, time=tick - last))
+            track.append(mido.Message("note_on", channel=channel, note=pitch, velocity=0, time=0))
             last = tick
         mid.tracks.append(track)
     mid.save(str(path))
@@ -189,6 +191,20 @@ def test_bad_midi_files_name_the_file(tmp_path, content, needle):
         read_performance(tmp_path / "missing.mid")
 
 
+def test_only_the_drum_channel_is_read(tmp_path):
+    """A piano on channel 1 is not drums: its notes are left out, and a file with no drum-channel note is one
+    error naming the channels it has. (Every Groove MIDI file has its notes on channel 10 alone.)"""
+    drums = _midi(tmp_path / "drums.mid", [(0, 36), (120, 38)])
+    piano = _midi(tmp_path / "piano.mid", [(0, 38), (60, 42)], channel=0)
+    mid = mido.MidiFile(str(drums))
+    mid.tracks.append(mido.MidiFile(str(piano)).tracks[0])
+    mid.type = 1
+    mid.save(str(tmp_path / "both.mid"))
+    assert [(o.tick, o.pitch) for o in read_performance(tmp_path / "both.mid").onsets] == [(0, 36), (120, 38)]
+    with pytest.raises(ZooError, match=r"no notes on the drum channel \(MIDI channel 10\), only on channel\(s\) 1;"):
+        read_performance(piano)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # data and the paper's numbers
 
@@ -224,6 +240,25 @@ def test_jsonl_examples_and_bad_data(tmp_path):
         open_examples(tmp_path, "holdout")
     with pytest.raises(ZooError, match="does not exist"):
         open_examples(tmp_path / "nowhere", "test")
+    # one file stands for its own split only; a folder without the split's file says which file is missing
+    assert open_examples(tmp_path / "gpt3_test.jsonl", "test") == open_examples(tmp_path, "test")
+    with pytest.raises(ZooError, match="gpt3_test.jsonl holds the test split, not train: .* train.jsonl or"):
+        open_examples(tmp_path / "gpt3_test.jsonl", "train")
+    (tmp_path / "mine.jsonl").write_text((tmp_path / "gpt3_test.jsonl").read_text())
+    with pytest.raises(ZooError, match="mine.jsonl is named for no split"):
+        open_examples(tmp_path / "mine.jsonl", "test")
+    with pytest.raises(ZooError, match=r"has prompt-completion files \(gpt3_dev.jsonl, gpt3_test.jsonl\) but none "
+                                       r"for the train split: add train.jsonl"):
+        open_examples(tmp_path, "train")
+    # the text must be the encoding asked for
+    with pytest.raises(ZooError, match="the prompt of g1 is paper drum text, not events text"):
+        open_examples(tmp_path, "test", "events")
+    events = {"prompt": "K5+0 H5+1\n-\nSEP\n", "completion": "S3-1\nEND", "name": "e1"}
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "test.jsonl").write_text(json.dumps(events) + "\n")
+    assert open_examples(tmp_path / "ev", "test", "events")[0].lines == ["K5+0 H5+1", "-", "S3-1"]
+    with pytest.raises(ZooError, match="is events drum text, not paper text"):
+        open_examples(tmp_path / "ev", "test")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -277,6 +312,17 @@ def test_stability_of_hand_made_grooves():
     inventory = bar_inventory([a * 2])
     assert copied_bar_fraction([a + b + ["------"] * 16], inventory) == 0.5  # empty bars are left out
     assert copied_bar_fraction([a + b], inventory, skip_bars=1) == 0.0
+
+
+def test_copied_bars_count_the_training_text_after_the_prompt():
+    """The inventory is the training examples' text (stripped: a bar only in a stripped leading bar was never
+    trained on), and each groove is read after its 2-bar prompt (for the human drummers the completion)."""
+    lead = ["------"] * 4 + ["-o----"] + ["------"] * 11  # first quarter empty: stripped from the example
+    body = ([f"{'o' * (i % 2)}{'-' * (6 - i % 2)}" for i in range(16)], ["--o---"] * 16, ["---o--"] * 16)
+    train = make_example("t", lead + [line for bar in body for line in bar] * 3)
+    assert lead[4] not in train.lines
+    completed = body[0] + body[1] + body[2] + lead  # prompt (2 bars), then one trained bar and one never trained
+    assert copied_bar_fractions([train.lines], {"g": [completed]}) == {"g": 0.5}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -496,6 +542,107 @@ def test_sampling_stops_at_end_and_respects_budgets():
     assert lines[0].count(newline) == 3 and lines[0][-1] == newline
     a = continue_grooves(m, ["o-----\n"] * 3, seed=5, max_new_tokens=20)
     assert a == continue_grooves(m, ["o-----\n"] * 3, seed=5, max_new_tokens=20)
+
+
+def _jsonl_folder(path, examples):
+    """A folder of train.jsonl, validation.jsonl and test.jsonl, each holding ``examples``."""
+    path.mkdir()
+    rows = "".join(json.dumps({"prompt": e.prompt, "completion": e.completion, "name": e.name}) + "\n"
+                   for e in examples)
+    for split in ("train", "validation", "test"):
+        (path / f"{split}.jsonl").write_text(rows)
+    return path
+
+
+@pytest.mark.parametrize("ends", [True, False])
+def test_a_full_length_groove_can_end_with_end(tmp_path, monkeypatch, ends):
+    """A completion of the whole 16-bar window (224 drum lines and 13 SEP lines, 237 newlines) followed by END is
+    written to its END and counts as finished; one that goes on past the window is cut at the end of its next
+    line (here the SEP before a 17th bar). The model is made to write the text by replacing the sampler's draw
+    with the text's next token."""
+    from zoo.eval import evaluate
+    from zoo.models.drums import generate
+
+    e = make_example("full", ["o-----"] + _lines(255, seed=4))
+    assert e.completion.count("\n") == 237 and e.completion.endswith(f"\n{END}")
+    text = e.completion if ends else e.completion.removesuffix(END) + "SEP\n" + "o-----\n" * 3
+    m = zoo.create_model("drums_gpt2_tiny")
+    script = iter(m.tokenizer.encode(text))
+    monkeypatch.setattr(generate, "draw", lambda probs, generator=None: torch.tensor([next(script)]))
+    out = tmp_path / "eval"
+    r = evaluate("x", "drums", model=m, data=str(_jsonl_folder(tmp_path / "data", [e])), split="test",
+                 max_new_tokens=2000, out_dir=out)
+    written = (out / "full.txt").read_text()
+    if ends:
+        assert r["finished_fraction"] == 1.0 and written == e.prompt + e.completion + "\n"
+        assert r["mean_bars"] == 16.0 and r["settings"]["max_new_lines"] == 238
+    else:
+        assert r["finished_fraction"] == 0.0 and written == e.prompt + text.removesuffix("o-----\n" * 3) + "\n"
+
+
+def test_bad_generation_budgets_are_one_error_each(groove):
+    from zoo.eval import evaluate
+
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    with pytest.raises(ZooError, match="max_new_tokens must be >= 1"):
+        sample_ids(m, [[1, 2]], max_new_tokens=0)
+    with pytest.raises(ZooError, match="--max-new-tokens must be >= 1"):
+        evaluate("x", "drums", model=m, data="groove_midi", split="test", samples=1, max_new_tokens=-1)
+
+
+def test_the_model_records_its_text_encoding(hf_folder, tmp_path):
+    """``encoding`` is saved with the model; ``zoo eval --task drums`` reads that text by default and refuses
+    another; training refuses data of another encoding; the drum-only vocabularies cannot write events text."""
+    from types import SimpleNamespace
+
+    from zoo.eval import evaluate
+    from zoo.models.drums.data import GrooveMidiDataModule
+    from zoo.models.drums.module import DrumLMModule
+
+    m = zoo.create_model("drums_lm", base=str(hf_folder), init="scratch", encoding="events")
+    zoo.save_pretrained(m, tmp_path / "events_model")
+    m = zoo.from_pretrained(tmp_path / "events_model")
+    assert m.encoding == "events"
+    paper = _jsonl_folder(tmp_path / "paper", [make_example("p", _lines(160))])
+    with pytest.raises(ZooError, match="is paper drum text, not events text"):
+        evaluate("x", "drums", model=m, data=str(paper), split="test")  # events, from the saved model
+    with pytest.raises(ZooError, match="--encoding paper but the model writes events text"):
+        evaluate("x", "drums", model=m, data=str(paper), split="test", encoding="paper")
+    dm = GrooveMidiDataModule(data=str(paper), encoding="paper")
+    dm.trainer = SimpleNamespace(lightning_module=DrumLMModule("drums_gpt2_tiny", {"encoding": "paper"}))
+    dm.setup("fit")
+    dm.trainer = SimpleNamespace(lightning_module=DrumLMModule("drums_lm", {"base": str(hf_folder),
+                                                                            "encoding": "events"}))
+    with pytest.raises(ZooError, match="the data are paper text but the model is built for events text"):
+        dm.setup("fit")
+    with pytest.raises(ZooError, match="events text needs vocab='full'"):
+        zoo.create_model("drums_gpt2_tiny", encoding="events")
+
+
+def test_unsupported_gguf_contents_are_named(tmp_path):
+    """A GGUF without a field the conversion needs, or with a tensor it has no place for (Llama 3's rope_freqs,
+    q/k norms), is one error naming it."""
+    gguf = pytest.importorskip("gguf")
+    from zoo.models.drums.gguf import read_llama_gguf
+
+    def write(name, head_count=True):
+        w = gguf.GGUFWriter(str(tmp_path / name), "llama")
+        if head_count:
+            w.add_head_count(2)
+        w.add_tokenizer_model("gpt2")
+        w.add_token_list(["a", "b"])
+        w.add_tensor("token_embd.weight", np.zeros((2, 4), np.float32))
+        w.add_tensor("rope_freqs.weight", np.ones(2, np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return tmp_path / name
+
+    with pytest.raises(ZooError, match="lacks the GGUF field 'llama.attention.head_count'"):
+        read_llama_gguf(write("a.gguf", head_count=False))
+    with pytest.raises(ZooError, match="GGUF tensor 'rope_freqs.weight' has no place"):
+        read_llama_gguf(write("b.gguf"))
 
 
 def test_bad_model_arguments():

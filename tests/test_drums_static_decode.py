@@ -130,12 +130,20 @@ def test_nan_logits_and_a_zero_temperature_are_one_error_each(llama_drum_lm, dec
         sample_ids(llama_drum_lm, [[1, 2], [2]], max_new_tokens=6, decoder=decoder, check_every=2)
 
 
-def test_auto_decoder_is_the_dynamic_loop_on_every_device(llama_drum_lm):
-    """``auto`` keeps the one decoder that has run on a GPU until the graph decoder's CUDA test has passed there."""
-    from zoo.models.drums.generate import _choose_decoder
+def test_auto_decoder_decodes_lms_the_static_decoder_does_not_cover(llama_drum_lm):
+    """``auto`` samples on every LM, also one that static decoding refuses (GPT-2), with the tokens of an explicit
+    decoder."""
+    gpt2 = zoo.create_model("drums_gpt2_tiny").eval()
+    for m in (llama_drum_lm, gpt2):
+        runs = [sample_ids(m, [[1, 2], [2]], temperature=1e-4, max_new_tokens=8, stop_at_end=False, decoder=d)
+                for d in ("auto", "dynamic")]
+        assert runs[0] == runs[1] and all(len(r) == 8 for r in runs[0])
 
-    for device in ("cpu", "cuda"):
-        assert _choose_decoder("auto", llama_drum_lm.lm, torch.device(device)) == "dynamic"
+
+@pytest.mark.parametrize("decoder", ["dynamic", "static"])
+def test_no_new_token_is_one_error(llama_drum_lm, decoder):
+    with pytest.raises(ZooError, match="max_new_tokens must be >= 1"):
+        sample_ids(llama_drum_lm, [[1, 2]], max_new_tokens=0, decoder=decoder)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")

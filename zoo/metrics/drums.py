@@ -11,8 +11,9 @@
   exactly (best split of the sorted values), where the authors ran scikit-learn's Lloyd iterations.
 * **Baselines**: ``random`` (each cell ``o`` or ``-`` with probability 1/2, 256 lines, seed 29) and ``repeat``
   (bar 1, then bar 2 fifteen times).
-* **Duplication**: the share of generated non-empty bars that occur verbatim in a bar inventory (the training
-  set's bars; the authors' script built it from the test split, which its own axis label contradicts).
+* **Duplication** (`copied_bar_fractions`): the share of the non-empty bars after the 2-bar prompt that occur
+  verbatim among the training set's bars (the authors' script built its inventory from the test split, which its
+  own axis label contradicts).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 BAR_LINES = 16
 MAX_BARS = 16
+PROMPT_BARS = 2
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -129,3 +131,20 @@ def copied_bar_fraction(grooves: list[list[str]], inventory: Counter, skip_bars:
             for i in range(skip_bars * BAR_LINES, len(g), BAR_LINES)]
     bars = [b for b in bars if "o" in b]
     return float(np.mean([b in inventory for b in bars])) if bars else float("nan")
+
+
+def copied_bar_fractions(train: list[list[str]], continued: dict[str, list[list[str]]]) -> dict[str, float]:
+    """The duplication analysis: per system, `copied_bar_fraction` of its grooves after the 2-bar prompt against
+    the bars of the training grooves.
+
+    Args:
+        train: the training examples as the model was trained on them, prompt + completion (``Example.lines``:
+            after leading-empty-bar stripping). Not the unstripped 16-bar windows: the leading bars that stripping
+            drops are in no prompt or completion, so a bar found only there was not copied from the training text
+            (the question the paper's analysis asks, "occurrences in training").
+        continued: system -> grooves that begin with the 2-bar prompt: prompt + generated lines, and for the human
+            drummers prompt + completion (``Example.lines``), not the unstripped window the stability reads, whose
+            first two bars are not the prompt when a leading bar was stripped.
+    """
+    inventory = bar_inventory(train)
+    return {system: copied_bar_fraction(g, inventory, skip_bars=PROMPT_BARS) for system, g in continued.items()}

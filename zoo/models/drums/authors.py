@@ -2,7 +2,9 @@
 
 The paper's stability figures are plots; the numbers the zoo compares with are recomputed here from the released
 test outputs (``output_text_{davinci,ada}/test/<name>.txt``, 37 grooves each) with `zoo.metrics.drums`, the
-copied-bar fraction against the training bars of their ``gpt3_train.jsonl``, and the malformed lines (not six
+copied-bar fraction against the training bars of their ``gpt3_train.jsonl`` (`copied_bar_fractions`, as ``zoo eval
+--task drums``; the human grooves there are the prompt + completion of their ``gpt3_test.jsonl``), and the
+malformed lines (not six
 ``o``/``-`` characters) among all lines after the 2-bar prompt, as ``zoo eval --task drums`` counts them::
 
     python -m zoo.models.drums.authors PATH/TO/drums-with-llm [--names-from EVAL_DIR] [--json OUT]
@@ -17,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from ...errors import ZooError
-from ...metrics.drums import bar_inventory, copied_bar_fraction, structure_stats
+from ...metrics.drums import copied_bar_fractions, structure_stats
 from .data import open_examples
 from .encoding import BAR_LINES, PROMPT_BARS, is_drum_line
 
@@ -35,20 +37,24 @@ def released_grooves(root: Path, folder: str, names: list[str] | None = None) ->
 def authors_stats(root: str | Path, names: list[str] | None = None) -> dict:
     """``{system: {"mean_stability", "centre_gap", "within_dev", "copied_bar_fraction", "malformed_lines",
     "lines_after_prompt", "malformed_line_fraction"}}`` for human (the test windows of ``data_text/test``, as the
-    authors' analysis reads them), davinci and ada; ``names`` restricts them to some test grooves. The line counts
+    authors' analysis reads them; the copied bars of the test examples' completions, see `copied_bar_fractions`),
+    davinci and ada; ``names`` restricts them to some test grooves. The line counts
     cover every line after the prompt's 32 (the released GPT-3 outputs run past the 16-bar window)."""
     root = Path(root)
     if not (root / "gpt3_train.jsonl").is_file() or not (root / "output_text_davinci").is_dir():
         raise ZooError(f"{root} is not a checkout of github.com/zharry29/drums-with-llm (no gpt3_train.jsonl or "
                        f"output_text_davinci/)")
-    inventory = bar_inventory([e.lines for e in open_examples(root, "train")])
     grooves = {"human": released_grooves(root, "data_text", names)}
     grooves.update({s: released_grooves(root, f"output_text_{s}", names) for s in SYSTEMS})
+    test = {e.name: e.lines for e in open_examples(root, "test")}
+    human = [test[n] for n in sorted(names or test)]
+    copied = copied_bar_fractions([e.lines for e in open_examples(root, "train")],
+                                  {"human": human, **{s: grooves[s] for s in SYSTEMS}})
     out = {}
     for system, g in grooves.items():
         stats = structure_stats(g)
         out[system] = {k: stats[k] for k in ("mean_stability", "centre_gap", "within_dev")}
-        out[system]["copied_bar_fraction"] = copied_bar_fraction(g, inventory, skip_bars=PROMPT_BARS)
+        out[system]["copied_bar_fraction"] = copied[system]
         after = [line for groove in g for line in groove[PROMPT_BARS * BAR_LINES:]]
         malformed = sum(not is_drum_line(line) for line in after)
         out[system].update(malformed_lines=malformed, lines_after_prompt=len(after),

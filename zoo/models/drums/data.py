@@ -6,7 +6,9 @@ The selection (the authors' ``compile_midi.py``, ``split_data.py``, ``midi_to_te
 v1.0.0 that gives 378 / 48 / 37 files, 373 / 47 / 37 in x/4 and 372 / 47 / 37 examples (train / validation / test).
 
 `open_examples` also reads the paper's own prompt-completion files (``gpt3_train.jsonl`` style: one JSON object
-per line with ``prompt``, ``completion`` and ``name``), so a user with the authors' text can train on it as is.
+per line with ``prompt``, ``completion`` and ``name``), so a user with the authors' text can train on it as is: a
+folder of them, or one file for its own split (the split is read from the file's name). Their text must be in the
+encoding asked for (it is recognised from the prompts).
 """
 
 from __future__ import annotations
@@ -22,11 +24,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...data.splits import SplitDataModule
 from ...errors import ZooError
-from .encoding import Example, grid_to_lines, make_example, performance_to_grid
-from .events import events_to_lines, paper_silent, performance_to_events
+from .encoding import (
+    ENCODINGS,
+    Example,
+    grid_to_lines,
+    groove_lines,
+    is_drum_line,
+    make_example,
+    performance_to_grid,
+)
+from .events import events_to_lines, is_event_line, paper_silent, performance_to_events
 from .midi import read_performance
 
-ENCODINGS = ("paper", "events")
 SPLITS = {"train": "train", "validation": "validation", "val": "validation", "dev": "validation", "test": "test"}
 JSONL_NAMES = {"train": ("train.jsonl", "gpt3_train.jsonl"), "validation": ("validation.jsonl", "dev.jsonl",
                                                                                "gpt3_dev.jsonl"),
@@ -57,7 +66,8 @@ def groove_root(data: str | Path) -> Path:
     for candidate in (path, path / "groove"):
         if (candidate / "info.csv").is_file():
             return candidate
-    raise ZooError(f"{path} has no info.csv (nor groove/info.csv): point at the Groove MIDI Dataset folder")
+    raise ZooError(f"{path} has no info.csv (nor groove/info.csv): point at the Groove MIDI Dataset folder, or a "
+                   f"folder of <split>.jsonl prompt-completion files")
 
 
 def select_files(root: Path, split: str) -> list[tuple[str, Path]]:
@@ -96,6 +106,33 @@ def _jsonl_file(folder: Path, split: str) -> Path | None:
     return next((folder / n for n in JSONL_NAMES[split] if (folder / n).is_file()), None)
 
 
+def _jsonl_split(path: Path) -> str | None:
+    """The split a prompt-completion file holds, from its name (``test.jsonl``, ``gpt3_dev.jsonl``, ...)."""
+    return next((split for split, names in JSONL_NAMES.items() if path.name in names), None)
+
+
+def text_encoding(text: str) -> str | None:
+    """``paper`` or ``events``: the encoding whose lines make up the drum lines of ``text`` (``SEP``/``END``
+    aside); None when neither does."""
+    lines = groove_lines(text)
+    for name, is_line in (("paper", is_drum_line), ("events", is_event_line)):
+        if lines and all(map(is_line, lines)):
+            return name
+    return None
+
+
+def _jsonl_examples(path: Path, encoding: str) -> list[Example]:
+    """`read_jsonl`, after checking that the prompts are drum text of ``encoding``."""
+    examples = read_jsonl(path)
+    for e in examples:
+        found = text_encoding(e.prompt)
+        if found != encoding:
+            what = f"{found} drum text" if found else "no drum text of either encoding"
+            raise ZooError(f"{path}: the prompt of {e.name} is {what}, not {encoding} text; give the encoding of "
+                           f"the file (encoding={found or 'paper or events'}) or a file of {encoding} text")
+    return examples
+
+
 def read_jsonl(path: Path) -> list[Example]:
     """Examples from a prompt-completion JSON-lines file (the authors' ``gpt3_<split>.jsonl``)."""
     out = []
@@ -113,17 +150,26 @@ def read_jsonl(path: Path) -> list[Example]:
 
 def open_examples(data: str | Path, split: str, encoding: str = "paper") -> list[Example]:
     """The examples of ``split`` from Groove MIDI (catalogue name, folder or archive; ``encoding`` ``paper`` or
-    ``events``), a folder of ``<split>.jsonl`` / ``gpt3_<split>.jsonl`` files, or one such ``.jsonl`` file."""
+    ``events``), a folder of ``<split>.jsonl`` / ``gpt3_<split>.jsonl`` files, or one such file (for its own split
+    only). Prompt-completion files must hold ``encoding`` text."""
     split = canonical_split(split)
     if encoding not in ENCODINGS:
         raise ZooError(f"unknown encoding {encoding!r}; choose {' or '.join(ENCODINGS)}")
     path = Path(data)
+    wanted = " or ".join(JSONL_NAMES[split])
     if path.suffix == ".jsonl":
         if not path.is_file():
             raise ZooError(f"{path} does not exist")
-        return read_jsonl(path)
+        if (own := _jsonl_split(path)) != split:
+            holds = f"holds the {own} split" if own else "is named for no split"
+            raise ZooError(f"{path} {holds}, not {split}: the {split} split is read from {wanted}; give the folder "
+                           f"that holds it (one file stands only for the split its name gives)")
+        return _jsonl_examples(path, encoding)
     if path.is_dir() and (jsonl := _jsonl_file(path, split)) is not None:
-        return read_jsonl(jsonl)
+        return _jsonl_examples(jsonl, encoding)
+    if path.is_dir() and (others := sorted(p.name for s in JSONL_NAMES if (p := _jsonl_file(path, s)))):
+        raise ZooError(f"{path} has prompt-completion files ({', '.join(others)}) but none for the {split} split: "
+                       f"add {wanted}")
     return list(_groove_examples(str(groove_root(data)), split, encoding))
 
 
@@ -167,6 +213,11 @@ class GrooveMidiDataModule(SplitDataModule):
         if self.collate is None:
             raise ZooError("GrooveMidiDataModule needs a LightningModule with collate(examples), e.g. "
                            "zoo.models.drums.module.DrumLMModule")
+        model_encoding = getattr(getattr(module, "model", None), "encoding", hp.encoding)
+        if model_encoding != hp.encoding:
+            raise ZooError(f"the data are {hp.encoding} text but the model is built for {model_encoding} text: set "
+                           f"the model's model_args encoding: {hp.encoding} too (it is saved with the model, so "
+                           f"zoo eval reads the same text)")
         train = open_examples(hp.data, "train", hp.encoding)
         self.train_set = ExampleSet(train[: hp.train_subset] if hp.train_subset else train)
         self.val_set = ExampleSet(open_examples(hp.data, "validation", hp.encoding))

@@ -54,7 +54,7 @@ def run(workdir: Path) -> list[dict]:
     t0 = time.perf_counter()
     splits = {s: open_examples(data, s) for s in ("train", "validation", "test")}
     human = structure_stats([e.human_lines for e in splits["test"]])  # the paper's way: unstripped windows
-    reference = " (paper 5.08)" if real else ""
+    reference = " (5.08 computed from the authors' released windows)" if real else ""
     rows.append({"step": "MIDI -> paper's drum text (x/4 beats, 16-bar window, 8-bar minimum)", "data": desc,
                  "result": f"{'/'.join(str(len(v)) for v in splits.values())} train/val/test examples; human "
                            f"test stability {human['mean_stability']:.2f}{reference}",

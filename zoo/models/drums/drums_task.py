@@ -1,16 +1,20 @@
 """``zoo eval MODEL --task drums``: continue every 2-bar prompt of a split, then the paper's structural evaluation.
 
 For each example of the split the model samples a continuation (temperature 0.9, stop at ``END``, at most 1000
-tokens, and at most the rest of the 16-bar window, which is all the evaluation reads). The groove is the prompt
+tokens, and at most the rest of the 16-bar window, which is all the evaluation reads, plus one line: room for the
+``END`` after a full-length completion). The groove is the prompt
 plus the continuation with ``SEP`` lines removed, as the authors' ``evaluate.py`` builds it. JSON::
 
     {"n": int, "human": {"mean_stability": f, "centre_gap": f, "within_dev": f}, "generated": {...},
      "random": {...}, "repeat": {...}, "copied_bar_fraction": f, "human_copied_bar_fraction": f,
      "finished_fraction": f, "malformed_line_fraction": f, "mean_bars": f, "paper": {...}, "settings": {...}}
 
-``human`` is the test grooves themselves (the 5.08 of the paper), ``random`` and ``repeat`` the paper's
-baselines; ``copied_bar_fraction`` is the share of generated non-empty bars (after the prompt) found verbatim in
-the training split's bar inventory (``human_copied_bar_fraction``: the same for the human continuations).
+``human`` is the test grooves themselves (5.08, as the zoo computes it from the authors' released windows),
+``random`` and ``repeat`` the paper's baselines, ``paper`` the zoo's numbers of the authors' release;
+``copied_bar_fraction`` is the share of generated non-empty bars (after the prompt) found verbatim in the training
+split's bars (``human_copied_bar_fraction``: the same for the human completions; see
+`zoo.metrics.drums.copied_bar_fractions`). The drum text is the model's (``model.encoding``) unless ``--encoding``
+names it, which must then agree.
 With ``--out DIR`` (the harness's ``--out-dir``; or beside ``--json``) each groove is written as ``<name>.mid``
 (generated), ``<name>.human.mid``, ``<name>.txt`` and ``<name>.png`` (human and generated piano rolls), plus
 ``stability.png``.
@@ -27,16 +31,16 @@ from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...io import write_text
 from ...metrics.drums import (
-    bar_inventory,
-    copied_bar_fraction,
+    copied_bar_fractions,
     random_grooves,
     repeat_groove,
     stabilities,
     structure_stats,
 )
-from .data import ENCODINGS, open_examples
+from .data import open_examples
 from .encoding import (
     BAR_LINES,
+    ENCODINGS,
     PROMPT_BARS,
     WINDOW_BARS,
     groove_lines,
@@ -53,7 +57,9 @@ from .generate import (
 from .lm import DrumLM
 from .midi import write_drum_midi
 
-# The structural numbers of the authors' released test outputs (37 grooves), computed with zoo.metrics.drums.
+# The structural numbers of the authors' released test grooves (37, human and GPT-3), computed with
+# zoo.metrics.drums (the paper's figures are plots): zoo-derived, not printed in the paper. The random and repeat
+# baselines are the zoo's computation of the paper's definitions.
 PAPER = {
     "human": {"mean_stability": 5.08, "centre_gap": 10.0, "within_dev": 1.41},
     "davinci": {"mean_stability": 3.04, "centre_gap": 6.9, "within_dev": 0.61},
@@ -62,6 +68,10 @@ PAPER = {
     "repeat": {"mean_stability": 0.0, "centre_gap": 0.0, "within_dev": 0.0},
 }
 STATS = ("mean_stability", "centre_gap", "within_dev")
+# the rest of the 16-bar window after a 2-bar prompt: 14 bars of 16 lines and the 13 SEP lines between them (237);
+# a full-length completion writes END after them, so the line budget is one more
+WINDOW_LINES = (WINDOW_BARS - PROMPT_BARS) * (BAR_LINES + 1) - 1
+MAX_NEW_LINES = WINDOW_LINES + 1
 
 
 def _fmt(x: float | None, width: int, scale: float = 1.0) -> str:
@@ -92,9 +102,10 @@ class DrumsTask(EvalTask):
         parser.add_argument("--max-new-tokens", type=int, default=PAPER_MAX_NEW_TOKENS,
                             help="cap on generated tokens per groove (paper: 1000)")
         parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-        parser.add_argument("--encoding", default="paper", choices=ENCODINGS,
+        parser.add_argument("--encoding", default=None, choices=ENCODINGS,
                             help="drum text of the model: paper (six o/- columns) or events (velocity, timing); "
-                                 "events grooves are mapped to the six columns for the structural metrics")
+                                 "events grooves are mapped to the six columns for the structural metrics "
+                                 "(default: the encoding saved with the model)")
 
     def setup(self, model, ctx) -> None:
         if not isinstance(model, DrumLM):
@@ -106,12 +117,17 @@ class DrumsTask(EvalTask):
             raise ZooError(f"--temperature must be > 0, got {o.temperature}")
         if o.samples is not None and o.samples < 1:
             raise ZooError(f"--samples must be >= 1, got {o.samples}")
+        if o.max_new_tokens < 1:
+            raise ZooError(f"--max-new-tokens must be >= 1 (paper: {PAPER_MAX_NEW_TOKENS}), got {o.max_new_tokens}")
+        if o.encoding not in (None, model.encoding):
+            raise ZooError(f"--encoding {o.encoding} but the model writes {model.encoding} text (the encoding saved "
+                           f"in its model_args); leave --encoding out")
+        o.encoding = model.encoding
         examples = open_examples(o.data, o.split, o.encoding)
         self.examples = examples[: o.samples] if o.samples else examples
         if not self.examples:
             raise ZooError(f"split {o.split!r} of {o.data} has no examples")
-        train = open_examples(o.data, "train", o.encoding)
-        self.inventory = bar_inventory([self._paper(e.human_lines) for e in train])
+        self.train = [self._paper(e.lines) for e in open_examples(o.data, "train", o.encoding)]
         self.generated: dict[str, str] = {}
         model.eval().to(ctx.device)
 
@@ -120,11 +136,9 @@ class DrumsTask(EvalTask):
         yield self.options.split, [self.examples[i:i + size] for i in range(0, len(self.examples), size)]
 
     def score(self, batch):
-        # the window after a 2-bar prompt: 14 bars of 16 lines and the 13 SEP lines between them
-        window = (WINDOW_BARS - PROMPT_BARS) * (BAR_LINES + 1) - 1
         texts = continue_grooves(self.model, [e.prompt for e in batch], batch_size=len(batch),
                                  seed=self.options.seed + len(self.generated), temperature=self.options.temperature,
-                                 max_new_tokens=self.options.max_new_tokens, max_new_lines=window)
+                                 max_new_tokens=self.options.max_new_tokens, max_new_lines=MAX_NEW_LINES)
         for e, t in zip(batch, texts):
             self.generated[e.name] = t
         return {"generated_bars": torch.tensor([len(groove_lines(e.prompt + t)) / BAR_LINES
@@ -153,6 +167,8 @@ class DrumsTask(EvalTask):
     def finalize(self, scores):
         human, generated = self.grooves()
         gen_lines = [line for g in generated for line in g[PROMPT_BARS * BAR_LINES:]]
+        copied = copied_bar_fractions(self.train, {"generated": generated,
+                                                   "human": [self._paper(e.lines) for e in self.examples]})
         o = self.options
         return {
             "n": len(self.examples),
@@ -160,21 +176,23 @@ class DrumsTask(EvalTask):
             "generated": _pick(structure_stats(generated)),
             "random": _pick(structure_stats(random_grooves(len(human)))),
             "repeat": _pick(structure_stats([repeat_groove(g) for g in human])),
-            "copied_bar_fraction": _finite(copied_bar_fraction(generated, self.inventory, skip_bars=PROMPT_BARS)),
-            "human_copied_bar_fraction": _finite(copied_bar_fraction(human, self.inventory, skip_bars=PROMPT_BARS)),
+            "copied_bar_fraction": _finite(copied["generated"]),
+            "human_copied_bar_fraction": _finite(copied["human"]),
             "finished_fraction": float(np.mean([finished(self.generated[e.name]) for e in self.examples])),
             "malformed_line_fraction": float(np.mean([not is_drum_line(x) for x in gen_lines])) if gen_lines
             else None,
             "mean_bars": float(scores[o.split]["generated_bars"].mean()),
             "paper": PAPER,
-            "settings": {"data": str(o.data), "split": o.split, "temperature": o.temperature,
-                         "max_new_tokens": o.max_new_tokens, "seed": o.seed,
+            "settings": {"data": str(o.data), "split": o.split, "encoding": o.encoding,
+                         "temperature": o.temperature, "max_new_tokens": o.max_new_tokens,
+                         "max_new_lines": MAX_NEW_LINES, "seed": o.seed,
                          "model": self.model.zoo_cfg.get("architecture"), "tag": self.model.zoo_cfg.get("tag")},
         }
 
     def table(self, r) -> str:
         lines = [(f"drums structural evaluation, {r['settings']['split']} split, n={r['n']} "
-                  f"(paper: GPT-3 davinci / ada on the same 37 test prompts)"),
+                  f"(paper davinci / ada: the authors' released GPT-3 outputs for the 37 test prompts, scored "
+                  f"here)"),
                  f"{'system':<12} {'mean stability':>15} {'centre gap':>11} {'within dev':>11}"]
         rows = [(k, r[k]) for k in ("human", "generated", "random", "repeat")]
         rows += [(f"paper {k}", v) for k, v in r["paper"].items() if k in ("davinci", "ada")]

@@ -34,6 +34,7 @@ import numpy as np
 from ...errors import ZooError
 from .midi import Onset, Performance
 
+ENCODINGS = ("paper", "events")  # this module's text, and `zoo.models.drums.events`' velocity/timing text
 COLUMNS = ("crash", "ride", "snare", "kick", "hihat", "tom")
 COLUMN_PITCHES = {
     "crash": (49, 57, 55, 52),
@@ -60,6 +61,30 @@ def window_lines(numerator: int) -> int:
     return WINDOW_BARS * numerator * STEPS_PER_BEAT
 
 
+def quantised_onsets(perf: Performance) -> tuple[int, list[tuple[int, float, Onset]]]:
+    """The onsets of a performance on the paper's grid: (T, [(16th index, position in 16ths, onset), ...]).
+
+    T = `window_lines` of the metre; each onset goes to the nearest 16th (ties round up) and the onsets from the
+    first one past the window on are left out (they come in time order). The position keeps the micro-timing.
+
+    Raises:
+        ZooError: the metre is not x/4 (the paper keeps only x/4 grooves).
+    """
+    num, den = perf.time_signature
+    if den != 4:
+        raise ZooError(f"{perf.source}: time signature {num}/{den} is not x/4; the drum text encodes x/4 metres only")
+    steps = window_lines(num)
+    step_ticks = perf.ticks_per_beat / STEPS_PER_BEAT
+    out = []
+    for o in perf.onsets:
+        position = o.tick / step_ticks
+        index = int(np.floor(position + 0.5))
+        if index >= steps:
+            break
+        out.append((index, position, o))
+    return steps, out
+
+
 def performance_to_grid(perf: Performance) -> np.ndarray:
     """The paper's quantised window of a performance.
 
@@ -69,16 +94,9 @@ def performance_to_grid(perf: Performance) -> np.ndarray:
     Raises:
         ZooError: the metre is not x/4 (the paper keeps only x/4 grooves).
     """
-    num, den = perf.time_signature
-    if den != 4:
-        raise ZooError(f"{perf.source}: time signature {num}/{den} is not x/4; the drum text encodes x/4 metres only")
-    lines = window_lines(num)
-    grid = np.zeros((lines, len(COLUMNS)), dtype=bool)
-    step = perf.ticks_per_beat / STEPS_PER_BEAT
-    for o in perf.onsets:
-        index = int(np.floor(o.tick / step + 0.5))
-        if index >= lines:
-            break
+    steps, onsets = quantised_onsets(perf)
+    grid = np.zeros((steps, len(COLUMNS)), dtype=bool)
+    for index, _, o in onsets:
         column = PITCH_TO_COLUMN.get(o.pitch)
         if column is not None:
             grid[index, column] = True

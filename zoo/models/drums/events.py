@@ -25,7 +25,7 @@ import re
 import numpy as np
 
 from ...errors import ZooError
-from .encoding import COLUMNS, HIT, REST, STEPS_PER_BEAT, is_silent, window_lines
+from .encoding import COLUMNS, HIT, REST, STEPS_PER_BEAT, is_silent, quantised_onsets
 from .midi import Onset, Performance
 
 CLASSES = "KSHOLMTCRP"
@@ -44,21 +44,13 @@ _HIT = re.compile(rf"([{CLASSES}])([0-7])([+-][0-4])")
 def performance_to_events(perf: Performance) -> np.ndarray:
     """[T, 10, 2] int: per 16th and class, the velocity level + 1 (0: no hit) and the offset in eighths of a 16th.
 
-    T is the paper's 16-bar window for the file's x/4 metre; onsets past it are ignored.
+    T is the paper's 16-bar window for the file's x/4 metre; onsets past it are ignored (`quantised_onsets`).
     """
-    num, den = perf.time_signature
-    if den != 4:
-        raise ZooError(f"{perf.source}: time signature {num}/{den} is not x/4; the drum text encodes x/4 metres only")
-    steps = window_lines(num)
+    steps, onsets = quantised_onsets(perf)
     events = np.zeros((steps, len(CLASSES), 2), dtype=np.int64)
     loudest = np.zeros((steps, len(CLASSES)), dtype=np.int64)
-    step_ticks = perf.ticks_per_beat / STEPS_PER_BEAT
-    for o in perf.onsets:
-        position = o.tick / step_ticks
-        index = int(np.floor(position + 0.5))
+    for index, position, o in onsets:
         cls = PITCH_TO_CLASS.get(o.pitch)
-        if index >= steps:
-            break
         if cls is None or o.velocity <= loudest[index, cls]:
             continue
         loudest[index, cls] = o.velocity
@@ -76,6 +68,11 @@ def events_to_lines(events: np.ndarray) -> list[str]:
     return lines
 
 
+def is_event_line(line: str) -> bool:
+    """Whether a line is ``-`` or space-separated hits such as ``K6+0`` (class, velocity level, offset)."""
+    return line == EMPTY or all(_HIT.fullmatch(token) for token in line.split(" "))
+
+
 def lines_to_events(lines: list[str], strict: bool = True) -> np.ndarray:
     """T event lines -> [T, 10, 2]. A line that is neither ``-`` nor space-separated hits is a `ZooError`, or with
     ``strict=False`` (generated text) a silent step."""
@@ -83,13 +80,12 @@ def lines_to_events(lines: list[str], strict: bool = True) -> np.ndarray:
     for i, line in enumerate(lines):
         if line == EMPTY:
             continue
-        matches = [_HIT.fullmatch(token) for token in line.split(" ")]
-        if not all(matches):
+        if not is_event_line(line):
             if strict:
                 raise ZooError(f"line {i + 1} {line!r} is not '-' or hits like 'K6+0' (class {CLASSES}, velocity "
                                f"level 0-7, offset -4..+4)")
             continue
-        for m in matches:
+        for m in map(_HIT.fullmatch, line.split(" ")):
             events[i, CLASSES.index(m[1])] = (int(m[2]) + 1, int(m[3]))
     return events
 

@@ -60,9 +60,10 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
     Args:
         prompt_ids: B token-id lists (any lengths).
         temperature: softmax temperature (> 0).
-        max_new_tokens: hard cap per row.
-        max_new_lines: stop a row after this many newline tokens (a 16-bar window needs 237 after a 2-bar
-            prompt: 224 drum lines and 13 SEP lines); None: no line budget.
+        max_new_tokens: hard cap per row (>= 1).
+        max_new_lines: stop a row at its this-many-th newline token; None: no line budget. The rest of a 16-bar
+            window after a 2-bar prompt is 237 lines (224 drum lines and 13 SEP lines) and its ``END`` follows the
+            237th newline, so a budget that lets a full-length groove end with ``END`` is 238 (`DrumsTask`).
         stop_at_end: stop a row when it emits ``END``; False generates exactly ``max_new_tokens`` per row
             (benchmarks).
         generator: the random stream (on the model's device) that makes sampling reproducible.
@@ -73,6 +74,8 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
     """
     if not temperature > 0:
         raise ZooError(f"temperature must be > 0 (the paper samples at {PAPER_TEMPERATURE}), got {temperature}")
+    if max_new_tokens < 1:
+        raise ZooError(f"max_new_tokens must be >= 1 (the paper allows {PAPER_MAX_NEW_TOKENS}), got {max_new_tokens}")
     with folded_lora(model.lm) as lm:
         return _sample(model, lm, prompt_ids, temperature=temperature, max_new_tokens=max_new_tokens,
                        max_new_lines=max_new_lines, stop_at_end=stop_at_end, generator=generator, decoder=decoder,

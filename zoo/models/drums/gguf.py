@@ -56,6 +56,28 @@ def _field(reader, key: str, default=None):
     return field.contents() if field is not None else default
 
 
+def _required(reader, path: Path, key: str):
+    """A metadata field the Llama conversion cannot do without; a `ZooError` naming it when it is missing."""
+    value = _field(reader, key)
+    if value is None:
+        raise ZooError(f"{path} lacks the GGUF field {key!r}, which a Llama model needs; give a complete "
+                       f"Llama-architecture GGUF file (as llama.cpp's convert_hf_to_gguf.py writes)")
+    return value
+
+
+def _hf_name(gguf_name: str, path: Path) -> str:
+    """llama.cpp's tensor name -> transformers' (``blk.3.attn_q.weight`` -> ``model.layers.3.self_attn.q_proj.weight``);
+    a `ZooError` naming a tensor that has no counterpart (``rope_freqs``, ``blk.N.attn_q_norm``, ...)."""
+    parts = gguf_name.split(".")
+    if parts[0] == "blk" and len(parts) == 4 and parts[2] in _LAYER_NAMES:
+        return f"model.layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{parts[3]}"
+    if len(parts) == 2 and parts[0] in _TOP_NAMES:
+        return f"{_TOP_NAMES[parts[0]]}.{parts[1]}"
+    raise ZooError(f"{path}: GGUF tensor {gguf_name!r} has no place in transformers' LlamaForCausalLM (supported: "
+                   f"{', '.join(_TOP_NAMES)} and blk.N.{{{', '.join(_LAYER_NAMES)}}}); the file is a Llama variant "
+                   f"the conversion does not cover")
+
+
 def read_llama_gguf(path: str | Path) -> tuple[dict, dict[str, np.ndarray], dict]:
     """(transformers LlamaConfig kwargs, float32 state dict with transformers names, tokenizer fields)."""
     gguf = require("gguf", "drums")
@@ -69,29 +91,26 @@ def read_llama_gguf(path: str | Path) -> tuple[dict, dict[str, np.ndarray], dict
     arch = _field(reader, "general.architecture")
     if arch != "llama":
         raise ZooError(f"{path}: GGUF architecture {arch!r} is not supported; give a Llama-architecture file")
-    n_head = int(_field(reader, "llama.attention.head_count"))
+    n_head = int(_required(reader, path, "llama.attention.head_count"))
     n_kv = int(_field(reader, "llama.attention.head_count_kv", n_head))
     tokens = _field(reader, "tokenizer.ggml.tokens")
     if _field(reader, "tokenizer.ggml.model") != "gpt2" or tokens is None:
         raise ZooError(f"{path}: only byte-level BPE ('gpt2') GGUF tokenizers are supported")
     state = {}
     for t in reader.tensors:
+        name = _hf_name(t.name, path)
         w = np.array(dequantize(t.data, t.tensor_type), dtype=np.float32)  # a writable copy
-        parts = t.name.split(".")
-        if parts[0] == "blk":
-            kind = parts[2]
-            if kind == "attn_q":
-                w = unpermute_rotary(w, n_head)
-            elif kind == "attn_k":
-                w = unpermute_rotary(w, n_kv)
-            state[f"model.layers.{parts[1]}.{_LAYER_NAMES[kind]}.{parts[3]}"] = w
-        else:
-            state[f"{_TOP_NAMES[parts[0]]}.{parts[1]}"] = w
+        projection = name.split(".")[-2]
+        if projection == "q_proj":
+            w = unpermute_rotary(w, n_head)
+        elif projection == "k_proj":
+            w = unpermute_rotary(w, n_kv)
+        state[name] = w
     config = {
         "vocab_size": len(tokens),
-        "hidden_size": int(_field(reader, "llama.embedding_length")),
-        "intermediate_size": int(_field(reader, "llama.feed_forward_length")),
-        "num_hidden_layers": int(_field(reader, "llama.block_count")),
+        "hidden_size": int(_required(reader, path, "llama.embedding_length")),
+        "intermediate_size": int(_required(reader, path, "llama.feed_forward_length")),
+        "num_hidden_layers": int(_required(reader, path, "llama.block_count")),
         "num_attention_heads": n_head,
         "num_key_value_heads": n_kv,
         "max_position_embeddings": int(_field(reader, "llama.context_length", 2048)),

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ...errors import ZooError, require
-from .encoding import Example
+from .encoding import ENCODINGS, Example
 from .tokenizer import DrumTokenizer, HFTokenizer, SubsetTokenizer, SymbolTokenizer
 
 SMOLLM2 = "smollm2-135m"
@@ -58,10 +58,14 @@ class DrumLM(nn.Module):
         lora: ``{"r", "alpha", "dropout", "target_modules", "layers"}`` to train LoRA adapters only; ``layers``
             (indices) limits them to some blocks, so the backward pass stops at the lowest adapted block.
         max_length: longest training sequence in tokens (longer examples are cut from the right).
+        encoding: the drum text the model reads and writes, ``paper`` or ``events`` (`zoo.models.drums.events`);
+            saved with the model (``model_args``), so ``zoo eval --task drums`` reads the same text by default.
+            Training checks it against the data's encoding. ``events`` text needs ``vocab="full"``.
     """
 
     def __init__(self, base: str = SMOLLM2, init: str = "pretrained", vocab: str = "full",
-                 config: dict[str, Any] | None = None, lora: dict[str, Any] | None = None, max_length: int = 2048):
+                 config: dict[str, Any] | None = None, lora: dict[str, Any] | None = None, max_length: int = 2048,
+                 encoding: str = "paper"):
         super().__init__()
         transformers = require("transformers", "drums")
         if init not in ("pretrained", "scratch"):
@@ -70,7 +74,11 @@ class DrumLM(nn.Module):
             raise ZooError(f"vocab must be one of {', '.join(VOCABS)}, got {vocab!r}")
         if vocab != "full" and init == "pretrained":
             raise ZooError(f"vocab={vocab!r} changes the embedding, so it needs init='scratch'")
-        self.max_length = max_length
+        if encoding not in ENCODINGS:
+            raise ZooError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        if encoding == "events" and vocab != "full":
+            raise ZooError(f"vocab={vocab!r} holds only the paper's drum symbols; events text needs vocab='full'")
+        self.max_length, self.encoding = max_length, encoding
         overrides = dict(config or {})
         if base == "gpt2":
             if init != "scratch":
@@ -178,9 +186,15 @@ class DrumLM(nn.Module):
         return nn.functional.cross_entropy(logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Weighted next-token cross-entropy: sum_t w_t * CE_t / sum_t w_t over the batch (scalar)."""
-        weight = batch["loss_weight"][:, 1:]
-        return (self.token_nll(batch) * weight).sum() / weight.sum().clamp_min(1e-8)
+        """Weighted next-token cross-entropy over the batch (scalar; see `weighted_loss`)."""
+        return weighted_loss(self.token_nll(batch), batch["loss_weight"])
+
+
+def weighted_loss(nll: torch.Tensor, loss_weight: torch.Tensor) -> torch.Tensor:
+    """sum_t w_t * CE_t / sum_t w_t (scalar) from `DrumLM.token_nll` [B, T - 1] and a batch's ``loss_weight``
+    [B, T] (the weight of token t + 1 is ``loss_weight[:, t + 1]``)."""
+    weight = loss_weight[:, 1:]
+    return (nll * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
 def drums_smollm2_135m(**kwargs) -> DrumLM:

@@ -1,7 +1,8 @@
 """Drum MIDI in and out, with mido: onsets with their ticks, and files on the General MIDI drum channel.
 
-`read_performance` turns any MIDI file into a `Performance` (onsets in ticks from the start, the resolution and
-the time signature); a file that is not MIDI, or that has no drum hit at all, is one `ZooError` naming it.
+`read_performance` turns the drum channel of a MIDI file (General MIDI channel 10, index 9: the channel every file of
+the Groove MIDI Dataset uses) into a `Performance` (onsets in ticks from the start, the resolution and the time
+signature); a file that is not MIDI, or that has no hit on the drum channel, is one `ZooError` naming it.
 `write_drum_midi` writes onsets as a type-1 file: a tempo/metre track and a drum track on channel 10 (index 9).
 """
 
@@ -30,7 +31,7 @@ class Performance:
     """The onsets of one MIDI file in time order.
 
     Attributes:
-        onsets: every note-on with velocity > 0, sorted by tick (ties keep file order).
+        onsets: every note-on with velocity > 0 on the drum channel, sorted by tick (ties keep file order).
         ticks_per_beat: the file's resolution (480 in the Groove MIDI Dataset).
         time_signature: (numerator, denominator) of the first time signature; (4, 4) when the file has none,
             as the MIDI standard specifies.
@@ -46,10 +47,11 @@ class Performance:
 
 
 def read_performance(path: str | Path) -> Performance:
-    """Read the onsets of every track of a MIDI file (type 0 or 1).
+    """Read the drum-channel onsets of every track of a MIDI file (type 0 or 1); notes on other channels (a piano,
+    a bass) are not drums and are left out.
 
     Raises:
-        ZooError: the file is missing, is not a readable MIDI file, or holds no note-on event.
+        ZooError: the file is missing, is not a readable MIDI file, or holds no note-on on the drum channel.
     """
     mido = require("mido", "drums", "pretty_midi")
     path = Path(path)
@@ -69,14 +71,20 @@ def read_performance(path: str | Path) -> Performance:
             if msg.type in ("note_on", "time_signature", "set_tempo"):
                 events.append((tick, t, i, msg))
     events.sort(key=lambda e: e[:3])
-    onsets, signature, tempo = [], None, None
+    onsets, signature, tempo, other = [], None, None, set()
     for tick, _, _, msg in events:
-        if msg.type == "note_on" and msg.velocity > 0:
+        if msg.type == "note_on" and msg.velocity > 0 and msg.channel == DRUM_CHANNEL:
             onsets.append(Onset(tick, msg.note, msg.velocity))
+        elif msg.type == "note_on" and msg.velocity > 0:
+            other.add(msg.channel + 1)
         elif msg.type == "time_signature" and signature is None:
             signature = (msg.numerator, msg.denominator)
         elif msg.type == "set_tempo" and tempo is None:
             tempo = mido.tempo2bpm(msg.tempo)
+    if other and not onsets:
+        raise ZooError(f"{path} has no notes on the drum channel (MIDI channel 10), only on channel(s) "
+                       f"{', '.join(map(str, sorted(other)))}; move the drum part to channel 10, the General MIDI "
+                       f"percussion channel")
     if not onsets:
         raise ZooError(f"{path} has no notes (an empty MIDI file); give a file with a drum performance")
     return Performance(tuple(onsets), mid.ticks_per_beat, signature or (4, 4), tempo or 120.0, str(path))

@@ -15,6 +15,7 @@ import torch
 from ...registry import create_model
 from ...training.optim import build_optimizer, param_groups, warmup_cosine
 from .encoding import Example
+from .lm import weighted_loss
 
 
 class DrumLMModule(pl.LightningModule):
@@ -39,13 +40,13 @@ class DrumLMModule(pl.LightningModule):
         return self.model.collate(examples, self.hparams.prompt_loss_weight)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        nll, weight = self.model.token_nll(batch), batch["loss_weight"][:, 1:]
-        loss = (nll * weight).sum() / weight.sum().clamp_min(1e-8)
+        nll = self.model.token_nll(batch)
+        loss = weighted_loss(nll, batch["loss_weight"])
         tokens = int(batch["attention_mask"].sum())
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True,
                  batch_size=tokens, sync_dist=stage != "train")
         if stage != "train":  # the completion alone: the part the paper's model has to write
-            completion = weight == 1
+            completion = batch["loss_weight"][:, 1:] == 1
             self.log(f"{stage}/completion_loss", nll[completion].mean(), on_epoch=True,
                      batch_size=int(completion.sum()), sync_dist=True)
         return loss
