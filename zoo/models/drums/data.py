@@ -51,8 +51,7 @@ def canonical_split(split: str) -> str:
 def groove_root(data: str | Path) -> Path:
     """The folder holding ``info.csv``: from the catalogue name ``groove_midi``, the dataset's folder, or a folder
     or archive that contains ``groove/info.csv``."""
-    from ...data.catalog import catalog, locate, unpack
-    from ...hub import cache_dir, sha256_file
+    from ...data.catalog import catalog, locate, unpack_user_archive
 
     if str(data) in catalog():
         path = locate(str(data))
@@ -62,7 +61,7 @@ def groove_root(data: str | Path) -> Path:
             raise ZooError(f"Groove MIDI data {data} does not exist; give the catalogue name groove_midi, the "
                            f"dataset folder (with info.csv) or its .tar.gz")
         if path.is_file():
-            path = unpack(path, cache_dir() / "data" / f"{path.name.split('.')[0]}-{sha256_file(path)[:8]}")
+            path = unpack_user_archive(path)
     for candidate in (path, path / "groove"):
         if (candidate / "info.csv").is_file():
             return candidate
