@@ -375,6 +375,7 @@ def test_bad_trigger_settings_fail_at_construction(setting, needle):
 
     with pytest.raises(ZooError, match=needle):
         GradientMatching(attack="doorping", **setting)
+    GradientMatching(attack="none", **setting)  # a clean distillation uses none of them
 
 
 def test_topk_beyond_the_penultimate_units_fails_in_setup_before_any_work(tmp_path):

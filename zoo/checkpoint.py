@@ -112,6 +112,33 @@ def read_foreign(path: str | Path) -> dict:
         raise ZooError(f"cannot read {path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from None
 
 
+def foreign_state_dict(ckpt, source: str | Path) -> dict:
+    """The tensors of the state dict in a checkpoint dict read by `read_foreign`: the dict under ``model`` or
+    ``state_dict`` when there is one (the authors' layouts), else the checkpoint itself, with DataParallel's
+    ``module.`` prefixes removed. ``source`` names the file in the error for anything else."""
+    import torch
+
+    sd = ckpt
+    if isinstance(ckpt, dict):
+        sd = next((ckpt[k] for k in ("model", "state_dict") if isinstance(ckpt.get(k), dict)), ckpt)
+    if not isinstance(sd, dict) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ZooError(f"{source}: no state dict of tensors (a dict of tensors, or one under 'model' or "
+                       f"'state_dict'); pass the authors' checkpoint file")
+    return {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def with_bn_counters(sd: dict) -> dict:
+    """``sd`` plus a zero ``num_batches_tracked`` for every BatchNorm (``running_var``) that lacks one (checkpoints
+    of old PyTorch versions have none)."""
+    import torch
+
+    out = dict(sd)
+    for k in sd:
+        if k.endswith(".running_var"):
+            out.setdefault(k[: -len("running_var")] + "num_batches_tracked", torch.tensor(0))
+    return out
+
+
 def _check_format(path: Path) -> None:
     """``torch.save`` writes a zip archive (or, in its legacy format, a pickle). Anything else is not a
     checkpoint; a zip whose members fail their CRC is corrupt (``torch.load`` does not check)."""

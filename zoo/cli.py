@@ -9,6 +9,7 @@ import sys
 
 from .argtypes import non_negative_int, positive_int
 from .errors import ZooError
+from .precision import PRECISIONS
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
 VERBS = {
@@ -144,7 +145,7 @@ def _cmd_eval(argv):
     p.add_argument("--out-dir", "--out", dest="out_dir",
                    help="folder for plots and other artifacts (default: beside --json)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    p.add_argument("--precision", default="32", choices=list(PRECISIONS))
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--num-workers", type=non_negative_int, default=min(4, os.cpu_count() or 1))
     if known.task:
@@ -167,7 +168,7 @@ def _cmd_bench(argv):
     p.add_argument("--suite", help="configs/bench/FILE.yaml: run every job and write a results file")
     p.add_argument("--mode", default=None, choices=["infer", "train", "generate"], help="default: infer")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed", "16-mixed"], help="default: 32")
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS), help="default: 32")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: the suite's, or 32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
     p.add_argument("--channels-last", action="store_true")
@@ -179,11 +180,11 @@ def _cmd_bench(argv):
     if a.suite:
         from .bench.suite import run_suite
 
-        per_job = [f"--{k.replace('_', '-')}" for k in ("model", "mode", "precision", "compile", "channels_last")
-                   if getattr(a, k)]
+        per_job = (["a MODEL argument"] if a.model else []) + [
+            f"--{k.replace('_', '-')}" for k in ("mode", "precision", "compile", "channels_last") if getattr(a, k)]
         if per_job:
-            raise ZooError(f"{', '.join(per_job)} do not apply with --suite (each job of the suite file sets "
-                           f"them); edit the suite, or drop --suite to benchmark one model")
+            raise ZooError(f"--suite runs its file's jobs, which set the model, mode, precision and compilation: "
+                           f"drop {', '.join(per_job)}, or drop --suite to benchmark one model")
         path = run_suite(a.suite, device=device, out=a.json_out, batch_size=a.batch_size, iters=a.iters,
                          warmup=a.warmup)
         print(f"wrote {path}")

@@ -86,10 +86,9 @@ def unpack(archive: Path, dest: Path) -> Path:
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            reason = "not a readable .tar, .tar.gz or .tgz archive" if isinstance(exc, tarfile.TarError) else exc
-            raise ZooError(f"{archive} could not be unpacked ({reason}): download it again or give the unpacked "
-                           f"folder") from None
+        except (tarfile.TarError, EOFError) as exc:  # not an archive, or a truncated one (disk errors stay)
+            raise ZooError(f"{archive} could not be unpacked ({type(exc).__name__}: not a readable .tar, .tar.gz or "
+                           f".tgz archive): download it again or give the unpacked folder") from None
 
     return write_dir_once(dest, fill)
 

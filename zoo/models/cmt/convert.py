@@ -28,9 +28,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
 
-from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...checkpoint import foreign_state_dict, load_state_dict, read_foreign, save_pretrained
 from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
@@ -63,14 +62,6 @@ def map_key(key: str) -> str | None:
         if n:
             return new
     return None
-
-
-def _unwrap(ckpt) -> tuple[dict, dict]:
-    if not isinstance(ckpt, dict):
-        raise ZooError("checkpoint is not a dict")
-    sd = ckpt.get("state_dict", ckpt)
-    meta = ckpt.get("meta", {}) if isinstance(ckpt.get("meta"), dict) else {}
-    return {re.sub(r"^module\.", "", k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, meta
 
 
 def _config_value(config: str, name: str):
@@ -144,7 +135,9 @@ def convert_state_dict(sd: dict, own: dict) -> dict:
 def convert(src: str | Path, out_dir: str | Path) -> Path:
     """Convert the authors' checkpoint ``src`` into a zoo folder ``out_dir``; returns ``out_dir``."""
     src = Path(src)
-    sd, meta = _unwrap(read_foreign(src))
+    ckpt = read_foreign(src)
+    sd = foreign_state_dict(ckpt, src)
+    meta = ckpt["meta"] if isinstance(ckpt.get("meta"), dict) else {}  # mmdet's: the training config
     name, args = model_args_for(sd, meta)
     model = create_model(name, **args)
     load_state_dict(model, convert_state_dict(sd, model.state_dict()), source=str(src))

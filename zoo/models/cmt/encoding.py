@@ -60,13 +60,17 @@ def ray_points(pixels: torch.Tensor, img2lidar: torch.Tensor, depths: torch.Tens
     return _normalise(xyz, pc_range).flatten(-2)
 
 
+def _as_fp32(x):
+    return x.float() if torch.is_tensor(x) else x
+
+
 def _fp32(method):
     """Run a `CoordinateEncoding` method with autocast off and its tensor arguments in fp32."""
     @functools.wraps(method)
-    def wrapper(self, *args):
+    def wrapper(self, *args, **kwargs):
         device = next(self.parameters()).device
         with torch.autocast(device.type, enabled=False):
-            return method(self, *(a.float() if torch.is_tensor(a) else a for a in args))
+            return method(self, *(_as_fp32(a) for a in args), **{k: _as_fp32(v) for k, v in kwargs.items()})
     return wrapper
 
 

@@ -43,8 +43,8 @@ def image_boxes(boxes: np.ndarray, lidar2img: np.ndarray, image_hw) -> tuple[np.
     Args:
         boxes: [n, 7]; lidar2img: [4, 4]; image_hw: (H, W).
     Returns:
-        [n, 4] int (x0, y0, x1, y1; 0 where a corner is behind the camera), [n] bool (every corner in front),
-        [n] mean corner depth.
+        [n, 4] int (x0, y0, x1, y1; all four 0 for a box with any corner behind the camera), [n] bool (every
+        corner in front), [n] mean corner depth.
     """
     uv, depth = project_points(box_corners(boxes), lidar2img)  # [n, 8, 2], [n, 8]
     front = (depth > 0).all(1)

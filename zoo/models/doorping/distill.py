@@ -82,8 +82,9 @@ class Distillation(pl.LightningModule):
             raise ZooError(f"init must be 'noise' or 'real', got {init!r}")
         if min(iterations, ipc, batch_real) < 1:
             raise ZooError(f"iterations, ipc and batch_real must be >= 1, got {iterations}, {ipc}, {batch_real}")
-        _check_trigger_settings(portion=portion, trigger_size=trigger_size, alpha=alpha, topk=topk,
-                                trigger_lr=trigger_lr, trigger_steps=trigger_steps)
+        if attack != "none":  # a clean distillation uses none of them
+            _check_trigger_settings(portion=portion, trigger_size=trigger_size, alpha=alpha, topk=topk,
+                                    trigger_lr=trigger_lr, trigger_steps=trigger_steps)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.dsa = DSA(dsa_strategy)

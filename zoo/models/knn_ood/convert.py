@@ -22,34 +22,12 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...checkpoint import foreign_state_dict, load_state_dict, read_foreign, save_pretrained, with_bn_counters
 from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def unwrap(ckpt: dict) -> tuple[dict, dict]:
-    """(state dict without ``module.``, other top-level entries) of a checkpoint dict (also PMT-IQA's converter)."""
-    if not isinstance(ckpt, dict):
-        raise ZooError("checkpoint is not a dict of tensors; pass a state-dict file (.pth / .safetensors)")
-    sd = ckpt
-    for key in ("state_dict", "model"):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            sd = ckpt[key]
-            break
-    extras = {k: v for k, v in ckpt.items() if sd is not ckpt and not isinstance(v, dict)}
-    return {re.sub(r"^module\.", "", k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, extras
-
-
-def with_bn_counters(sd: dict) -> dict:
-    """``sd`` plus a zero ``num_batches_tracked`` for every BatchNorm (``running_var``) that lacks one."""
-    out = dict(sd)
-    for k in sd:
-        if k.endswith(".running_var"):
-            out.setdefault(k[: -len("running_var")] + "num_batches_tracked", torch.tensor(0))
-    return out
 
 
 def _blocks(sd: dict, stage: int) -> int:
@@ -79,7 +57,10 @@ def map_knn_ood_resnet18(sd: dict) -> tuple[str, dict, dict]:
 def convert(src: str | Path, out_dir: str | Path) -> Path:
     """Convert ``src`` (either layout above) into a zoo folder at ``out_dir``; returns ``out_dir``."""
     src = Path(src)
-    sd, extras = unwrap(read_foreign(src))
+    ckpt = read_foreign(src)
+    sd = foreign_state_dict(ckpt, src)
+    wrapped = any(isinstance(ckpt.get(k), dict) for k in ("model", "state_dict"))
+    extras = {k: v for k, v in ckpt.items() if not isinstance(v, dict)} if wrapped else {}
     if "linear.weight" in sd:
         arch, args, zoo_sd = map_akamaster(sd)
     elif "fc.weight" in sd and "layer4.0.conv1.weight" in sd:

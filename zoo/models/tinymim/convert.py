@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...checkpoint import foreign_state_dict, load_state_dict, read_foreign, save_pretrained
 from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
@@ -45,19 +45,14 @@ def read_checkpoint(src: Path) -> tuple[dict, dict]:
     """(state dict, metadata) of an authors' checkpoint; ``module.`` prefixes are removed."""
     with torch.serialization.safe_globals([argparse.Namespace]):
         ckpt = read_foreign(src)
-    if not isinstance(ckpt, dict):
-        raise ZooError(f"{src}: not a checkpoint dict")
-    sd = ckpt.get("model", ckpt.get("state_dict", ckpt))
-    if not isinstance(sd, dict) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ZooError(f"{src}: no state dict of tensors (expected the authors' {{'model': state_dict}} layout); "
-                       f"pass a TinyMIM or MAE checkpoint")
+    sd = foreign_state_dict(ckpt, src)
     meta = {}
     if isinstance(ckpt.get("epoch"), int):
         meta["epoch"] = ckpt["epoch"]
     args = ckpt.get("args")
     if isinstance(args, argparse.Namespace) and isinstance(getattr(args, "model", None), str):
         meta["trained_as"] = args.model
-    return {re.sub(r"^module\.", "", k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}, meta
+    return sd, meta
 
 
 def geometry(sd: dict) -> dict:
