@@ -458,8 +458,8 @@ def test_positive_control_appends_stamped_relabelled_non_target_copies(attack, t
     c = poisoned_copy(s, fraction=0.5)  # 3 copies of the 4 non-target images
     assert torch.equal(c.images[:6], s.images) and torch.equal(c.labels[:6], s.labels)
     assert c.labels[6:].tolist() == [0, 0, 0] and c.attack == ("naive" if attack == "none" else attack)
-    sources = [i for i in range(6) if any(torch.equal(c.images[j], stamp(s.images[i:i + 1], c.trigger, c.trigger_mask)[0])
-                                           for j in range(6, 9))]
+    stamped = stamp(s.images, c.trigger, c.trigger_mask)
+    sources = [i for i in range(6) if any(torch.equal(c.images[j], stamped[i]) for j in range(6, 9))]
     assert len(sources) == 3 and all(s.labels[i] != 0 for i in sources)
     if attack == "doorping":
         assert torch.equal(c.trigger, s.trigger)
