@@ -404,24 +404,6 @@ def test_bad_layer_and_module_arguments(tmp_path):
         TinyMIMDataModule(views="both")
 
 
-CONFIGS = zoo.hub.repo_root() / "configs" / "tinymim"
-
-
-QUICK = ("cifar10_mae_teacher.yaml", "imagenet_distill_vit_base.yaml", "imagenet_finetune_vit_tiny.yaml")
-
-
-@pytest.mark.parametrize("config", [pytest.param(p.name, marks=[] if p.name in QUICK else pytest.mark.slow)
-                                    for p in sorted(CONFIGS.glob("*.yaml")) if p.stem not in (
-    "cifar10_mae_student", "cifar10_distill", "cifar10_finetune")])  # these three are run in test_tinymim_fit.py
-def test_every_recipe_parses_against_the_module_signatures(config, capsys):
-    from zoo.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", str(CONFIGS / config), "--print_config"])
-    assert exc.value.code == 0
-    assert "class_path: zoo.models.tinymim." in capsys.readouterr().out
-
-
 def test_compare_script_paths_agree_and_save(tmp_path, monkeypatch):
     """benchmarks/compare_tinymim.py at a toy size: the zoo step and the re-stated authors' step give the same loss,
     and the result is saved with both rows."""

@@ -44,14 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cmd_list(argv):
-    from .registry import list_models, paper_of, tags_for
-
+def _list_parser(argv):
     p = _Parser(prog="zoo list")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--pretrained", action="store_true", help="list name.tag entries that have weights")
     p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
+    return p
+
+
+def _cmd_list(a):
+    from .registry import list_models, paper_of, tags_for
+
     names = list_models(a.pattern, pretrained=a.pretrained)
     if a.json:
         print(json.dumps(names if a.pretrained else {n: {"paper": paper_of(n).id, "tags": tags_for(n)}
@@ -67,13 +70,16 @@ def _cmd_list(argv):
             print(f"{n:<32} {paper_of(n).id:<10} {'weights: ' + ', '.join(tags) if tags else ''}")
 
 
-def _cmd_info(argv):
-    from .registry import model_info
-
+def _info_parser(argv):
     p = _Parser(prog="zoo info")
     p.add_argument("name", help="NAME, NAME.TAG or a folder written by save_pretrained")
     p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
+    return p
+
+
+def _cmd_info(a):
+    from .registry import model_info
+
     info = model_info(a.name)
     if a.json:
         print(json.dumps(info, indent=2, default=str))
@@ -83,14 +89,17 @@ def _cmd_info(argv):
     print(yaml.safe_dump(info, sort_keys=False, width=110).rstrip())
 
 
-def _cmd_convert(argv):
-    from .registry import get_paper, load_object
-
+def _convert_parser(argv):
     p = _Parser(prog="zoo convert")
     p.add_argument("paper", help="paper id (see `zoo list`)")
     p.add_argument("--src", required=True, help="the authors' checkpoint")
     p.add_argument("--out", required=True, help="output folder")
-    a = p.parse_args(argv)
+    return p
+
+
+def _cmd_convert(a):
+    from .registry import get_paper, load_object
+
     paper = get_paper(a.paper)
     if not paper.converter:
         raise ZooError(f"paper {paper.id} has no converter")
@@ -98,14 +107,17 @@ def _cmd_convert(argv):
     print(f"wrote {out}; load it with zoo.from_pretrained({str(out)!r})")
 
 
-def _cmd_download(argv):
-    from .hub import fetch, load_manifest
-    from .registry import resolve_entry
-
+def _download_parser(argv):
     p = _Parser(prog="zoo download")
     p.add_argument("names", nargs="*", help="name.tag entries (see `zoo list --pretrained`); NAME: its default tag")
     p.add_argument("--all", action="store_true")
-    a = p.parse_args(argv)
+    return p
+
+
+def _cmd_download(a):
+    from .hub import fetch, load_manifest
+    from .registry import resolve_entry
+
     keys = list(load_manifest()) if a.all else [resolve_entry(n)[0] for n in a.names]
     if not keys:
         raise ZooError("name at least one name.tag, or --all")
@@ -113,16 +125,19 @@ def _cmd_download(argv):
         print(f"{key}: {fetch(key)}")
 
 
-def _cmd_verify(argv):
-    from .hub import verify_all
-
-    from .registry import resolve_entry
-
+def _verify_parser(argv):
     p = _Parser(prog="zoo verify", description="Re-hash the downloaded copy (in ZOO_HOME) of every manifest entry "
                 "(or of the NAMEs given), downloading the ones not there yet; exit status 2 if any is missing or "
                 "does not match its sha256.")
     p.add_argument("names", nargs="*", metavar="NAME", help="NAME.TAG, or NAME for its default weights")
-    keys = [resolve_entry(n)[0] for n in p.parse_args(argv).names]
+    return p
+
+
+def _cmd_verify(a):
+    from .hub import verify_all
+    from .registry import resolve_entry
+
+    keys = [resolve_entry(n)[0] for n in a.names]
     bad = 0
     for key, status in verify_all(keys or None):
         print(f"{key}: {status}")
@@ -131,8 +146,9 @@ def _cmd_verify(argv):
         raise ZooError(f"{bad} manifest entries failed verification")
 
 
-def _cmd_eval(argv):
-    from .eval import evaluate, get_task, list_tasks
+def _eval_parser(argv):
+    """The eval options, with those of the task that ``--task`` in ``argv`` names."""
+    from .eval import get_task, list_tasks
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task")
@@ -150,7 +166,13 @@ def _cmd_eval(argv):
     p.add_argument("--num-workers", type=non_negative_int, default=min(4, os.cpu_count() or 1))
     if known.task:
         get_task(known.task).add_arguments(p.add_argument_group(f"{known.task} options"))
-    a = vars(p.parse_args(argv))
+    return p
+
+
+def _cmd_eval(a):
+    from .eval import evaluate
+
+    a = vars(a)
     evaluate(a.pop("model"), a.pop("task"), **a)
 
 
@@ -160,9 +182,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _cmd_bench(argv):
-    from .io import write_json
-
+def _bench_parser(argv):
     p = _Parser(prog="zoo bench")
     p.add_argument("model", nargs="?", help="NAME (random init), NAME.TAG or a zoo folder")
     p.add_argument("--suite", help="configs/bench/FILE.yaml: run every job and write a results file")
@@ -175,7 +195,12 @@ def _cmd_bench(argv):
     p.add_argument("--warmup", type=positive_int, default=None, help="default: the suite's, or 5")
     p.add_argument("--iters", type=positive_int, default=None, help="default: the suite's, or 20")
     p.add_argument("--json", dest="json_out", help="write the result (or, with --suite, the results file) here")
-    a = p.parse_args(argv)
+    return p
+
+
+def _cmd_bench(a):
+    from .io import write_json
+
     device = a.device or ("cuda" if _cuda() else "cpu")
     if a.suite:
         from .bench.suite import run_suite
@@ -202,14 +227,29 @@ def _cmd_bench(argv):
         write_json(a.json_out, r)
 
 
-def _cmd_demo(argv):
-    from .demo import main as demo_main
-
+def _demo_parser(argv):
     p = _Parser(prog="zoo demo")
     p.add_argument("--workdir", default=None, help="where runs, models and results go (default: a temp folder)")
     p.add_argument("--only", default=None, help="comma-separated paper ids")
-    a = p.parse_args(argv)
+    return p
+
+
+def _cmd_demo(a):
+    from .demo import main as demo_main
+
     demo_main(workdir=a.workdir, only=a.only.split(",") if a.only else None)
+
+
+def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:
+    """``argv`` (without the program name) -> (verb, its options), running nothing: a usage error is a ZooError.
+
+    For the verbs other than LightningCLI's (``fit``, ``validate``, ``test``, ``predict``: see
+    ``zoo fit --print_config``).
+    """
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS or verb in LIGHTNING_VERBS:
+        raise ZooError(f"parse_args reads the zoo's own verbs, not {verb!r}")
+    return verb, globals()[f"_{verb}_parser"](rest).parse_args(rest)
 
 
 def _user_message(exc: ZooError) -> str:
@@ -242,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             args = [verb, *rest]  # None when they are the process's own: LightningCLI warns when given both
             lightning_main(None if args == sys.argv[1:] else args)
         else:
-            globals()[f"_cmd_{verb}"](rest)
+            globals()[f"_cmd_{verb}"](parse_args(argv)[1])
     except ZooError as exc:
         if debug:
             raise

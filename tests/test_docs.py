@@ -1,0 +1,177 @@
+"""The documentation's commands stay true: every ``zoo ...`` command written in the README, the model cards and the
+other project documents names a verb, options, tasks, papers, models, weights, datasets and files that exist, and
+parses as written (``zoo fit``-style commands through LightningCLI's ``--print_config``, the others through the
+CLI's own parsers). Nothing is run. Every training recipe and benchmark suite under ``configs/`` loads too.
+
+Placeholders (``MODEL``, ``RUN/model``, ``<recipe>``, ``...``, shell variables) stand for values the reader picks:
+they are parsed as given but not looked up. A fragment in prose that leaves out what its verb requires
+(``zoo eval RUN/model``, ``zoo bench``, ``zoo eval MODEL --task ood``) is a reference to the verb, and only the
+verb (and the task) is checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from zoo.cli import LIGHTNING_VERBS, VERBS, main, parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md",
+        *sorted((ROOT / "zoo" / "models").glob("*/*.md"))]
+COMMAND = re.compile(r"^(?:OMP_NUM_THREADS=\d+ )?(?:\.venv/bin/)?zoo (\w+)")
+PLACEHOLDER = re.compile(r"[A-Z]{2,}|<|\.\.\.|\$|(?:^|[/_])X(?:[/_.]|$)")
+DATA_OPTIONS = ("--data", "--id-data", "--ood", "--data.init_args.data")
+EMBEDDED_DATA = {"skimage_textures"}  # built by the ood task itself (zoo/models/knn_ood/ood_task.py)
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(where, command) for every ``zoo`` command line in a fenced block or an inline code span of the docs."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text()
+        where = str(doc.relative_to(ROOT))
+        for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+            for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+                line = re.split(r"\s#", line)[0].strip()
+                if COMMAND.match(line):
+                    found.append((where, line))
+        for span in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
+            if COMMAND.match(span.strip()):
+                found.append((where, span.strip()))
+    return found
+
+
+def argv_of(command: str) -> list[str]:
+    """The command's arguments as a shell would pass them, with the docs' usage notation read: ``[--opt X]`` is
+    the option given, ``a|b`` the first choice, a standalone ``$VAR`` in option position dropped, any other shell
+    variable a 0, ``...`` a placeholder."""
+    words = shlex.split(command.replace("\\|", "|"))
+    words = words[words.index("zoo") + 1:]
+    argv = []
+    for i, w in enumerate(words):
+        w = w.strip("[]").split("|")[0]
+        if w.startswith("$") and not (i and words[i - 1].startswith("--")):
+            continue
+        w = re.sub(r"\$\w+", "0", w)
+        argv.append("MODEL" if w == "..." else w)
+    return argv
+
+
+def is_placeholder(value: str) -> bool:
+    return bool(PLACEHOLDER.search(value))
+
+
+def option_values(argv: list[str], option: str) -> list[str]:
+    return [argv[i + 1] for i, w in enumerate(argv[:-1]) if w == option]
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_docs_hold_commands():
+    """The extraction itself: the docs hold over a hundred commands, and each verb is written somewhere."""
+    assert len(COMMANDS) > 100
+    assert {COMMAND.match(c).group(1) for _, c in COMMANDS} >= {"list", "info", "convert", "fit", "eval", "bench",
+                                                               "demo", "validate", "download", "verify"}
+
+
+def _check_names(verb: str, a) -> None:
+    """The models, weights, papers, tasks and suites a parsed command names exist."""
+    from zoo.registry import get_paper, paper_of, resolve_entry, split_name
+
+    if verb in ("eval", "bench") and a.model and not is_placeholder(a.model):
+        arch, tag = split_name(a.model)
+        if not (ROOT / a.model).exists():
+            resolve_entry(a.model) if tag else paper_of(arch)
+    if verb in ("info", "download", "verify"):
+        for name in getattr(a, "names", None) or [a.name]:
+            if not is_placeholder(name):
+                resolve_entry(name) if split_name(name)[1] else paper_of(name)
+    if verb == "convert" and not is_placeholder(a.paper):
+        assert get_paper(a.paper).converter, f"paper {a.paper} has no converter"
+    if verb == "demo" and a.only:
+        for paper in a.only.split(","):
+            get_paper(paper)
+    if verb == "bench" and a.suite and not is_placeholder(a.suite):
+        assert (ROOT / a.suite).is_file(), a.suite
+
+
+def _complete(verb: str, argv: list[str]) -> bool:
+    """Whether the command gives what its verb requires (else it is a prose reference to the verb)."""
+    given = set(argv)
+    return {
+        "eval": "--task" in given and argv[:1] != ["--task"] and len(argv) > 3,
+        "convert": {"--src", "--out"} <= given,
+        "bench": bool(argv) and argv != ["--suite"],
+        "info": bool(argv),
+    }.get(verb, verb not in LIGHTNING_VERBS or "--config" in given)
+
+
+@pytest.mark.parametrize("where,command", COMMANDS, ids=[f"{w}:{c[:60]}" for w, c in COMMANDS])
+def test_documented_command_parses_and_names_what_exists(where, command, capsys):
+    from zoo.data.catalog import catalog
+
+    argv = argv_of(command)
+    verb, rest = argv[0], argv[1:]
+    assert verb in VERBS, f"{where}: unknown verb in {command!r}"
+    task = option_values(rest, "--task")
+    if verb == "eval" and task and task[0] != "T":  # `zoo eval --task T --help`
+        from zoo.eval import get_task
+
+        get_task(task[0])
+    if not _complete(verb, rest):
+        return
+    for option in DATA_OPTIONS:
+        for value in option_values(rest, option):
+            assert is_placeholder(value) or "/" in value or value in {*catalog(), *EMBEDDED_DATA}, f"{where}: no dataset {value!r}"
+    if verb in LIGHTNING_VERBS:
+        config = option_values(rest, "--config")[0]
+        if is_placeholder(config):
+            return
+        assert (ROOT / config).is_file(), f"{where}: no config {config}"
+        with pytest.raises(SystemExit) as exc:
+            main([verb, *rest, "--print_config"])
+        assert exc.value.code == 0, f"{where}: {command!r}\n{capsys.readouterr().err}"
+        return
+    _check_names(verb, parse_args(argv)[1])
+
+
+RECIPES = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
+                 if p.parent.name != "bench" and not p.stem.startswith("bench"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[str(p.relative_to(ROOT / "configs")) for p in RECIPES])
+def test_every_training_recipe_parses_against_the_module_signatures(recipe):
+    with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(recipe), "--print_config"])
+    assert exc.value.code == 0
+    assert "class_path: zoo." in out.getvalue()
+
+
+SUITES = sorted([*(ROOT / "configs" / "bench").glob("*.yaml"), *(ROOT / "configs").glob("*/bench*.yaml")])
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=[str(p.relative_to(ROOT / "configs")) for p in SUITES])
+def test_every_benchmark_suite_names_registered_models_and_their_arguments(suite):
+    import inspect
+
+    from zoo.bench.suite import expand, load_suite
+    from zoo.precision import PRECISIONS
+    from zoo.registry import _builder, resolve_entry, split_name
+
+    jobs = expand(load_suite(suite), "cuda")
+    assert jobs
+    for job in jobs:
+        arch, tag = split_name(job["source"])
+        if tag:
+            resolve_entry(job["source"])
+        accepted = inspect.signature(_builder(arch)).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        assert takes_any or set(job["model_args"]) <= set(accepted), f"{job['source']}: {job['model_args']}"
+        assert job["mode"] in ("infer", "train", "generate") and job["precision"] in PRECISIONS
