@@ -1,7 +1,9 @@
 """The documentation's commands stay true: every ``zoo ...`` command written in the README, the model cards and the
 other project documents names a verb, options, tasks, papers, models, weights, datasets and files that exist, and
 parses as written (``zoo fit``-style commands through LightningCLI's ``--print_config``, the others through the
-CLI's own parsers). Nothing is run. Every training recipe and benchmark suite under ``configs/`` loads too.
+CLI's own parsers); every ``python benchmarks/X.py ...`` and ``python -m zoo.X ...`` command parses with its
+script's own argument parser, stopped right after parsing. Nothing is run. Every training recipe and benchmark
+suite under ``configs/`` loads too.
 
 Placeholders (``MODEL``, ``RUN/model``, ``<recipe>``, ``...``, shell variables) stand for values the reader picks:
 they are parsed as given but not looked up. A fragment in prose that leaves out what its verb requires
@@ -25,13 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md",
         *sorted((ROOT / "zoo" / "models").glob("*/*.md"))]
 COMMAND = re.compile(r"^(?:OMP_NUM_THREADS=\d+ )?(?:\.venv/bin/)?zoo (\w+)")
+SCRIPT = re.compile(r"^(?:OMP_NUM_THREADS=\d+ )?(?:\.venv/bin/)?python3? (?:-m (zoo[\w.]*)|(benchmarks/\S+\.py))")
 PLACEHOLDER = re.compile(r"[A-Z]{2,}|<|\.\.\.|\$|(?:^|[/_])X(?:[/_.]|$)")
 DATA_OPTIONS = ("--data", "--id-data", "--ood", "--data.init_args.data")
 EMBEDDED_DATA = {"skimage_textures"}  # built by the ood task itself (zoo/models/knn_ood/ood_task.py)
 
 
-def documented_commands() -> list[tuple[str, str]]:
-    """(where, command) for every ``zoo`` command line in a fenced block or an inline code span of the docs."""
+def documented_commands(pattern: re.Pattern = COMMAND) -> list[tuple[str, str]]:
+    """(where, command) for every command line matching ``pattern`` in a fenced block or an inline code span of the
+    docs."""
     found = []
     for doc in DOCS:
         text = doc.read_text()
@@ -39,20 +43,20 @@ def documented_commands() -> list[tuple[str, str]]:
         for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
             for line in re.sub(r"\\\n\s*", " ", block).splitlines():
                 line = re.split(r"\s#", line)[0].strip()
-                if COMMAND.match(line):
+                if pattern.match(line):
                     found.append((where, line))
         for span in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
-            if COMMAND.match(span.strip()):
+            if pattern.match(span.strip()):
                 found.append((where, span.strip()))
     return found
 
 
-def argv_of(command: str) -> list[str]:
-    """The command's arguments as a shell would pass them, with the docs' usage notation read: ``[--opt X]`` is
-    the option given, ``a|b`` the first choice, a standalone ``$VAR`` in option position dropped, any other shell
+def argv_of(command: str, program: str = "zoo") -> list[str]:
+    """The arguments after ``program`` as a shell would pass them, with the docs' usage notation read: ``[--opt X]``
+    is the option given, ``a|b`` the first choice, a standalone ``$VAR`` in option position dropped, any other shell
     variable a 0, ``...`` a placeholder."""
     words = shlex.split(command.replace("\\|", "|"))
-    words = words[words.index("zoo") + 1:]
+    words = words[words.index(program) + 1:]
     argv = []
     for i, w in enumerate(words):
         w = w.strip("[]").split("|")[0]
@@ -175,3 +179,47 @@ def test_every_benchmark_suite_names_registered_models_and_their_arguments(suite
         takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
         assert takes_any or set(job["model_args"]) <= set(accepted), f"{job['source']}: {job['model_args']}"
         assert job["mode"] in ("infer", "train", "generate") and job["precision"] in PRECISIONS
+
+
+SCRIPTS = documented_commands(SCRIPT)
+
+
+class _Parsed(Exception):
+    """Raised in place of running a script once its arguments parsed."""
+
+
+def test_the_docs_hold_script_commands():
+    assert len(SCRIPTS) > 30
+
+
+@pytest.mark.parametrize("where,command", SCRIPTS, ids=[f"{w}:{c[:60]}" for w, c in SCRIPTS])
+def test_documented_script_command_parses(where, command, monkeypatch, capsys):
+    """The script runs up to its ``parse_args``, which parses the documented arguments and then stops it."""
+    import argparse
+    import runpy
+
+    module, script = SCRIPT.match(command).groups()
+    argv = argv_of(command, module or script)
+    if script:
+        assert (ROOT / script).is_file(), f"{where}: no script {script}"
+        monkeypatch.syspath_prepend(str((ROOT / script).parent))  # a script's sibling imports
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        parse(self, args, namespace)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.setattr("sys.argv", [module or script, *argv])
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(_Parsed):
+        try:
+            if script:
+                runpy.run_path(str(ROOT / script), run_name="__main__")
+            else:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as exc:
+            err = capsys.readouterr().err
+            if not argv and "required" in err:  # a bare name in prose: the script exists and has a parser
+                raise _Parsed from exc
+            pytest.fail(f"{where}: {command!r} did not parse (exit {exc.code}): {err}")
