@@ -1,5 +1,5 @@
-"""The documentation's commands stay true: every ``zoo ...`` command written in the README, the model cards and the
-other project documents names a verb, options, tasks, papers, models, weights, datasets and files that exist, and
+"""The documentation's commands stay true: every ``zoo ...`` command written in the README, the model cards, the
+other project documents and the manifest's recipes and result commands names a verb, options, tasks, papers, models, weights, datasets and files that exist, and
 parses as written (``zoo fit``-style commands through LightningCLI's ``--print_config``, the others through the
 CLI's own parsers); every ``python benchmarks/X.py ...`` and ``python -m zoo.X ...`` command parses with its
 script's own argument parser, stopped right after parsing. Nothing is run. Every training recipe and benchmark
@@ -48,6 +48,21 @@ def documented_commands(pattern: re.Pattern = COMMAND) -> list[tuple[str, str]]:
         for span in re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
             if pattern.match(span.strip()):
                 found.append((where, span.strip()))
+    return found + manifest_commands(pattern)
+
+
+def manifest_commands(pattern: re.Pattern) -> list[tuple[str, str]]:
+    """(``manifest:KEY``, command) for each command in an entry's ``recipe`` and its results' ``command``; a
+    shell line (``for s in 0 1 2; do zoo eval ...; done``) gives each of its commands."""
+    from zoo.hub import load_manifest
+
+    found = []
+    for key, entry in load_manifest().items():
+        lines = [entry.get("recipe") or "", *(r.get("command") or "" for r in entry.get("results", []))]
+        for line in lines:
+            for part in re.split(r";\s*|\s&&\s|\bdo\s", line):
+                if pattern.match(part.strip()) and (f"manifest:{key}", part.strip()) not in found:
+                    found.append((f"manifest:{key}", part.strip()))
     return found
 
 
