@@ -13,6 +13,7 @@ import zoo
 from zoo.checkpoint import read_weights
 from zoo.hub import fetch, load_manifest
 from zoo.registry import split_name
+from zoo.results import check_result, stated_tolerance
 
 # key -> (input, expected output shape) of a forward pass on the model's input
 CLASSIFIERS = {
@@ -66,6 +67,19 @@ def test_published_drum_lms_load_strictly_by_key(key):
     assert logits.shape[:2] == ids.shape and logits.shape[2] >= DRUM_LMS[key] and torch.isfinite(logits).all()
 
 
+def _all_results() -> list:
+    return [pytest.param(key, r, id=f"{key}:{i}:{r['metric'][:24]}") for key, e in load_manifest().items()
+            for i, r in enumerate(e.get("results", []))]
+
+
+@pytest.mark.parametrize("key, result", _all_results())
+def test_every_published_number_is_read_back_from_its_result_file(key, result):
+    """Each manifest number names the file its command wrote (``source``), and that file holds it, to the precision
+    the number is written with."""
+    assert "source" in result, f"{key}: result {result['metric']!r} names no source file"
+    assert check_result(result, zoo.hub.repo_root()) is not None
+
+
 def _top1_results() -> list:
     return [pytest.param(key, r["zoo_value"], id=key) for key, e in load_manifest().items()
             for r in e.get("results", []) if r["task"] == "classification" and r["metric"] == "top1"
@@ -84,6 +98,4 @@ def test_published_top1_values_are_reproduced(key, published):
     require_data("cifar10_jpeg")
     r = evaluate(key, "classification", data="cifar10_jpeg", split="test", batch_size=500, num_workers=0)
     assert r["n"] == 10000
-    decimals = len(repr(float(published)).split(".")[1])
-    assert abs(r["top1"] - published) <= 0.5 * 10.0 ** -decimals + 1e-9, \
-        f"{key}: top-1 {r['top1']:.4f}, manifest {published}"
+    assert abs(r["top1"] - published) <= stated_tolerance(published), f"{key}: top-1 {r['top1']:.4f}, manifest {published}"

@@ -79,3 +79,35 @@ def test_release_command_errors_are_one_usage_line(extra, needle, tmp_path, caps
         main([str(folder), "--key", "knn_ood_resnet20.t", "--license", "MIT", "--recipe", "r", *extra])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and needle in err and "Traceback" not in err
+
+
+def test_a_result_is_checked_against_its_source_file(tmp_path, monkeypatch):
+    """JSON (dotted key, mean over files, scale) and CSV (last value of a column) sources; publish refuses a number
+    its source does not hold."""
+    from zoo.errors import ZooError
+    from zoo.results import check_result, stated_tolerance
+
+    (tmp_path / "a.json").write_text('{"generated": {"nds": 0.27237}}')
+    (tmp_path / "b.json").write_text('{"generated": {"nds": 0.27243}}')
+    (tmp_path / "m.csv").write_text("epoch,val/loss\n0,0.9\n1,\n2,0.82677\n")
+    mean = {"metric": "NDS", "zoo_value": 27.24, "source": {"files": ["a.json", "b.json"], "key": "generated.nds",
+                                                           "scale": 100}}
+    assert check_result(mean, tmp_path) == pytest.approx(27.24)
+    assert check_result({"zoo_value": 0.8268, "source": {"files": ["m.csv"], "key": "val/loss"}}, tmp_path) == \
+        pytest.approx(0.82677)
+    assert check_result({"zoo_value": 0.1}, tmp_path) is None
+    assert stated_tolerance(0.8103) == pytest.approx(5e-5) and stated_tolerance(27.2) == pytest.approx(0.05)
+    for result, needle in [({**mean, "zoo_value": 27.25}, "source reads 27.24"),
+                           ({**mean, "source": {"files": ["a.json"], "key": "generated.map"}}, "no key"),
+                           ({**mean, "source": {"files": ["c.json"], "key": "nds"}}, "does not exist"),
+                           ({**mean, "source": {"files": ["m.csv"], "key": "top1"}}, "no column"),
+                           ({**mean, "source": {"key": "nds"}}, "needs 'files'")]:
+        with pytest.raises(ZooError, match=needle):
+            check_result(result, tmp_path)
+
+    monkeypatch.setattr("zoo.release.repo_root", lambda: tmp_path)
+    folder = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    with pytest.raises(ZooError, match="source reads"):
+        publish(folder, "knn_ood_resnet20.t", license="MIT", recipe="r", results=[{**mean, "zoo_value": 30.0}],
+                manifest=tmp_path / "manifest.yaml")
+    assert not (tmp_path / "manifest.yaml").exists()

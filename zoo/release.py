@@ -3,7 +3,7 @@
 ``python -m zoo.release DIR --key NAME.TAG --license L --recipe "CMD" --results JSON [--origin JSON] [--fp16]
 [--default]`` copies ``DIR/model.safetensors`` to ``checkpoints/<key>-<sha256[:8]>.safetensors`` and writes the entry
 (file, sha256, size, ``file:`` URL, model_args from ``DIR/config.json``, provenance, results) into the manifest,
-replacing an entry of the same key.
+replacing an entry of the same key. A result with a ``source`` (see `zoo.results`) must agree with the file it names.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import yaml
 
 from .checkpoint import read_config
 from .errors import ZooError
-from .hub import manifest_path, sha256_file
+from .hub import manifest_path, repo_root, sha256_file
 from .io import atomic_path, write_text
 from .registry import split_name
+from .results import check_result
 
 HEADER = ("# Weights the zoo serves: one entry per name.tag. Written by `python -m zoo.release`; see README.md.\n"
           "# results: paper_value beside zoo_value, with dataset, split and the command that measured zoo_value.\n")
@@ -53,6 +54,8 @@ def publish(folder: str | Path, key: str, *, license: str, recipe: str, results:
     arch, tag = split_name(key)
     if not tag:
         raise ZooError(f"key {key!r} needs a tag: NAME.TAG")
+    for result in results:
+        check_result(result, repo_root())
     manifest = manifest or manifest_path()
     out_dir = manifest.parent
     staging = out_dir / f"{key}.staging.safetensors"
@@ -92,7 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--license", required=True)
     p.add_argument("--recipe", required=True, help="the command that made the weights")
     p.add_argument("--results", required=True, help="JSON list of {task, dataset, split, metric, paper_value, "
-                                                     "zoo_value, command}")
+                                                     "zoo_value, command[, source]}")
     p.add_argument("--origin", default=None, help="JSON object: repo, file, sha256 of the authors' checkpoint")
     p.add_argument("--fp16", action="store_true", help="store floating tensors as float16")
     p.add_argument("--default", action="store_true", help="make this the default tag of its architecture")

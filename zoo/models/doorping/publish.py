@@ -45,7 +45,7 @@ def main(argv=None) -> None:
     p.add_argument("--license", required=True)
     p.add_argument("--recipe", required=True, help="the command that made the set")
     p.add_argument("--results", required=True, help="JSON list of {task, dataset, split, metric, paper_value, "
-                                                     "zoo_value, command}")
+                                                     "zoo_value, command[, source]}")
     a = p.parse_args(argv)
     entry = publish(a.file, a.tag, license=a.license, recipe=a.recipe, results=json.loads(a.results))
     print(yaml.safe_dump({f"{KEY_PREFIX}.{a.tag}": entry}, sort_keys=False))

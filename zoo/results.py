@@ -1,0 +1,71 @@
+"""A published number and the file it was read from.
+
+A manifest result may name its ``source``: the result files its ``command`` wrote, in the repository, and where
+the number is in them::
+
+    source:
+      files: [zoo/models/drums/results/X.seed0.json, zoo/models/drums/results/X.seed1.json]  # the mean over files
+      key: generated.mean_stability   # a dotted path into a JSON file, or a column of a CSV file (its last value)
+      scale: 100                      # optional: the number is stated in per cent
+
+`check_result` re-reads the number and compares it with ``zoo_value`` to the precision ``zoo_value`` is written
+with; `zoo.release.publish` refuses a result that disagrees with its source, and the tests check every published
+one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from .errors import ZooError
+
+
+def _read(file: Path, key: str) -> float:
+    if not file.is_file():
+        raise ZooError(f"result source {file} does not exist")
+    if file.suffix == ".csv":
+        with open(file, newline="") as f:
+            values = [row[key] for row in csv.DictReader(f) if row.get(key) not in (None, "")]
+        if not values:
+            raise ZooError(f"result source {file} has no column {key!r} with a value")
+        return float(values[-1])
+    value = json.loads(file.read_text())
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ZooError(f"result source {file} has no key {key!r} (missing {part!r})")
+        value = value[part]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ZooError(f"result source {file}: {key!r} is {value!r}, not a number")
+    return float(value)
+
+
+def source_value(source: dict, root: Path) -> float:
+    """The number ``source`` points at (the mean over its files, times its scale); paths are relative to
+    ``root``."""
+    files, key = source.get("files"), source.get("key")
+    if not files or not isinstance(files, list) or not key:
+        raise ZooError(f"a result source needs 'files' (a list of paths) and 'key'; got {source!r}")
+    values = [_read(root / f, key) for f in files]
+    return sum(values) / len(values) * float(source.get("scale", 1))
+
+
+def stated_tolerance(value: float) -> float:
+    """Half a unit in the last decimal ``value`` is written with (0.8103 -> 5e-5; 27.24 -> 5e-3)."""
+    exponent = Decimal(repr(float(value))).as_tuple().exponent
+    return 0.5 * 10.0 ** exponent + 1e-12
+
+
+def check_result(result: dict, root: Path) -> float | None:
+    """The measured number of ``result`` when it has a ``source`` (None when it has none); a ZooError when it does
+    not round to ``zoo_value``."""
+    if "source" not in result:
+        return None
+    measured = source_value(result["source"], root)
+    stated = result["zoo_value"]
+    if abs(measured - stated) > stated_tolerance(stated):
+        raise ZooError(f"result {result.get('metric')!r}: zoo_value {stated} but its source reads {measured:.6g} "
+                       f"({', '.join(result['source']['files'])}, key {result['source']['key']!r})")
+    return measured
