@@ -1,9 +1,9 @@
 """The documentation's commands stay true: every ``zoo ...`` command written in the README, the model cards, the
-other project documents and the manifest's recipes and result commands names a verb, options, tasks, papers, models, weights, datasets and files that exist, and
-parses as written (``zoo fit``-style commands through LightningCLI's ``--print_config``, the others through the
-CLI's own parsers); every ``python benchmarks/X.py ...`` and ``python -m zoo.X ...`` command parses with its
-script's own argument parser, stopped right after parsing. Nothing is run. Every training recipe and benchmark
-suite under ``configs/`` loads too.
+other project documents and the manifest's recipes and result commands names a verb, options, tasks, papers,
+models, weights, datasets and files that exist, and parses as written (``zoo fit``-style commands through
+LightningCLI's ``--print_config``, the others through the CLI's own parsers); every ``python benchmarks/X.py ...``
+and ``python -m zoo.X ...`` command parses with its script's own argument parser, stopped right after parsing.
+Nothing is run. Every training recipe and benchmark suite under ``configs/`` loads too.
 
 Placeholders (``MODEL``, ``RUN/model``, ``<recipe>``, ``...``, shell variables) stand for values the reader picks:
 they are parsed as given but not looked up. A fragment in prose that leaves out what its verb requires
@@ -148,7 +148,8 @@ def test_documented_command_parses_and_names_what_exists(where, command, capsys)
         return
     for option in DATA_OPTIONS:
         for value in option_values(rest, option):
-            assert is_placeholder(value) or "/" in value or value in {*catalog(), *EMBEDDED_DATA}, f"{where}: no dataset {value!r}"
+            known = is_placeholder(value) or "/" in value or value in {*catalog(), *EMBEDDED_DATA}
+            assert known, f"{where}: no dataset {value!r}"
     if verb in LIGHTNING_VERBS:
         config = option_values(rest, "--config")[0]
         if is_placeholder(config):

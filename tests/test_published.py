@@ -98,4 +98,5 @@ def test_published_top1_values_are_reproduced(key, published):
     require_data("cifar10_jpeg")
     r = evaluate(key, "classification", data="cifar10_jpeg", split="test", batch_size=500, num_workers=0)
     assert r["n"] == 10000
-    assert abs(r["top1"] - published) <= stated_tolerance(published), f"{key}: top-1 {r['top1']:.4f}, manifest {published}"
+    assert abs(r["top1"] - published) <= stated_tolerance(published), \
+        f"{key}: top-1 {r['top1']:.4f}, manifest {published}"
