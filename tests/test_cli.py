@@ -56,9 +56,9 @@ def test_verify_passes_then_fails_after_tampering(tmp_path, monkeypatch, capsys)
     assert main(["verify"]) == 0
     assert capsys.readouterr().out.strip() == "knn_ood_resnet20.tiny: ok"
     cached = tmp_path / "home" / "weights" / "tiny.bin"
-    cached.write_bytes(b"tampered")  # a corrupt cache copy is fetched again from the manifest's URL
-    assert main(["verify"]) == 0 and cached.read_bytes() == weights.read_bytes()
-    capsys.readouterr()
+    cached.write_bytes(b"tampered")  # a corrupt cache copy is reported (exit 2), then fetched again
+    assert main(["verify"]) == 2 and cached.read_bytes() == weights.read_bytes()
+    assert f"the cached copy {cached} did not match its sha256 (corrupt or tampered)" in capsys.readouterr().out
     assert main(["verify", "knn_ood_resnet20"]) == 0  # a name: its default weights only
     assert capsys.readouterr().out.strip() == "knn_ood_resnet20.tiny: ok"
     assert main(["verify", "knn_ood_resnet20.nosuch"]) == 2

@@ -14,6 +14,8 @@ def test_list_models_pattern_and_pretrained():
     assert sorted(["resnet110", "resnet18", "resnet2"], key=_natural_key) == ["resnet2", "resnet18", "resnet110"]
     assert "knn_ood_resnet20" in names
     assert zoo.list_models("knn_ood_resnet?0") == ["knn_ood_resnet20"]
+    assert zoo.list_models("resnet5") == ["knn_ood_resnet56", "pmt_iqa_resnet50"]  # no glob characters: a part
+    assert zoo.list_models("knn") == zoo.list_models("knn*") and zoo.list_models("zzz") == []
     assert "knn_ood_resnet20.cifar10" in zoo.list_models(pretrained=True)
 
 
@@ -52,6 +54,21 @@ def test_model_info_has_paper_and_results():
     assert info["paper"]["arxiv"] == "2204.06507"
     res = info["weights"]["knn_ood_resnet20.cifar10"]["results"][0]
     assert {"paper_value", "zoo_value", "dataset", "split", "command"} <= set(res)
+
+
+def test_model_info_shows_a_papers_data_entries(capsys):
+    """DOORPING's distilled sets are manifest entries but not weights: `zoo info` shows them (with their paper and
+    results), model loading refuses them."""
+    from zoo.cli import main
+
+    info = zoo.model_info("doorping_distilled.cifar10_dc_convnet_ipc10_doorping")
+    assert info["kind"].startswith("data") and info["paper"]["id"] == "doorping"
+    assert list(info["weights"]) == ["doorping_distilled.cifar10_dc_convnet_ipc10_doorping"]
+    assert len(zoo.model_info("doorping_distilled")["weights"]) == 6
+    assert main(["info", "doorping_distilled.cifar10_dc_convnet_ipc10_doorping"]) == 0
+    assert "asr_incl_target" in capsys.readouterr().out
+    with pytest.raises(ZooError, match="unknown model 'doorping_distilled'"):
+        zoo.create_model("doorping_distilled.cifar10_dc_convnet_ipc10_doorping", pretrained=True)
 
 
 def test_pretrained_tag_and_path_are_told_apart(tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _list_parser(argv):
     p = _Parser(prog="zoo list")
-    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("pattern", nargs="?", default="*", help="a glob (knn_ood_resnet*) or a part of the name (knn)")
     p.add_argument("--pretrained", action="store_true", help="list name.tag entries that have weights")
     p.add_argument("--json", action="store_true")
     return p

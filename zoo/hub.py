@@ -172,12 +172,18 @@ def fetch(key: str) -> Path:
 
 
 def verify_all(keys: list[str] | None = None) -> list[tuple[str, str]]:
-    """Fetch and hash every (or the given) manifest entries; returns ``[(key, "ok" | error)]``."""
+    """Hash the cached copy of every (or the given) manifest entries, fetching the ones not cached yet; returns
+    ``[(key, "ok" | problem)]``. A cached copy that does not match its sha256 is a problem even though it is then
+    fetched again (a corrupt disk or a tampered cache should be seen, not silently repaired)."""
+    manifest = load_manifest()
     out = []
-    for key in keys or list(load_manifest()):
+    for key in keys or list(manifest):
+        cached = cache_dir() / "weights" / manifest[key]["file"] if key in manifest else None
+        bad = cached is not None and cached.exists() and sha256_file(cached) != manifest[key]["sha256"]
         try:
             fetch(key)
-            out.append((key, "ok"))
+            out.append((key, f"the cached copy {cached} did not match its sha256 (corrupt or tampered); fetched "
+                             f"again, now verified" if bad else "ok"))
         except ZooError as exc:
             out.append((key, str(exc)))
     return out

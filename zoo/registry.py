@@ -41,6 +41,9 @@ class Paper:
         demo: ``"module:function"`` with signature ``(workdir: Path) -> list[dict]`` for ``zoo demo`` (rows with
             the keys of `zoo.demo.COLUMNS` but ``paper``).
         card: model card path, relative to the repository root.
+        data: manifest key prefixes of entries that are data this paper's code made, not weights (DOORPING's
+            distilled sets, ``doorping_distilled.TAG``): ``zoo info`` and ``zoo download`` take them, model loading
+            never does.
     """
 
     id: str
@@ -56,6 +59,7 @@ class Paper:
     bench: str | None = None
     demo: str | None = None
     card: str | None = None
+    data: tuple[str, ...] = ()
 
 
 def load_object(target: str) -> Any:
@@ -126,7 +130,8 @@ def split_name(name: str) -> tuple[str, str | None]:
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Registered model names matching an fnmatch ``pattern``, naturally sorted.
+    """Registered model names matching ``pattern``, naturally sorted: an fnmatch glob (``knn_ood_resnet?0``), or,
+    without glob characters, a part of the name (``knn`` = ``*knn*``).
 
     With ``pretrained=True`` the result lists ``name.tag`` for every manifest entry of a registered model instead
     (entries that are data, such as DOORPING's distilled sets, are left out).
@@ -137,6 +142,8 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
         names = [k for k in load_manifest() if split_name(k)[0] in _model_index()]
     else:
         names = list(_model_index())
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
     return sorted((n for n in names if fnmatch.fnmatch(n, pattern)), key=_natural_key)
 
 
@@ -259,8 +266,14 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     return model
 
 
+def _data_paper(prefix: str) -> Paper | None:
+    """The paper whose `Paper.data` holds manifest key prefix ``prefix``, if any."""
+    return next((p for p in _papers().values() if prefix in p.data), None)
+
+
 def model_info(name: str) -> dict:
-    """Everything known about ``name`` (``arch``, ``arch.tag`` or a folder written by save_pretrained)."""
+    """Everything known about ``name`` (``arch``, ``arch.tag``, a paper's data entry ``prefix[.tag]`` or a folder
+    written by save_pretrained)."""
     from .hub import load_manifest
 
     path = Path(name)
@@ -272,9 +285,10 @@ def model_info(name: str) -> dict:
     if "/" in name:
         raise ZooError(f"{name} does not exist: give a folder written by zoo.save_pretrained, NAME or NAME.TAG")
     arch, tag = split_name(name)
-    paper = paper_of(arch)
+    paper = _data_paper(arch) or paper_of(arch)
     info = {
         "name": arch,
+        **({"kind": "data (not model weights)"} if arch in paper.data else {}),
         "paper": {k: getattr(paper, k) for k in ("id", "title", "authors", "venue", "arxiv", "code", "license")},
         "model_card": paper.card,
         "weights": {},

@@ -3,6 +3,7 @@
 from zoo.registry import Paper
 
 _M = "zoo.models.doorping.model"
+KEY_PREFIX = "doorping_distilled"  # manifest keys of the distilled sets: doorping_distilled.TAG
 
 PAPER = Paper(
     id="doorping",
@@ -23,4 +24,5 @@ PAPER = Paper(
     bench="zoo.bench.adapters:image_classifier",
     demo="zoo.models.doorping.demo:run",
     card="zoo/models/doorping/README.md",
+    data=(KEY_PREFIX,),
 )

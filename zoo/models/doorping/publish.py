@@ -20,7 +20,8 @@ import yaml
 
 from ...errors import ZooError
 from ...release import publish as release
-from .synset import KEY_PREFIX, DistilledSet
+from . import KEY_PREFIX
+from .synset import DistilledSet
 
 
 def publish(path: str | Path, tag: str, *, license: str, recipe: str, results: list[dict],

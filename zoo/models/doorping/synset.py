@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from ...errors import ZooError
+from . import KEY_PREFIX
 from .attack import ATTACKS
 
 METHODS = ("dc", "dsa", "dm")
 METADATA = ("dataset", "mean", "std", "target_class", "attack", "method", "ipc", "arch")
-KEY_PREFIX = "doorping_distilled"
 
 
 @dataclass
