@@ -10,7 +10,10 @@ model.safetensors) that `zoo.from_pretrained` loads.
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +61,7 @@ class ZooLightningCLI(LightningCLI):
             args=args,
             run=run,
             auto_configure_optimizers=False,
-            parser_kwargs={"prog": "zoo"},
+            parser_kwargs={"prog": "zoo", "exit_on_error": False},  # usage errors: one line (see `main`)
         )
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -78,11 +81,16 @@ class ZooLightningCLI(LightningCLI):
                                "(runs/<config name>/<timestamp> by default)")
             cfg.trainer.default_root_dir = _run_dir(cfg.get("config") or [])
         root = cfg.trainer.default_root_dir
+        _loggers_into(root, cfg.trainer.get("logger"))
         if not cfg.checkpoint.get("dirpath"):
             cfg.checkpoint.dirpath = str(Path(root) / "checkpoints")
         if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not Path(ckpt).is_file():
             raise ZooError(f"--ckpt_path {ckpt} does not exist: give a Lightning .ckpt file, or `last` to resume "
                            f"the newest checkpoint of --trainer.default_root_dir")
+
+    def before_fit(self) -> None:
+        if self.trainer.is_global_zero:
+            print(f"zoo: run folder {self.trainer.default_root_dir}", file=sys.stderr)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a ZooError raised inside a constructor (jsonargparse wraps it) is
@@ -98,5 +106,28 @@ class ZooLightningCLI(LightningCLI):
             raise cause from None
 
 
+def _loggers_into(root: str, loggers) -> None:
+    """A logger's relative ``save_dir`` (a recipe's ``save_dir: lightning_logs``) is taken inside the run folder,
+    so a run's metrics stay with its config and checkpoints wherever ``zoo fit`` is started."""
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init = getattr(logger, "init_args", None)
+        save_dir = init.get("save_dir") if init is not None else None
+        if save_dir and not Path(save_dir).is_absolute():
+            init.save_dir = str(Path(root) / save_dir)
+
+
+# jsonargparse's explanation lines that say nothing about the mistake (a subclass-mode key's Union bookkeeping)
+_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes:|Errors:|- Expected a <class "
+                    r"'NoneType'>|Given value type:)")
+
+
 def main(args: list[str] | None = None) -> ZooLightningCLI:
-    return ZooLightningCLI(args=args)
+    """Run LightningCLI; a usage error (a missing config file, an option a class does not accept) is one ZooError
+    line instead of the full usage text."""
+    try:
+        return ZooLightningCLI(args=args)
+    except argparse.ArgumentError as exc:
+        lines = [line.strip() for line in str(exc).splitlines()]
+        verb = (args or sys.argv[1:] or ["fit"])[0]
+        raise ZooError(f"zoo {verb}: {' '.join(line for line in lines if line and not _NOISE.match(line))} "
+                       f"(see `zoo {verb} --help`)") from None
