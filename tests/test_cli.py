@@ -72,6 +72,20 @@ def test_verify_passes_then_fails_after_tampering(tmp_path, monkeypatch, capsys)
     assert "1 manifest entries failed verification" in captured.err
 
 
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`zoo list | head -1`: the reader closes the pipe; zoo stops with 141 (128 + SIGPIPE) and no error line."""
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["list"]) == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_debug_flag_and_env_reraise_user_errors(monkeypatch, capsys):
     from zoo.errors import ZooError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -288,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"zoo: error: {_user_message(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`zoo list | head -1`): stop quietly, as a shell tool does
+        with contextlib.suppress(Exception):  # and let Python's final flush of stdout write nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:  # a file the user named cannot be read or written: its path is in the message
         if debug:
             raise
