@@ -814,3 +814,18 @@ def test_profile_script_writes_the_operator_table(tmp_path, monkeypatch):
     text = out.read_text()
     assert text.startswith("tiny, batch 2, 3 new tokens") and "ms per token step" in text
     assert "aten::cumsum" in text and "aten::addmm" in text  # the sampler and GPT-2's projections
+
+
+def test_paper_rows_are_the_zoo_scoring_of_the_authors_release_rounded():
+    """`zoo eval --task drums` prints the fact sheet's human / davinci / ada numbers; the zoo's own scoring of the
+    authors' released grooves (committed JSON) rounds to each of them."""
+    import json
+
+    from zoo.hub import repo_root
+    from zoo.models.drums.drums_task import PAPER
+    from zoo.results import stated_tolerance
+
+    scored = json.loads((repo_root() / "zoo/models/drums/results/authors_release.json").read_text())
+    for system in ("human", "davinci", "ada"):
+        for stat, value in PAPER[system].items():
+            assert abs(scored[system][stat] - value) <= stated_tolerance(value), (system, stat)

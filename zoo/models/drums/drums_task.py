@@ -10,7 +10,7 @@ plus the continuation with ``SEP`` lines removed, as the authors' ``evaluate.py`
      "finished_fraction": f, "malformed_line_fraction": f, "mean_bars": f, "paper": {...}, "settings": {...}}
 
 ``human`` is the test grooves themselves (5.08, as the zoo computes it from the authors' released windows),
-``random`` and ``repeat`` the paper's baselines, ``paper`` the zoo's numbers of the authors' release;
+``random`` and ``repeat`` the paper's baselines, ``paper`` the fact sheet's numbers for the authors' release;
 ``copied_bar_fraction`` is the share of generated non-empty bars (after the prompt) found verbatim in the training
 split's bars (``human_copied_bar_fraction``: the same for the human completions; see
 `zoo.metrics.drums.copied_bar_fractions`). The drum text is the model's (``model.encoding``) unless ``--encoding``
@@ -57,9 +57,10 @@ from .generate import (
 from .lm import DrumLM
 from .midi import write_drum_midi
 
-# The structural numbers of the authors' released test grooves (37, human and GPT-3), computed with
-# zoo.metrics.drums (the paper's figures are plots): zoo-derived, not printed in the paper. The random and repeat
-# baselines are the zoo's computation of the paper's definitions.
+# The structural numbers of the authors' released test grooves (37, human and GPT-3) as the project's fact sheet
+# gives them (the paper's figures are plots, so these are derived, not printed in the paper); the zoo's own scoring of
+# that release (`python -m zoo.models.drums.authors`, results/authors_release.json) rounds to them, e.g. davinci's
+# centre gap 6.856. The random and repeat rows are the fact sheet's computation of the paper's definitions.
 PAPER = {
     "human": {"mean_stability": 5.08, "centre_gap": 10.0, "within_dev": 1.41},
     "davinci": {"mean_stability": 3.04, "centre_gap": 6.9, "within_dev": 0.61},
@@ -191,8 +192,8 @@ class DrumsTask(EvalTask):
 
     def table(self, r) -> str:
         lines = [(f"drums structural evaluation, {r['settings']['split']} split, n={r['n']} "
-                  f"(paper davinci / ada: the authors' released GPT-3 outputs for the 37 test prompts, scored "
-                  f"here)"),
+                  f"(paper davinci / ada: the authors' released GPT-3 outputs for the 37 test prompts, as the "
+                  f"fact sheet scores them)"),
                  f"{'system':<12} {'mean stability':>15} {'centre gap':>11} {'within dev':>11}"]
         rows = [(k, r[k]) for k in ("human", "generated", "random", "repeat")]
         rows += [(f"paper {k}", v) for k, v in r["paper"].items() if k in ("davinci", "ada")]
