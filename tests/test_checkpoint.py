@@ -18,6 +18,25 @@ def test_save_and_load_round_trip(tmp_path):
     assert m2.zoo_cfg["model_args"] == {"num_classes": 5}
 
 
+def test_safetensors_files_are_reproducible_byte_for_byte(tmp_path):
+    """The same tensors and metadata give the same bytes (safetensors alone orders the metadata map at random per
+    process), and the file reads back with safetensors' own loader."""
+    from safetensors import safe_open
+
+    from zoo.checkpoint import save_safetensors
+
+    tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(3, dtype=torch.int64)}
+    metadata = {k: f"value {k} é" for k in "fedcba"}
+    files = []
+    for i in range(12):
+        order = dict(sorted(metadata.items(), reverse=bool(i % 2)))
+        save_safetensors(tensors, tmp_path / f"{i}.safetensors", order)
+        files.append((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(set(files)) == 1 and int.from_bytes(files[0][:8], "little") % 8 == 0
+    with safe_open(str(tmp_path / "0.safetensors"), "pt") as f:
+        assert f.metadata() == metadata and torch.equal(f.get_tensor("b"), tensors["b"])
+
+
 def test_save_requires_a_zoo_model(tmp_path):
     with pytest.raises(ZooError, match="create_model"):
         zoo.save_pretrained(torch.nn.Linear(2, 2), tmp_path)

@@ -395,6 +395,23 @@ def test_cached_extraction_runs_on_the_trainer_device_and_puts_the_model_back(tm
     assert len(taps) == 1 and taps[0].shape == (6, 2, 2, 1, 1) and taps[0].dtype == torch.float16
 
 
+def test_cached_extraction_leaves_the_global_random_state_alone(tmp_path):
+    """A run that builds the cache must train as one that reads it: the extraction's loader draws its seed from
+    torch's global generator, which would shift every later random draw of the first run (it did: the recipe's
+    first run on a fresh machine trained other weights than the runs after it)."""
+    from zoo.data.iqa import read_table
+    from zoo.models.pmt_iqa.cache import CachedTapsDataModule
+
+    data = _eval_folder(tmp_path)
+    dm = CachedTapsDataModule(data=str(data), cache_crops=2, crops=1, test_crops=1, num_workers=0)
+    dm.table = read_table(data)
+    torch.manual_seed(0)
+    dm._extract(_DeviceProbe(), torch.device("cpu"))
+    after_extraction = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_extraction, torch.rand(3))
+
+
 def test_cached_datamodule_needs_a_frozen_backbone(tmp_path, monkeypatch):
     from zoo.models.pmt_iqa.cache import CachedTapsDataModule
     from zoo.models.pmt_iqa.module import PMTIQAModule

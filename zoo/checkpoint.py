@@ -178,6 +178,22 @@ def read_weights(path: str | Path) -> dict:
         raise ZooError(f"cannot read {path}: corrupt or truncated safetensors file ({exc})") from None
 
 
+def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file` with reproducible bytes: the same tensors and metadata always give the same
+    file, so a file's sha256 identifies its contents (safetensors writes the metadata map in a per-process random
+    order; here its keys are sorted)."""
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to a multiple of 8 bytes with spaces
+    Path(path).write_bytes(len(text).to_bytes(8, "little") + text + data[8 + n:])
+
+
 def read_config(directory: str | Path) -> dict:
     path = Path(directory) / CONFIG_NAME
     if not path.exists():
@@ -199,7 +215,6 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
     ``metadata`` (JSON-serialisable) is stored in ``config.json`` under ``"metadata"``.
     """
     import torch
-    from safetensors.torch import save_file
 
     from . import __version__
 
@@ -214,7 +229,7 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
                if isinstance(v, torch.Tensor)}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": cfg["architecture"]})
+        save_safetensors(tensors, tmp, metadata={"format": "pt", "architecture": cfg["architecture"]})
     config = {**cfg, "zoo_version": __version__, "weights_sha256": sha256_file(directory / WEIGHTS_NAME)}
     if metadata:
         config["metadata"] = metadata

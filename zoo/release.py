@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import read_config
+from .checkpoint import read_config, save_safetensors
 from .errors import ZooError
 from .hub import manifest_path, repo_root, sha256_file
 from .io import atomic_path, write_text
@@ -40,10 +40,10 @@ def _locked(manifest: Path):
 
 
 def _fp16_copy(src: Path, dest: Path) -> None:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in load_file(str(src)).items()}
-    save_file(tensors, str(dest), metadata={"format": "pt", "dtype": "float16"})
+    save_safetensors(tensors, dest, metadata={"format": "pt", "dtype": "float16"})
 
 
 def publish(folder: str | Path, key: str, *, license: str, recipe: str, results: list[dict],

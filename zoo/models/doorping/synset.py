@@ -84,8 +84,7 @@ class DistilledSet:
 
     def save(self, path: str | Path) -> Path:
         """Write the safetensors file atomically; returns ``path``."""
-        from safetensors.torch import save_file
-
+        from ...checkpoint import save_safetensors
         from ...io import atomic_path
 
         tensors = {"images": self.images.detach().float().cpu().contiguous(),
@@ -95,7 +94,7 @@ class DistilledSet:
             tensors["trigger_mask"] = self.trigger_mask.detach().float().cpu().contiguous()
         path = Path(path)
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=self.metadata())
+            save_safetensors(tensors, tmp, metadata=self.metadata())
         return path
 
     @classmethod

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ...checkpoint import from_pretrained, save_pretrained
+from ...checkpoint import from_pretrained, save_pretrained, save_safetensors
 from ...errors import ZooError
 from ...io import atomic_path
 from .features import extract
@@ -52,15 +52,13 @@ class OODDetector:
         return self.score_features(Features(f, self.model.forward_head(f), torch.full((len(f),), -1)))
 
     def save(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
-
         directory = save_pretrained(self.model, directory)
         tensors, settings = {}, []
         for s in self.scorers:
             settings.append({"name": s.name, **s.settings()})
             tensors.update({f"{s.name}.{k}": v.detach().cpu().contiguous() for k, v in s.state().items()})
         with atomic_path(directory / SCORERS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata={"scorers": json.dumps(settings)})
+            save_safetensors(tensors, tmp, metadata={"scorers": json.dumps(settings)})
         return directory
 
     @classmethod

@@ -79,7 +79,8 @@ class CachedTapsDataModule(IQADataModule):
 
         The crops and ``model`` both go to ``device`` (the trainer's root device) for the extraction, and the model
         goes back where it was afterwards: `setup` runs before Lightning moves the module to its device, and
-        Lightning moves it itself later."""
+        Lightning moves it itself later. The global random state is left as it was (the loader draws a seed from
+        it), so a run that builds the cache trains exactly as a run that reads it."""
         spec, hp = model.input_spec, self.hparams
         crops = IQACrops(self.table, np.arange(len(self.table)), torch.zeros(len(self.table), dtype=torch.long),
                          spec["input_size"][-1], spec["mean"], spec["std"], self.cache_crops, train=False,
@@ -89,9 +90,10 @@ class CachedTapsDataModule(IQADataModule):
         model.eval().to(device, memory_format=torch.channels_last)  # faster convolutions on CPUs and GPUs alike
         out: list[list[torch.Tensor]] = []
         try:
-            for x in loader:
-                pooled = model.pool_taps(x.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last))
-                out.append([p.reshape(len(x), self.cache_crops, *p.shape[1:]).half().cpu() for p in pooled])
+            with torch.random.fork_rng(devices=[]):
+                for x in loader:
+                    pooled = model.pool_taps(x.flatten(0, 1).to(device).contiguous(memory_format=torch.channels_last))
+                    out.append([p.reshape(len(x), self.cache_crops, *p.shape[1:]).half().cpu() for p in pooled])
         finally:
             model.train(was_training).to(home, memory_format=torch.contiguous_format)
         return [torch.cat([b[i] for b in out]) for i in range(len(out[0]))]
