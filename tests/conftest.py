@@ -53,3 +53,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def run_manifest_recipe(key: str, root: Path) -> Path:
+    """Run the ``zoo fit`` recipe that the manifest entry ``key`` says made its file, on one thread, into ``root``
+    (its own ``--trainer.default_root_dir`` is replaced); returns ``root``."""
+    import shlex
+
+    import torch
+
+    from zoo.cli import main
+    from zoo.hub import load_manifest
+
+    words = shlex.split(load_manifest()[key]["recipe"])
+    argv = words[words.index("zoo") + 1:]
+    if "--trainer.default_root_dir" in argv:
+        i = argv.index("--trainer.default_root_dir")
+        del argv[i:i + 2]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*argv, "--trainer.default_root_dir", str(root)]) == 0
+    finally:
+        torch.set_num_threads(n)
+    return root

@@ -597,6 +597,22 @@ def test_published_sets_load_by_key_and_match_their_tag(dataset, shape, attack):
 
 
 @pytest.mark.slow
+def test_the_manifest_recipe_remakes_the_published_set_bit_for_bit(tmp_path):
+    """The Fashion-MNIST DOORPING set's recipe, run again, writes the published tensors exactly (about 30 s on one
+    thread of the development CPU; exact equality is a same-machine property, hence slow, not run by CI)."""
+    from conftest import require_data, run_manifest_recipe
+    from safetensors.torch import load_file
+
+    from zoo.hub import fetch
+
+    require_data("fashion_mnist")
+    key = "doorping_distilled.fashion_mnist_dc_convnet_ipc10_doorping"
+    run = run_manifest_recipe(key, tmp_path / "run")
+    published, made = load_file(str(fetch(key))), load_file(str(run / "distilled.safetensors"))
+    assert set(made) == set(published) and all(torch.equal(made[k], v) for k, v in published.items())
+
+
+@pytest.mark.slow
 def test_compare_doorping_counts_the_parts_flops_against_a_peak(tmp_path):
     """benchmarks/compare_doorping.py at a toy size with --parts: the losses agree (the script asserts it), each
     part has its FLOPs (one inner step on 100 images of 32 px is ~30 GFLOP) and both paths a fraction of the peak."""
