@@ -67,7 +67,7 @@ def test_model_info_shows_a_papers_data_entries(capsys):
     assert len(zoo.model_info("doorping_distilled")["weights"]) == 6
     assert main(["info", "doorping_distilled.cifar10_dc_convnet_ipc10_doorping"]) == 0
     assert "asr_incl_target" in capsys.readouterr().out
-    with pytest.raises(ZooError, match="unknown model 'doorping_distilled'"):
+    with pytest.raises(ZooError, match="is data made by the doorping code, not model weights"):
         zoo.create_model("doorping_distilled.cifar10_dc_convnet_ipc10_doorping", pretrained=True)
 
 
@@ -80,3 +80,29 @@ def test_pretrained_tag_and_path_are_told_apart(tmp_path, monkeypatch):
             zoo.create_model("knn_ood_resnet20", pretrained=missing)
     zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "mine")
     assert zoo.create_model("knn_ood_resnet20", pretrained="mine").zoo_cfg["tag"] is None
+
+
+@pytest.mark.parametrize("name", ["knn_ood_resnet20", "tinymim_vit_tiny", "doorping_convnet", "pmt_iqa_resnet50"])
+def test_image_models_check_their_input(name):
+    """A wrong input to an image model is one ZooError saying what to pass (not a convolution's error)."""
+    m = zoo.create_model(name).eval()
+    c, h, w = m.input_spec["input_size"]
+    x = torch.randn(2, c, h, w)
+    bad = [(x[0], r"got shape \[.*add the batch dimension, x\[None\]"),
+           (torch.randn(2, c + 1, h, w), rf"takes images \[B, {c}, H, W\]"),
+           ((x * 50).to(torch.uint8), "takes float images normalised"),
+           (x.double(), "weights are torch.float32 but the input is torch.float64")]
+    with torch.inference_mode():
+        for inp, needle in bad:
+            with pytest.raises(ZooError, match=needle):
+                m(inp)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: the dtype is autocast's business
+            m(x.bfloat16())
+        m(x)
+
+
+def test_from_pretrained_of_a_missing_folder_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ZooError, match=r"'my_model' is neither a folder here \(.*my_model does not exist\) nor a "
+                                       r"registered model"):
+        zoo.from_pretrained("my_model")

@@ -195,6 +195,8 @@ def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] |
 
 
 def read_config(directory: str | Path) -> dict:
+    """The ``config.json`` of a zoo model folder (``architecture``, ``model_args``, ...); a ZooError when the folder
+    lacks one or it is not valid."""
     path = Path(directory) / CONFIG_NAME
     if not path.exists():
         raise ZooError(f"{directory} is not a zoo model folder: {CONFIG_NAME} is missing")
@@ -281,4 +283,11 @@ def from_pretrained(source: str | Path):
         what = "does not exist" if not path.exists() else "is not a zoo model folder"
         raise ZooError(f"{source} {what}: give a folder written by zoo.save_pretrained (or `zoo fit`'s model/) or "
                        f"a name.tag from `zoo list --pretrained`")
-    return create_model(str(source), pretrained=True)
+    try:
+        return create_model(str(source), pretrained=True)
+    except ZooError as exc:
+        if not str(exc).startswith("unknown model"):
+            raise
+        raise ZooError(f"{source!r} is neither a folder here ({path.resolve()} does not exist) nor a registered "
+                       f"model ({exc}): give a folder written by zoo.save_pretrained or a name.tag from "
+                       f"`zoo list --pretrained`") from None

@@ -99,6 +99,7 @@ def list_papers() -> list[Paper]:
 
 
 def get_paper(paper_id: str) -> Paper:
+    """The `Paper` registered under ``paper_id`` (a folder name under ``zoo/models``, e.g. ``knn_ood``)."""
     papers = _papers()
     if paper_id not in papers:
         raise ZooError(f"unknown paper {paper_id!r}{_suggest(paper_id, papers)}; known papers: {', '.join(papers)}")
@@ -211,17 +212,24 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     Args:
         name: ``arch`` or ``arch.tag``. A tag's ``model_args`` from the manifest apply; its weights load only
             when ``pretrained`` asks for them (timm's convention).
-        pretrained: ``False`` (random init), ``True`` (the tag in ``name`` or the default tag), a tag string,
-            or a path to a ``.safetensors`` file or a folder written by `zoo.save_pretrained`.
+        pretrained: ``False`` (no zoo weights: random init, except the parts a model is defined with
+            pre-trained, such as the drum models' SmolLM2 base, which load their own weights), ``True`` (the tag in
+            ``name`` or the default tag), a tag string, or a path to a ``.safetensors`` file or a folder written by
+            `zoo.save_pretrained`.
         **kwargs: constructor arguments; they override the manifest's ``model_args``.
 
     Returns:
         The model, with ``model.zoo_cfg = {"architecture", "model_args", "tag"}`` recorded so that
-        `zoo.save_pretrained` can write a config that rebuilds it.
+        `zoo.save_pretrained` can write a config that rebuilds it. An image model (``input_spec["input_size"]``
+        [C, H, W]) checks what it is called with (`check_image_input`).
     """
     from .checkpoint import load_state_dict, read_weights
 
     arch, tag = split_name(name)
+    data_paper = _data_paper(arch)
+    if data_paper is not None:
+        raise ZooError(f"{name} is data made by the {data_paper.id} code, not model weights: `zoo info {name}` "
+                       f"shows it, and its model card ({data_paper.card}) says how to load it")
     builder = _builder(arch)
     entry_key, entry = None, None
     weights_path: Path | None = None
@@ -250,6 +258,8 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     except TypeError as exc:
         raise ZooError(f"bad arguments for model {arch!r}: {exc}") from None
     model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
+    if len((getattr(model, "input_spec", None) or {}).get("input_size", ())) == 3:
+        model.register_forward_pre_hook(check_image_input)
 
     if entry_key is not None:
         from .hub import fetch
@@ -264,6 +274,31 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
             source=str(weights_path),
         )
     return model
+
+
+def check_image_input(model, args) -> None:
+    """Forward pre-hook of the zoo's image models: the input must be a floating [B, C, H, W] tensor with the
+    model's C channels (``model.input_spec["input_size"]``), in the weights' dtype unless autocast is on; anything
+    else is one ZooError saying what to pass, instead of an error from deep inside a convolution. The spatial size
+    is not checked (most of the models take any)."""
+    import torch
+
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor):
+        return
+    name = model.zoo_cfg["architecture"]
+    c, h, w = model.input_spec["input_size"]
+    if x.dim() != 4 or x.shape[1] != c:
+        hint = " (one image: add the batch dimension, x[None])" if x.dim() == 3 and x.shape[0] == c else ""
+        raise ZooError(f"{name} takes images [B, {c}, H, W] ({c}x{h}x{w} when trained); got shape "
+                       f"{list(x.shape)}{hint}")
+    if not x.is_floating_point():
+        raise ZooError(f"{name} takes float images normalised with model.input_spec's mean and std; got "
+                       f"{x.dtype} (for 0-255 pixels: (x.float() / 255 - mean) / std)")
+    weight = next(model.parameters(), None)
+    if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ZooError(f"{name}'s weights are {weight.dtype} but the input is {x.dtype}: pass "
+                       f"x.to({weight.dtype}), or run under torch.autocast")
 
 
 def _data_paper(prefix: str) -> Paper | None:
