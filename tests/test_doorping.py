@@ -631,3 +631,25 @@ def test_compare_doorping_counts_the_parts_flops_against_a_peak(tmp_path):
     parts = summary["part_fraction_of_peak"]
     assert 2 * 25e9 < parts["inner"]["flops"] < 2 * 35e9  # two full-batch steps
     assert all(0 < parts[p][path] < 3 for p in ("real", "syn", "inner") for path in ("original", "zoo"))
+
+
+# ------------------------------------------------------------------------------------------- Python API errors
+def test_stamp_refuses_mismatched_images_raw_pixels_and_a_missing_trigger():
+    trig, m = naive_trigger(32, 2, [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])
+    assert stamp(torch.zeros(3, 32, 32), trig, m).shape == (3, 32, 32)
+    with pytest.raises(ZooError, match=r"normalised .* got x torch.float32 \[4, 1, 32, 32\], trigger \[3, 32, 32\]"):
+        stamp(torch.zeros(4, 1, 32, 32), trig, m)  # was broadcast to [4, 3, 32, 32]
+    with pytest.raises(ZooError, match=r"float images x \[\.\.\., C, H, W\] normalised .* got x torch.uint8"):
+        stamp(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), trig, m)
+    with pytest.raises(ZooError, match=r"mask \[1, 16, 16\]$"):
+        stamp(torch.zeros(4, 3, 32, 32), trig, m[:, :16, :16])
+    with pytest.raises(ZooError, match="a clean set .* has none; .*--trigger-of SET"):
+        stamp(torch.zeros(4, 3, 32, 32), None, None)
+
+
+@pytest.mark.parametrize("name", ["doorping_convnet", "doorping_alexnet"])
+def test_default_normalisation_follows_the_channels(name):
+    spec = zoo.create_model(name, channels=1).input_spec
+    assert spec["mean"] == [0.5] and spec["std"] == [0.5] and spec["input_size"] == [1, 32, 32]
+    with pytest.raises(ZooError, match="need one value per channel"):
+        zoo.create_model(name, channels=1, mean=[0.5, 0.5, 0.5])

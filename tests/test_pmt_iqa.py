@@ -241,7 +241,7 @@ def test_progressive_schedule_needs_a_number_of_epochs():
     weights would be pure regression from the first step (or fail): a user error."""
     assert pl.Trainer(max_steps=5, logger=False, enable_checkpointing=False).max_epochs in (None, -1)
     for bad in (None, -1, 0):
-        with pytest.raises(ZooError, match=r"progressive schedule needs trainer.max_epochs.*--trainer.max_epochs"):
+        with pytest.raises(ZooError, match=r"progressive schedule needs a positive number of epochs.*max_epochs"):
             task_weights("progressive", 0, bad)
     assert task_weights("fixed", 0, None) == AUTHORS_FIXED and task_weights("regression", 5, -1) == (1.0, 0.0)
 
@@ -593,3 +593,48 @@ def test_protocol_selects_on_validation_and_reports_medians():
     rows = [{"variant": "pmt", **s}, {"variant": "pmt", **s, "selected_srcc": 0.5},
             {"variant": "pmt", **s, "selected_srcc": 0.9}]
     assert medians(rows)[0]["selected_srcc"] == 0.65 and medians(rows)[0]["rounds"] == 3
+
+
+# ---------------------------------------------------------------- user errors of the Python API
+
+
+def test_predict_refuses_crops_that_are_not_b_k_3_s_s_floats(lite0):
+    with pytest.raises(ZooError, match=r"\[B, K, 3, 224, 224\] with K >= 1, got torch.float32 \[2, 0, 3, 224"):
+        lite0.predict(torch.randn(2, 0, 3, 224, 224))  # no crops: was [nan, nan]
+    with pytest.raises(ZooError, match=r"\[2, 3, 224, 224\]; .*add the crop dimension \(x\[:, None\]\)"):
+        lite0.predict(torch.randn(2, 3, 224, 224))  # was a conv error about 6 channels
+    with pytest.raises(ZooError, match=r"got torch.float32 \[2, 1, 1, 224, 224\]$"):
+        lite0.predict(torch.randn(2, 1, 1, 224, 224))
+    with pytest.raises(ZooError, match=r"normalised float crops .* got torch.uint8"):
+        lite0.predict(torch.zeros(1, 1, 3, 224, 224, dtype=torch.uint8))
+
+
+def test_module_refuses_a_model_that_is_not_pmt_iqa():
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    with pytest.raises(ZooError, match=r"not 'knn_ood_resnet20'; choose pmt_iqa_resnet50, pmt_iqa_efficientnet_lite0, "
+                                       r"pmt_iqa$"):
+        PMTIQAModule(model="knn_ood_resnet20")
+    with pytest.raises(ZooError, match="PMTIQAModule trains PMT-IQA models, not 'pmt_iqa_imagenet_backbone'"):
+        PMTIQAModule(model="pmt_iqa_imagenet_backbone")
+
+
+def test_progressive_schedule_under_a_step_bounded_trainer_names_both_ways_to_set_epochs():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    batch = TensorDataset(torch.randn(1, 1, 3, 224, 224), torch.zeros(1), torch.zeros(1, dtype=torch.long),
+                          torch.zeros(1, dtype=torch.long))
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    with pytest.raises(ZooError, match=r"Trainer\(max_epochs=N\) \(CLI: --trainer.max_epochs N\)"):
+        trainer.fit(PMTIQAModule(model="pmt_iqa_efficientnet_lite0"), DataLoader(batch))
+
+
+def test_module_and_forward_docstrings_summarise_and_give_shapes():
+    from zoo.models.pmt_iqa.model import PMTIQA, PMTHeads
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    assert PMTIQAModule.__doc__.startswith("Trains a PMT-IQA network")
+    assert "[N, 3, S, S]" in PMTIQA.forward.__doc__ and "[B, in_size]" in PMTHeads.forward.__doc__

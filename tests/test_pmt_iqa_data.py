@@ -363,3 +363,12 @@ def test_datamodule_on_real_biq2021_split_and_subsets():
     assert x.shape == (4, 3, 3, 224, 224)
     with pytest.raises(ZooError, match="split_index 11 is out of range"):
         IQADataModule("biq2021_subset", split_index=11, input_spec=spec, num_levels=10).setup("fit")
+
+
+def test_unknown_split_suggests_the_close_name(tmp_path):
+    with pytest.raises(ZooError, match=r"unknown split 'offical' .*did you mean 'official'\? pass random or official"):
+        IQADataModule(split="offical")
+    with pytest.raises(ZooError, match=r"unknown split 'kfold' .*; pass random or official, or the path of an "):
+        IQADataModule(split="kfold")
+    (tmp_path / "s.pkl").write_bytes(pickle.dumps({1: {"train": [0], "test": [1]}}))
+    assert IQADataModule(split=str(tmp_path / "s.pkl")).hparams.split == str(tmp_path / "s.pkl")

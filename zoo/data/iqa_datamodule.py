@@ -16,6 +16,7 @@ the normalisation come from the model's ``input_spec``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .images import load_image
 from .iqa import IQATable, read_table
 from .iqa_splits import load_split_file, official_split, random_splits
 from .splits import SplitDataModule
+
+SPLITS = ("random", "official")  # besides a path to a pyiqa .pkl split file
 
 
 def image_tensor(path, resize=None) -> torch.Tensor:
@@ -138,6 +141,11 @@ class IQADataModule(SplitDataModule):
         super().__init__()
         if crops < 1 or test_crops < 1:
             raise ZooError(f"crops and test_crops must be >= 1, got {crops} and {test_crops}")
+        if split not in SPLITS and not Path(split).is_file():
+            close = difflib.get_close_matches(split, SPLITS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ZooError(f"unknown split {split!r} (not a split name, and no such split file); {hint}pass "
+                           f"{' or '.join(SPLITS)}, or the path of an existing pyiqa .pkl split file")
         self.save_hyperparameters()
         self.input_spec, self.num_levels = input_spec, num_levels
 

@@ -51,7 +51,16 @@ def pixel_bounds(mean, std, device=None) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def stamp(x: torch.Tensor, trigger: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``x * (1 - mask) + trigger * mask`` for x [..., C, H, W], trigger [C, H, W], mask [1, H, W]."""
+    """``x * (1 - mask) + trigger * mask`` for x [..., C, H, W], trigger [C, H, W], mask [1, H, W], all in the
+    dataset's normalised space ((pixel / 255 - mean) / std, as a distilled set's ``images`` and ``trigger``)."""
+    if trigger is None or mask is None:
+        raise ZooError("no trigger to stamp: a clean set (attack 'none') has none; take trigger and trigger_mask "
+                       "from a naive or doorping set of the same dataset (zoo eval --task backdoor --trigger-of SET)")
+    if (not x.is_floating_point() or x.dim() < 3 or x.shape[-3:] != trigger.shape or trigger.dim() != 3
+            or mask.shape != (1, *trigger.shape[1:])):
+        raise ZooError(f"stamp takes float images x [..., C, H, W] normalised as (pixel / 255 - mean) / std with the "
+                       f"dataset's mean and std, trigger [C, H, W] and mask [1, H, W] of the same C, H, W; got x "
+                       f"{x.dtype} {list(x.shape)}, trigger {list(trigger.shape)}, mask {list(mask.shape)}")
     return x * (1 - mask) + trigger * mask
 
 

@@ -24,6 +24,9 @@ from ...errors import ZooError
 
 
 def _spec(channels: int, image_size: int, mean, std) -> dict:
+    """``input_spec`` of a [channels, image_size, image_size] input; mean / std None: 0.5 for every channel."""
+    mean = (0.5,) * channels if mean is None else mean
+    std = (0.5,) * channels if std is None else std
     if len(mean) != channels or len(std) != channels:
         raise ZooError(f"mean {list(mean)} and std {list(std)} need one value per channel ({channels})")
     return {"input_size": [channels, image_size, image_size], "mean": [float(m) for m in mean],
@@ -39,14 +42,14 @@ class ConvNet(nn.Module):
         norm: ``"none"`` (DOORPING's ConvNet) or ``"instancenorm"`` (the standard DC ConvNet; GroupNorm with one
             group per channel, as the DC code).
         hidden: units of the penultimate Linear layer (DOORPING: 192); 0 gives the DC linear head.
-        mean, std: dataset normalisation recorded in ``input_spec``.
+        mean, std: dataset normalisation recorded in ``input_spec``, one value per channel (None: 0.5 each).
 
     Shapes: [B, channels, image_size, image_size] -> [B, num_classes]; ``embed`` -> [B, width * s * s] with
     s = (image_size + 2 * pad - 2) // 2**depth (pad 3 for 1-channel input, else 1).
     """
 
     def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32, width: int = 128,
-                 depth: int = 3, norm: str = "none", hidden: int = 192, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
+                 depth: int = 3, norm: str = "none", hidden: int = 192, mean=None, std=None):
         super().__init__()
         if norm not in ("none", "instancenorm"):
             raise ZooError(f"ConvNet norm must be 'none' or 'instancenorm', got {norm!r}")
@@ -91,8 +94,7 @@ class AlexNetCifar(nn.Module):
     S = 32; the authors' code hard-codes 4096, so it only runs at 32 px).
     """
 
-    def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32, mean=(0.5, 0.5, 0.5),
-                 std=(0.5, 0.5, 0.5)):
+    def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32, mean=None, std=None):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(channels, 64, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, padding=1),

@@ -160,9 +160,11 @@ class TimmBackbone(nn.Module):
         self.num_features = self.net.num_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] -> the timm model's pooled pre-logits features [B, D] (what kNN-OOD scores)."""
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features [B, D] -> logits [B, num_classes]."""
         return self.net.get_classifier()(features)
 
     def get_classifier(self) -> nn.Module:

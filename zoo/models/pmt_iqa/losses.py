@@ -27,8 +27,9 @@ def task_weights(schedule: str, epoch: int, max_epochs: int | None, fixed=AUTHOR
     be a positive integer (Lightning gives None or -1 when training is bounded by steps or time instead)."""
     if schedule == "progressive":
         if not isinstance(max_epochs, int) or max_epochs < 1:
-            raise ZooError(f"the progressive schedule needs trainer.max_epochs, a positive number of epochs, got "
-                           f"{max_epochs!r}; set --trainer.max_epochs N or use schedule: fixed or regression")
+            raise ZooError(f"the progressive schedule needs a positive number of epochs, got max_epochs="
+                           f"{max_epochs!r}; pass Trainer(max_epochs=N) (CLI: --trainer.max_epochs N) or use "
+                           f"schedule 'fixed' or 'regression'")
         lam = 1.0 if max_epochs <= 1 else min(epoch / (max_epochs - 1), 1.0)
         return lam, 1.0 - lam
     if schedule == "fixed":

