@@ -6,6 +6,7 @@ import pytest
 
 import zoo
 from zoo.cli import main
+from zoo.hub import repo_root
 
 RECIPE = "configs/cmt/fusion_tiny_synthetic.yaml"
 SYNTH = "{n_scenes: 2, samples_per_scene: 3, sweeps_per_sample: 2, image_size: [200, 113], objects: [12, 14], val_scenes: 1}"
@@ -59,3 +60,54 @@ def test_fit_with_the_authors_training_set_recipe(tmp_path, capsys):
     assert main(args[:-4] + ["--trainer.reload_dataloaders_every_n_epochs", "0", "--trainer.default_root_dir",
                              str(tmp_path / "bad"), *args[-2:]]) != 0
     assert "set trainer.reload_dataloaders_every_n_epochs to 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (repo_root() / "configs" / "cmt").glob("*.yaml")
+                                          if not p.name.startswith("bench")))
+def test_every_recipe_feeds_its_model_the_data_it_expects(recipe):
+    """Each recipe's NuScenesDataModule matches its model's range, modalities, image size and sweeps (the check
+    `setup` runs; the models are built on the meta device, the check reads their settings only)."""
+    import torch
+    import yaml
+
+    from zoo.models.cmt.datamodule import NuScenesDataModule
+
+    config = yaml.safe_load((repo_root() / "configs" / "cmt" / recipe).read_text())
+    model_args = config["model"]["init_args"]
+    with torch.device("meta"):
+        model = zoo.create_model(model_args["model"], **model_args.get("model_args", {}))
+    NuScenesDataModule(**config["data"]["init_args"]).check_model(model)
+
+
+def test_data_that_do_not_match_the_model_stop_fit_at_setup(tmp_path):
+    """The DataModule's defaults (the R50 recipe's 320x800 images, 10 sweeps, +-54 m) under cmt_tiny (96x256, 2
+    sweeps, +-32 m): one error naming each setting, before any training step; a tiny recipe's data pass setup."""
+    from types import SimpleNamespace
+
+    import pytorch_lightning as pl
+    import yaml
+
+    from zoo.errors import ZooError
+    from zoo.models.cmt.datamodule import NuScenesDataModule
+    from zoo.models.cmt.module import CMTModule
+
+    synthetic = yaml.safe_load(SYNTH)
+    module = CMTModule("cmt_tiny", {"num_query": 40, "num_layers": 1})
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(ZooError) as info:
+        trainer.fit(module, NuScenesDataModule(synthetic=synthetic, num_workers=0))
+    message = str(info.value)
+    assert "point_cloud_range is [-32.0, -32.0, -3.0, 32.0, 32.0, 3.0] for the model but [-54.0" in message
+    assert "image_size is [96, 256] for the model but [320, 800] for the data (--data.init_args.image_size)" in message
+    assert "sweeps is 2 for the model but 10 for the data (--data.init_args.sweeps)" in message
+    assert "modalities" not in message and trainer.global_step == 0
+    data_args = yaml.safe_load((repo_root() / RECIPE).read_text())["data"]["init_args"]
+    dm = NuScenesDataModule(**{**data_args, "synthetic": synthetic, "num_workers": 0})
+    dm.trainer = SimpleNamespace(lightning_module=module)
+    dm.prepare_data()
+    dm.setup("validate")
+    assert len(dm.val_set)
+    module.model = zoo.create_model("cmt_tiny", modalities=["lidar"], num_query=40, num_layers=1)
+    with pytest.raises(ZooError, match=r"modalities is \['lidar'\] for the model but \['camera', 'lidar'\]"):
+        dm.setup("validate")

@@ -416,3 +416,21 @@ def test_compare_script_paths_agree_and_save(tmp_path, monkeypatch):
     assert [r["part"].split(",")[0] for r in rows] == ["query PE", "cross-attention"]
     assert rows[0]["queries_seen_by_a_camera"] > 0 and rows[0]["max_abs_diff"] < 1e-5
     assert rows[1]["max_abs_diff"] < 1e-4 and all(r["zoo_ms"] > 0 for r in rows)
+
+
+def test_bad_camera_geometry_and_batch_sizes_are_user_errors():
+    """lidar2img must be [B, N, 4, 4] and invertible, one point cloud per frame; a cloud may hold 0 points."""
+    m = zoo.create_model("cmt_tiny", **SMALL).eval()
+    batch = _batch()
+    with pytest.raises(ZooError, match=r"lidar2img \[B, N, 4, 4\]; got .* and \(2, 6, 3, 4\)"):
+        m.predict(batch["images"], batch["points"], batch["lidar2img"][..., :3, :])
+    with pytest.raises(ZooError, match=r"points holds 2 clouds for 1 frames"):
+        m.predict(batch["images"][:1], batch["points"], batch["lidar2img"][:1])
+    singular = batch["lidar2img"].clone()
+    singular[1, 2, 3] = 0
+    with pytest.raises(ZooError, match="lidar2img holds a singular matrix"):
+        m.predict(batch["images"], batch["points"], singular)
+    with pytest.raises(ZooError, match="P_i may be 0") as info:
+        m.predict(batch["images"], [torch.zeros(3, 4)] * 2, batch["lidar2img"])
+    assert "zero point" not in str(info.value)
+    assert len(m.predict(batch["images"], [torch.zeros(0, 5), batch["points"][1]], batch["lidar2img"])) == 2

@@ -829,3 +829,31 @@ def test_paper_rows_are_the_zoo_scoring_of_the_authors_release_rounded():
     for system in ("human", "davinci", "ada"):
         for stat, value in PAPER[system].items():
             assert abs(scored[system][stat] - value) <= stated_tolerance(value), (system, stat)
+
+
+def test_bad_prompts_and_token_ids_are_user_errors():
+    """A str instead of a list of prompts, an empty prompt, batch_size 0, float or out-of-vocabulary ids."""
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    with pytest.raises(ZooError, match=r"list of prompt strings, got one str \(wrap it: \[prompt\]\)"):
+        continue_grooves(m, "o-----\n", max_new_tokens=2)
+    with pytest.raises(ZooError, match=r"prompts\[1\] is empty"):
+        continue_grooves(m, ["o-----\n", ""], max_new_tokens=2)
+    with pytest.raises(ZooError, match="batch_size must be >= 1, got 0"):
+        continue_grooves(m, ["o-----\n"], batch_size=0, max_new_tokens=2)
+    with pytest.raises(ZooError, match=r"prompt_ids\[0\] must be .* got no ids"):
+        sample_ids(m, [[], [1]], max_new_tokens=2)
+    with pytest.raises(ZooError, match=r"prompt_ids\[1\] must be .* in \[0, 6\) .* got ids \[6\] outside it"):
+        sample_ids(m, [[1], [1, 6]], max_new_tokens=2)
+    with pytest.raises(ZooError, match=r"int64 \(or int32\) tensor \[B, T\] .* got torch.float32 \[1, 5\]"):
+        m(torch.rand(1, 5))
+    with pytest.raises(ZooError, match=r"\[B, T\] .* got torch.int64 \[5\]"):
+        m(torch.ones(5, dtype=torch.long))
+    with pytest.raises(ZooError, match=r"must lie in \[0, 6\) .* got ids from 0 to 9"):
+        m(torch.tensor([[0, 9]]))
+    assert m(torch.tensor([[1, 2]], dtype=torch.int32)).shape == (1, 2, 6)
+
+
+def test_drum_lm_module_docstring_has_a_summary_line():
+    from zoo.models.drums.module import DrumLMModule
+
+    assert not DrumLMModule.__doc__.startswith("Args:") and DrumLMModule.__doc__.split("\n")[0].strip()

@@ -22,6 +22,7 @@ from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_n
 from ...errors import ZooError
 from .cbgs import CBGSDataset
 from .gt_database import build_gt_database
+from .model import CMT
 from .object_sample import ObjectSample
 from .transforms import GlobalRotScaleTrans, ImageAug, ModalMask3D, RandomFlip3D, filter_range, normalise_images
 
@@ -156,6 +157,9 @@ class NuScenesDataModule(pl.LightningDataModule):
             first N epochs (the authors' "15e + 5e": ``epochs: 15`` of 20), which needs the trainer's
             ``reload_dataloaders_every_n_epochs`` to divide N so the loader is rebuilt at epoch N.
         cbgs: class-balanced resampling of the training frames (`CBGSDataset`), as every CMT recipe.
+
+    Under a trainer, `setup` checks the pipeline against the LightningModule's CMT (`check_model`): the data
+    options do not follow the model, they must match it.
     """
 
     def __init__(self, data: str = "synthetic", version: str = "v1.0-mini", train_split: str = "mini_train",
@@ -212,7 +216,26 @@ class NuScenesDataModule(pl.LightningDataModule):
                         hp.flip, hp.min_points, hp.seed, paste)
         return ds, source
 
+    def check_model(self, model: CMT) -> None:
+        """Raise a `ZooError` naming every pipeline setting that differs from what ``model`` expects: the point
+        cloud range, the modalities, the image size (models with cameras) and the sweeps (models with LiDAR)."""
+        hp = self.hparams
+        settings = [("point_cloud_range", list(model.pc_range), [float(v) for v in hp.point_cloud_range]),
+                    ("modalities", sorted(model.modalities), sorted(hp.modalities))]
+        if "camera" in model.modalities:
+            settings.append(("image_size", model.input_spec["image_size"], list(hp.image_size)))
+        if "lidar" in model.modalities:
+            settings.append(("sweeps", model.input_spec["sweeps"], hp.sweeps))
+        differ = [f"{name} is {mine} for the model but {data} for the data (--data.init_args.{name})"
+                  for name, mine, data in settings if mine != data]
+        if differ:
+            raise ZooError(f"NuScenesDataModule does not match the model: {'; '.join(differ)}. Set the data's "
+                           f"options to the model's values (as configs/cmt/*.yaml do)")
+
     def setup(self, stage: str | None = None) -> None:
+        model = getattr(self.trainer.lightning_module, "model", None) if self.trainer is not None else None
+        if isinstance(model, CMT):
+            self.check_model(model)
         if stage in (None, "fit"):
             self.train_set, _ = self._dataset(self.train_split, True)
             self._base_train_set, self._object_sample = self.train_set, self.train_set.gt_paste

@@ -199,15 +199,18 @@ class CMT(nn.Module):
         if "camera" in self.modalities:
             if images is None or lidar2img is None:
                 raise ZooError("this CMT model uses cameras: pass images [B, N, 3, H, W] and lidar2img [B, N, 4, 4]")
-            if images.dim() != 5 or images.shape[2] != 3 or lidar2img.shape[:2] != images.shape[:2]:
+            if images.dim() != 5 or images.shape[2] != 3 or lidar2img.shape != (*images.shape[:2], 4, 4):
                 raise ZooError(f"images must be [B, N, 3, H, W] and lidar2img [B, N, 4, 4]; got "
                                f"{tuple(images.shape)} and {tuple(lidar2img.shape)}")
             if images.shape[-2] % 16 or images.shape[-1] % 16:
                 raise ZooError(f"image size {tuple(images.shape[-2:])} must be a multiple of 16 (pad to 32)")
         if "lidar" in self.modalities:
             if points is None or not len(points) or any(p.dim() != 2 or p.shape[1] < 5 for p in points):
-                raise ZooError("this CMT model uses LiDAR: pass points as a list of [P_i, 5] tensors "
-                               "(x, y, z, intensity, time lag); an empty cloud is one zero point, not 0 points")
+                raise ZooError("this CMT model uses LiDAR: pass points as a list of B tensors [P_i, 5] (x, y, z, "
+                               "intensity, time lag; P_i may be 0)")
+            if "camera" in self.modalities and len(points) != len(images):
+                raise ZooError(f"points holds {len(points)} clouds for {len(images)} frames of images: pass one "
+                               f"cloud [P_i, 5] per frame of images [B, N, 3, H, W]")
 
     def forward(self, images: torch.Tensor | None = None, points: list[torch.Tensor] | None = None,
                 lidar2img: torch.Tensor | None = None, gt_boxes: list[torch.Tensor] | None = None,
@@ -239,7 +242,11 @@ class CMT(nn.Module):
             b, n, c, h, w = feats.shape
             pad_hw = tuple(images.shape[-2:])
             l2i = lidar2img.float()
-            i2l = torch.linalg.inv(lidar2img.double()).float()
+            try:
+                i2l = torch.linalg.inv(lidar2img.double()).float()
+            except torch.linalg.LinAlgError:
+                raise ZooError("lidar2img holds a singular matrix: each lidar2img[b, n] [4, 4] must be invertible "
+                               "(camera intrinsics @ lidar2cam)") from None
             memory.append(feats.permute(0, 1, 3, 4, 2).reshape(b, n * h * w, c))
             memory_pos.append(self.encoding.image_pe((h, w), pad_hw, i2l).reshape(b, n * h * w, -1))
         memory, memory_pos = torch.cat(memory, 1), torch.cat(memory_pos, 1)

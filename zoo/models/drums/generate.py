@@ -58,7 +58,7 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
     """Continue each prompt (one batch); returns the new token ids of every row, ``END`` included when emitted.
 
     Args:
-        prompt_ids: B token-id lists (any lengths).
+        prompt_ids: B token-id lists (any lengths >= 1, ids below the tokenizer's ``vocab_size``).
         temperature: softmax temperature (> 0).
         max_new_tokens: hard cap per row (>= 1).
         max_new_lines: stop a row at its this-many-th newline token; None: no line budget. The rest of a 16-bar
@@ -76,6 +76,12 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
         raise ZooError(f"temperature must be > 0 (the paper samples at {PAPER_TEMPERATURE}), got {temperature}")
     if max_new_tokens < 1:
         raise ZooError(f"max_new_tokens must be >= 1 (the paper allows {PAPER_MAX_NEW_TOKENS}), got {max_new_tokens}")
+    vocab = model.tokenizer.vocab_size
+    for i, row in enumerate(prompt_ids):
+        bad = [t for t in row if not 0 <= t < vocab]
+        if not row or bad:
+            raise ZooError(f"prompt_ids[{i}] must be a non-empty list of token ids in [0, {vocab}) (the "
+                           f"tokenizer's vocabulary), got {f'ids {bad[:5]} outside it' if bad else 'no ids'}")
     with folded_lora(model.lm) as lm:
         return _sample(model, lm, prompt_ids, temperature=temperature, max_new_tokens=max_new_tokens,
                        max_new_lines=max_new_lines, stop_at_end=stop_at_end, generator=generator, decoder=decoder,
@@ -208,9 +214,16 @@ def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64,
     """Prompt texts -> continuation texts (everything after the prompt, up to and including ``END`` when the
     model wrote it). Prompts are processed longest first in batches of ``batch_size``; results keep the input
     order. ``sampling``: see `sample_ids`."""
+    if isinstance(prompts, str):
+        raise ZooError("continue_grooves takes a list of prompt strings, got one str (wrap it: [prompt])")
+    if batch_size < 1:
+        raise ZooError(f"batch_size must be >= 1, got {batch_size}")
+    encoded = [model.tokenizer.encode(p) for p in prompts]
+    for i, ids in enumerate(encoded):
+        if not ids:
+            raise ZooError(f"prompts[{i}] is empty: a prompt needs drum text to continue (e.g. a groove's first bars)")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    encoded = [model.tokenizer.encode(p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     texts: list[str] = [""] * len(prompts)
     was_training = model.training

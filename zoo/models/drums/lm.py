@@ -153,7 +153,19 @@ class DrumLM(nn.Module):
         return self.tokenizer.stop_ids
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids, attention_mask: [B, T] -> next-token logits [B, T, V]."""
+        """input_ids [B, T] (int64 or int32 token ids), attention_mask [B, T] -> next-token logits [B, T, V].
+
+        The ids are checked to lie in the tokenizer's vocabulary on the CPU only: on a GPU the check would make
+        every training step wait for the device (`generate` calls ``lm`` directly and checks its prompts).
+        """
+        if input_ids.dtype not in (torch.int64, torch.int32) or input_ids.dim() != 2 or not input_ids.shape[1]:
+            raise ZooError(f"input_ids must be token ids: an int64 (or int32) tensor [B, T] with T >= 1, got "
+                           f"{input_ids.dtype} {list(input_ids.shape)}")
+        if input_ids.device.type == "cpu" and input_ids.numel():
+            low, high, vocab = int(input_ids.min()), int(input_ids.max()), self.tokenizer.vocab_size
+            if low < 0 or high >= vocab:
+                raise ZooError(f"input_ids must lie in [0, {vocab}) (the tokenizer's vocabulary), got ids from "
+                               f"{low} to {high}")
         return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     def collate(self, examples: list[Example], prompt_loss_weight: float = 0.01) -> dict[str, torch.Tensor]:

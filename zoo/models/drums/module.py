@@ -19,7 +19,10 @@ from .lm import weighted_loss
 
 
 class DrumLMModule(pl.LightningModule):
-    """Args:
+    """Fine-tunes (or trains from scratch) a drum LM on batches of `DrumLM.collate`: the prompt-weighted
+    next-token loss, AdamW and a warm-up + cosine schedule (see the module docstring).
+
+    Args:
         model: registry name (``drums_smollm2_135m``, ``drums_smollm2_scratch``, ``drums_gpt2_tiny``, ``drums_lm``).
         model_args: its constructor arguments (``lora``, ``config``, ``max_length``, ...).
         pretrained: as `zoo.create_model` (a ``name.tag`` or folder to continue from).
