@@ -474,7 +474,7 @@ def test_iqa_eval_aligns_lower_is_better_scores(tmp_path, lite0):
     assert {k: r[k] for k in ("srcc", "plcc", "krcc")} == iqa_metrics(s["pred"], -s["score"])
     given = evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign="1", **common)
     assert given["target_sign"] == 1 and given["srcc"] == pytest.approx(-r["srcc"])
-    with pytest.raises(ZooError, match="--target-sign must be auto, 1 or -1, got 2"):
+    with pytest.raises(ZooError, match="target_sign=2 is not accepted: choose from auto, 1, -1"):
         evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign=2, **common)
 
 

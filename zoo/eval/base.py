@@ -61,8 +61,9 @@ class EvalTask:
     name = ""
 
     def __init__(self, **options):
-        """``options``: the task's options by their `add_arguments` names; the ones left out take the defaults
-        declared there, so Python callers of `evaluate` get what the CLI gets."""
+        """``options``: the task's options by their `add_arguments` names (``id_data`` for ``--id-data``), checked
+        and converted as the CLI would (see `_option`); the ones left out or None take the defaults declared there,
+        so Python callers of `evaluate` get what the CLI gets."""
         parser = argparse.ArgumentParser(add_help=False)
         self.add_arguments(parser)
         actions = {a.dest: a for a in parser._actions}
@@ -73,7 +74,43 @@ class EvalTask:
         missing = [(a.option_strings or [d])[0] for d, a in actions.items() if a.required and options.get(d) is None]
         if missing:
             raise ZooError(f"task {self.name!r} needs {', '.join(missing)}")
-        self.options = argparse.Namespace(**{**{d: a.default for d, a in actions.items()}, **options})
+        given = {d: self._option(actions[d], v) for d, v in options.items() if v is not None}
+        self.options = argparse.Namespace(**{**{d: a.default for d, a in actions.items()}, **given})
+
+    def _option(self, action: argparse.Action, value):
+        """``value`` of ``action``'s option as the CLI would parse it: a flag (``store_true``) takes a bool; a list
+        option (``action="append"`` or ``nargs``) takes a list, or one value as a one-element list; every value
+        goes through the option's ``type`` as text (so ``5`` and ``"5"`` alike) and must be one of its ``choices``.
+        Anything else is a `ZooError` naming the task, the option, the value and what the option accepts.
+        """
+        def bad(why: str) -> ZooError:
+            return ZooError(f"task {self.name!r}: {action.dest}={value!r} is not accepted: {why}")
+
+        about = f" ({action.help})" if action.help else ""
+        if action.nargs == 0:
+            if not isinstance(value, bool):
+                raise bad("it is a flag, pass True or False")
+            return value
+        many = isinstance(action, argparse._AppendAction) or action.nargs not in (None, "?")
+        if isinstance(value, (list, tuple)) and not many:
+            raise bad(f"it takes one value, not a list{about}")
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(action.nargs, int) and len(items) != action.nargs:
+            raise bad(f"it takes {action.nargs} values{about}")
+        if not items and action.nargs != "*":
+            raise bad("it takes one or more values")
+        out = []
+        for raw in items:
+            try:
+                item = (action.type or str)(raw if isinstance(raw, str) else str(raw))
+            except argparse.ArgumentTypeError as exc:
+                raise bad(str(exc)) from None
+            except (TypeError, ValueError):  # argparse's own message for a plain type such as int or float
+                raise bad(f"invalid {getattr(action.type, '__name__', action.type)} value: {raw!r}") from None
+            if action.choices is not None and item not in action.choices:
+                raise bad(f"choose from {', '.join(map(str, action.choices))}")
+            out.append(item)
+        return out if many else out[0]
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -110,6 +147,8 @@ def list_tasks() -> dict[str, str]:
 
 
 def get_task(name: str) -> type[EvalTask]:
+    """The `EvalTask` class registered as ``name`` (``classification``, or a paper's task such as ``ood``); an
+    unknown name is a `ZooError` listing the tasks there are. Its options: ``get_task(name).add_arguments``."""
     tasks = list_tasks()
     if name not in tasks:
         raise ZooError(f"unknown eval task {name!r}; available: {', '.join(sorted(tasks))}")
@@ -126,6 +165,25 @@ def load_model(source: str):
     return from_pretrained(source)
 
 
+def _device(name) -> torch.device:
+    """The torch device ``name`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or a `ZooError` saying which there are."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ZooError(f"device {name!r} is not one this zoo runs on: use cpu, cuda (the current GPU), cuda:N "
+                       f"(GPU N) or mps (Apple silicon)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ZooError("--device cuda given but no CUDA device is available")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ZooError(f"--device {name} given but this machine has {torch.cuda.device_count()} CUDA devices "
+                       f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ZooError("--device mps given but no MPS device is available")
+    return dev
+
+
 def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "32", batch_size: int = 256,
              num_workers: int = 2, json_out: str | Path | None = None, save_scores: str | Path | None = None,
              out_dir: str | Path | None = None, model=None, **options) -> dict:
@@ -136,16 +194,15 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
 
     Args:
         source: zoo folder or ``name.tag`` (ignored when ``model`` is given).
-        device, precision: where and how to run (``32``, ``bf16-mixed``, ``16-mixed``).
+        device, precision: where and how to run: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; ``32``, ``bf16-mixed``
+            or ``16-mixed``.
         json_out: path of the JSON result; artifacts (plots) go beside it, or into ``out_dir``.
         save_scores: folder for raw scores, one ``<input>.npz`` per scored input.
         **options: the task's options (see ``zoo eval --task T --help``).
     """
     cls = get_task(task)
     t = cls(**options)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ZooError("--device cuda given but no CUDA device is available")
+    dev = _device(device)
     with distributed.from_env() as sharded:
         if sharded and dev.type == "cuda":
             dev = torch.device("cuda", torch.cuda.current_device())

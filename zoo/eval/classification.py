@@ -9,6 +9,7 @@ from ..data.classification import TransformView
 from ..data.images import open_split
 from ..data.transforms import eval_transform
 from ..errors import ZooError
+from ..registry import paper_of
 from .base import EvalTask
 
 
@@ -22,6 +23,7 @@ class ClassificationTask(EvalTask):
 
     def setup(self, model, ctx) -> None:
         super().setup(model, ctx)
+        self._check_classifier(model)
         ds = open_split(self.options.data, self.options.split)
         self.dataset_name, self.num_classes = ds.name, len(ds.classes)
         if getattr(model, "num_classes", None) == 0:
@@ -31,6 +33,20 @@ class ClassificationTask(EvalTask):
         view = TransformView(ds, np.arange(len(ds)), eval_transform(model.input_spec))
         self.loader = ctx.loader(view)
         model.eval().to(ctx.device)
+
+    def _check_classifier(self, model) -> None:
+        """Raise a `ZooError` naming the tasks that fit ``model`` unless it is an image classifier as zoo (and timm)
+        models declare one: ``get_classifier()`` (the layer giving logits [B, num_classes]) and
+        ``input_spec["input_size"]`` ([C, H, W]). Structural, so nothing runs before the dataset is scored."""
+        spec = getattr(model, "input_spec", None)
+        if callable(getattr(model, "get_classifier", None)) and isinstance(spec, dict) and "input_size" in spec:
+            return
+        arch = getattr(model, "zoo_cfg", {}).get("architecture")
+        tasks = sorted(set(paper_of(arch).tasks) - {self.name}) if arch else []
+        fits = f"; evaluate it with --task {' or --task '.join(tasks)}" if tasks else ""
+        raise ZooError(f"{arch or type(model).__name__} cannot classify images: the classification task needs an "
+                       f"image classifier (logits [B, num_classes], get_classifier() and input_spec['input_size'], "
+                       f"e.g. knn_ood_resnet20.cifar10){fits}")
 
     def inputs(self):
         yield self.options.split, self.loader

@@ -34,6 +34,18 @@ class OODDetector:
         self.model, self.scorers = model, scorers
 
     def setup(self, train: Features | DataLoader, **extract_kwargs) -> "OODDetector":
+        """Fit every scorer on ID training data; returns ``self``.
+
+        Args:
+            train: a `DataLoader` yielding ``(images [B, C, H, W], labels [B])`` (normalised as
+                ``model.input_spec``; labels are needed by Mahalanobis), or precomputed `Features`
+                (``features`` [N, D], ``logits`` [N, C], ``labels`` [N]).
+            **extract_kwargs: ``device``, ``amp_dtype``, ``progress`` of `extract`, for a `DataLoader`.
+        """
+        if not isinstance(train, (Features, DataLoader)):
+            raise ZooError(f"OODDetector.setup takes a torch DataLoader of (images, labels) batches or the Features "
+                           f"of zoo.models.knn_ood.features.extract, got a {type(train).__name__}: wrap the images "
+                           f"in a Dataset and pass DataLoader(dataset, batch_size=...)")
         if isinstance(train, DataLoader):
             train = extract(self.model, train, **extract_kwargs)
         for s in self.scorers:
@@ -41,17 +53,27 @@ class OODDetector:
         return self
 
     def score_features(self, x: Features) -> dict[str, torch.Tensor]:
-        """``{scorer name: scores [N]}`` for precomputed features."""
+        """``{scorer name: scores [N]}`` for precomputed `Features` (``features`` [N, D], ``logits`` [N, C])."""
+        if not isinstance(x, Features):
+            raise ZooError(f"OODDetector.score_features takes the Features of zoo.models.knn_ood.features.extract, "
+                           f"got {type(x).__name__}: score a batch of images [B, C, H, W] with score")
         return {s.name: s.score(x) for s in self.scorers}
 
     @torch.inference_mode()
     def score(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images [B, C, H, W] (normalised as ``model.input_spec``) -> ``{scorer name: scores [B]}``."""
+        if not (isinstance(images, torch.Tensor) and images.ndim == 4):
+            got = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ZooError(f"OODDetector.score takes one batch of images, a tensor [B, C, H, W], got {got}: stack "
+                           f"the images (torch.stack) or score precomputed Features with score_features")
         self.model.eval()
         f = self.model.forward_features(images)
         return self.score_features(Features(f, self.model.forward_head(f), torch.full((len(f),), -1)))
 
     def save(self, directory: str | Path) -> Path:
+        """Write the backbone (`zoo.save_pretrained`) and the fitted scorers (``ood_scorers.safetensors``: the kNN
+        bank [N, D], the Mahalanobis means [C, D] and precision [D, D], the settings as metadata) into
+        ``directory``; returns it. Call `setup` first."""
         directory = save_pretrained(self.model, directory)
         tensors, settings = {}, []
         for s in self.scorers:
@@ -63,6 +85,7 @@ class OODDetector:
 
     @classmethod
     def load(cls, directory: str | Path) -> "OODDetector":
+        """The detector `save` wrote into ``directory``, its scorers fitted and ready to `score` (on the CPU)."""
         from safetensors import safe_open
 
         directory = Path(directory)

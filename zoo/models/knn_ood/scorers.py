@@ -36,21 +36,29 @@ class Features:
 
 
 class Scorer:
+    """One OOD score: `setup` on ID training features, then `score`; `settings` and `state` save it, `load_state`
+    restores it."""
+
     name = "base"
 
     def setup(self, train: Features) -> "Scorer":
+        """Fit on ID training `Features` (``features`` [N, D], ``logits`` [N, C], ``labels`` [N]); returns self."""
         return self
 
     def score(self, x: Features) -> torch.Tensor:
+        """Scores [N] of `Features` ``x`` (``features`` [N, D], ``logits`` [N, C]); higher = more ID."""
         raise NotImplementedError
 
     def settings(self) -> dict:
+        """The JSON-able constructor arguments, so ``type(self)(**settings())`` rebuilds the scorer."""
         return {}
 
     def state(self) -> dict[str, torch.Tensor]:
+        """The fitted tensors by name (empty before `setup`, or for a scorer with nothing to fit)."""
         return {}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> "Scorer":
+        """Restore what `state` returned; returns self, ready to `score`."""
         return self
 
 
@@ -74,6 +82,7 @@ class KNNScorer(Scorer):
         self.index: KNNIndex | None = None
 
     def setup(self, train: Features) -> "KNNScorer":
+        """Build the bank from ``train.features`` [N, D]: L2-normalised, an ``alpha`` share kept; returns self."""
         bank = F.normalize(train.features.float(), dim=1)
         if self.alpha < 1.0:
             n = max(1, int(self.alpha * len(bank)))
@@ -89,18 +98,23 @@ class KNNScorer(Scorer):
         return self
 
     def score(self, x: Features) -> torch.Tensor:
+        """Negative squared L2 distance [N] from each normalised ``x.features`` [N, D] to its k-th nearest neighbour
+        in the bank."""
         if self.index is None:
             raise ZooError("KNNScorer.score called before setup")
         dist, _ = self.index.search(F.normalize(x.features.float(), dim=1), self.k)
         return -dist[:, -1]
 
     def settings(self) -> dict:
+        """``k``, ``alpha``, ``backend``, ``seed`` and ``nprobe``."""
         return {"k": self.k, "alpha": self.alpha, "backend": self.backend, "seed": self.seed, "nprobe": self.nprobe}
 
     def state(self) -> dict[str, torch.Tensor]:
+        """``{"bank": normalised training features [M, D]}`` (M after ``alpha`` sub-sampling)."""
         return {"bank": self.index.bank} if self.index is not None else {}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> "KNNScorer":
+        """Rebuild the index from a saved ``state["bank"]`` [M, D]; returns self."""
         if "bank" not in state:
             raise ZooError("the saved kNN scorer has no bank (knn.bank); the detector was saved before setup: "
                            "fit it on ID training data and save it again")
@@ -108,23 +122,30 @@ class KNNScorer(Scorer):
 
 
 class MSPScorer(Scorer):
+    """Maximum softmax probability; nothing to fit."""
+
     name = "msp"
 
     def score(self, x: Features) -> torch.Tensor:
+        """``max softmax(x.logits)`` [N] of ``x.logits`` [N, C]."""
         return x.logits.float().softmax(dim=1).max(dim=1).values
 
 
 class EnergyScorer(Scorer):
+    """Negative free energy at ``temperature`` T; nothing to fit."""
+
     name = "energy"
 
     def __init__(self, temperature: float = 1.0):
         self.temperature = temperature
 
     def score(self, x: Features) -> torch.Tensor:
+        """``T * logsumexp(logits / T)`` [N] of ``x.logits`` [N, C]."""
         t = self.temperature
         return t * torch.logsumexp(x.logits.float() / t, dim=1)
 
     def settings(self) -> dict:
+        """``temperature``."""
         return {"temperature": self.temperature}
 
 
@@ -138,6 +159,8 @@ class MahalanobisScorer(Scorer):
         self.precision: torch.Tensor | None = None  # [D, D]
 
     def setup(self, train: Features) -> "MahalanobisScorer":
+        """Class means [C, D] and the shared covariance's pseudo-inverse [D, D] of ``train.features`` [N, D], grouped
+        by ``train.labels`` [N] (all labelled); returns self."""
         f, y = train.features.double(), train.labels
         if (y < 0).any():
             raise ZooError("Mahalanobis needs labelled ID training features")
@@ -149,6 +172,7 @@ class MahalanobisScorer(Scorer):
         return self
 
     def score(self, x: Features) -> torch.Tensor:
+        """Negative minimum Mahalanobis distance [N] of ``x.features`` [N, D] to the class means."""
         if self.means is None:
             raise ZooError("MahalanobisScorer.score called before setup")
         f = x.features.to(self.means)
@@ -157,9 +181,11 @@ class MahalanobisScorer(Scorer):
         return -m.min(dim=1).values.float()
 
     def state(self) -> dict[str, torch.Tensor]:
+        """``{"means": [C, D], "precision": [D, D]}``."""
         return {"means": self.means, "precision": self.precision} if self.means is not None else {}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> "MahalanobisScorer":
+        """Restore saved ``means`` [C, D] and ``precision`` [D, D]; returns self."""
         if not {"means", "precision"} <= state.keys():
             raise ZooError("the saved Mahalanobis scorer has no class means or precision; the detector was saved "
                            "before setup: fit it on ID training data and save it again")

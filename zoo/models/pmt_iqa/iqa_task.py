@@ -73,8 +73,6 @@ class IQATask(EvalTask):
         table.check_files()
         self.data, self.split = table, split
         auto = 1 if table.higher_better else -1
-        if str(o.target_sign) not in ("auto", "1", "-1"):
-            raise ZooError(f"--target-sign must be auto, 1 or -1, got {o.target_sign!r}")
         self.target_sign = auto if o.target_sign == "auto" else int(o.target_sign)
         spec = model.input_spec
         no_levels = torch.zeros(len(table), dtype=torch.long)  # evaluation does not use quality levels
