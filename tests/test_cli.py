@@ -79,11 +79,19 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
             raise BrokenPipeError(32, "Broken pipe")
 
         def flush(self):
-            pass
+            raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["list"]) == 141
     assert capsys.readouterr().err == ""
+    monkeypatch.undo()
+
+    def worker_pipe_breaks(*args, **kwargs):  # a pipe other than stdout: reported, not swallowed
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("zoo.registry.list_models", worker_pipe_breaks)
+    assert main(["list"]) == 2
+    assert "zoo: error: [Errno 32] Broken pipe" in capsys.readouterr().err
 
 
 def test_debug_flag_and_env_reraise_user_errors(monkeypatch, capsys):

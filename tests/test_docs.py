@@ -109,7 +109,7 @@ def _check_names(verb: str, a) -> None:
         if not (ROOT / a.model).exists():
             resolve_entry(a.model) if tag else paper_of(arch)
     if verb in ("info", "download", "verify"):
-        for name in getattr(a, "names", None) or [a.name]:
+        for name in a.names if hasattr(a, "names") else [a.name]:
             if not is_placeholder(name):
                 resolve_entry(name) if split_name(name)[1] else paper_of(name)
     if verb == "convert" and not is_placeholder(a.paper):

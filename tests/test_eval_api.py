@@ -92,6 +92,7 @@ def test_classification_setup_accepts_a_classifier(shapes_data):
     task = get_task("classification")(data=str(shapes_data))
     task.setup(zoo.create_model("knn_ood_resnet20"), EvalContext(torch.device("cpu"), None, 8, 0, None))
     assert task.num_classes == 10 and len(task.loader.dataset) == 100  # 10 test images a class
+    task._check_classifier(zoo.create_model("pmt_iqa_imagenet_backbone"))  # `zoo convert pmt_iqa`'s ImageNet form
 
 
 def test_detector_says_what_to_pass():

@@ -97,6 +97,7 @@ def test_a_result_is_checked_against_its_source_file(tmp_path, monkeypatch):
         pytest.approx(0.82677)
     assert check_result({"zoo_value": 0.1}, tmp_path) is None
     assert stated_tolerance(0.8103) == pytest.approx(5e-5) and stated_tolerance(27.2) == pytest.approx(0.05)
+    assert stated_tolerance(0.0) == 5e-5  # YAML's 0.0 may have been 0.0000
     for result, needle in [({**mean, "zoo_value": 27.25}, "source reads 27.24"),
                            ({**mean, "source": {"files": ["a.json"], "key": "generated.map"}}, "no key"),
                            ({**mean, "source": {"files": ["c.json"], "key": "nds"}}, "does not exist"),

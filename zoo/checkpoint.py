@@ -191,7 +191,9 @@ def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] |
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)  # the format pads the header to a multiple of 8 bytes with spaces
-    Path(path).write_bytes(len(text).to_bytes(8, "little") + text + data[8 + n:])
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        f.write(memoryview(data)[8 + n:])
 
 
 def read_config(directory: str | Path) -> dict:

@@ -289,10 +289,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"zoo: error: {_user_message(exc)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the reader went away (`zoo list | head -1`): stop quietly, as a shell tool does
-        with contextlib.suppress(Exception):  # and let Python's final flush of stdout write nowhere
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except BrokenPipeError as exc:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # stdout's reader went away (`zoo list | head -1`): stop quietly, as shell tools do
+            with contextlib.suppress(Exception):  # and let Python's final flush of stdout write nowhere
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        if debug:
+            raise
+        print(f"zoo: error: {exc}", file=sys.stderr)  # another pipe (a worker's) broke: say so
+        return 2
     except OSError as exc:  # a file the user named cannot be read or written: its path is in the message
         if debug:
             raise

@@ -179,9 +179,12 @@ def verify_all(keys: list[str] | None = None) -> list[tuple[str, str]]:
     out = []
     for key in keys or list(manifest):
         cached = cache_dir() / "weights" / manifest[key]["file"] if key in manifest else None
-        bad = cached is not None and cached.exists() and sha256_file(cached) != manifest[key]["sha256"]
+        if cached is not None and cached.exists() and sha256_file(cached) == manifest[key]["sha256"]:
+            out.append((key, "ok"))
+            continue
+        bad = cached is not None and cached.exists()
         try:
-            fetch(key)
+            fetch(key)  # a stale copy is replaced
             out.append((key, f"the cached copy {cached} did not match its sha256 (corrupt or tampered); fetched "
                              f"again, now verified" if bad else "ok"))
         except ZooError as exc:

@@ -53,7 +53,11 @@ def source_value(source: dict, root: Path) -> float:
 
 
 def stated_tolerance(value: float) -> float:
-    """Half a unit in the last decimal ``value`` is written with (0.8103 -> 5e-5; 27.24 -> 5e-3)."""
+    """Half a unit in the last decimal ``value`` is written with (0.8103 -> 5e-5; 27.24 -> 5e-3). A zero says
+    nothing about its decimals (YAML writes 0.0000 as 0.0): it is taken as written to 4, the manifest's precision
+    for fractions."""
+    if value == 0:
+        return 5e-5
     exponent = Decimal(repr(float(value))).as_tuple().exponent
     return 0.5 * 10.0 ** exponent + 1e-12
 

@@ -27,6 +27,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..devices import torch_device
 from ..errors import ZooError
 from ..precision import autocast_dtype
 from ..registry import load_object, paper_of
@@ -226,9 +227,7 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
     amp = autocast_dtype(precision)
     if warmup < 1 or iters < 1:
         raise ZooError("--warmup and --iters must be >= 1")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ZooError("--device cuda given but no CUDA device is available")
+    dev = torch_device(device)
     model = model if model is not None else load_bench_model(source, model_args)
     name = source or model.zoo_cfg["architecture"]
     adapter = adapter_for(model)

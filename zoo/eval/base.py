@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from .. import distributed
+from ..devices import torch_device
 from ..errors import ZooError
 from ..io import atomic_path, write_json
 from ..precision import autocast_dtype
@@ -165,25 +166,6 @@ def load_model(source: str):
     return from_pretrained(source)
 
 
-def _device(name) -> torch.device:
-    """The torch device ``name`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or a `ZooError` saying which there are."""
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ZooError(f"device {name!r} is not one this zoo runs on: use cpu, cuda (the current GPU), cuda:N "
-                       f"(GPU N) or mps (Apple silicon)")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ZooError("--device cuda given but no CUDA device is available")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ZooError(f"--device {name} given but this machine has {torch.cuda.device_count()} CUDA devices "
-                       f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ZooError("--device mps given but no MPS device is available")
-    return dev
-
-
 def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "32", batch_size: int = 256,
              num_workers: int = 2, json_out: str | Path | None = None, save_scores: str | Path | None = None,
              out_dir: str | Path | None = None, model=None, **options) -> dict:
@@ -202,7 +184,7 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
     """
     cls = get_task(task)
     t = cls(**options)
-    dev = _device(device)
+    dev = torch_device(device)
     with distributed.from_env() as sharded:
         if sharded and dev.type == "cuda":
             dev = torch.device("cuda", torch.cuda.current_device())

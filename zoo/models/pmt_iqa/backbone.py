@@ -97,6 +97,10 @@ class Backbone(nn.Module):
                 taps.append(x)
         return taps
 
+    def get_classifier(self) -> nn.Module:
+        """The layer giving the logits (timm's convention; what `zoo eval --task classification` looks for)."""
+        return self.net.get_classifier()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits [B, num_classes] (classifier form only)."""
         if self.net.num_classes == 0:

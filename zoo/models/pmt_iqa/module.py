@@ -98,7 +98,8 @@ class PMTIQAModule(pl.LightningModule):
         return self.model.forward_pooled([t.flatten(0, 1) for t in x], with_levels), x[0].shape[1]
 
     def on_fit_start(self) -> None:
-        """Check before any step that a progressive schedule has a number of epochs to progress over."""
+        """Check before the first training step (after the data's setup, which may build a crop cache) that a
+        progressive schedule has a number of epochs to progress over."""
         task_weights(self.hparams.schedule, 0, self.trainer.max_epochs,
                      (self.hparams.lambda_reg, self.hparams.lambda_cls))
 
