@@ -280,7 +280,7 @@ def check_image_input(model, args) -> None:
     """Forward pre-hook of the zoo's image models: the input must be a floating [B, C, H, W] tensor with the
     model's C channels (``model.input_spec["input_size"]``), in the weights' dtype unless autocast is on; anything
     else is one ZooError saying what to pass, instead of an error from deep inside a convolution. The spatial size
-    is not checked (most of the models take any)."""
+    is checked only for models whose spec says ``fixed_size`` (most of the models take any)."""
     import torch
 
     x = args[0] if args else None
@@ -295,6 +295,9 @@ def check_image_input(model, args) -> None:
     if not x.is_floating_point():
         raise ZooError(f"{name} takes float images normalised with model.input_spec's mean and std; got "
                        f"{x.dtype} (for 0-255 pixels: (x.float() / 255 - mean) / std)")
+    if model.input_spec.get("fixed_size") and tuple(x.shape[-2:]) != (h, w):
+        raise ZooError(f"{name} takes {h}x{w} images (its classifier is sized for them); got "
+                       f"{x.shape[-2]}x{x.shape[-1]}: resize them, or build the model with image_size to match")
     weight = next(model.parameters(), None)
     if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise ZooError(f"{name}'s weights are {weight.dtype} but the input is {x.dtype}: pass "
