@@ -179,9 +179,9 @@ def read_weights(path: str | Path) -> dict:
 
 
 def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """`safetensors.torch.save_file` with reproducible bytes: the same tensors and metadata always give the same
-    file, so a file's sha256 identifies its contents (safetensors writes the metadata map in a per-process random
-    order; here its keys are sorted)."""
+    """`safetensors.torch.save_file` with reproducible bytes, written atomically: the same tensors and metadata
+    always give the same file, so a file's sha256 identifies its contents (safetensors writes the metadata map in a
+    per-process random order; here its keys are sorted)."""
     from safetensors.torch import save
 
     data = save(tensors, metadata=metadata)
@@ -191,7 +191,7 @@ def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] |
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)  # the format pads the header to a multiple of 8 bytes with spaces
-    with open(path, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(len(text).to_bytes(8, "little") + text)
         f.write(memoryview(data)[8 + n:])
 
@@ -232,8 +232,7 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
                if isinstance(v, torch.Tensor)}
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_safetensors(tensors, tmp, metadata={"format": "pt", "architecture": cfg["architecture"]})
+    save_safetensors(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt", "architecture": cfg["architecture"]})
     config = {**cfg, "zoo_version": __version__, "weights_sha256": sha256_file(directory / WEIGHTS_NAME)}
     if metadata:
         config["metadata"] = metadata

@@ -85,7 +85,6 @@ class DistilledSet:
     def save(self, path: str | Path) -> Path:
         """Write the safetensors file atomically; returns ``path``."""
         from ...checkpoint import save_safetensors
-        from ...io import atomic_path
 
         tensors = {"images": self.images.detach().float().cpu().contiguous(),
                    "labels": self.labels.detach().long().cpu().contiguous()}
@@ -93,8 +92,7 @@ class DistilledSet:
             tensors["trigger"] = self.trigger.detach().float().cpu().contiguous()
             tensors["trigger_mask"] = self.trigger_mask.detach().float().cpu().contiguous()
         path = Path(path)
-        with atomic_path(path) as tmp:
-            save_safetensors(tensors, tmp, metadata=self.metadata())
+        save_safetensors(tensors, path, metadata=self.metadata())
         return path
 
     @classmethod

@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader
 
 from ...checkpoint import from_pretrained, save_pretrained, save_safetensors
 from ...errors import ZooError
-from ...io import atomic_path
 from .features import extract
 from .scorers import SCORERS, Features, Scorer
 
@@ -79,8 +78,7 @@ class OODDetector:
         for s in self.scorers:
             settings.append({"name": s.name, **s.settings()})
             tensors.update({f"{s.name}.{k}": v.detach().cpu().contiguous() for k, v in s.state().items()})
-        with atomic_path(directory / SCORERS_FILE) as tmp:
-            save_safetensors(tensors, tmp, metadata={"scorers": json.dumps(settings)})
+        save_safetensors(tensors, directory / SCORERS_FILE, metadata={"scorers": json.dumps(settings)})
         return directory
 
     @classmethod
