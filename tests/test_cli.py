@@ -253,6 +253,20 @@ def test_fit_names_its_run_folder_and_keeps_a_recipes_logs_in_it(shapes_data, tm
     assert list((root / "csv_logs").rglob("metrics.csv")) and not (tmp_path / "csv_logs").exists()
 
 
+def test_a_fit_failing_at_data_setup_removes_the_empty_run_folder_it_made(runs_dir, tmp_path, capsys):
+    """A wrong data path is found at the data's setup, after the run folder was named: no empty
+    ``runs/<config>/<timestamp>/lightning_logs/version_0`` is left; a folder the user gave is left alone."""
+    args = ["fit", "--config", SMALL, "--data.init_args.data", str(tmp_path / "nope"), "--data.init_args.num_workers",
+            "0", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "zoo: run folder" in err and "nope" in err.splitlines()[-1]
+    assert not (runs_dir / "resnet20_cifar10_small").exists()
+    given = tmp_path / "mine"
+    assert main([*args, "--trainer.default_root_dir", str(given)]) == 2
+    assert given.is_dir()
+
+
 def test_resume_from_last_checkpoint(shapes_data, tmp_path):
     root = tmp_path / "run"
     base = ["--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",

@@ -632,6 +632,17 @@ def test_progressive_schedule_under_a_step_bounded_trainer_names_both_ways_to_se
         trainer.fit(PMTIQAModule(model="pmt_iqa_efficientnet_lite0"), DataLoader(batch))
 
 
+def test_zoo_fit_checks_the_epochs_before_the_data_setup(monkeypatch, capsys):
+    """`zoo fit` asks the module's ``check_trainer`` before the data's setup (a cold crop cache takes minutes)."""
+    from zoo.data.iqa_datamodule import IQADataModule
+    from zoo.training.cli import main
+
+    monkeypatch.setattr(IQADataModule, "setup", lambda *args, **kwargs: pytest.fail("data set up before the check"))
+    with pytest.raises(ZooError, match=r"progressive schedule needs a positive number of epochs"):
+        main(["fit", "--config", "configs/pmt_iqa/efficientnet_lite0_biq2021_small.yaml", "--trainer.max_epochs",
+              "-1", "--trainer.max_steps", "3", "--trainer.enable_progress_bar", "false"])
+
+
 def test_module_and_forward_docstrings_summarise_and_give_shapes():
     from zoo.models.pmt_iqa.model import PMTIQA, PMTHeads
     from zoo.models.pmt_iqa.module import PMTIQAModule

@@ -11,8 +11,10 @@ model.safetensors) that `zoo.from_pretrained` loads.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -79,7 +81,7 @@ class ZooLightningCLI(LightningCLI):
             if ckpt == "last":  # a new run folder has nothing to resume: Lightning would warn and start afresh
                 raise ZooError("--ckpt_path last resumes the run in --trainer.default_root_dir; give that folder "
                                "(runs/<config name>/<timestamp> by default)")
-            cfg.trainer.default_root_dir = _run_dir(cfg.get("config") or [])
+            cfg.trainer.default_root_dir = self._new_run_dir = _run_dir(cfg.get("config") or [])
         root = cfg.trainer.default_root_dir
         _loggers_into(root, cfg.trainer.get("logger"))
         if not cfg.checkpoint.get("dirpath"):
@@ -89,8 +91,27 @@ class ZooLightningCLI(LightningCLI):
                            f"the newest checkpoint of --trainer.default_root_dir")
 
     def before_fit(self) -> None:
+        """Print the run folder, and let the module check the trainer (``check_trainer(trainer)``, e.g. that a
+        progressive schedule has epochs to progress over) before the data's setup, which may take minutes."""
         if self.trainer.is_global_zero:
             print(f"zoo: run folder {self.trainer.default_root_dir}", file=sys.stderr)
+        check = getattr(self.model, "check_trainer", None)
+        if callable(check):
+            check(self.trainer)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the verb; if it fails, remove the run folder this CLI made when nothing was written into it (a
+        mistake found at data setup leaves no empty ``runs/<config>/<timestamp>/lightning_logs/version_0``)."""
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            new = getattr(self, "_new_run_dir", None)
+            if new and self.trainer.is_global_zero and Path(new).is_dir() \
+                    and not any(p.is_file() for p in Path(new).rglob("*")):
+                shutil.rmtree(new, ignore_errors=True)
+                with contextlib.suppress(OSError):  # runs/<config>/ too, when this run was its only one
+                    Path(new).parent.rmdir()
+            raise
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a ZooError raised inside a constructor (jsonargparse wraps it) is

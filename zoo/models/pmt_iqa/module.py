@@ -97,11 +97,15 @@ class PMTIQAModule(pl.LightningModule):
             return self.model(x.flatten(0, 1), with_levels), x.shape[1]
         return self.model.forward_pooled([t.flatten(0, 1) for t in x], with_levels), x[0].shape[1]
 
+    def check_trainer(self, trainer: pl.Trainer) -> None:
+        """Raise a ZooError unless a progressive schedule has a number of epochs (``trainer.max_epochs``) to
+        progress over. `zoo fit` calls it before the data's setup (which may build a crop cache for minutes)."""
+        task_weights(self.hparams.schedule, 0, trainer.max_epochs, (self.hparams.lambda_reg, self.hparams.lambda_cls))
+
     def on_fit_start(self) -> None:
-        """Check before the first training step (after the data's setup, which may build a crop cache) that a
-        progressive schedule has a number of epochs to progress over."""
-        task_weights(self.hparams.schedule, 0, self.trainer.max_epochs,
-                     (self.hparams.lambda_reg, self.hparams.lambda_cls))
+        """The same check for a ``Trainer.fit`` called from Python (no Lightning hook runs before the data's setup
+        on every rank)."""
+        self.check_trainer(self.trainer)
 
     def training_step(self, batch, batch_idx):
         x, score, level, _ = batch
