@@ -267,6 +267,15 @@ def test_a_fit_failing_at_data_setup_removes_the_empty_run_folder_it_made(runs_d
     assert given.is_dir()
 
 
+def test_fit_prints_no_lightning_advertisement_or_tensorboard_notice(tmp_path):
+    env = {**os.environ, "ZOO_RUNS_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "zoo", "fit", "--config", SMALL, "--data.init_args.data", str(tmp_path / "nope"),
+           "--trainer.enable_progress_bar", "false"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2 and "zoo: run folder" in out.stderr and "nope" in out.stderr, out.stderr[-2000:]
+    assert "litlogger" not in out.stderr and "tensorboardX" not in out.stderr
+
+
 def test_resume_from_last_checkpoint(shapes_data, tmp_path):
     root = tmp_path / "run"
     base = ["--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",

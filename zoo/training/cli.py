@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import re
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -142,9 +144,18 @@ _NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subt
                     r"'NoneType'>|Given value type:)")
 
 
+def _quiet_lightning_notices() -> None:
+    """Drop two Lightning notices that say nothing about the run: the advertisement for its cloud logger, and the
+    warning that `tensorboardX` is not installed (the default logger is then a CSVLogger in the run folder)."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage())
+    warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
+
+
 def main(args: list[str] | None = None) -> ZooLightningCLI:
     """Run LightningCLI; a usage error (a missing config file, an option a class does not accept) is one ZooError
     line instead of the full usage text."""
+    _quiet_lightning_notices()
     try:
         return ZooLightningCLI(args=args)
     except argparse.ArgumentError as exc:
