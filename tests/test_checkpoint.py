@@ -106,7 +106,27 @@ def test_from_pretrained_rejects_wrong_architecture(tmp_path):
     out = zoo.save_pretrained(zoo.create_model("knn_ood_resnet56"), tmp_path / "m")
     cfg = (out / "config.json").read_text().replace("knn_ood_resnet56", "knn_ood_resnet20")
     (out / "config.json").write_text(cfg)
-    with pytest.raises(ZooError, match="weights do not fit"):
+    with pytest.raises(ZooError, match=r"holds knn_ood_resnet56 weights but .*config.json names knn_ood_resnet20"):
+        zoo.from_pretrained(out)
+
+
+def test_a_wrong_file_lists_a_few_keys_and_how_many_more():
+    m = zoo.create_model("knn_ood_resnet20")
+    with pytest.raises(ZooError) as exc:
+        load_state_dict(m, {f"net.{i}.weight": torch.zeros(1) for i in range(300)})
+    msg = str(exc.value)
+    assert len(msg) < 1500 and f"missing in file ({len(m.state_dict())})" in msg and "... and 292 more" in msg
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("null", "needs an object with 'architecture'"),
+    ('{"architecture": 5}', "needs an object with 'architecture'"),
+    ('{"architecture": "knn_ood_resnet20", "model_args": [1]}', "'model_args' must be an object"),
+])
+def test_a_malformed_config_json_is_one_error(text, needle, tmp_path):
+    out = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    (out / "config.json").write_text(text)
+    with pytest.raises(ZooError, match=needle):
         zoo.from_pretrained(out)
 
 

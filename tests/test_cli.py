@@ -165,8 +165,10 @@ def test_list_and_info(capsys):
      "argument --ood-subset: 0 is less than 1"),
     (["eval", "knn_ood_resnet20", "--task", "ood", "--id-data", "x", "--ood", "y", "--scorers", ","],
      "no scorer named"),
-    (["convert", "knn_ood", "--src", "/no/such.th", "--out", "/tmp/x"], "does not exist"),
-    (["convert", "knn_ood", "--src", "README.md", "--out", "/tmp/x"], "not a PyTorch checkpoint"),
+    (["convert", "knn_ood", "--src", "/no/such.th", "--out", "/no/such/out"], "does not exist"),
+    (["convert", "knn_ood", "--src", "README.md", "--out", "/no/such/out"], "not a PyTorch checkpoint"),
+    (["convert", "knn_ood", "--src", "zoo", "--out", "/no/such/out"], "checkpoint zoo is a folder: give the"),
+    (["convert", "knn_ood", "--src", "README.md", "--out", "zoo"], "--out zoo already exists and is not an empty"),
     (["fit", "--config", SMALL, "--ckpt_path", "/no/such.ckpt", "--trainer.fast_dev_run", "1"],
      "--ckpt_path /no/such.ckpt does not exist"),
     (["fit", "--config", SMALL, "--ckpt_path", "last", "--trainer.fast_dev_run", "1"],
@@ -331,6 +333,23 @@ def test_download_of_a_bare_name_fetches_its_default_tag(tmp_path, monkeypatch, 
     assert main(["download", "knn_ood_resnet20"]) == 0
     key, path = capsys.readouterr().out.strip().split(": ")
     assert key == "knn_ood_resnet20.cifar10" and path.startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--json", ""], "--json needs a file path"),
+    (["--json", "{tmp}"], "is a folder: give a file path, e.g. {tmp}/result.json"),
+    (["--json", "{tmp}/afile/r.json"], "--json: {tmp}/afile is a file"),
+    (["--out-dir", "{tmp}/afile/sub"], "--out-dir: {tmp}/afile is a file"),
+    (["--save-scores", "{tmp}/afile"], "--save-scores: {tmp}/afile is a file"),
+])
+def test_eval_refuses_unwritable_outputs_before_loading_the_model(flags, needle, tmp_path, monkeypatch, capsys):
+    from zoo.eval.base import EvalTask
+
+    monkeypatch.setattr(EvalTask, "load", lambda *args: pytest.fail("the model was loaded"))
+    (tmp_path / "afile").write_text("x")
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    assert main(["eval", "knn_ood_resnet20.cifar10", "--task", "classification", "--data", "d", *flags]) == 2
+    assert needle.format(tmp=tmp_path) in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--out", "--out-dir"])

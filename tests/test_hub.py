@@ -2,7 +2,11 @@
 
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
+import time
 from functools import partial
 
 import pytest
@@ -21,6 +25,14 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append(self.path)
+        if self.path.startswith("/slow/"):  # half the body, then a stall: the client is killed meanwhile
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+            self.wfile.flush()
+            time.sleep(5)
+            return
         if self.path.startswith("/truncated/"):
             body = PAYLOAD[: len(PAYLOAD) // 2]
             self.send_response(200)
@@ -141,3 +153,40 @@ def test_manifest_urls_and_hashes_are_checked_on_load(tmp_path):
 def test_a_malformed_url_is_one_mirror_failing(tmp_path):
     with pytest.raises(ZooError, match="could not get w.safetensors: no-scheme/w.safetensors: unknown url type"):
         download("w.safetensors", ["no-scheme/w.safetensors"], SHA, None, dest_dir=tmp_path / "c")
+
+
+def test_a_download_killed_midway_leaves_a_partial_the_next_one_removes(server, tmp_path):
+    """SIGKILL skips every clean-up; the temporary file names its host and process, so the next writer of the same
+    file sees that its writer is gone and removes it."""
+    _, url = server
+    cache = tmp_path / "cache"
+    code = (f"from zoo.hub import download; download('w.safetensors', ['{url}/slow/w.safetensors'], '{SHA}', "
+            f"{len(PAYLOAD)}, dest_dir=__import__('pathlib').Path('{cache}'))")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not list(cache.glob(".w.safetensors.*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the stalled read
+    proc.kill()
+    proc.wait()
+    assert [p.name.endswith(".partial") for p in cache.iterdir()] == [True]
+    path = download("w.safetensors", [f"{url}/w.safetensors"], SHA, len(PAYLOAD), dest_dir=cache)
+    assert [p.name for p in cache.iterdir()] == [path.name]
+
+
+def test_only_dead_or_day_old_partials_are_swept(tmp_path):
+    from zoo.io import atomic_path, partial_prefix
+
+    dest = tmp_path / "r.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host_dead = tmp_path / partial_prefix(dest).replace(f"-{os.getpid()}.", f"-{int(dead.stdout)}.")
+    mine = tmp_path / f"{partial_prefix(dest)}abc.partial"  # this process: alive
+    young, old = tmp_path / ".r.json.x1y2.partial", tmp_path / ".r.json.z3w4.partial"  # no host: by age
+    other = tmp_path / f".q.json.{partial_prefix(dest).split('.', 3)[-1]}k.partial"
+    for p in (host_dead.with_name(host_dead.name + "d.partial"), mine, young, old, other):
+        p.write_text("x")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    with atomic_path(dest) as tmp:
+        tmp.write_text("{}")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([mine.name, young.name, other.name, "r.json"])

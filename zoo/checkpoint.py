@@ -45,13 +45,18 @@ class LoadReport:
             return f"{self.source}: all keys loaded"
         parts = []
         if self.missing:
-            parts.append(f"missing in file ({len(self.missing)}): {', '.join(self.missing)}")
+            parts.append(f"missing in file ({len(self.missing)}): {_first(self.missing)}")
         if self.unexpected:
-            parts.append(f"unexpected in file ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+            parts.append(f"unexpected in file ({len(self.unexpected)}): {_first(self.unexpected)}")
         if self.mismatched:
-            parts.append("shape mismatch: " + ", ".join(f"{k} model {tuple(a)} vs file {tuple(b)}"
-                                                        for k, a, b in self.mismatched))
+            parts.append("shape mismatch: " + _first([f"{k} model {tuple(a)} vs file {tuple(b)}"
+                                                      for k, a, b in self.mismatched]))
         return f"{self.source}: " + "; ".join(parts)
+
+
+def _first(items: list[str], n: int = 8) -> str:
+    """The first ``n`` items joined, and how many more there are (a wrong file can differ in hundreds of keys)."""
+    return ", ".join(items[:n]) + (f", ... and {len(items) - n} more" if len(items) > n else "")
 
 
 def _matches(key: str, patterns) -> bool:
@@ -92,6 +97,9 @@ def read_foreign(path: str | Path) -> dict:
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise ZooError(f"checkpoint {path} is a folder: give the checkpoint file itself (a .pth, .pt, .ckpt, .bin "
+                       f"or .safetensors file)")
     if not path.is_file():
         raise ZooError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
@@ -206,8 +214,12 @@ def read_config(directory: str | Path) -> dict:
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ZooError(f"{path} is not valid JSON ({exc})") from None
-    if "architecture" not in cfg:
-        raise ZooError(f"{path} lacks 'architecture'")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("architecture"), str):
+        raise ZooError(f"{path} is not a zoo config: it needs an object with 'architecture' (a model name from "
+                       f"`zoo list`); save the model again with zoo.save_pretrained")
+    if not isinstance(cfg.get("model_args", {}), dict):
+        raise ZooError(f"{path}: 'model_args' must be an object of keyword arguments, got "
+                       f"{type(cfg['model_args']).__name__}")
     return cfg
 
 
@@ -263,6 +275,21 @@ def _default_card(config: dict) -> str:
     )
 
 
+def _check_weights_architecture(weights: Path, architecture: str) -> None:
+    """Refuse weights whose safetensors metadata (written by `save_pretrained`) names another architecture than the
+    folder's ``config.json``: a config copied from another model's folder."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), "pt") as f:
+            recorded = (f.metadata() or {}).get("architecture")
+    except (SafetensorError, OSError) as exc:
+        raise ZooError(f"cannot read {weights}: corrupt or truncated safetensors file ({exc})") from None
+    if recorded and recorded != architecture:
+        raise ZooError(f"{weights} holds {recorded} weights but {weights.parent / CONFIG_NAME} names {architecture}: "
+                       f"the two files come from different models; save the model again")
+
+
 def from_pretrained(source: str | Path):
     """A model from a folder written by `save_pretrained`, or from a manifest ``name.tag``."""
     from .registry import create_model
@@ -277,6 +304,7 @@ def from_pretrained(source: str | Path):
         if expected and sha256_file(weights) != expected:
             raise ZooError(f"{weights} does not match the sha256 recorded in its {CONFIG_NAME} (the file is corrupt "
                            f"or was replaced); save the model again")
+        _check_weights_architecture(weights, cfg["architecture"])
         model = create_model(cfg["architecture"], pretrained=str(weights), **cfg.get("model_args", {}))
         model.zoo_cfg = {**model.zoo_cfg, "tag": cfg.get("tag")}
         return model

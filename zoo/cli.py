@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from .argtypes import non_negative_int, positive_int
 from .errors import ZooError
@@ -94,7 +95,8 @@ def _convert_parser(argv):
     p = _Parser(prog="zoo convert")
     p.add_argument("paper", help="paper id (see `zoo list`)")
     p.add_argument("--src", required=True, help="the authors' checkpoint")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (new or empty, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace the files of an existing --out folder")
     return p
 
 
@@ -104,6 +106,10 @@ def _cmd_convert(a):
     paper = get_paper(a.paper)
     if not paper.converter:
         raise ZooError(f"paper {paper.id} has no converter")
+    out = Path(a.out)
+    if not a.force and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
+        raise ZooError(f"--out {out} already exists and is not an empty folder: choose a new folder, or pass --force "
+                       f"to replace its model files")
     out = load_object(paper.converter)(a.src, a.out)
     print(f"wrote {out}; load it with zoo.from_pretrained({str(out)!r})")
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
 from .errors import ZooError
-from .io import publish_file
+from .io import make_partial, publish_file
 
 REQUIRED_FIELDS = ("file", "sha256", "size", "urls", "license", "recipe", "results")
 URL_SCHEMES = ("https://", "http://", "file:")
@@ -107,12 +106,11 @@ def _resolve_url(url: str, base: Path) -> str:
 
 def _copy_verified(url: str, dest: Path, sha256: str, size: int | None, timeout: float) -> None:
     """Stream ``url`` into a temporary file beside ``dest``; rename it into place only if size and hash match."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    tmp = make_partial(dest)
     try:
         h = hashlib.sha256()
         n = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 h.update(chunk)

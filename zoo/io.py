@@ -5,24 +5,73 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_HOST = socket.gethostname()
+_STALE_AFTER_S = 86400.0  # a temporary file of another host (a shared cache) is removed after a day untouched
+
+
+def partial_prefix(dest: Path) -> str:
+    """The name prefix of ``dest``'s temporary siblings (``.<name>.<host>-<pid>.``), then ``<random>.partial``:
+    the host and process say whether the writer is still alive."""
+    return f".{dest.name}.{_HOST}-{os.getpid()}."
+
+
+def sweep_partials(dest: Path) -> None:
+    """Remove temporary siblings of ``dest`` that a killed writer left: those of a process of this host that is no
+    longer running, and any not touched for a day (another host's, or one named before hosts were recorded)."""
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.(?:(.+)-(\d+)\.)?[^.]+\.partial")
+    with contextlib.suppress(OSError):
+        for tmp in dest.parent.iterdir():
+            m = pattern.fullmatch(tmp.name)
+            if not m:
+                continue
+            if m.group(1) == _HOST:
+                stale = not _alive(int(m.group(2)))
+            else:
+                try:
+                    stale = time.time() - tmp.lstat().st_mtime > _STALE_AFTER_S
+                except OSError:
+                    continue
+            if stale:
+                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def make_partial(dest: Path, *, folder: bool = False) -> Path:
+    """Create (after sweeping stale ones) an empty temporary file, or folder, beside ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sweep_partials(dest)
+    if folder:
+        return Path(tempfile.mkdtemp(prefix=partial_prefix(dest), suffix=".partial", dir=dest.parent))
+    fd, tmp = tempfile.mkstemp(prefix=partial_prefix(dest), suffix=".partial", dir=dest.parent)
+    os.close(fd)
+    return Path(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
+    tmp = make_partial(path)
     try:
-        yield Path(tmp)
+        yield tmp
         publish_file(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -45,8 +94,7 @@ def write_dir_once(dest: str | Path, fill) -> Path:
     dest = Path(dest)
     if dest.is_dir():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    tmp = make_partial(dest, folder=True)
     try:
         fill(tmp)
         try:

