@@ -3,6 +3,7 @@ iqa`, the benchmark adapter and the protocol's bookkeeping."""
 
 import csv
 import json
+import math
 import re
 
 import numpy as np
@@ -493,6 +494,38 @@ def test_iqa_eval_errors_are_one_line(tmp_path, lite0, capsys):
     assert "needs a PMT-IQA model" in capsys.readouterr().err
 
 
+def test_iqa_eval_refuses_undefined_correlations_and_writes_no_nan(tmp_path, lite0, capsys, monkeypatch):
+    """Constant scores gave 'SRCC nan', exit status 0 and '"srcc": NaN' in the JSON. Constant or too few scores, and
+    a split the data lacks, are refused before any image is scored; constant predictions after, with no JSON."""
+    from zoo.cli import main
+    from zoo.models.pmt_iqa.iqa_task import IQATask
+
+    zoo.save_pretrained(lite0, tmp_path / "m")
+    data, out = _eval_folder(tmp_path), tmp_path / "r" / "iqa.json"
+    argv = ["eval", str(tmp_path / "m"), "--task", "iqa", "--num-workers", "0", "--crops", "1", "--json", str(out),
+            "--data", str(data)]
+    real_score = IQATask.score
+    monkeypatch.setattr(IQATask, "score", lambda self, batch: pytest.fail("scored images before refusing the data"))
+    cases = [([[f"{i}.jpg", 0.5] for i in range(6)], [],
+              r"all 6 scores of .*data \[all\] are 0\.5, and a correlation with a constant is undefined"),
+             ([["0.jpg", 0.1], ["1.jpg", 0.2]], [], r"correlations need at least 3 images, got 2 scores of"),
+             ([[f"{i}.jpg", i / 5, "Test"] for i in range(6)], ["split"],
+              r"has no rows in split 'test' \(its split labels: 'Test'\)")]
+    for rows, extra, message in cases:
+        with open(data / "scores.csv", "w", newline="") as f:
+            csv.writer(f).writerows([["img_name", "score", *extra], *rows])
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err) and len(err.strip().splitlines()) == 1 and not out.exists()
+    with open(data / "scores.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["img_name", "score"], *[[f"{i}.jpg", i / 5] for i in range(6)]])
+    monkeypatch.setattr(IQATask, "score", real_score)
+    monkeypatch.setattr(type(lite0), "predict", lambda self, x: torch.full((x.shape[0],), 0.25))
+    assert main(argv) == 2
+    assert "all 6 predictions are 0.25, and a correlation with a constant is undefined" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------- benchmark and protocol
 
 
@@ -586,13 +619,27 @@ def test_the_manifest_recipe_remakes_the_published_weights_from_a_cold_cache(tmp
 def test_protocol_selects_on_validation_and_reports_medians():
     hist = [{"epoch": 0, "val_srcc": 0.5, "test_srcc": 0.60, "test_plcc": 0.61},
             {"epoch": 1, "val_srcc": 0.7, "test_srcc": 0.65, "test_plcc": 0.66},
-            {"epoch": 2, "val_srcc": float("nan"), "test_srcc": 0.80, "test_plcc": 0.81},
-            {"epoch": 3, "val_srcc": 0.6, "test_srcc": 0.70, "test_plcc": 0.71}]
+            {"epoch": 2, "val_srcc": None, "test_srcc": 0.80, "test_plcc": 0.81},  # None: undefined (collapsed)
+            {"epoch": 3, "val_srcc": 0.6, "test_srcc": None, "test_plcc": None},
+            {"epoch": 4, "val_srcc": 0.1, "test_srcc": 0.70, "test_plcc": 0.71}]
     s = summarise(hist)
     assert (s["selected_srcc"], s["selected_epoch"], s["last_srcc"], s["best_test_srcc"]) == (0.65, 1, 0.70, 0.80)
     rows = [{"variant": "pmt", **s}, {"variant": "pmt", **s, "selected_srcc": 0.5},
             {"variant": "pmt", **s, "selected_srcc": 0.9}]
     assert medians(rows)[0]["selected_srcc"] == 0.65 and medians(rows)[0]["rounds"] == 3
+
+
+def test_a_collapsed_model_logs_no_validation_metrics_and_is_not_selected(monkeypatch):
+    """Constant predictions (a collapsed model early in training) have no correlation: the epoch is skipped with a
+    warning, not stopped by the metrics' refusal, and ``val_srcc`` says it was undefined."""
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    module = PMTIQAModule(model="pmt_iqa_efficientnet_lite0")
+    monkeypatch.setattr(module, "_gathered", lambda: (torch.full((5,), 0.3), torch.rand(5)))
+    monkeypatch.setattr(PMTIQAModule, "trainer", type("T", (), {"sanity_checking": False})(), raising=False)
+    with pytest.warns(UserWarning, match="all 5 images the score 0.3; SRCC and PLCC are undefined"):
+        module.on_validation_epoch_end()
+    assert module.val_srcc is None and module.best_val_srcc == -math.inf
 
 
 # ---------------------------------------------------------------- user errors of the Python API

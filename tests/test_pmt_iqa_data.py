@@ -70,7 +70,12 @@ def test_logistic_fit_recovers_the_curve_and_straightens_plcc():
 
 
 def test_metric_errors_and_constant_input():
-    assert np.isnan(srcc(np.ones(5), np.arange(5.0)))
+    """A constant side has no correlation: every metric refuses it, naming the side, instead of returning NaN."""
+    for metric in (srcc, plcc, krcc, iqa_metrics):
+        with pytest.raises(ZooError, match=r"all 5 predictions are 1, and a correlation with a constant is undef"):
+            metric(np.ones(5), np.arange(5.0))
+        with pytest.raises(ZooError, match=r"all 5 scores are 0\.5, .*score a set of images whose true scores"):
+            metric(np.arange(5.0), np.full(5, 0.5))
     with pytest.raises(ZooError, match="4 predictions for 5 scores"):
         srcc(np.ones(4), np.ones(5))
     with pytest.raises(ZooError, match="at least 3"):
@@ -372,3 +377,137 @@ def test_unknown_split_suggests_the_close_name(tmp_path):
         IQADataModule(split="kfold")
     (tmp_path / "s.pkl").write_bytes(pickle.dumps({1: {"train": [0], "test": [1]}}))
     assert IQADataModule(split=str(tmp_path / "s.pkl")).hparams.split == str(tmp_path / "s.pkl")
+
+
+# ---------------------------------------------------------------- user CSVs: one clear error, never a wrong number
+
+
+def test_non_finite_scores_are_refused_at_read_time_naming_the_row(tmp_path):
+    """'nan' and 'inf' parse as floats; they were only caught after inference, naming no row."""
+    from scipy.io import savemat
+
+    for value in ("nan", "inf", "-Infinity"):
+        _write_csv(tmp_path / "mos.csv", ["image", "mos"], [["a.png", "0.2"], ["b.png", value], ["c.png", "0.4"]])
+        with pytest.raises(ZooError, match=rf"mos\.csv, row 3: score '{value}' is not a finite number"):
+            read_table(tmp_path)
+    livec = tmp_path / "livec"
+    (livec / "Data").mkdir(parents=True)
+    names = np.array([[np.array([f"t{i}.bmp"])] for i in range(9)], dtype=object)
+    savemat(livec / "Data" / "AllImages_release.mat", {"AllImages_release": names})
+    savemat(livec / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.array([[50.0] * 8 + [np.nan]])})
+    with pytest.raises(ZooError, match=r"AllMOS_release\.mat, entry 9: score nan is not a finite number"):
+        read_table(livec)
+
+
+def test_an_image_listed_twice_is_refused_naming_its_rows(tmp_path):
+    """8 images + 3 repeated rows counted as 11 and changed the SRCC; references may repeat, images may not."""
+    _write_csv(tmp_path / "m.csv", ["image", "mos"], [["a.png", "1"], ["b.png", "2"], ["a.png", "1"], ["c.png", "3"]])
+    with pytest.raises(ZooError, match=r"image .*a\.png is listed 2 times by dataset .*m\.csv, row 2; .*m\.csv, "
+                                       r"row 4\); each image takes one row"):
+        read_table(tmp_path)
+    _write_csv(tmp_path / "m.csv", ["image", "mos"], [["a.png", "1"], ["images/a.png", "2"], ["b.png", "3"]])
+    _image(tmp_path / "images" / "a.png")  # both names resolve to images/a.png
+    with pytest.raises(ZooError, match=r"a\.png is listed 2 times"):
+        read_table(tmp_path)
+    biq = _layouts(tmp_path / "layouts")["biq2021"]  # one image in Train.csv and Test.csv: a leak
+    _write_csv(biq / "Test.csv", ["Image Name", "MOS"], [["ss03 (9).jpg", "0.5"]])
+    with pytest.raises(ZooError, match=r"ss03 \(9\)\.jpg is listed 2 times .*Train\.csv, row 3; .*Test\.csv, row 2"):
+        read_table(biq)
+
+
+def test_scores_outside_the_declared_scale_are_refused_not_clamped(tmp_path):
+    """mos_0_1 scores up to 2.0 became levels [0, 9, 9, ...]; rounding at the ends still clamps."""
+    _write_csv(tmp_path / "m.csv", ["image", "mos_0_1"], [["a.png", "0"], ["b.png", "1.0004"], ["c.png", "1.5"],
+                                                          ["d.png", "2.0"]])
+    t = read_table(tmp_path)
+    with pytest.raises(ZooError, match=r"m\.csv, row 4: score 1\.5 is outside the score scale \[0, 1\] of dataset "
+                                       r".* \(2 of 4 scores are\); .*score_range: \[low, high\]"):
+        t.levels(10)
+    assert t.subset([0, 1]).levels(10).tolist() == [0, 9]
+    assert read_table(tmp_path, score_range=[0, 2]).levels(10).tolist() == [0, 5, 7, 9]
+    with pytest.raises(ZooError, match=r"score_range \[2, 1\] is empty"):
+        read_table(tmp_path, score_range=[2, 1])
+    spec = {"input_size": [3, 64, 64], "mean": [0.5] * 3, "std": [0.5] * 3}
+    for name in "abcd":
+        _image(tmp_path / "images" / f"{name}.png", size=(64, 64))
+    dm = IQADataModule(str(tmp_path), split="random", test_fraction=0.25, val_fraction=0.25, num_workers=0,
+                       input_spec=spec, num_levels=10)
+    with pytest.raises(ZooError, match=r"row 4: score 1\.5 is outside the score scale \[0, 1\]"):
+        dm.setup("fit")
+
+
+def test_csv_in_latin1_is_one_error_naming_the_line_and_the_fix(tmp_path):
+    (tmp_path / "m.csv").write_bytes("image,mos,note\na.png,1,ok\nb.png,2,café\n".encode("latin-1"))
+    with pytest.raises(ZooError, match=r"m\.csv, line 3: byte 0xe9 is not UTF-8 .*save the file as UTF-8"):
+        read_table(tmp_path)
+    (tmp_path / "m.csv").write_bytes("\ufeffimage,mos,note\na.png,1,ok\nb.png,2,café\n".encode("utf-8"))
+    assert read_table(tmp_path).scores.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("text", ["image, mos\na.png, 0.5\nb.png, 0.7\n", "Image,MOS\na.png,0.5\nb.png,0.7\n",
+                                  "image;mos\na.png;0.5\nb.png;0.7\n", "image\tmos\r\na.png\t0.5\r\nb.png\t0.7\r\n",
+                                  "image,mos\na.png,0.5\n\n,\nb.png,0.7\n,,\n"])
+def test_csv_spaces_case_delimiters_and_blank_rows(tmp_path, text):
+    """Header spaces, upper case, ';' and tab separators, CRLF and empty rows read as the plain CSV does."""
+    (tmp_path / "m.csv").write_text(text)
+    t = read_table(tmp_path)
+    assert [p.name for p in t.paths] == ["a.png", "b.png"] and t.scores.tolist() == [0.5, 0.7]
+
+
+def test_csv_row_errors_name_the_real_line(tmp_path):
+    """Row numbers are line numbers (blank lines counted); short, overlong and nameless rows are refused."""
+    cases = [("image,mos\na.png,0.5\n\n\nb.png,x\n", r"row 5: score 'x' is not a number"),
+             ("image,mos\na.png,0.5\nb.png\n", r"row 3 has 1 cell\(s\) for the 2 columns .*fill in its missing cells"),
+             ("image,mos\na.png,0,53\n", r"row 2 has 3 cell\(s\) .*quote a cell that holds the separator"),
+             ("image,mos\n,0.5\n", r"row 2: the image name is empty"),
+             ('image,mos\na.png,"0,53"\n', r"row 2: score '0,53' is not a number \(write the decimal with a point"),
+             ("image,quality\na.png,1\n", r"no score column found .*columns: 'image', 'quality'\)")]
+    for text, message in cases:
+        (tmp_path / "m.csv").write_text(text)
+        with pytest.raises(ZooError, match=message):
+            read_table(tmp_path)
+    (tmp_path / "m.csv").unlink()
+    (tmp_path / "scores.txt").write_text("image\tmos\na.png\t1\n")
+    with pytest.raises(ZooError, match=r"found none \(the folder has scores\.txt\); .*--csv FILE"):
+        read_table(tmp_path)
+    assert read_table(tmp_path, csv_path=tmp_path / "scores.txt").scores.tolist() == [1.0]
+
+
+def test_a_layout_file_without_its_columns_is_one_error(tmp_path):
+    """A user's own Test.csv made the folder look like BIQ2021 and failed with KeyError: 'Image Name'."""
+    _write_csv(tmp_path / "Train.csv", ["image", "mos"], [["a.png", "1"]])
+    _write_csv(tmp_path / "Test.csv", ["image", "mos"], [["b.png", "2"]])
+    with pytest.raises(ZooError, match=r"Train\.csv has no column 'Image Name' \(columns: 'image', 'mos'\); .*"
+                                       r"--layout csv --csv .*Train\.csv"):
+        read_table(tmp_path)
+    assert read_table(tmp_path, layout="csv", csv_path=tmp_path / "Test.csv").scores.tolist() == [2.0]
+
+
+def test_missing_or_folder_image_names_its_row(tmp_path):
+    _image(tmp_path / "images" / "a.png")
+    _write_csv(tmp_path / "m.csv", ["image", "mos"], [["a.png", "1"], ["images", "2"], ["gone.png", "3"]])
+    with pytest.raises(ZooError, match=r"images listed by dataset .* is a folder, not an image file \(.*m\.csv, row 3; "
+                                       r"and 1 more\)"):
+        read_table(tmp_path).check_files()
+
+
+def test_datamodule_refuses_bad_subsets_resize_and_constant_or_missing_parts(tmp_path):
+    spec = {"input_size": [3, 64, 64], "mean": [0.5] * 3, "std": [0.5] * 3}
+    with pytest.raises(ZooError, match=r"train_subset=0: a subset takes at least 1 row"):
+        IQADataModule(train_subset=0)
+    for i in range(8):
+        _image(tmp_path / "images" / f"{i}.png", size=(64, 64), seed=i)
+    rows = [[f"{i}.png", i / 8, "test" if i >= 4 else "train"] for i in range(8)]
+    _write_csv(tmp_path / "m.csv", ["image", "mos_0_1", "split"], rows)
+    common = {"data": str(tmp_path), "split": "official", "val_fraction": 0.25, "num_workers": 0,
+              "input_spec": spec, "num_levels": 10}
+    with pytest.raises(ZooError, match=r"resize \[0, 64\] is not a size"):
+        IQADataModule(**common, resize=[0, 64]).setup("fit")
+    rows = [[r[0], 0.5 if r[2] == "test" else r[1], r[2]] for r in rows]
+    _write_csv(tmp_path / "m.csv", ["image", "mos_0_1", "split"], rows)
+    with pytest.raises(ZooError, match=r"all 4 images of the test part have score 0\.5, so its correlations are "
+                                       r"undefined"):
+        IQADataModule(**common).setup("fit")
+    _write_csv(tmp_path / "m.csv", ["image", "mos_0_1", "split"], [[r[0], r[1], "train"] for r in rows])
+    with pytest.raises(ZooError, match=r"the official split has no 'test' rows \(its labels: train\)"):
+        IQADataModule(**common).setup("fit")

@@ -77,6 +77,8 @@ class IQACrops(Dataset):
 
     def __init__(self, table: IQATable, rows, levels: torch.Tensor, size: int, mean, std, crops: int,
                  train: bool, resize=None, seed: int = 0):
+        if resize is not None and (len(resize) != 2 or min(int(v) for v in resize) < 1):
+            raise ZooError(f"resize {list(resize)} is not a size; give [H, W], two positive pixel counts")
         self.table, self.rows, self.levels = table, np.asarray(rows, dtype=np.int64), levels
         self.size, self.crops, self.train, self.resize, self.seed = size, crops, train, resize, seed
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
@@ -141,6 +143,11 @@ class IQADataModule(SplitDataModule):
         super().__init__()
         if crops < 1 or test_crops < 1:
             raise ZooError(f"crops and test_crops must be >= 1, got {crops} and {test_crops}")
+        subsets = {"train_subset": train_subset, "val_subset": val_subset, "test_subset": test_subset}
+        bad = {k: v for k, v in subsets.items() if v is not None and v < 1}
+        if bad:
+            raise ZooError(f"{', '.join(f'{k}={v}' for k, v in bad.items())}: a subset takes at least 1 row; "
+                           f"leave it unset (null) to use the whole part")
         if split not in SPLITS and not Path(split).is_file():
             close = difflib.get_close_matches(split, SPLITS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -181,6 +188,7 @@ class IQADataModule(SplitDataModule):
         self.table = read_table(hp.data, hp.layout, hp.csv, hp.image_col, hp.score_col, hp.score_range)
         self.table.check_files()
         self.rows = self.split_rows(self.table)
+        self.check_eval_scores()
         levels = torch.from_numpy(self.table.levels(num_levels))
         size = spec["input_size"][-1]
 
@@ -189,6 +197,16 @@ class IQADataModule(SplitDataModule):
                             hp.crops if train else hp.test_crops, train, hp.resize, hp.crop_seed)
 
         self.train_set, self.val_set, self.test_set = crops("train", True), crops("val", False), crops("test", False)
+
+    def check_eval_scores(self) -> None:
+        """Refuse a validation or test part of 3 or more images whose scores are all equal: its SRCC / PLCC would
+        be undefined (parts of 1 or 2 images get no correlations at all)."""
+        for part in ("val", "test"):
+            scores = self.table.scores[self.rows[part]]
+            if len(scores) >= 3 and (scores == scores[0]).all():
+                raise ZooError(f"{self.table.name}: all {len(scores)} images of the {part} part have score "
+                               f"{scores[0]:g}, so its correlations are undefined; use more {part} rows "
+                               f"({part}_subset), another split or seed, or data whose scores differ")
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         hp = self.hparams

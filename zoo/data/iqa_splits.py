@@ -67,6 +67,10 @@ def official_split(table: IQATable, val_fraction: float = 0.1, seed: int = 123) 
         raise ZooError(f"{table.name}: unknown split labels {unknown}; label rows train, val or test")
     labels = np.where(labels == "validation", "val", labels)
     out = {p: np.flatnonzero(labels == p) for p in PARTS}
+    empty = [p for p in ("train", "test") if len(out[p]) == 0]
+    if empty:
+        raise ZooError(f"{table.name}: the official split has no {empty[0]!r} rows (its labels: "
+                       f"{', '.join(sorted(set(table.split)))}); label some rows {empty[0]}, or use split: random")
     if len(out["val"]) == 0:
         out["train"], out["val"] = carve_val(table, out["train"], val_fraction, seed)
     return out

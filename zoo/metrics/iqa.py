@@ -5,8 +5,9 @@
   fit of predictions to scores (``logistic=True``; the fit uses scipy.optimize.curve_fit);
 * KRCC: Kendall's tau-b.
 
-All take predictions and ground-truth scores of the same length (at least 3, finite). A constant input has no
-correlation and gives NaN, as scipy does.
+All take predictions and ground-truth scores of the same length: at least 3, finite and not all equal. A constant
+input has no correlation (scipy gives NaN); here it is refused, naming which side is constant, so that no NaN
+reaches a report (`check_values` makes the same check on one side, e.g. on a dataset's scores before any scoring).
 """
 
 from __future__ import annotations
@@ -15,23 +16,41 @@ import numpy as np
 
 from ..errors import ZooError
 
+VALUE_FIXES = {"predictions": "the model gives every image the same score; check its weights and input",
+              "scores": "score a set of images whose true scores differ (check the score column)"}
+
+
+def check_values(values, what: str = "scores", fix: str | None = None) -> np.ndarray:
+    """``values`` as float64 [N], refused unless a correlation with them is defined: at least 3, all finite, not
+    all equal. ``what`` names them in the message (``predictions``, ``scores`` or a dataset's); ``fix`` is the
+    advice (default: `VALUE_FIXES` of ``what``)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    fix = fix or VALUE_FIXES.get(what, "check them")
+    if v.size < 3:
+        raise ZooError(f"correlations need at least 3 images, got {v.size} {what}; score more images")
+    bad = np.flatnonzero(~np.isfinite(v))
+    if bad.size:
+        raise ZooError(f"{what} contain NaN or inf ({bad.size} of {v.size}, first at position {bad[0]}: "
+                       f"{v[bad[0]]}); {fix}")
+    if (v == v[0]).all():
+        raise ZooError(f"all {v.size} {what} are {v[0]:g}, and a correlation with a constant is undefined; {fix}")
+    return v
+
 
 def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred, dtype=np.float64).ravel()
     t = np.asarray(target, dtype=np.float64).ravel()
     if p.size != t.size:
         raise ZooError(f"{p.size} predictions for {t.size} scores; pass one prediction per score")
-    if p.size < 3:
-        raise ZooError(f"correlations need at least 3 images, got {p.size}; score more images")
-    if not (np.isfinite(p).all() and np.isfinite(t).all()):
-        raise ZooError("predictions or scores contain NaN or inf; check the model output and the score column")
-    return p, t
+    return check_values(p, "predictions"), check_values(t, "scores")
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r of two finite, non-constant vectors; each is centred and scaled by its largest deviation first,
+    so that the sums of squares neither overflow nor underflow to 0."""
     a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+    a, b = a / np.abs(a).max(), b / np.abs(b).max()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -73,7 +92,8 @@ def fit_logistic(pred, target) -> np.ndarray:
 def plcc(pred, target, logistic: bool = False) -> float:
     p, t = _pair(pred, target)
     if logistic:
-        p = logistic4(p, *fit_logistic(p, t))
+        p = check_values(logistic4(p, *fit_logistic(p, t)), "logistic-fitted predictions",
+                         "the fit is degenerate; report PLCC without --logistic")
     return _pearson(p, t)
 
 
@@ -89,8 +109,7 @@ def krcc(pred, target) -> float:
         s += float((dp * dt * upper).sum())
         n_p += float(((dp != 0) & upper).sum())
         n_t += float(((dt != 0) & upper).sum())
-    denom = np.sqrt(n_p * n_t)
-    return float(s / denom) if denom > 0 else float("nan")
+    return float(s / np.sqrt(n_p * n_t))  # both > 0: neither side is constant
 
 
 def iqa_metrics(pred, target, logistic: bool = False) -> dict[str, float]:

@@ -16,7 +16,9 @@ quality, higher = better (every published zoo weight), gets positive correlation
 observers; pass ``--target-sign 1`` for a model trained on that DMOS scale itself (it predicts DMOS), or for
 pyiqa's KADID-10k CSV, whose ``dmos`` column is a 1-5 rating, higher = better.
 
-and ``iqa_scatter.png`` (predicted versus true score) beside it. A missing image is an error naming the file.
+and ``iqa_scatter.png`` (predicted versus true score) beside it. A missing image is an error naming the file; so
+are fewer than 3 images and true scores that are all equal (no correlation is defined), found before any image is
+scored. The metrics refuse constant predictions too, so no NaN reaches the report.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ...data.iqa import read_table
 from ...data.iqa_datamodule import IQACrops
 from ...errors import ZooError
 from ...eval.base import EvalTask
-from ...metrics.iqa import iqa_metrics
+from ...metrics.iqa import check_values, iqa_metrics
 
 
 class IQATask(EvalTask):
@@ -64,12 +66,9 @@ class IQATask(EvalTask):
         o = self.options
         table = read_table(o.data, o.layout, o.csv, o.image_col, o.score_col)
         split = ("test" if table.split is not None else "all") if o.split == "auto" else o.split
-        if split != "all":
-            if table.split is None:
-                raise ZooError(f"{o.data} has no official split; use --split all")
-            table = table.subset(np.flatnonzero(np.asarray(table.split) == split))
-            if len(table) == 0:
-                raise ZooError(f"{o.data} has no rows in split {split!r}; choose another --split")
+        table = self.split_rows(table, split)
+        check_values(table.scores, f"scores of {o.data} [{split}]",
+                     "score a set of images whose true scores differ (check the score column and --split)")
         table.check_files()
         self.data, self.split = table, split
         auto = 1 if table.higher_better else -1
@@ -81,6 +80,20 @@ class IQATask(EvalTask):
         batch = max(1, ctx.batch_size // o.crops)
         self.loader = DataLoader(crops, batch_size=batch, num_workers=ctx.num_workers)
         model.eval().to(ctx.device)
+
+    def split_rows(self, table, split: str):
+        """The rows of ``table`` in ``split`` (``all``: every row); a split the data lacks is an error listing the
+        split labels it has."""
+        if split == "all":
+            return table
+        if table.split is None:
+            raise ZooError(f"{self.options.data} has no official split; use --split all")
+        labels = np.asarray(table.split)
+        if not (labels == split).any():
+            found = ", ".join(repr(v) for v in sorted(set(table.split)))
+            raise ZooError(f"{self.options.data} has no rows in split {split!r} (its split labels: {found}); label the "
+                           f"rows to score {split!r}, or choose another --split (all: every row)")
+        return table.subset(np.flatnonzero(labels == split))
 
     def inputs(self):
         yield "data", self.loader

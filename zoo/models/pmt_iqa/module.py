@@ -22,6 +22,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 
 from ...errors import ZooError
 from ...metrics.iqa import iqa_metrics
@@ -66,6 +67,7 @@ class PMTIQAModule(pl.LightningModule):
             self.model.backbone.requires_grad_(False)
         self._eval_rows, self._eval_preds, self._eval_scores = [], [], []
         self.best_val_srcc, self._best_state = -math.inf, None
+        self.val_srcc: float | None = None  # the last validation's SRCC; None where it was undefined
 
     def _load_imagenet(self, source: str) -> None:
         from ...checkpoint import load_state_dict
@@ -151,17 +153,21 @@ class PMTIQAModule(pl.LightningModule):
         preds, scores = self._gathered()
         if len(preds) < 3:
             return {}
+        if bool((preds == preds[0]).all()):  # a collapsed model, early in training: no correlation is defined
+            rank_zero_warn(f"{stage}: the model gives all {len(preds)} images the score {float(preds[0]):.4g}; SRCC "
+                           f"and PLCC are undefined, so none are logged for this epoch (nor can it be selected)")
+            return {}
         m = iqa_metrics(preds.numpy(), scores.numpy())
         self.log_dict({f"{stage}/{k}": v for k, v in m.items()}, prog_bar=stage == "val", sync_dist=False)
         return m
 
     def on_validation_epoch_end(self) -> None:
         m = self._log_metrics("val")
+        self.val_srcc = m.get("srcc")
         if self.trainer.sanity_checking or not self.hparams.select_on_val or not m:
             return
-        srcc = m["srcc"] if not math.isnan(m["srcc"]) else -math.inf
-        if srcc > self.best_val_srcc:
-            self.best_val_srcc = srcc
+        if m["srcc"] > self.best_val_srcc:
+            self.best_val_srcc = m["srcc"]
             self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             self.log("val/best_epoch", float(self.current_epoch))
 

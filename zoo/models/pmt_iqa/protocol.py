@@ -54,17 +54,17 @@ class TestEveryEpoch(pl.Callback):
                 preds.append(out["mos"].float().view(-1, k).mean(1).cpu())
                 scores.append(score)
         module.train()
-        m = iqa_metrics(torch.cat(preds).numpy(), torch.cat(scores).numpy())
-        val = trainer.callback_metrics.get("val/srcc")
-        self.history.append({"epoch": trainer.current_epoch, "val_srcc": float(val) if val is not None else None,
+        preds = torch.cat(preds)
+        m = ({"srcc": None, "plcc": None} if bool((preds == preds[0]).all())  # a collapsed model: undefined
+             else iqa_metrics(preds.numpy(), torch.cat(scores).numpy()))
+        self.history.append({"epoch": trainer.current_epoch, "val_srcc": module.val_srcc,
                              "test_srcc": m["srcc"], "test_plcc": m["plcc"]})
 
 
 def summarise(history: list[dict]) -> dict:
     """Per-round numbers (see the module docstring) from a `TestEveryEpoch` history."""
-    val = np.array([h["val_srcc"] if h["val_srcc"] is not None else -np.inf for h in history])
-    val = np.where(np.isnan(val), -np.inf, val)
-    sel, best = history[int(np.argmax(val))], history[int(np.argmax([h["test_srcc"] for h in history]))]
+    val, test = ([h[k] if h[k] is not None else -np.inf for h in history] for k in ("val_srcc", "test_srcc"))
+    sel, best = history[int(np.argmax(val))], history[int(np.argmax(test))]
     return {"selected_srcc": sel["test_srcc"], "selected_plcc": sel["test_plcc"], "selected_epoch": sel["epoch"],
             "last_srcc": history[-1]["test_srcc"], "last_plcc": history[-1]["test_plcc"],
             "best_test_srcc": best["test_srcc"], "best_test_plcc": best["test_plcc"]}
