@@ -1,7 +1,11 @@
 """CMT data: the real keyframe's geometry, the synthetic dataroot read by the devkit, multi-sweep accumulation,
 augmentations that keep the camera matrices consistent, info-pickle safety."""
 
+import dataclasses
+import json
 import pickle
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -15,9 +19,11 @@ from zoo.data.nuscenes import (
     frames_from_devkit,
     frames_from_infos,
     lidar_to_image,
+    load_images,
     load_points,
     open_nuscenes,
     read_info_pickle,
+    read_lidar_file,
 )
 from zoo.errors import ZooError
 
@@ -254,6 +260,9 @@ def test_info_pickle_refuses_code(tmp_path):
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"foo": 1}))
     with pytest.raises(ZooError, match="not an mmdet3d info pickle"):
         frames_from_infos(tmp_path / "other.pkl")
+    (tmp_path / "partial.pkl").write_bytes(pickle.dumps({"data_list": [{"token": "t", "timestamp": 0.0}]}))
+    with pytest.raises(ZooError, match=r"partial.pkl: an incomplete mmdet3d info pickle \(KeyError: 'lidar_points'\)"):
+        frames_from_infos(tmp_path / "partial.pkl")
 
 
 def test_camera_instances_on_synthetic_frames(synth):
@@ -295,3 +304,92 @@ def test_remove_close_drops_sweep_points_near_their_sensor_only(tmp_path):
     # the keyframe intact; of the sweep, the point within 1 m dropped ((-0.9, -0.9) is 1.27 m away: mmdet3d's square
     # would drop it too)
     assert len(kept) == 7 and np.array_equal(kept[4:, :2], xy[1:])
+
+
+def test_camera_image_of_another_size_than_its_record_is_refused(synth, tmp_path):
+    """A camera image downscaled after the fact keeps intrinsics for its recorded size, so every projection would
+    miss (NDS 0.53 instead of 0.61, silently): devkit frames carry sample_data's width and height, and loading
+    compares them with the decoded image."""
+    import cv2
+
+    f = synth[3][0]
+    assert {c.size for c in f.cams.values()} == {(200, 113)}
+    assert all(im.shape == (113, 200, 3) for im in load_images(f))
+    back = f.cams["CAM_BACK"]
+    small = tmp_path / back.path.name
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(back.path)), (100, 56)))
+    frame = dataclasses.replace(f, cams={**f.cams, "CAM_BACK": dataclasses.replace(back, path=small)})
+    with pytest.raises(ZooError, match=re.escape(f"{small} is 100x56 but its sample_data record says 200x113")):
+        load_images(frame)
+
+
+def test_truncated_camera_jpeg_is_refused_and_real_ones_load(tmp_path):
+    """OpenCV decodes a cut-off JPEG with its missing rows grey and only prints a warning; the loader refuses it,
+    naming the file, while the real keyframe's six JPEGs load whole."""
+    folder = require_data("nuscenes_keyframe")
+    frame = frames_from_infos(folder / KEYFRAME_PKL)[0]
+    assert [im.shape for im in load_images(frame)] == [(900, 1600, 3)] * 6
+    front = frame.cams["CAM_FRONT"]
+    cut = tmp_path / front.path.name
+    data = front.path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    frame = dataclasses.replace(frame, cams={**frame.cams, "CAM_FRONT": dataclasses.replace(front, path=cut)})
+    with pytest.raises(ZooError, match=re.escape(f"{cut} is a truncated JPEG")):
+        load_images(frame)
+
+
+def test_empty_or_cut_lidar_file_is_refused(tmp_path):
+    """A 0-byte sweep is no nuScenes file (it loaded as no points); a byte count that is not whole 20-byte points
+    is a cut file (numpy dropped the remainder silently)."""
+    from zoo.data.nuscenes import Frame, Sweep
+
+    (tmp_path / "key.pcd.bin").write_bytes(np.ones((4, 5), np.float32).tobytes())
+    (tmp_path / "sweep.pcd.bin").write_bytes(b"")
+    f = Frame("t", 0.0, tmp_path / "key.pcd.bin", np.eye(4), np.eye(4), {},
+              [Sweep(tmp_path / "sweep.pcd.bin", np.eye(4), 0.05)])
+    assert len(load_points(f, sweeps=0)) == 4
+    with pytest.raises(ZooError, match="sweep.pcd.bin is empty"):
+        load_points(f, sweeps=1)
+    (tmp_path / "cut.pcd.bin").write_bytes(np.ones((3, 5), np.float32).tobytes() + b"\0\0\0")
+    with pytest.raises(ZooError, match="cut.pcd.bin: 63 bytes is not a whole number of nuScenes points"):
+        read_lidar_file(tmp_path / "cut.pcd.bin")
+
+
+def _tables_copy(root, dest):
+    """The tables and maps of a synthetic dataroot (what the devkit opens), copied to ``dest`` to damage."""
+    for sub in ("v1.0-synthetic", "maps"):
+        shutil.copytree(root / sub, dest / sub)
+    return dest
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda t: (t / "sample.json").write_text('[{"token": '),
+     r"sample.json is not valid JSON \(Expecting value: line 1 column 12"),
+    (lambda t: (t / "ego_pose.json").unlink(), "lacks ego_pose.json: the version folder must hold the nuScenes tables"),
+    (lambda t: shutil.rmtree(t.parent / "maps"), "maps/ included"),
+    (lambda t: (t / "splits.json").write_text("{"), "splits.json is not valid JSON"),
+    (lambda t: (t / "splits.json").write_text("[]"), "splits.json must map each split name to a list"),
+    (lambda t: (t / "sample.json").write_text("[{}]"), r"do not fit the nuScenes schema \(KeyError: 'token'\)"),
+    (lambda t: (t / "calibrated_sensor.json").write_text(json.dumps(
+        [{**c, "camera_intrinsic": [[1.0, 0.0], [0.0, 1.0]] if c["camera_intrinsic"] else []}
+         for c in json.loads((t / "calibrated_sensor.json").read_text())])),
+     r"camera_intrinsic must be a 3x3 matrix, got shape \(2, 2\)"),
+    (lambda t: (t / "ego_pose.json").write_text(json.dumps(json.loads((t / "ego_pose.json").read_text())[:-3])),
+     "tables in .* are inconsistent: sample .* of scene synthetic-0001 needs"),
+], ids=["truncated-table", "missing-table", "no-maps", "broken-splits", "splits-not-a-map", "schema",
+        "intrinsics-shape", "dangling-token"])
+def test_broken_tables_give_one_error_naming_the_file(synth, tmp_path, damage, needle):
+    root = _tables_copy(synth[0], tmp_path)
+    damage(root / "v1.0-synthetic")
+    with pytest.raises(ZooError, match=needle):
+        frames_from_devkit(open_nuscenes(root, "v1.0-synthetic"), "synthetic_val", 1)
+
+
+def test_folder_without_the_version_says_what_it_holds(synth, tmp_path):
+    root = _tables_copy(synth[0], tmp_path / "root")
+    with pytest.raises(ZooError, match=f"looks like the version folder itself: pass its parent {root}"):
+        open_nuscenes(root / "v1.0-synthetic", "v1.0-synthetic")
+    (tmp_path / "infos").mkdir()
+    (tmp_path / "infos" / "val.pkl").write_bytes(b"")
+    with pytest.raises(ZooError, match="it holds the info pickle val.pkl, which is read when given itself"):
+        open_nuscenes(tmp_path / "infos", "v1.0-mini")

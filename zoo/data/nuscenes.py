@@ -18,6 +18,7 @@ mmdet3d converter made ``cam_instances`` (centre, depth, 2D box of the visible h
 from __future__ import annotations
 
 import io
+import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class Camera:
     path: Path
     cam2img: np.ndarray  # [3, 3] intrinsics
     lidar2cam: np.ndarray  # [4, 4]
+    size: tuple[int, int] | None = None  # (width, height) the intrinsics are for, where the source records it
 
     @property
     def lidar2img(self) -> np.ndarray:
@@ -97,18 +99,75 @@ def _matrix(translation, rotation) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 # The devkit
 
+# The tables the devkit loads (its ``NuScenes.table_names``); each is ``<dataroot>/<version>/<table>.json``.
+TABLES = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log",
+          "scene", "sample", "sample_data", "sample_annotation", "map")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
 
 def open_nuscenes(dataroot: str | Path, version: str):
-    """A devkit ``NuScenes`` object, or a `ZooError` naming what is missing."""
+    """A devkit ``NuScenes`` object, or a `ZooError` naming the missing or broken folder or table."""
     require("nuscenes", "det3d", package="nuscenes-devkit")
     from nuscenes import NuScenes
 
     root = Path(dataroot)
-    if not (root / version).is_dir():
-        found = sorted(p.name for p in root.glob("v1.0-*")) if root.is_dir() else []
-        raise ZooError(f"{root} is not a nuScenes dataroot for version {version!r}: {root / version} is missing"
-                       f"{f' (found {found}); pass --version' if found else ''}")
-    return NuScenes(version=version, dataroot=str(root), verbose=False)
+    tables = root / version
+    if not tables.is_dir():
+        raise ZooError(f"{root} is not a nuScenes dataroot for version {version!r}: {tables} is missing"
+                       f"{_dataroot_hint(root)}")
+    missing = [f"{t}.json" for t in TABLES if not (tables / f"{t}.json").is_file()]
+    if missing:
+        raise ZooError(f"{tables} lacks {', '.join(missing)}: the version folder must hold the nuScenes tables "
+                       f"({', '.join(TABLES)}, each a .json file)")
+    try:
+        return NuScenes(version=version, dataroot=str(root), verbose=False)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: the devkit does not say which file
+        raise ZooError(_invalid_table(tables) or f"cannot read the nuScenes tables in {tables}: {exc}") from None
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ZooError(f"the nuScenes tables in {tables} do not fit the nuScenes schema ({type(exc).__name__}: "
+                       f"{exc}): restore them from the nuScenes download") from None
+    except AssertionError as exc:  # the devkit's checks of the files beside the tables (maps/, lidarseg/)
+        raise ZooError(f"the nuScenes devkit cannot open {root}: {exc}; the dataroot must hold the whole download "
+                       f"(maps/ included)") from None
+
+
+def _dataroot_hint(root: Path) -> str:
+    """What a folder without the requested version folder holds instead, as the end of an error message."""
+    found = sorted(p.name for p in root.glob("v1.0-*"))
+    pickles = sorted(p.name for p in root.glob("*.pkl"))
+    if found:
+        return f" (found {found}); pass --version"
+    if (root / "sample.json").is_file():
+        return f"; {root} looks like the version folder itself: pass its parent {root.parent}"
+    if pickles:
+        return (f"; it holds the info pickle {pickles[0]}, which is read when given itself as the data, but the "
+                f"devkit's scoring needs the dataroot with its tables")
+    return ""
+
+
+def _invalid_table(folder: Path) -> str | None:
+    """A message naming the first ``.json`` file in ``folder`` that is not valid JSON, or None (the error
+    path only: it parses the tables again)."""
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_bytes())
+        except ValueError as exc:
+            return (f"nuScenes table {path} is not valid JSON ({exc}): the file is truncated or damaged; restore it "
+                    f"from the nuScenes download")
+    return None
+
+
+def unpack_dataroot(archive: Path, version: str) -> Path:
+    """A nuScenes dataroot packed as a .tar, .tar.gz or .tgz, unpacked once into the cache as the image tasks
+    unpack theirs: the unpacked folder, or its one folder holding ``<version>/`` when the archive wraps the
+    dataroot in a folder of its own."""
+    from .catalog import unpack_user_archive
+
+    root = unpack_user_archive(archive)
+    if (root / version).is_dir():
+        return root
+    inner = [p for p in root.iterdir() if (p / version).is_dir()]
+    return inner[0] if len(inner) == 1 else root
 
 
 def split_scenes(nusc, split: str) -> list[str]:
@@ -119,10 +178,16 @@ def split_scenes(nusc, split: str) -> list[str]:
     if is_predefined_split(split):
         names = create_splits_scenes()[split]
     else:
+        path = Path(nusc.dataroot) / nusc.version / "splits.json"
         try:
             names = get_scenes_of_custom_split(split, nusc)
+        except json.JSONDecodeError as exc:
+            raise ZooError(f"{path} is not valid JSON ({exc}): fix it or restore it") from None
         except ValueError as exc:
             raise ZooError(f"unknown split {split!r}: {exc}") from None
+        except (AttributeError, AssertionError):
+            raise ZooError(f"{path} must map each split name to a list of scene names, e.g. "
+                           f'{{"{split}": ["scene-0001"]}}') from None
     present = {s["name"] for s in nusc.scene}
     names = [n for n in names if n in present]
     if not names:
@@ -142,8 +207,13 @@ def frames_from_devkit(nusc, split: str, sweeps: int = 10) -> list[Frame]:
             continue
         token = scene["first_sample_token"]
         while token:
-            sample = nusc.get("sample", token)
-            frames.append(_devkit_frame(nusc, sample, sweeps, scene["name"], category_to_detection_name))
+            try:
+                sample = nusc.get("sample", token)
+                frames.append(_devkit_frame(nusc, sample, sweeps, scene["name"], category_to_detection_name))
+            except KeyError as exc:  # a token no table holds, a camera channel or a field the sample lacks
+                raise ZooError(f"the nuScenes tables in {Path(nusc.dataroot) / nusc.version} are inconsistent: "
+                               f"sample {token} of scene {scene['name']} needs {exc}, which they do not hold; "
+                               f"restore them from the nuScenes download") from None
             token = sample["next"]
     return frames
 
@@ -167,8 +237,9 @@ def _devkit_frame(nusc, sample, n_sweeps, scene_name, to_detection_name) -> Fram
         sd = nusc.get("sample_data", sample["data"][name])
         cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
         cam2global = _matrix(*_pose(nusc, sd)) @ _matrix(cs["translation"], cs["rotation"])
-        cams[name] = Camera(root / sd["filename"], np.array(cs["camera_intrinsic"], dtype=np.float64),
-                            np.linalg.inv(cam2global) @ ego2global @ lidar2ego)
+        cams[name] = Camera(root / sd["filename"], _intrinsics(cs, name),
+                            np.linalg.inv(cam2global) @ ego2global @ lidar2ego,
+                            (sd["width"], sd["height"]) if sd.get("width") and sd.get("height") else None)
 
     boxes, velocity, names, npts, attrs = [], [], [], [], []
     for ann_token in sample["anns"]:
@@ -192,6 +263,15 @@ def _devkit_frame(nusc, sample, n_sweeps, scene_name, to_detection_name) -> Fram
         ego2global=ego2global, cams=cams, sweeps=sweeps,
         boxes=np.array(boxes, np.float32).reshape(-1, 7), velocity=np.array(velocity, np.float32).reshape(-1, 2),
         names=names, num_lidar_pts=np.array(npts, np.int64), attributes=attrs, scene=scene_name)
+
+
+def _intrinsics(cs: dict, channel: str) -> np.ndarray:
+    """The [3, 3] ``camera_intrinsic`` of a calibrated_sensor record, or a `ZooError` naming the record."""
+    k = np.array(cs["camera_intrinsic"], dtype=np.float64)
+    if k.shape != (3, 3):
+        raise ZooError(f"calibrated_sensor {cs['token']} ({channel}): camera_intrinsic must be a 3x3 matrix, got "
+                       f"shape {k.shape}: restore the table from the nuScenes download")
+    return k
 
 
 def _calib(nusc, sd):
@@ -239,10 +319,14 @@ def frames_from_infos(path: str | Path, data_root: str | Path | None = None) -> 
     path = Path(path)
     info = read_info_pickle(path)
     root = Path(data_root) if data_root else path.parent
-    if isinstance(info, dict) and "data_list" in info:
-        return [_v2_frame(d, info.get("metainfo", {}), root) for d in info["data_list"]]
-    if isinstance(info, dict) and "infos" in info:
-        return [_v1_frame(d, root) for d in info["infos"]]
+    try:
+        if isinstance(info, dict) and "data_list" in info:
+            return [_v2_frame(d, info.get("metainfo", {}), root) for d in info["data_list"]]
+        if isinstance(info, dict) and "infos" in info:
+            return [_v1_frame(d, root) for d in info["infos"]]
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ZooError(f"{path}: an incomplete mmdet3d info pickle ({type(exc).__name__}: {exc}): write it again "
+                       f"with mmdet3d's converter") from None
     raise ZooError(f"{path}: not an mmdet3d info pickle (expected keys 'metainfo'/'data_list' or 'infos')")
 
 
@@ -321,10 +405,13 @@ def read_lidar_file(path: Path) -> np.ndarray:
     """[P, 5] float32 (x, y, z, intensity, ring) from a nuScenes ``.pcd.bin``."""
     if not path.is_file():
         raise ZooError(f"LiDAR file {path} does not exist: check the dataroot (or data_root of the info file)")
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size % 5:
-        raise ZooError(f"{path}: {raw.size} floats is not a whole number of 5-value nuScenes points")
-    return raw.reshape(-1, 5)
+    size = path.stat().st_size
+    if size == 0:
+        raise ZooError(f"LiDAR file {path} is empty: a nuScenes sweep holds points; restore the file")
+    if size % 20:
+        raise ZooError(f"LiDAR file {path}: {size} bytes is not a whole number of nuScenes points (5 float32, 20 "
+                       f"bytes each): the file is truncated or not a .pcd.bin; restore it")
+    return np.fromfile(path, dtype=np.float32).reshape(-1, 5)
 
 
 def load_points(frame: Frame, sweeps: int = 10, remove_close: float = 1.0) -> np.ndarray:
@@ -353,16 +440,32 @@ def load_points(frame: Frame, sweeps: int = 10, remove_close: float = 1.0) -> np
 
 def load_images(frame: Frame) -> list[np.ndarray]:
     """The six camera images as [H, W, 3] uint8 **BGR** (the channel order CMT's normalisation expects)."""
+    return [read_camera_image(frame.cams[name]) for name in CAMERAS]
+
+
+def read_camera_image(cam: Camera) -> np.ndarray:
+    """One camera's image as [H, W, 3] uint8 BGR; a `ZooError` naming the file when it is missing, not an image,
+    a truncated JPEG, or of another size than the one its intrinsics are for (``cam.size``, where known)."""
     import cv2
 
-    out = []
-    for name in CAMERAS:
-        path = frame.cams[name].path
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ZooError(f"cannot read camera image {path}: missing or not an image")
-        out.append(img)
-    return out
+    path = cam.path
+    if not path.is_file():
+        raise ZooError(f"camera image {path} does not exist: check the dataroot (or data_root of the info file)")
+    data = path.read_bytes()
+    # a JPEG ends with the end-of-image marker FF D9 (some writers pad after it); entropy-coded data cannot hold
+    # it (an FF byte there is followed by 00 or a restart marker), so a tail without it is a cut-off file, which
+    # OpenCV would decode with its missing rows grey and only a warning
+    if data[:2] == b"\xff\xd8" and data.find(b"\xff\xd9", len(data) - 64) < 0:
+        raise ZooError(f"camera image {path} is a truncated JPEG (no end-of-image marker): restore the file")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise ZooError(f"cannot read camera image {path}: not an image")
+    if cam.size is not None and (img.shape[1], img.shape[0]) != tuple(cam.size):
+        raise ZooError(f"camera image {path} is {img.shape[1]}x{img.shape[0]} but its sample_data record says "
+                       f"{cam.size[0]}x{cam.size[1]}, the size its camera intrinsics are for: use the images at "
+                       f"their recorded size (a resized copy needs its calibrated_sensor intrinsics and sample_data "
+                       f"width/height rescaled too)")
+    return img
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ...data.nuscenes import CLASSES, load_points
+from ...data.catalog import catalog
+from ...data.nuscenes import ARCHIVE_SUFFIXES, CLASSES, load_points
 from ...argtypes import non_negative_int
 from ...errors import ZooError
 from ...eval.base import EvalTask
@@ -38,7 +39,8 @@ class Det3DTask(EvalTask):
 
     @classmethod
     def add_arguments(cls, parser) -> None:
-        parser.add_argument("--data", required=True, help="nuScenes dataroot (the devkit's tables and sensor files)")
+        parser.add_argument("--data", required=True, help="nuScenes dataroot (the devkit's tables and sensor files), "
+                                                          "or a .tar.gz of one (unpacked once into the cache)")
         parser.add_argument("--version", default="v1.0-mini", help="v1.0-mini, v1.0-trainval, v1.0-synthetic...")
         parser.add_argument("--split", default="mini_val",
                             help="mini_val, val, or a custom split of <dataroot>/<version>/splits.json")
@@ -57,15 +59,22 @@ class Det3DTask(EvalTask):
                            f"`zoo list cmt*`")
         super().setup(model, ctx)
         o = self.options
-        if not Path(o.data).is_dir():
+        data = Path(o.data)
+        if not (data.is_dir() or data.is_file() and data.name.endswith(ARCHIVE_SUFFIXES)):
+            why = ("an info pickle alone cannot be scored by the devkit" if data.suffix == ".pkl" or o.data in catalog()
+                   else "it does not exist" if not data.exists() else "it is neither a folder nor a .tar.gz archive")
             raise ZooError(f"--data {o.data}: det3d needs a nuScenes dataroot folder (tables under "
-                           f"<dataroot>/{o.version}); an info pickle alone cannot be scored by the devkit")
+                           f"<dataroot>/{o.version}) or a .tar.gz of one; {why}")
         detection_config(o.max_distance)  # a bad --max-distance fails here, before the inference
         if o.drop_modality and o.drop_modality not in model.modalities:
             raise ZooError(f"--drop-modality {o.drop_modality}: the model does not use it (modalities "
                            f"{list(model.modalities)})")
         sweeps = o.sweeps if o.sweeps is not None else model.input_spec.get("sweeps", 10)
         self.frames, source = open_frames(o.data, o.version, o.split, sweeps)
+        if not any(len(f.boxes) for f in self.frames):  # the devkit's ground-truth loader fails on an empty set
+            raise ZooError(f"split {o.split!r} of {o.data} ({o.version}) has no annotated box of the ten detection "
+                           f"classes: there is nothing to score against (the nuScenes test split is not annotated; "
+                           f"its results go to the evaluation server)")
         self.nusc = source["nusc"]
         ds = CMTDataset(self.frames, False, model.pc_range, model.input_spec["image_size"], sweeps=sweeps,
                         modalities=model.modalities, drop_modality=o.drop_modality)
