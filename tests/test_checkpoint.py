@@ -195,3 +195,13 @@ def test_timm_folder_reloads_without_its_initial_weights_file(tmp_path):
     assert torch.equal(zoo.from_pretrained(out).eval()(x), m(x))
     with pytest.raises(ZooError, match="does not exist"):
         zoo.create_model("knn_ood_timm", model_name="resnet18", weights_file=str(init))
+
+
+def test_cifar10_weights_record_their_class_names_through_save_and_load(tmp_path):
+    """The manifest's ``classes`` reach ``zoo_cfg`` and survive save/load, so that evaluation can match class folders
+    to outputs by name (a folder of cats and dogs alone is labelled by name, not as classes 0 and 1)."""
+    model = zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True)
+    assert model.zoo_cfg["classes"][3] == "cat" and len(model.zoo_cfg["classes"]) == 10
+    again = zoo.from_pretrained(zoo.save_pretrained(model, tmp_path / "m"))
+    assert again.zoo_cfg["classes"] == model.zoo_cfg["classes"]
+    assert "classes" not in zoo.create_model("knn_ood_resnet20").zoo_cfg  # random weights: no names

@@ -128,3 +128,152 @@ def test_grey_images_become_rgb_for_rgb_models(tmp_path):
     spec = {"input_size": [3, 32, 32], "mean": [0.0] * 3, "std": [1.0] * 3}
     x = eval_transform(spec)(image_folder(tmp_path, labelled=False)[0][0])
     assert x.shape == (3, 32, 32)
+
+
+def _tree(root, counts: dict, size: int = 8):
+    """Tiny PNGs: ``counts`` maps a folder (relative to ``root``) to how many images it gets; returns ``root``."""
+    rng = np.random.default_rng(0)
+    for folder, n in counts.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / folder / f"{i}.png")
+    return root
+
+
+def test_train_test_sources_need_both_splits_and_descend_into_a_lone_top_folder(tmp_path):
+    """The OOD task's ID data and the DataModule need separate splits (a folder without them used to give the same
+    images as train and test); a folder or archive holding one top folder is read from inside it (it used to be one
+    class named after that folder)."""
+    import tarfile
+
+    from zoo.data.images import open_train_test
+
+    flat = _tree(tmp_path / "flat", {"cat": 2, "dog": 2})
+    with pytest.raises(ZooError, match=r"flat needs separate train and test splits \(found neither\): give a folder "
+                                       r"or .tar.gz holding train/<class>/ and test/<class>/"):
+        open_train_test(flat)
+    assert len(open_split(flat, "test")) == 4  # a classification eval still scores such a folder whole
+    only_train = _tree(tmp_path / "only_train", {"train/cat": 1})
+    with pytest.raises(ZooError, match=r"\(found train/\)"):
+        open_train_test(only_train)
+    _tree(tmp_path / "wrap" / "top", {"train/cat": 3, "train/dog": 3, "test/cat": 1, "test/dog": 2})
+    archive = tmp_path / "toplevel.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(tmp_path / "wrap" / "top", arcname="top")
+    for source in (archive, tmp_path / "wrap"):
+        train, test = open_train_test(source)
+        assert (len(train), len(test), train.classes, test.classes) == (6, 3, ["cat", "dog"], ["cat", "dog"])
+        assert open_split(source, "test").classes == ["cat", "dog"]
+    one_class = _tree(tmp_path / "one_class", {"cat": 2})  # a lone folder of images is a class, not a wrapper
+    assert open_split(one_class).classes == ["cat"]
+
+
+def test_train_and_test_splits_must_name_the_same_classes(tmp_path):
+    """With labels indexing the sorted folder names, train {cat, dog} and test {airplane, cat, dog} gave cat two
+    different labels."""
+    from zoo.data.images import open_train_test
+
+    data = _tree(tmp_path / "d", {"train/cat": 2, "train/dog": 2, "test/airplane": 1, "test/cat": 1, "test/dog": 1})
+    needle = r"the train and test splits must have the same classes .*only in train: none; only in test: airplane"
+    with pytest.raises(ZooError, match=needle):
+        open_train_test(data)
+    dm = ImageClassificationDataModule(str(data), num_workers=0, input_spec={"input_size": [3, 8, 8],
+                                                                             "mean": [0.5] * 3, "std": [0.5] * 3})
+    with pytest.raises(ZooError, match=needle):
+        dm.setup()
+
+
+def _classifier(classes=None, num_classes=10):
+    import zoo
+
+    m = zoo.create_model("knn_ood_resnet20", num_classes=num_classes)
+    if classes is not None:
+        m.zoo_cfg["classes"] = classes
+    return m
+
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def test_labels_follow_the_model_class_names_when_it_records_them(tmp_path):
+    from zoo.data.classification import to_model_labels
+
+    ds = open_split(_tree(tmp_path / "d", {"test/cat": 2, "test/dog": 1}), "test")
+    assert to_model_labels(_classifier(CIFAR10), ds) == "model class names"
+    assert [ds[i][1] for i in range(3)] == [3, 3, 5] and ds.classes == CIFAR10  # cat, dog: not 0 and 1
+    odd = open_split(_tree(tmp_path / "e", {"cat": 1, "kangaroo": 1, "zebra": 1}))
+    with pytest.raises(ZooError, match=r"e has classes knn_ood_resnet20 was not trained on: kangaroo, zebra \(its "
+                                       r"classes: airplane, automobile, .*, truck\)"):
+        to_model_labels(_classifier(CIFAR10), odd)
+    same = open_split(_tree(tmp_path / "f", {"cat": 1, "dog": 1}))
+    assert to_model_labels(_classifier(), same) == "sorted folder names" and same.labels == [0, 1]
+    with pytest.raises(ZooError, match=r"f has 2 classes \(cat, dog\) but knn_ood_resnet20 has 1 outputs"):
+        to_model_labels(_classifier(num_classes=1), same)
+
+
+def test_idx_images_need_no_labels_nor_the_test_prefix(tmp_path):
+    """An OOD set needs only images: a folder with just t10k-images (no labels), or one images file under another
+    name, used to be refused."""
+    from zoo.data.images import idx_images, is_idx_folder
+
+    x = np.random.default_rng(0).integers(0, 255, (4, 28, 28))
+    for name in ("t10k-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz", "emnist-letters-images-idx3-ubyte.gz"):
+        folder = tmp_path / name.split("-")[0]
+        folder.mkdir()
+        _write_idx(folder / name, x)
+        ds = idx_images(folder)
+        assert is_idx_folder(folder) and len(ds) == 4 and ds[2][1] == -1
+        assert np.array_equal(np.asarray(ds[2][0]), x[2])
+    _write_idx(tmp_path / "emnist" / "other-images-idx3-ubyte.gz", x)
+    with pytest.raises(ZooError, match="holds 2 IDX image files .* keep only the one to use"):
+        idx_images(tmp_path / "emnist")
+
+
+def test_wide_images_are_scaled_to_eight_bits(tmp_path):
+    """Pillow's convert clips 16-bit (I;16, I) pixels at 255: a 16-bit PNG used to load as an all-white image."""
+    from zoo.data.images import load_image
+    from zoo.data.transforms import ConvertMode
+
+    grey = np.random.default_rng(0).integers(0, 256, (16, 16)).astype(np.uint8)
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    assert Image.open(tmp_path / "sixteen.png").mode == "I;16"
+    im = load_image(tmp_path / "sixteen.png")
+    assert im.mode == "L" and np.array_equal(np.asarray(im), grey)
+    assert np.array_equal(np.asarray(load_image(tmp_path / "sixteen.png").convert("RGB"))[..., 1], grey)
+    Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "float.tif")
+    assert np.array_equal(np.asarray(load_image(tmp_path / "float.tif")), grey)
+    wide = Image.fromarray(grey.astype(np.int32) * 257)  # mode I, as Pillow gives 16-bit PGM files
+    assert np.array_equal(np.asarray(ConvertMode(3)(wide))[..., 0], grey)
+    Image.fromarray(grey.astype(np.int32) * 100000).save(tmp_path / "huge.tif")
+    with pytest.raises(ZooError, match=r"huge.tif: its I pixels range from 0 to 2.5.e\+07, which has no 8-bit scale"):
+        load_image(tmp_path / "huge.tif")
+
+
+def test_an_image_over_pillows_size_limit_is_one_error_naming_it(tmp_path):
+    """A PNG whose header claims 30000x30000 pixels raised PIL's DecompressionBombError without the file's name."""
+    import zlib
+
+    from zoo.data.images import load_image
+
+    Image.new("L", (1, 1)).save(tmp_path / "small.png")
+    png = bytearray((tmp_path / "small.png").read_bytes())
+    png[16:24] = struct.pack(">II", 30000, 30000)  # IHDR width, height
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    (tmp_path / "bomb.png").write_bytes(bytes(png))
+    with pytest.raises(ZooError, match=r"cannot read image .*bomb.png: Image size \(900000000 pixels\) exceeds .* "
+                                       r"if the image is genuine, downscale it or raise that limit "
+                                       r"\(PIL.Image.MAX_IMAGE_PIXELS\)"):
+        load_image(tmp_path / "bomb.png")
+
+
+def test_symlinked_folders_are_followed_and_a_broken_link_is_named(tmp_path):
+    """rglob skipped symbolic links to folders (5 of 25 images found) and broken .jpg links went unnoticed."""
+    _tree(tmp_path / "real", {"cats": 4})
+    ood = _tree(tmp_path / "ood", {"sub": 2})
+    (ood / "catlink").symlink_to(tmp_path / "real" / "cats")
+    (ood / "sub" / "loop").symlink_to(ood)  # a link back up must not recurse forever
+    ds = image_folder(ood, labelled=False)
+    assert len(ds) == 6 and sum(p.parent.name == "catlink" for p in ds.paths) == 4
+    (ood / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(ZooError, match=r"ood/gone.jpg is a broken symbolic link \(to .*nowhere.jpg\)"):
+        image_folder(ood, labelled=False)

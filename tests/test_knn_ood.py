@@ -136,6 +136,30 @@ def test_eval_bf16_mixed_is_close_to_fp32(cifar10_test_300, tmp_path):
     assert agree.mean() >= 0.95
 
 
+def test_classification_eval_matches_class_folders_to_the_model_by_name(cifar10_test_300, tmp_path):
+    """A folder of real CIFAR-10 cats and dogs only: cat used to become label 0 (airplane), so top-1 was 0 %. With
+    the model's class names recorded (``zoo_cfg["classes"]``) the folders are matched by name; without them the
+    printed result says the labels are the sorted folder names. The manifest's CIFAR-10 weights record them."""
+    import shutil
+
+    from zoo.data.images import open_split
+    from zoo.eval import evaluate, get_task
+
+    folder, _, _ = cifar10_test_300
+    for cls in ("cat", "dog"):
+        shutil.copytree(folder / "test" / cls, tmp_path / "catdog" / "test" / cls)
+    m = zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True)
+    assert m.zoo_cfg.pop("classes") == open_split(folder, "test").classes  # the manifest's: CIFAR-10's
+    task = get_task("classification")(data=str(tmp_path / "catdog"))
+    unnamed = evaluate("unused", "classification", model=m, data=str(tmp_path / "catdog"), num_workers=0)
+    assert unnamed["labels_from"] == "sorted folder names" and unnamed["top1"] < 0.2
+    assert task.table(unnamed).endswith("; labels: the sorted folder names, as the model records no class names")
+    m = zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True)
+    named = evaluate("unused", "classification", model=m, data=str(tmp_path / "catdog"), num_workers=0)
+    assert named["labels_from"] == "model class names" and named["top1"] > 0.6 and named["n"] == unnamed["n"] > 40
+    assert task.table(named).endswith(" %")
+
+
 def test_eval_on_cuda_without_a_gpu_is_a_one_line_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
@@ -364,6 +388,56 @@ def test_saved_detector_with_a_missing_state_or_unknown_scorer_is_a_user_error(t
         OODDetector.load(folder)
 
 
+def test_saved_detector_with_a_truncated_scorers_file_is_one_error(tmp_path):
+    from zoo.models.knn_ood.detector import SCORERS_FILE
+
+    folder = OODDetector(zoo.create_model("knn_ood_resnet20"), [MSPScorer()]).save(tmp_path / "det")
+    data = (folder / SCORERS_FILE).read_bytes()
+    (folder / SCORERS_FILE).write_bytes(data[:len(data) // 2])
+    with pytest.raises(ZooError, match=r"cannot read .*det/ood_scorers.safetensors: truncated, corrupt or not "
+                                       r"written by OODDetector.save \(SafetensorError"):
+        OODDetector.load(folder)
+
+
+@pytest.mark.parametrize("images", [torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, 1, 32, 32)],
+                         ids=["uint8", "one-channel"])
+def test_detector_score_checks_its_input_as_the_model_does(images):
+    """`score` calls forward_features, which skipped the model's input check: uint8 gave 'expected scalar type Byte
+    but found Float' and one channel a raw convolution error."""
+    model = zoo.create_model("knn_ood_resnet20").eval()
+    det = OODDetector(model, [MSPScorer()])
+    with pytest.raises(ZooError) as from_model:
+        model(images)
+    with pytest.raises(ZooError) as from_detector:
+        det.score(images)
+    assert str(from_detector.value) == str(from_model.value)
+
+
+def test_classifier_module_records_the_data_classes_in_the_model(shapes_data, tmp_path):
+    """What `zoo fit` exports carries the class names its labels index (``zoo_cfg["classes"]``, saved in
+    config.json), so evaluation can match folders by name; more classes than outputs fails before training."""
+    import pytorch_lightning as pl
+
+    from zoo.data.classification import ImageClassificationDataModule
+    from zoo.training.classification import ClassifierModule
+
+    def fit(module):
+        dm = ImageClassificationDataModule(str(shapes_data), batch_size=16, num_workers=0, train_subset=32)
+        trainer = pl.Trainer(max_steps=1, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, default_root_dir=tmp_path, accelerator="cpu")
+        trainer.fit(module, dm)
+        return dm
+
+    module = ClassifierModule(model="knn_ood_resnet20")
+    dm = fit(module)
+    assert module.model.zoo_cfg["classes"] == dm.classes and len(dm.classes) == 10
+    saved = json.loads((zoo.save_pretrained(module.model, tmp_path / "m") / "config.json").read_text())
+    assert saved["classes"] == dm.classes
+    with pytest.raises(ZooError, match="the data has 10 classes but knn_ood_resnet20 has 4 outputs: set "
+                                       "model_args.num_classes to 10"):
+        fit(ClassifierModule(model="knn_ood_resnet20", model_args={"num_classes": 4}))
+
+
 def test_ood_eval_end_to_end_json_and_plots(tmp_path, shapes_data, textures_data):
     from zoo.cli import main
 
@@ -373,6 +447,7 @@ def test_ood_eval_end_to_end_json_and_plots(tmp_path, shapes_data, textures_data
                  "--save-scores", str(tmp_path / "scores")]) == 0
     r = json.loads(out.read_text())
     assert set(r) >= {"id_accuracy", "k", "results"} and r["k"] == 5
+    assert r["labels_from"] == "folder names that are not the model's classes" and r["id_accuracy"] is None
     assert {(x["ood"], x["scorer"]) for x in r["results"]} == {("textures", s) for s in
                                                                ("knn", "msp", "energy", "mahalanobis")}
     assert all(set(x) == {"ood", "scorer", "fpr95", "auroc", "aupr_in", "aupr_out"} for x in r["results"])
@@ -398,6 +473,30 @@ def test_ood_eval_errors(extra, needle, shapes_data, textures_data, capsys):
             str(textures_data), "--num-workers", "0", *extra]
     assert main(argv) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_ood_id_data_needs_separate_splits(shapes_data, textures_data, capsys):
+    """A folder without train/ and test/ used to be both the kNN bank and the ID test set (the same images)."""
+    from zoo.cli import main
+
+    argv = ["eval", "knn_ood_resnet20.cifar10", "--task", "ood", "--id-data", str(shapes_data / "test"), "--ood",
+            str(textures_data), "--k", "5", "--num-workers", "0"]
+    assert main(argv) == 2
+    assert "test needs separate train and test splits (found neither)" in capsys.readouterr().err
+
+
+def test_an_idx_ood_set_needs_no_labels(tmp_path):
+    import gzip
+    import struct
+
+    from zoo.models.knn_ood.ood_task import open_ood
+
+    x = np.random.default_rng(0).integers(0, 255, (3, 28, 28), dtype=np.uint8)
+    (tmp_path / "idx").mkdir()
+    with gzip.open(tmp_path / "idx" / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">HBBIII", 0, 8, 3, 3, 28, 28) + x.tobytes())
+    ds = open_ood(str(tmp_path / "idx"))
+    assert len(ds) == 3 and ds.name == "idx" and np.array_equal(np.asarray(ds[1][0]), x[1])
 
 
 def test_ood_eval_names_an_unreadable_image(tmp_path, shapes_data, capsys):

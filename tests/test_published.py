@@ -32,7 +32,8 @@ def _load_and_compare(key: str):
     file = read_weights(fetch(key))
     m = zoo.from_pretrained(key).eval()
     arch, tag = split_name(key)
-    assert m.zoo_cfg == {"architecture": arch, "model_args": entry["model_args"], "tag": tag}
+    classes = {"classes": entry["classes"]} if "classes" in entry else {}
+    assert m.zoo_cfg == {"architecture": arch, "model_args": entry["model_args"], "tag": tag, **classes}
     own = m.state_dict()
     assert set(own) == set(file)
     for k, v in file.items():

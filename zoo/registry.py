@@ -219,7 +219,8 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
         **kwargs: constructor arguments; they override the manifest's ``model_args``.
 
     Returns:
-        The model, with ``model.zoo_cfg = {"architecture", "model_args", "tag"}`` recorded so that
+        The model, with ``model.zoo_cfg = {"architecture", "model_args", "tag"}`` (and ``classes``, the names of
+        a classifier's outputs, where its manifest entry gives them) recorded so that
         `zoo.save_pretrained` can write a config that rebuilds it. An image model (``input_spec["input_size"]``
         [C, H, W]) checks what it is called with (`check_image_input`).
     """
@@ -258,6 +259,8 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     except TypeError as exc:
         raise ZooError(f"bad arguments for model {arch!r}: {exc}") from None
     model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
+    if entry_key is not None and entry.get("classes"):  # the class names of the weights' outputs, in order
+        model.zoo_cfg["classes"] = list(entry["classes"])
     if len((getattr(model, "input_spec", None) or {}).get("input_size", ())) == 3:
         model.register_forward_pre_hook(check_image_input)
 

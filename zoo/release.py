@@ -2,7 +2,7 @@
 
 ``python -m zoo.release DIR --key NAME.TAG --license L --recipe "CMD" --results JSON [--origin JSON] [--fp16]
 [--default]`` copies ``DIR/model.safetensors`` to ``checkpoints/<key>-<sha256[:8]>.safetensors`` and writes the entry
-(file, sha256, size, ``file:`` URL, model_args from ``DIR/config.json``, provenance, results) into the manifest,
+(file, sha256, size, ``file:`` URL, model_args and classes from ``DIR/config.json``, provenance, results) into the manifest,
 replacing an entry of the same key. A result with a ``source`` (see `zoo.results`) must agree with the file it names.
 """
 
@@ -72,7 +72,8 @@ def publish(folder: str | Path, key: str, *, license: str, recipe: str, results:
         model_args = {k: v for k, v in model_args.items() if k != "depth"}  # e.g. cifar_resnet(depth=20) -> resnet20
     entry = {
         "file": dest.name, "sha256": sha, "size": dest.stat().st_size, "urls": [f"file:{dest.name}"],
-        "model_args": model_args, "license": license, "recipe": recipe, "results": results,
+        "model_args": model_args, **({"classes": cfg["classes"]} if cfg.get("classes") else {}),
+        "license": license, "recipe": recipe, "results": results,
     }
     if origin:
         entry["origin"] = origin

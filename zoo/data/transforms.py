@@ -11,18 +11,21 @@ import math
 
 from torchvision import transforms as T
 
+from .images import to_eight_bit
+
 _INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
            "nearest": T.InterpolationMode.NEAREST}
 
 
 class ConvertMode:
-    """PIL ``convert`` to the model's channel count ("L" for 1 channel, "RGB" for 3)."""
+    """PIL ``convert`` to the model's channel count ("L" for 1 channel, "RGB" for 3), 16-bit, 32-bit integer and
+    float images scaled to 8 bits first (`zoo.data.images.to_eight_bit`; ``convert`` alone clips them at 255)."""
 
     def __init__(self, channels: int):
         self.mode = "L" if channels == 1 else "RGB"
 
     def __call__(self, im):
-        return im.convert(self.mode)
+        return to_eight_bit(im).convert(self.mode)
 
 
 def eval_transform(spec: dict):

@@ -1,11 +1,15 @@
-"""``zoo eval MODEL --task classification --data PATH``: top-1 / top-5 accuracy of an image classifier."""
+"""``zoo eval MODEL --task classification --data PATH``: top-1 / top-5 accuracy of an image classifier.
+
+Class folders are matched to the model's outputs by name when the model records its class names; otherwise the
+labels are the sorted folder names, and the result says so (``labels_from``). A folder without train/ and test/
+splits is scored whole."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..data.classification import TransformView
+from ..data.classification import TransformView, labels_note, to_model_labels
 from ..data.images import open_split
 from ..data.transforms import eval_transform
 from ..errors import ZooError
@@ -18,18 +22,21 @@ class ClassificationTask(EvalTask):
 
     @classmethod
     def add_arguments(cls, parser) -> None:
-        parser.add_argument("--data", required=True, help="catalogue name, folder or archive of labelled images")
+        parser.add_argument("--data", required=True, help="catalogue name, folder or archive of labelled images "
+                                                          "(<class>/ folders, or train/<class>/ and test/<class>/)")
         parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
 
     def setup(self, model, ctx) -> None:
         super().setup(model, ctx)
         self._check_classifier(model)
         ds = open_split(self.options.data, self.options.split)
-        self.dataset_name, self.num_classes = ds.name, len(ds.classes)
+        self.dataset_name = ds.name
         if getattr(model, "num_classes", None) == 0:
             name = getattr(model, "zoo_cfg", {}).get("architecture", "the model")
             raise ZooError(f"{name} is an encoder without a classifier (num_classes 0): it must be fine-tuned on "
                            f"{ds.name} first, then evaluate the fine-tuned model")
+        self.labels_from = to_model_labels(model, ds)
+        self.num_classes = len(ds.classes)  # the model's classes when matched by name
         view = TransformView(ds, np.arange(len(ds)), eval_transform(model.input_spec))
         self.loader = ctx.loader(view)
         model.eval().to(ctx.device)
@@ -65,7 +72,8 @@ class ClassificationTask(EvalTask):
     def finalize(self, scores):
         s = scores[self.options.split]
         return {"dataset": self.dataset_name, "split": self.options.split, "n": int(s["top1"].size),
-                "top1": float(s["top1"].mean()), "top5": float(s["top5"].mean())}
+                "top1": float(s["top1"].mean()), "top5": float(s["top5"].mean()), "labels_from": self.labels_from}
 
     def table(self, r) -> str:
-        return f"{r['dataset']} {r['split']} (n={r['n']}): top-1 {100 * r['top1']:.2f} %, top-5 {100 * r['top5']:.2f} %"
+        return (f"{r['dataset']} {r['split']} (n={r['n']}): top-1 {100 * r['top1']:.2f} %, top-5 {100 * r['top5']:.2f} %"
+                f"{labels_note(r)}")

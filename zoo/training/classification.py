@@ -9,6 +9,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from ..data.classification import num_outputs
+from ..errors import ZooError
 from ..registry import create_model
 from .optim import build_optimizer, param_groups, warmup_cosine, warmup_steps
 
@@ -36,6 +38,19 @@ class ClassifierModule(pl.LightningModule):
     @property
     def input_spec(self) -> dict:
         return self.model.input_spec
+
+    def setup(self, stage: str) -> None:
+        """Before fitting, record the class names of the data module (its ``classes``, which its labels index) in the
+        model's config (``zoo_cfg["classes"]``, saved with the model), so that evaluation matches class folders to
+        the outputs by name; data with more classes than the model has outputs is a `ZooError` before training."""
+        classes = getattr(self.trainer.datamodule, "classes", None) if stage == "fit" else None
+        if not classes:
+            return
+        outputs = num_outputs(self.model)
+        if outputs is not None and len(classes) > outputs:
+            raise ZooError(f"the data has {len(classes)} classes but {self.hparams.model} has {outputs} outputs: set "
+                           f"model_args.num_classes to {len(classes)}")
+        self.model.zoo_cfg = {**self.model.zoo_cfg, "classes": list(classes)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -15,10 +15,18 @@ from torch.utils.data import DataLoader
 
 from ...checkpoint import from_pretrained, save_pretrained, save_safetensors
 from ...errors import ZooError
+from ...registry import check_image_input
 from .features import extract
 from .scorers import SCORERS, Features, Scorer
 
 SCORERS_FILE = "ood_scorers.safetensors"
+
+
+def _check_input(model, images: torch.Tensor) -> None:
+    """The input check a zoo image model's ``forward`` runs (`check_image_input`, a forward pre-hook that `score`
+    bypasses by calling ``forward_features``): one `ZooError` for a wrong dtype or channel count."""
+    if getattr(model, "zoo_cfg", None) and len((getattr(model, "input_spec", None) or {}).get("input_size", ())) == 3:
+        check_image_input(model, (images,))
 
 
 class OODDetector:
@@ -66,6 +74,7 @@ class OODDetector:
             raise ZooError(f"OODDetector.score takes one batch of images, a tensor [B, C, H, W], got {got}: stack "
                            f"the images (torch.stack) or score precomputed Features with score_features")
         self.model.eval()
+        _check_input(self.model, images)
         f = self.model.forward_features(images)
         return self.score_features(Features(f, self.model.forward_head(f), torch.full((len(f),), -1)))
 
@@ -84,16 +93,20 @@ class OODDetector:
     @classmethod
     def load(cls, directory: str | Path) -> "OODDetector":
         """The detector `save` wrote into ``directory``, its scorers fitted and ready to `score` (on the CPU)."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         directory = Path(directory)
         path = directory / SCORERS_FILE
         if not path.exists():
             raise ZooError(f"{directory} has no {SCORERS_FILE}: save it with OODDetector.save")
         model = from_pretrained(directory)
-        with safe_open(str(path), "pt") as f:
-            settings = json.loads(f.metadata()["scorers"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            with safe_open(str(path), "pt") as f:
+                settings = json.loads((f.metadata() or {})["scorers"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            raise ZooError(f"cannot read {path}: truncated, corrupt or not written by OODDetector.save "
+                           f"({type(exc).__name__}: {exc}); fit the detector and save it again") from None
         scorers = []
         for cfg in settings:
             name = cfg.pop("name")

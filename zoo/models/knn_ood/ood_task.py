@@ -1,12 +1,15 @@
 """``zoo eval MODEL --task ood``: the paper's OOD evaluation.
 
 The kNN bank and the other scorers are fitted on the ID *training* split (eval transform, as the authors'
-feature extraction); ID test images are the positives; each ``--ood`` folder is one OOD set. Metrics use the
-paper's convention (ID positive; see `zoo.metrics.ood`). JSON::
+feature extraction); ID test images are the positives; each ``--ood`` folder is one OOD set. The ID data must have
+separate train and test splits with the same classes (`zoo.data.images.open_train_test`), matched to the model's
+class names when it records them (`zoo.data.classification.to_model_labels`); ID data of other classes is scored for
+OOD all the same (the scorers need its labels only among themselves), and its ``id_accuracy`` is null. Metrics use the paper's convention
+(ID positive; see `zoo.metrics.ood`). JSON::
 
-    {"id_accuracy": f, "k": int, "results": [{"ood": NAME, "scorer": S, "fpr95": f, "auroc": f,
+    {"id_accuracy": f | null, "k": int, "results": [{"ood": NAME, "scorer": S, "fpr95": f, "auroc": f,
      "aupr_in": f, "aupr_out": f}, ...], "average": [{"scorer": S, ...}], "n_id_train": int, "n_id_test": int,
-     "n_ood": {NAME: int}}
+     "n_ood": {NAME: int}, "labels_from": "model class names" | "sorted folder names" | UNMATCHED}
 
 and ``ood_scores_<scorer>.png`` histograms beside it.
 """
@@ -16,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...data.classification import TransformView, seeded_subset
-from ...data.images import image_folder, idx_folder, is_idx_folder, open_split
-from ...data.transforms import eval_transform
 from ...argtypes import positive_int
+from ...data.classification import UNMATCHED, TransformView, labels_note, seeded_subset, to_model_labels
+from ...data.images import idx_images, image_folder, is_idx_folder, open_train_test
+from ...data.transforms import eval_transform
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.ood import ood_metrics
@@ -28,9 +31,10 @@ from .scorers import Features, build_scorers
 
 
 def open_ood(spec: str):
-    """An OOD set: a catalogue dataset (``fashion_mnist`` -> its IDX test split, ``biq2021_subset`` -> its
+    """An OOD set: a catalogue dataset (``fashion_mnist`` -> its IDX test images, ``biq2021_subset`` -> its
     photos), ``skimage_textures`` (embedded: random 64x64 crops of scikit-image's
-    brick, grass and gravel photographs), an IDX folder, or any folder of images searched recursively."""
+    brick, grass and gravel photographs), an IDX folder (`idx_images`: no labels needed), or any folder of images
+    searched recursively."""
     from pathlib import Path
 
     from ...data.catalog import catalog, locate
@@ -40,12 +44,12 @@ def open_ood(spec: str):
         ds = image_folder(textures(), labelled=False)
     elif spec in catalog():
         folder = locate(spec)
-        ds = idx_folder(folder, "test") if is_idx_folder(folder) else image_folder(folder, labelled=False)
+        ds = idx_images(folder) if is_idx_folder(folder) else image_folder(folder, labelled=False)
     else:
         p = Path(spec)
         if not p.exists():
             raise ZooError(f"OOD path {spec} does not exist (nor is it a catalogue dataset or skimage_textures)")
-        return idx_folder(p, "test", name=p.name) if is_idx_folder(p) else image_folder(p, labelled=False)
+        return idx_images(p) if is_idx_folder(p) else image_folder(p, labelled=False)
     ds.name = spec
     return ds
 
@@ -56,8 +60,8 @@ class OODTask(EvalTask):
     @classmethod
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--id-data", required=True,
-                            help="ID data: folder with train/<class>/ and test/<class>/, the CIFAR-10 JPEG tarball, "
-                                 "or a catalogue name (cifar10_jpeg)")
+                            help="ID data with separate splits: a folder (or .tar.gz) with train/<class>/ and "
+                                 "test/<class>/, an IDX folder, or a catalogue name (cifar10_jpeg)")
         parser.add_argument("--ood", action="append", required=True, metavar="PATH",
                             help="OOD set: a folder of images (recursive), an IDX folder, a catalogue name "
                                  "(fashion_mnist, biq2021_subset) or skimage_textures; repeat for several")
@@ -82,8 +86,10 @@ class OODTask(EvalTask):
         self.scorers = build_scorers([s.strip() for s in o.scorers.split(",") if s.strip()], k=o.k, alpha=o.alpha,
                                      backend=o.backend)
         model.eval().to(ctx.device)
-        train = self._loader(open_split(o.id_data, "train"), o.id_train_subset)
-        self.sets = [("id", self._loader(open_split(o.id_data, "test"), o.id_test_subset))]
+        id_train, id_test = open_train_test(o.id_data)
+        self.labels_from = to_model_labels(model, id_train, id_test, unmatched_ok=True)
+        train = self._loader(id_train, o.id_train_subset)
+        self.sets = [("id", self._loader(id_test, o.id_test_subset))]
         for path in o.ood:  # open every set before the expensive feature extraction, so bad paths fail fast
             ds = open_ood(path)
             name = ds.name
@@ -125,7 +131,7 @@ class OODTask(EvalTask):
             average.append({"scorer": sc.name, **{m: float(np.mean([r[m] for r in rows]))
                                                   for m in ("fpr95", "auroc", "aupr_in", "aupr_out")}})
         return {
-            "id_accuracy": float(np.mean(idd["pred"] == idd["label"])),
+            "id_accuracy": None if self.labels_from == UNMATCHED else float(np.mean(idd["pred"] == idd["label"])),
             "k": self.options.k,
             "results": results,
             "average": average,
@@ -133,11 +139,13 @@ class OODTask(EvalTask):
             "n_id_train": self.n_id_train,
             "n_id_test": int(idd["label"].size),
             "n_ood": {name: int(s["pred"].size) for name, s in scores.items() if name != "id"},
+            "labels_from": self.labels_from,
         }
 
     def table(self, r) -> str:
-        lines = [f"ID accuracy {100 * r['id_accuracy']:.2f} % (n={r['n_id_test']}); kNN k={r['k']}, "
-                 f"alpha={r['alpha']}, bank {r['n_id_train']}; FPR95 (ID positive) / AUROC / AUPR-in / AUPR-out, %",
+        acc = "n/a" if r["id_accuracy"] is None else f"{100 * r['id_accuracy']:.2f} %"
+        lines = [(f"ID accuracy {acc} (n={r['n_id_test']}{labels_note(r)}); kNN k={r['k']}, "
+                  f"alpha={r['alpha']}, bank {r['n_id_train']}; FPR95 (ID positive) / AUROC / AUPR-in / AUPR-out, %"),
                  f"{'OOD set':<20} {'scorer':<12} {'FPR95':>7} {'AUROC':>7} {'AUPR-in':>8} {'AUPR-out':>8}"]
         for row in r["results"] + [{"ood": "average", **a} for a in r["average"]]:
             lines.append(f"{row['ood']:<20} {row['scorer']:<12} {100 * row['fpr95']:7.2f} {100 * row['auroc']:7.2f} "
