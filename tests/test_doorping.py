@@ -427,6 +427,72 @@ def test_load_real_resizes_mnist_style_sets_to_the_authors_32_px_like_torchvisio
                                                           torch.from_numpy(x).float() / 255, atol=1e-6)
 
 
+def _cifar_folder(root, per_class=3, classes=("airplane", "automobile", "bird")):
+    """``root/{train,test}/<class>/000N.jpg``: a few real CIFAR-10 JPEGs per class, copied from the catalogue."""
+    import shutil
+
+    from conftest import require_data
+
+    source = require_data("cifar10_jpeg")
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                shutil.copy(source / split / c / f"{i:04d}.jpg", root / split / c / f"{i:04d}.jpg")
+    return root
+
+
+def test_load_real_cache_follows_edits_of_the_folder_and_hits_when_unchanged(tmp_path, monkeypatch):
+    """The decoded-array cache is keyed on the whole listing: a file moved to another class and a file rewritten
+    give what a fresh cache gives, while an unchanged folder is read back without decoding."""
+    from PIL import Image
+
+    from zoo.models.doorping import data
+
+    folder = _cifar_folder(tmp_path / "cifar")
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))  # after the catalogue copy: it is unpacked in ZOO_HOME
+    decoded = []
+    decode = data._decode
+    monkeypatch.setattr(data, "_decode", lambda ds, size: decoded.append(1) or decode(ds, size))
+    first = data.load_real(str(folder), "test", image_size=32)
+    assert data.load_real(str(folder), "test", image_size=32).images.equal(first.images) and len(decoded) == 1
+    (folder / "test" / "automobile" / "0001.jpg").rename(folder / "test" / "bird" / "0001b.jpg")
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "test" / "automobile" / "0000.jpg")
+    edited = data.load_real(str(folder), "test", image_size=32)
+    assert edited.labels.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2] and len(decoded) == 2
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh"))
+    fresh = data.load_real(str(folder), "test", image_size=32)
+    assert fresh.labels.equal(edited.labels) and fresh.images.equal(edited.images)
+    (cache,) = (tmp_path / "home" / "data" / "doorping-arrays").iterdir()  # rewritten, not one more file
+    assert cache.suffix == ".npz"
+
+
+def test_load_real_mixed_images_and_mismatched_splits(tmp_path, monkeypatch):
+    """A grey image among colour ones is loaded as colour; images of different sizes without image_size, a constant
+    channel and a test split with other classes than the training split are one ZooError each."""
+    from PIL import Image
+
+    from zoo.models.doorping.data import DistillationData, load_real
+
+    folder = _cifar_folder(tmp_path / "cifar", per_class=2)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    grey = folder / "test" / "bird" / "0000.jpg"
+    Image.open(grey).convert("L").save(grey)
+    mixed = load_real(str(folder), "test")
+    raw = mixed.images[4] * torch.tensor(mixed.std)[:, None, None] + torch.tensor(mixed.mean)[:, None, None]
+    assert mixed.shape == (3, 32, 32) and torch.allclose(raw[0], raw[1], atol=1e-6)
+    Image.new("RGB", (40, 40)).save(grey)
+    with pytest.raises(ZooError, match="0000.jpg is 40x40 .* need image_size"):
+        load_real(str(folder), "test")
+    assert load_real(str(folder), "test", image_size=32).shape == (3, 32, 32)
+    with pytest.raises(ZooError, match="not > 0"):
+        load_real(str(folder), "test", image_size=32, std=[0.2, 0.0, 0.2], mean=[0.5] * 3)
+    (folder / "test" / "bird").rename(folder / "test" / "cat")
+    dm = DistillationData(str(folder), image_size=32)
+    with pytest.raises(ZooError, match=r"test split's classes \['airplane', 'automobile', 'cat'\]"):
+        dm.setup()
+
+
 # ------------------------------------------------------------------------------------------------------ metrics
 def test_backdoor_metrics_against_loops():
     rng = np.random.default_rng(0)

@@ -191,6 +191,30 @@ def test_bad_midi_files_name_the_file(tmp_path, content, needle):
         read_performance(tmp_path / "missing.mid")
 
 
+def test_empty_truncated_and_unusual_midi_files_say_what_is_wrong(tmp_path):
+    """An empty or truncated file (here a real Groove MIDI file cut in half), SMPTE time or 0 ticks per beat, and a
+    0/4 time signature: one error each, naming the file and what is wrong with it."""
+    from zoo.models.drums.data import groove_root
+
+    require_data("groove_midi")
+    real = min((groove_root("groove_midi") / "drummer1" / "session1").glob("*.mid")).read_bytes()
+    (tmp_path / "empty.mid").write_bytes(b"")
+    (tmp_path / "cut.mid").write_bytes(real[: len(real) // 2])
+    smpte = bytearray(_midi(tmp_path / "smpte.mid", [(0, 36)]).read_bytes())
+    smpte[12:14] = (0xE728).to_bytes(2, "big")  # -25 frames a second, 40 ticks a frame
+    (tmp_path / "smpte.mid").write_bytes(smpte)
+    _midi(tmp_path / "zero_tpb.mid", [(0, 36)], tpb=0)
+    _midi(tmp_path / "zero_metre.mid", [(0, 36)], signature=(0, 4))
+    for name, needle in [("empty", r"not a readable MIDI file \(the file is empty, 0 bytes\)"),
+                         ("cut", rf"after {len(real) // 2} bytes: the file is truncated\); give the complete file"),
+                         ("smpte", "gives its time in SMPTE frames, not in ticks per beat"),
+                         ("zero_tpb", "gives its time in 0 ticks per beat"),
+                         ("zero_metre", "has a time signature of 0/4")]:
+        with pytest.raises(ZooError, match=needle) as exc:
+            read_performance(tmp_path / f"{name}.mid")
+        assert f"{name}.mid" in str(exc.value)
+
+
 def test_only_the_drum_channel_is_read(tmp_path):
     """A piano on channel 1 is not drums: its notes are left out, and a file with no drum-channel note is one
     error naming the channels it has. (Every Groove MIDI file has its notes on channel 10 alone.)"""
@@ -207,6 +231,59 @@ def test_only_the_drum_channel_is_read(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # data and the paper's numbers
+
+
+def _groove_folder(root, info, seeds=(0,)):
+    """A Groove MIDI layout: ``info.csv`` from ``info`` (str or bytes) and ``drummer1/session1/<seed>_rock_120_beat_4-4.mid``, a
+    160-line groove per seed."""
+    folder = root / "drummer1" / "session1"
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        write_drum_midi(lines_to_onsets(_lines(160, seed=seed)), folder / f"{seed}_rock_120_beat_4-4.mid")
+    (root / "info.csv").write_bytes(info if isinstance(info, bytes) else info.encode())
+    return root
+
+
+INFO = "drummer,session,beat_type,midi_filename,split\n"
+ROW = "drummer1,drummer1/session1,beat,drummer1/session1/0_rock_120_beat_4-4.mid,"
+
+
+@pytest.mark.parametrize("info, needle", [
+    (INFO.replace(",split", "") + ROW.removesuffix(",") + "\n", (r"has no split column \(found drummer, session, "
+     r"beat_type, midi_filename\): the Groove MIDI selection reads the columns session, split, beat_type, "
+     r"midi_filename; add it")),
+    ("drummer,session,midi_filename\n", "has no split, beat_type columns"),
+    ("", r"has no session, split, beat_type, midi_filename columns \(found no header line\)"),
+    (INFO + ROW + "Test\n", "info.csv line 2: split 'Test' is not one of train, validation, test"),
+    (INFO + ROW + "test\n" + ROW.replace(",beat,", ",Beat,") + "test\n", "line 3: beat_type 'Beat' is not one of"),
+    (INFO + "drummer1,drummer1/session1,beat\n", "info.csv line 2 has no split, midi_filename; give every row"),
+    ((INFO + ROW + "test\n").encode().replace(b"rock", b"r\xf6ck"), "info.csv is not a readable CSV file .*utf-8"),
+])
+def test_an_info_csv_without_a_column_or_value_the_selection_reads_is_one_error(tmp_path, info, needle):
+    root = _groove_folder(tmp_path / "groove", info)
+    with pytest.raises(ZooError, match=needle) as exc:
+        open_examples(str(root), "test")
+    assert str(root / "info.csv") in str(exc.value)
+
+
+def test_groove_examples_follow_edits_of_the_midi_files_and_info_csv(tmp_path):
+    """The examples are encoded once per process, but a rewritten MIDI file or an edited info.csv is read again."""
+    import os
+
+    root = _groove_folder(tmp_path / "groove", INFO + ROW + "test\n")
+    (first,) = open_examples(str(root), "test")
+    assert open_examples(str(root), "test")[0] is first  # unchanged: the encoded example is reused
+    midi = root / "drummer1" / "session1" / "0_rock_120_beat_4-4.mid"
+    write_drum_midi(lines_to_onsets(_lines(160, seed=1)), midi)
+    stat = midi.stat()
+    os.utime(midi, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later edit, whatever the clock's grain
+    (second,) = open_examples(str(root), "test")
+    assert second.lines[:160] == _lines(160, seed=1) and first.lines[:160] == _lines(160, seed=0)
+    (root / "info.csv").write_text(INFO + ROW + "train\n")
+    assert open_examples(str(root), "test") == [] and len(open_examples(str(root), "train")) == 1
+    (root / "info.csv").write_text(INFO + ROW + "train\n" + ROW + "train\n")  # a row twice: one name twice
+    with pytest.raises(ZooError, match="info.csv has two examples named '1_0_rock_120_beat_4-4'"):
+        open_examples(str(root), "train")
 
 
 def test_paper_selection_counts(groove):
@@ -259,6 +336,28 @@ def test_jsonl_examples_and_bad_data(tmp_path):
     assert open_examples(tmp_path / "ev", "test", "events")[0].lines == ["K5+0 H5+1", "-", "S3-1"]
     with pytest.raises(ZooError, match="is events drum text, not paper text"):
         open_examples(tmp_path / "ev", "test")
+
+
+GOOD = {"prompt": "o-----\nSEP\n", "completion": "------\nEND"}
+
+
+@pytest.mark.parametrize("rows, needle", [
+    ([[1, 2]], r"line 1 is not a prompt-completion JSON object \(it is a JSON list\)"),
+    ([{**GOOD, "prompt": 5}], r"\(its prompt is int, not a string\)"),
+    ([{**GOOD, "completion": None}], r"\(its completion is NoneType, not a string\)"),
+    ([{"prompt": GOOD["prompt"]}], r"\(it has no 'completion' field\)"),
+    ([{**GOOD, "numerator": "4"}], r"its numerator '4' is not a whole number of beats >= 1"),
+    ([{**GOOD, "name": "../../g1"}], r"its name '../../g1' is not a file name"),
+    ([{**GOOD, "name": "g1"}, {**GOOD, "name": "g1"}], r"test.jsonl has two examples named 'g1'"),
+    (b'{"prompt": "o-----\\nSEP\\n", "completion": "END", "name": "gr\xf6ove"}\n', "test.jsonl is not UTF-8 text"),
+])
+def test_prompt_completion_rows_that_are_not_examples_are_one_error(tmp_path, rows, needle):
+    """A row that is not a JSON object of string fields (a whole-number numerator), a name that is not a file name
+    (eval writes <name>.mid) or one used twice, and a file that is not UTF-8: one error naming the file."""
+    path = tmp_path / "test.jsonl"
+    path.write_bytes(rows if isinstance(rows, bytes) else "".join(json.dumps(r) + "\n" for r in rows).encode())
+    with pytest.raises(ZooError, match=needle):
+        open_examples(tmp_path, "test")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -571,7 +670,7 @@ def test_a_full_length_groove_can_end_with_end(tmp_path, monkeypatch, ends):
     monkeypatch.setattr(generate, "draw", lambda probs, generator=None: torch.tensor([next(script)]))
     out = tmp_path / "eval"
     r = evaluate("x", "drums", model=m, data=str(_jsonl_folder(tmp_path / "data", [e])), split="test",
-                 max_new_tokens=2000, out_dir=out)
+                 max_new_tokens=1800, out_dir=out)
     written = (out / "full.txt").read_text()
     if ends:
         assert r["finished_fraction"] == 1.0 and written == e.prompt + e.completion + "\n"
@@ -851,6 +950,21 @@ def test_bad_prompts_and_token_ids_are_user_errors():
     with pytest.raises(ZooError, match=r"must lie in \[0, 6\) .* got ids from 0 to 9"):
         m(torch.tensor([[0, 9]]))
     assert m(torch.tensor([[1, 2]], dtype=torch.int32)).shape == (1, 2, 6)
+
+
+def test_a_prompt_and_budget_longer_than_the_context_is_one_error():
+    """drums_gpt2_tiny has 2048 positions: a longer prompt, or a prompt plus max_new_tokens past them, is refused
+    before any step with the numbers and the fix (a GPT-2 would fail on the positions past its table)."""
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    with pytest.raises(ZooError, match=r"a prompt of 2100 tokens plus max_new_tokens=10 is more than the model's "
+                                       r"context of 2048 tokens .*: shorten the prompt to fewer than 2048 tokens"):
+        continue_grooves(m, ["o-----\n" * 300], max_new_tokens=10)
+    with pytest.raises(ZooError, match=r"a prompt of 700 tokens plus max_new_tokens=1500 .* ask for at most 1348 "
+                                       r"new tokens \(max_new_tokens\), or shorten the prompt to at most 548 tokens"):
+        continue_grooves(m, ["o-----\n", "o-----\n" * 100], max_new_tokens=1500)
+    with pytest.raises(ZooError, match="context of 2048 tokens"):
+        sample_ids(m, [[1] * 2000], max_new_tokens=49, decoder="static")
+    assert len(sample_ids(m, [[1] * 2000], max_new_tokens=48, stop_at_end=False)[0]) == 48
 
 
 def test_drum_lm_module_docstring_has_a_summary_line():

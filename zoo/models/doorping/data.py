@@ -4,7 +4,9 @@ Distillation samples class pools at random every step, so the whole training spl
 ([N, C, H, W] float32, the dataset's normalisation). Sources are anything `zoo.data.images.open_split`
 understands: catalogue names (``fashion_mnist``, ``cifar10_jpeg``), IDX folders (MNIST, Fashion-MNIST),
 ``train/<class>/`` + ``test/<class>/`` image trees or archives (CIFAR-10/100, SVHN, STL-10 exported as images).
-Decoded uint8 arrays of image folders are cached under ``<ZOO_HOME>/data/doorping-arrays`` (written atomically).
+Decoded uint8 arrays of image folders are cached under ``<ZOO_HOME>/data/doorping-arrays`` (written atomically):
+one file per folder, split and size, used while the folder's listing (every image's path, class, size and
+modification time) is the one it was decoded from, and rewritten when it is not.
 
 Normalisation: the DOORPING code's constants for the datasets it knows (`STATS`, by dataset name), otherwise the
 per-channel mean and std of the training split.
@@ -18,6 +20,8 @@ datasets (`AUTHORS_SIZE`); ``image_size`` chooses another side (``image_size=28`
 from __future__ import annotations
 
 import hashlib
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +72,44 @@ class RealImages:
         return tuple(self.images.shape[1:])
 
 
-def _cache_file(ds, split: str, image_size: int | None) -> Path:
+def _listing_digest(ds) -> tuple[Path, str]:
+    """(the folder the images lie under, sha256 of what the decoded arrays depend on): the classes, and every
+    image's path relative to that folder with its label, size and modification time, so that a file added,
+    removed, moved to another class or rewritten gives another digest (a stat per file, cheap beside decoding)."""
+    paths = [os.fspath(p) for p in ds.paths]
+    root = os.path.commonpath(paths)
+    h = hashlib.sha256("\0".join(ds.classes).encode())
+    for path, label in zip(paths, ds.labels):
+        st = os.stat(path)
+        h.update(f"\n{path[len(root):]}\0{label}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return Path(root).resolve(), h.hexdigest()
+
+
+def _cache_file(root: Path, split: str, image_size: int | None) -> Path:
+    """The cache of one folder's split at one size: one file per source, rewritten when the listing changes."""
     from ...hub import cache_dir
 
-    first, last = ds.paths[0], ds.paths[-1]
-    key = f"{Path(first).resolve()}|{Path(last).resolve()}|{len(ds)}|{split}|{image_size}|{Path(first).stat().st_mtime_ns}"
+    key = f"{root}|{split}|{image_size}"
     return cache_dir() / "data" / "doorping-arrays" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
+def _cached(cache: Path, digest: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(images, labels) from ``cache`` if it was written for the listing ``digest``, else None (also when the file
+    cannot be read)."""
+    if not cache.exists():
+        return None
+    try:
+        with np.load(cache) as z:
+            if "listing" not in z.files or str(z["listing"]) != digest:
+                return None
+            return z["images"], z["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable: decode again and rewrite it
+        return None
+
+
 def _decode(ds, image_size: int | None) -> np.ndarray:
+    """Every image of ``ds`` as uint8 [N, H, W] (all grey) or [N, H, W, 3] (grey images among colour ones are
+    repeated over the three channels); images of different sizes need ``image_size``."""
     from PIL import Image
 
     out = []
@@ -85,6 +118,12 @@ def _decode(ds, image_size: int | None) -> np.ndarray:
         if image_size and im.size != (image_size, image_size):
             im = im.resize((image_size, image_size), Image.BILINEAR)
         out.append(np.asarray(im.convert("L") if im.mode in ("L", "I", "F", "1") else im.convert("RGB")))
+        if out[-1].shape[:2] != out[0].shape[:2]:
+            raise ZooError(f"{ds.paths[i]} is {out[-1].shape[1]}x{out[-1].shape[0]} but {ds.paths[0]} is "
+                           f"{out[0].shape[1]}x{out[0].shape[0]}: images of different sizes need image_size (the "
+                           f"side to resize every image to)")
+    if any(x.ndim == 3 for x in out):
+        out = [x if x.ndim == 3 else np.repeat(x[..., None], 3, axis=-1) for x in out]
     return np.stack(out)
 
 
@@ -97,13 +136,13 @@ def _uint8_arrays(ds, split: str, image_size: int | None) -> tuple[np.ndarray, n
         return x, np.asarray(ds.labels, dtype=np.int64)
     from ...io import atomic_path
 
-    cache = _cache_file(ds, split, image_size)
-    if cache.exists():
-        with np.load(cache) as z:
-            return z["images"], z["labels"]
+    root, digest = _listing_digest(ds)
+    cache = _cache_file(root, split, image_size)
+    if (hit := _cached(cache, digest)) is not None:
+        return hit
     x, y = _decode(ds, image_size), np.asarray(ds.labels, dtype=np.int64)
     with atomic_path(cache) as tmp, open(tmp, "wb") as f:
-        np.savez(f, images=x, labels=y)
+        np.savez(f, images=x, labels=y, listing=np.array(digest))
     return x, y
 
 
@@ -140,6 +179,9 @@ def load_real(data: str, split: str, *, image_size: int | None = None, mean=None
     if len(mean) != images.shape[1] or len(std) != images.shape[1]:
         raise ZooError(f"{data}: {images.shape[1]}-channel images but mean/std {list(mean)}/{list(std)} have "
                        f"{len(mean)} values")
+    if not all(v > 0 for v in std):
+        raise ZooError(f"{data}: std {list(std)} has a value that is not > 0 (a channel that is constant over split "
+                       f"{split!r}?); give std values > 0")
     m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
     s = torch.tensor(std, dtype=torch.float32)[:, None, None]
     images.sub_(m).div_(s)
@@ -153,6 +195,17 @@ def renormalise(images: torch.Tensor, mean, std, new_mean, new_std) -> torch.Ten
         return images
     col = lambda v: torch.tensor(v, dtype=images.dtype)[:, None, None]
     return (images * col(std) + col(mean) - col(new_mean)) / col(new_std)
+
+
+def _check_same_kind(data: str, train: RealImages, test: RealImages) -> None:
+    """The test split must have the training split's image shape and classes (in the same order: a label is a
+    class's index), or the in-run evaluation would score against other classes."""
+    if test.shape != train.shape:
+        raise ZooError(f"{data}: test images are {list(test.shape)} but training images {list(train.shape)}; give "
+                       f"both splits the same channels and size (or set image_size)")
+    if test.classes != train.classes:
+        raise ZooError(f"{data}: the test split's classes {test.classes} are not the training split's "
+                       f"{train.classes}; give both splits the same class folders")
 
 
 class _Ticks(Dataset):
@@ -196,6 +249,7 @@ class DistillationData(pl.LightningDataModule):
         self.train_images = load_real(hp.data, "train", image_size=hp.image_size, name=hp.name)
         t = self.train_images
         self.test_images = load_real(hp.data, "test", image_size=hp.image_size, mean=t.mean, std=t.std, name=t.name)
+        _check_same_kind(hp.data, t, self.test_images)
 
     def train_dataloader(self) -> DataLoader:
         module = self.trainer.lightning_module if self.trainer is not None else None

@@ -40,6 +40,9 @@ SPLITS = {"train": "train", "validation": "validation", "val": "validation", "de
 JSONL_NAMES = {"train": ("train.jsonl", "gpt3_train.jsonl"), "validation": ("validation.jsonl", "dev.jsonl",
                                                                                "gpt3_dev.jsonl"),
                "test": ("test.jsonl", "gpt3_test.jsonl")}
+INFO_COLUMNS = ("session", "split", "beat_type", "midi_filename")  # the columns of info.csv the selection reads
+INFO_SPLITS = ("train", "validation", "test")
+BEAT_TYPES = ("beat", "fill")
 
 
 def canonical_split(split: str) -> str:
@@ -69,17 +72,43 @@ def groove_root(data: str | Path) -> Path:
                    f"folder of <split>.jsonl prompt-completion files")
 
 
+def _info_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of ``info.csv`` (line number under ``"line"``), after checking that it has the columns the
+    selection reads, every row has a cell for each, and the split and beat type are values Groove MIDI uses."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in INFO_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ZooError(f"{path} has no {', '.join(missing)} column{'s' * (len(missing) > 1)} (found "
+                               f"{', '.join(reader.fieldnames or []) or 'no header line'}): the Groove MIDI "
+                               f"selection reads the columns {', '.join(INFO_COLUMNS)}; add "
+                               f"{'them' if len(missing) > 1 else 'it'}")
+            rows = [{**row, "line": reader.line_num} for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ZooError(f"{path} is not a readable CSV file ({exc}); save it as UTF-8 CSV") from None
+    for row in rows:
+        empty = [c for c in INFO_COLUMNS if not row[c]]
+        if empty:
+            raise ZooError(f"{path} line {row['line']} has no {', '.join(empty)}; give every row all of "
+                           f"{', '.join(INFO_COLUMNS)}")
+        for column, allowed in (("split", INFO_SPLITS), ("beat_type", BEAT_TYPES)):
+            if row[column] not in allowed:
+                raise ZooError(f"{path} line {row['line']}: {column} {row[column]!r} is not one of "
+                               f"{', '.join(allowed)} (Groove MIDI's values, lower case)")
+    return rows
+
+
 def select_files(root: Path, split: str) -> list[tuple[str, Path]]:
     """(name, MIDI path) of the paper's files of one split, in ``info.csv`` order, before the metre filter."""
     split = canonical_split(split)
     out = []
-    with open(root / "info.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            drummer, _, session = row["session"].partition("/")
-            if row["split"] != split or row["beat_type"] != "beat" or not re.fullmatch(r"session[123]", session):
-                continue
-            stem = Path(row["midi_filename"]).stem
-            out.append((f"{drummer.removeprefix('drummer')}_{stem}", root / row["midi_filename"]))
+    for row in _info_rows(root / "info.csv"):
+        drummer, _, session = row["session"].partition("/")
+        if row["split"] != split or row["beat_type"] != "beat" or not re.fullmatch(r"session[123]", session):
+            continue
+        stem = Path(row["midi_filename"]).stem
+        out.append((f"{drummer.removeprefix('drummer')}_{stem}", root / row["midi_filename"]))
     return out
 
 
@@ -95,10 +124,26 @@ def encode_file(name: str, path: Path, encoding: str = "paper") -> Example | Non
     return make_example(name, grid_to_lines(performance_to_grid(perf)), perf.time_signature[0])
 
 
+def _groove_examples(root: Path, split: str, encoding: str) -> list[Example]:
+    """The examples of the selected files, encoded once per process while ``info.csv`` selects the same files and
+    none of them has changed (size and modification time)."""
+    files = tuple((name, path, _stamp(path)) for name, path in select_files(root, split))
+    return _unique_names(list(_encoded(files, encoding)), root / "info.csv")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file; None when it is missing (`encode_file` says so)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 @lru_cache(maxsize=8)
-def _groove_examples(root: str, split: str, encoding: str) -> tuple[Example, ...]:
-    return tuple(e for name, path in select_files(Path(root), split)
-                 if (e := encode_file(name, path, encoding)) is not None)
+def _encoded(files: tuple[tuple[str, Path, tuple[int, int] | None], ...], encoding: str) -> tuple[Example, ...]:
+    """The examples of ``files`` ((name, path, `_stamp`) each; the stamps only key the cache)."""
+    return tuple(e for name, path, _ in files if (e := encode_file(name, path, encoding)) is not None)
 
 
 def _jsonl_file(folder: Path, split: str) -> Path | None:
@@ -134,17 +179,49 @@ def _jsonl_examples(path: Path, encoding: str) -> list[Example]:
 
 def read_jsonl(path: Path) -> list[Example]:
     """Examples from a prompt-completion JSON-lines file (the authors' ``gpt3_<split>.jsonl``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ZooError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 JSON lines") from None
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
-            out.append(Example(d.get("name", f"{path.stem}_{i}"), d["prompt"], d["completion"],
-                               d.get("numerator", 4), d.get("window", "")))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            out.append(_example(json.loads(line), f"{path.stem}_{i}"))
+        except KeyError as exc:
+            raise ZooError(f"{path} line {i} is not a prompt-completion JSON object (it has no {exc} field)") from None
+        except (ValueError, TypeError) as exc:
             raise ZooError(f"{path} line {i} is not a prompt-completion JSON object ({exc})") from None
-    return out
+    return _unique_names(out, path)
+
+
+def _example(d, default_name: str) -> Example:
+    """One JSON object of a prompt-completion file as an `Example`; a ValueError or TypeError says what is wrong."""
+    if not isinstance(d, dict):
+        raise TypeError(f"it is a JSON {type(d).__name__}")
+    text = {"name": d.get("name", default_name), "prompt": d["prompt"], "completion": d["completion"],
+            "window": d.get("window", "")}
+    for key, value in text.items():
+        if not isinstance(value, str):
+            raise TypeError(f"its {key} is {type(value).__name__}, not a string")
+    if text["name"] in ("", ".", "..") or Path(text["name"]).name != text["name"]:
+        raise ValueError(f"its name {text['name']!r} is not a file name, which the files eval writes are named by")
+    numerator = d.get("numerator", 4)
+    if type(numerator) is not int or numerator < 1:
+        raise ValueError(f"its numerator {numerator!r} is not a whole number of beats >= 1")
+    return Example(text["name"], text["prompt"], text["completion"], numerator, text["window"])
+
+
+def _unique_names(examples: list[Example], source: Path) -> list[Example]:
+    """``examples`` after checking that no two share a name (results and written files are keyed by it)."""
+    seen = set()
+    for e in examples:
+        if e.name in seen:
+            raise ZooError(f"{source} has two examples named {e.name!r}; give each its own name (results and the "
+                           f"files eval writes are keyed by it)")
+        seen.add(e.name)
+    return examples
 
 
 def open_examples(data: str | Path, split: str, encoding: str = "paper") -> list[Example]:
@@ -169,7 +246,7 @@ def open_examples(data: str | Path, split: str, encoding: str = "paper") -> list
     if path.is_dir() and (others := sorted(p.name for s in JSONL_NAMES if (p := _jsonl_file(path, s)))):
         raise ZooError(f"{path} has prompt-completion files ({', '.join(others)}) but none for the {split} split: "
                        f"add {wanted}")
-    return list(_groove_examples(str(groove_root(data)), split, encoding))
+    return _groove_examples(groove_root(data), split, encoding)
 
 
 class ExampleSet(Dataset):

@@ -60,7 +60,8 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
     Args:
         prompt_ids: B token-id lists (any lengths >= 1, ids below the tokenizer's ``vocab_size``).
         temperature: softmax temperature (> 0).
-        max_new_tokens: hard cap per row (>= 1).
+        max_new_tokens: hard cap per row (>= 1); the longest prompt plus this must fit the model's context
+            (`context_length`): no window slides over longer text.
         max_new_lines: stop a row at its this-many-th newline token; None: no line budget. The rest of a 16-bar
             window after a 2-bar prompt is 237 lines (224 drum lines and 13 SEP lines) and its ``END`` follows the
             237th newline, so a budget that lets a full-length groove end with ``END`` is 238 (`DrumsTask`).
@@ -82,10 +83,32 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
         if not row or bad:
             raise ZooError(f"prompt_ids[{i}] must be a non-empty list of token ids in [0, {vocab}) (the "
                            f"tokenizer's vocabulary), got {f'ids {bad[:5]} outside it' if bad else 'no ids'}")
+    _check_context(model, max(map(len, prompt_ids)), max_new_tokens)
     with folded_lora(model.lm) as lm:
         return _sample(model, lm, prompt_ids, temperature=temperature, max_new_tokens=max_new_tokens,
                        max_new_lines=max_new_lines, stop_at_end=stop_at_end, generator=generator, decoder=decoder,
                        check_every=check_every)
+
+
+def context_length(model: DrumLM) -> int | None:
+    """The most tokens the LM takes (its config's ``max_position_embeddings``); None when the config sets none."""
+    return getattr(model.lm.config.get_text_config(), "max_position_embeddings", None)
+
+
+def _check_context(model: DrumLM, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a generation whose longest prompt plus ``max_new_tokens`` is more than the model's context: no
+    position past it was ever trained (a GPT-2 has no embedding for it and fails, a rotary LM runs on untrained),
+    and no window slides over the text."""
+    context = context_length(model)
+    if context is None or prompt_tokens + max_new_tokens <= context:
+        return
+    if prompt_tokens >= context:
+        fix = f"shorten the prompt to fewer than {context} tokens (e.g. its first bars)"
+    else:
+        fix = (f"ask for at most {context - prompt_tokens} new tokens (max_new_tokens), or shorten the prompt to at "
+               f"most {context - max_new_tokens} tokens")
+    raise ZooError(f"a prompt of {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} is more than the "
+                   f"model's context of {context} tokens (max_position_embeddings): {fix}")
 
 
 def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,

@@ -51,7 +51,8 @@ def read_performance(path: str | Path) -> Performance:
     a bass) are not drums and are left out.
 
     Raises:
-        ZooError: the file is missing, is not a readable MIDI file, or holds no note-on on the drum channel.
+        ZooError: the file is missing, empty, truncated or not a readable MIDI file, counts time in SMPTE frames
+            instead of ticks per beat, has a 0/x time signature, or holds no note-on on the drum channel.
     """
     mido = require("mido", "drums", "pretty_midi")
     path = Path(path)
@@ -60,9 +61,13 @@ def read_performance(path: str | Path) -> Performance:
     try:
         mid = mido.MidiFile(str(path), clip=True)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise ZooError(f"{path} is not a readable MIDI file ({exc}); re-export it as a standard MIDI file") from None
+        raise ZooError(f"{path} is not a readable MIDI file ({_read_failure(path, exc)}); give the complete file, "
+                       f"or re-export it as a standard MIDI file") from None
     if mid.type == 2:
         raise ZooError(f"{path} is a type-2 (asynchronous) MIDI file; re-export it as type 0 or 1")
+    if not 0 < mid.ticks_per_beat < 0x8000:
+        raise ZooError(f"{path} gives its time in {'SMPTE frames' if mid.ticks_per_beat else '0 ticks per beat'}, "
+                       f"not in ticks per beat; re-export it with a musical time base (e.g. 480 ticks per beat)")
     events = []  # (tick, track, index, message): a stable merge of the tracks by absolute time
     for t, track in enumerate(mid.tracks):
         tick = 0
@@ -79,6 +84,9 @@ def read_performance(path: str | Path) -> Performance:
             other.add(msg.channel + 1)
         elif msg.type == "time_signature" and signature is None:
             signature = (msg.numerator, msg.denominator)
+            if not msg.numerator:
+                raise ZooError(f"{path} has a time signature of 0/{msg.denominator}; re-export it with its metre "
+                               f"(e.g. 4/4)")
         elif msg.type == "set_tempo" and tempo is None:
             tempo = mido.tempo2bpm(msg.tempo)
     if other and not onsets:
@@ -88,6 +96,16 @@ def read_performance(path: str | Path) -> Performance:
     if not onsets:
         raise ZooError(f"{path} has no notes (an empty MIDI file); give a file with a drum performance")
     return Performance(tuple(onsets), mid.ticks_per_beat, signature or (4, 4), tempo or 120.0, str(path))
+
+
+def _read_failure(path: Path, exc: Exception) -> str:
+    """What was wrong with a MIDI file that mido could not read, for the error message (mido's EOFError has none)."""
+    size = path.stat().st_size
+    if not size:
+        return "the file is empty, 0 bytes"
+    if isinstance(exc, EOFError):
+        return f"it ends in the middle of its data after {size} bytes: the file is truncated"
+    return str(exc) or type(exc).__name__
 
 
 def write_drum_midi(onsets: list[Onset], path: str | Path, *, ticks_per_beat: int = 480, bpm: float = 120.0,
