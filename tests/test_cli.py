@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import zoo
 from zoo.cli import VERBS, main
@@ -142,6 +143,9 @@ def test_demo_reports_every_paper_then_fails_naming_the_broken_one(tmp_path, mon
     rows = zoo.demo.main(str(tmp_path), only=[papers[0].id])
     assert rows == [{"paper": papers[0].id, "step": f"stub {papers[0].id}", "data": "none", "result": "fine",
                      "seconds": 0.25}]
+    (tmp_path / papers[0].id).mkdir()  # a finished demo's runs: a second demo there is refused before it starts
+    with pytest.raises(ZooError, match=f"already holds demo runs \\({papers[0].id}\\)"):
+        zoo.demo.main(str(tmp_path), only=[papers[0].id])
 
 
 def test_list_and_info(capsys):
@@ -173,6 +177,11 @@ def test_list_and_info(capsys):
      "--ckpt_path /no/such.ckpt does not exist"),
     (["fit", "--config", SMALL, "--ckpt_path", "last", "--trainer.fast_dev_run", "1"],
      "--ckpt_path last resumes the run in --trainer.default_root_dir"),
+    (["fit", "--config", SMALL, "--trainer.accelerator", "gpu"] if not torch.cuda.is_available() else ["nope"],
+     "zoo fit: No supported gpu backend found!" if not torch.cuda.is_available() else "unknown verb"),
+    (["fit", "--config", SMALL, "--trainer.max_epochs", "-3"], "`max_epochs` must be a non-negative integer or -1"),
+    (["fit", "--config", SMALL, "--ckpt_path", "README.md"], "--ckpt_path README.md is not a readable Lightning "
+                                                              "checkpoint (not a torch.save file)"),
     (["demo", "--only", "knn_ood,nosuchpaper"], "no demo for nosuchpaper; papers with a demo: "),
     (["bench", "--suite", "configs/bench/cpu-smoke.yaml", "--mode", "train", "--compile"],
      "drop --mode, --compile, or drop --suite"),
@@ -311,6 +320,71 @@ def test_a_run_killed_midway_resumes_from_its_last_epoch(shapes_data, tmp_path, 
     assert main(["fit", *base, "--trainer.max_epochs", "3", "--ckpt_path", "last"]) == 0
     ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6
+
+
+def _fit_args(shapes_data, root, *extra):
+    return ["fit", "--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",
+            "--data.init_args.batch_size", "16", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar",
+            "false", "--trainer.default_root_dir", str(root), *extra]
+
+
+def test_resuming_needs_a_checkpoint_of_the_same_model_and_a_fresh_fit_a_fresh_folder(shapes_data, tmp_path, capsys):
+    root = tmp_path / "run"
+    assert main(_fit_args(shapes_data, tmp_path / "typo", "--trainer.max_steps", "1", "--ckpt_path", "last")) == 2
+    assert "holds no checkpoint to resume" in capsys.readouterr().err  # Lightning would start afresh
+    assert main(_fit_args(shapes_data, root, "--trainer.max_steps", "2")) == 0
+    assert main(_fit_args(shapes_data, root, "--trainer.max_steps", "2")) == 2
+    assert "already holds a run" in capsys.readouterr().err  # it would have replaced that run's model/
+    resnet56 = ["--model.init_args.model", "knn_ood_resnet56", "--trainer.max_steps", "4"]
+    assert main(_fit_args(shapes_data, root, *resnet56, "--ckpt_path", "last")) == 2
+    assert "holds a knn_ood_resnet20 model, but the config names knn_ood_resnet56" in capsys.readouterr().err
+    ckpt = str(root / "checkpoints" / "last.ckpt")
+    assert main(_fit_args(shapes_data, tmp_path / "new", *resnet56, "--ckpt_path", ckpt)) == 2
+    assert "holds a knn_ood_resnet20 model" in capsys.readouterr().err
+    assert main(["fit", "--config", "configs/tinymim/cifar10_distill.yaml", "--ckpt_path", ckpt]) == 2
+    assert "was written by zoo.training.classification.ClassifierModule, but the config trains" in \
+        capsys.readouterr().err
+
+
+def test_a_fit_without_a_training_step_exports_nothing(shapes_data, tmp_path, capsys):
+    assert main(_fit_args(shapes_data, tmp_path / "run", "--trainer.max_epochs", "0")) == 0
+    assert "no training step ran" in capsys.readouterr().err and not (tmp_path / "run" / "model").exists()
+
+
+def test_an_interrupted_fit_saves_its_step_says_how_to_resume_and_resumes(shapes_data, tmp_path, capsys,
+                                                                           monkeypatch):
+    """Ctrl-C midway through a one-epoch run kept nothing (checkpoints came at epoch ends) and exited 1."""
+    from zoo.training.classification import ClassifierModule
+
+    root = tmp_path / "run"
+    step = ClassifierModule.training_step
+
+    def interrupt_at_3(self, batch, i):
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return step(self, batch, i)
+
+    with monkeypatch.context() as m:
+        m.setattr(ClassifierModule, "training_step", interrupt_at_3)
+        assert main(_fit_args(shapes_data, root, "--trainer.max_epochs", "1")) == 130
+    err = capsys.readouterr().err
+    assert f"fit interrupted (Ctrl-C); resume with --trainer.default_root_dir {root} --ckpt_path last" in err
+    assert torch.load(root / "checkpoints" / "interrupted.ckpt", weights_only=False)["global_step"] == 3
+    steps = []
+    with monkeypatch.context() as m:
+        m.setattr(ClassifierModule, "training_step", lambda self, batch, i: steps.append(self.global_step) or
+                  step(self, batch, i))
+        assert main(_fit_args(shapes_data, root, "--trainer.max_epochs", "1", "--ckpt_path", "last")) == 0
+    assert steps[0] == 3  # resumed at the step reached, not at 0
+    assert not (root / "checkpoints" / "interrupted.ckpt").exists() and (root / "model").is_dir()
+
+
+def test_two_runs_started_in_one_second_get_a_folder_each(runs_dir, monkeypatch):
+    from zoo.training.cli import _run_dir
+
+    monkeypatch.setattr("time.strftime", lambda fmt: "20261206-000000")
+    first, second = _run_dir(["a/b.yaml"]), _run_dir(["a/b.yaml"])
+    assert first != second and Path(first).is_dir() and Path(second).name == "20261206-000000-1"
 
 
 def test_ddp_two_gloo_processes(shapes_data, tmp_path):

@@ -311,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("zoo: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # a fit's `Interrupted` says how to resume and carries its exit status
+        print(f"zoo: {exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "code", 130)
     return 0
 
 

@@ -3,9 +3,12 @@
 Configs name any LightningModule and LightningDataModule by ``class_path``. Each run writes into its own folder,
 ``runs/<config name>/<timestamp>`` (or ``$ZOO_RUNS_DIR/...``), unless ``--trainer.default_root_dir`` is given:
 the resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, and
-``last.ckpt`` linked to it, to resume with ``--ckpt_path last`` and the
-same root dir) and, after ``fit``, the trained model as a zoo folder (``model/``: config.json +
-model.safetensors) that `zoo.from_pretrained` loads.
+``last.ckpt`` linked to it, to resume with ``--ckpt_path last`` and the same root dir; ``interrupted.ckpt`` when
+Ctrl-C or SIGTERM stopped a fit midway, which ``last`` then resumes) and, after ``fit``, the trained model as a
+zoo folder (``model/``: config.json + model.safetensors) that `zoo.from_pretrained` loads.
+
+A fresh ``fit`` into a folder that holds checkpoints is refused (it would replace that run's ``model/``), and so
+are ``--ckpt_path last`` with nothing to resume and a ``--ckpt_path`` file of another model or module class.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities.exceptions import (
+    MisconfigurationException,
+    SIGTERMException,
+)
 
 from ..errors import ZooError
 
@@ -40,18 +47,41 @@ class ExportModel(pl.Callback):
             return
         from ..checkpoint import save_pretrained
 
+        if trainer.global_step == 0:  # max_epochs 0 or max_steps 0: the weights are the initial ones
+            print(f"zoo: no training step ran (max_epochs or max_steps 0?), so {self.dirname}/ is not written",
+                  file=sys.stderr)
+            return
         out = Path(trainer.default_root_dir) / self.dirname
         save_pretrained(model, out, metadata={"epochs": trainer.current_epoch, "global_step": trainer.global_step})
 
 
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """On Ctrl-C or SIGTERM during training, save ``<checkpoints>/interrupted.ckpt`` (the step reached), which
+    ``--ckpt_path last`` resumes when it is the newest checkpoint; removed when a run ends normally. An epoch-long
+    recipe (DOORPING's whole distillation, the one-epoch CPU recipes) so loses nothing to an interrupt; a SIGKILL
+    still loses the epoch under way. Another exception (a bug, a data error) saves nothing."""
+
+    def on_exception(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        exception = args[-1] if args else kwargs.get("exception")
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit" \
+                and trainer.global_step > 0:
+            super().on_exception(trainer, *args, **kwargs)
+
+
 def _run_dir(config_files) -> str:
+    """Make and return a new run folder, ``<runs>/<config name>/<timestamp>[-N]``: made here (``mkdir`` fails when
+    the folder exists), so two runs started in the same second get a folder each."""
     name = Path(str(config_files[-1])).stem if config_files else "run"
     base = Path(os.environ.get("ZOO_RUNS_DIR", "runs")) / name
+    base.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path, n = base / stamp, 1
-    while path.exists():
-        path, n = base / f"{stamp}-{n}", n + 1
-    return str(path)
+    while True:
+        try:
+            path.mkdir()
+            return str(path)
+        except FileExistsError:
+            path, n = base / f"{stamp}-{n}", n + 1
 
 
 class ZooLightningCLI(LightningCLI):
@@ -91,42 +121,139 @@ class ZooLightningCLI(LightningCLI):
         if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not Path(ckpt).is_file():
             raise ZooError(f"--ckpt_path {ckpt} does not exist: give a Lightning .ckpt file, or `last` to resume "
                            f"the newest checkpoint of --trainer.default_root_dir")
+        saved = sorted(Path(cfg.checkpoint.dirpath).glob("*.ckpt"))
+        if ckpt == "last" and not saved:  # Lightning would warn and start afresh (a mistyped folder, say)
+            raise ZooError(f"--ckpt_path last: {cfg.checkpoint.dirpath} holds no checkpoint to resume; give the "
+                           f"--trainer.default_root_dir of a run that finished an epoch or was interrupted")
+        if self.subcommand == "fit" and not ckpt and saved:  # a fresh run would replace that run's model/
+            raise ZooError(f"{root} already holds a run ({saved[0].name}, ...): resume it with --ckpt_path last, or "
+                           f"give a new --trainer.default_root_dir")
+
+    def _parse_ckpt_path(self) -> None:
+        """Before Lightning reads a ``--ckpt_path`` file's hyper-parameters into the config (they replace the config's
+        model arguments), refuse a file that is not a Lightning checkpoint and one of another model."""
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and Path(ckpt).is_file():
+            _check_checkpoint_model(ckpt, _checkpoint_hparams(ckpt), self.config[sub].get("model"))
+        super()._parse_ckpt_path()
 
     def before_fit(self) -> None:
-        """Print the run folder, and let the module check the trainer (``check_trainer(trainer)``, e.g. that a
-        progressive schedule has epochs to progress over) before the data's setup, which may take minutes."""
-        if self.trainer.is_global_zero:
-            print(f"zoo: run folder {self.trainer.default_root_dir}", file=sys.stderr)
+        """Print the run folder, add the interrupt checkpoint, and let the module check the trainer
+        (``check_trainer(trainer)``, e.g. that a progressive schedule has epochs to progress over) before the data's
+        setup, which may take minutes."""
+        self._announce()
+        dirpath = self.trainer.checkpoint_callback.dirpath
+        self.trainer.callbacks.append(InterruptCheckpoint(dirpath, "interrupted"))
+        if self.config.fit.get("ckpt_path") == "last":  # Lightning loads it into the config's model, whatever it is
+            newest = max((p for p in (Path(dirpath) / "last.ckpt", Path(dirpath) / "interrupted.ckpt") if p.exists()),
+                         key=lambda p: p.stat().st_mtime, default=None)
+            if newest is not None:
+                _check_checkpoint_model(newest, _checkpoint_hparams(newest), self.config.fit.get("model"))
         check = getattr(self.model, "check_trainer", None)
         if callable(check):
             check(self.trainer)
 
+    def before_validate(self) -> None:
+        self._announce(scores=True)
+
+    def before_test(self) -> None:
+        self._announce(scores=True)
+
+    def before_predict(self) -> None:
+        self._announce(scores=True)
+        from pytorch_lightning.callbacks import BasePredictionWriter
+
+        if self.trainer.is_global_zero and not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            print("zoo: predict writes nothing without a prediction writer: add one with --trainer.callbacks (a "
+                  "pytorch_lightning.callbacks.BasePredictionWriter), or call Trainer.predict from Python",
+                  file=sys.stderr)
+
+    def _announce(self, scores: bool = False) -> None:
+        """Print the run folder (and, for validate/test/predict without ``--ckpt_path``, whose weights are used)."""
+        if not self.trainer.is_global_zero:
+            return
+        print(f"zoo: run folder {self.trainer.default_root_dir}", file=sys.stderr)
+        if scores and not self.config[self.subcommand].get("ckpt_path"):
+            print("zoo: no --ckpt_path: using the weights the config builds (random unless its model loads "
+                  "pretrained ones)", file=sys.stderr)
+
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the verb; if it fails, remove the run folder this CLI made when nothing was written into it (a
-        mistake found at data setup leaves no empty ``runs/<config>/<timestamp>/lightning_logs/version_0``)."""
+        mistake found at data setup leaves no empty ``runs/<config>/<timestamp>/lightning_logs/version_0``). An
+        interrupted fit (Ctrl-C, SIGTERM: Lightning ends it with exit status 1 or 0) is `Interrupted`, saying how to
+        resume."""
         try:
             super()._run_subcommand(subcommand)
-        except BaseException:
-            new = getattr(self, "_new_run_dir", None)
-            if new and self.trainer.is_global_zero and Path(new).is_dir() \
-                    and not any(p.is_file() for p in Path(new).rglob("*")):
-                shutil.rmtree(new, ignore_errors=True)
-                with contextlib.suppress(OSError):  # runs/<config>/ too, when this run was its only one
-                    Path(new).parent.rmdir()
+        except BaseException as exc:
+            self._drop_empty_run_dir()
+            if self.trainer.state.status == "interrupted" and isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                root, sigterm = self.trainer.default_root_dir, isinstance(exc, SIGTERMException)
+                raise Interrupted(f"{subcommand} interrupted ({'SIGTERM' if sigterm else 'Ctrl-C'}); resume "
+                                  f"with --trainer.default_root_dir {root} --ckpt_path last",
+                                  143 if sigterm else 130) from None
             raise
+
+    def _drop_empty_run_dir(self) -> None:
+        new = getattr(self, "_new_run_dir", None)
+        if new and int(os.environ.get("LOCAL_RANK", "0")) == 0 and Path(new).is_dir() \
+                and not any(p.is_file() for p in Path(new).rglob("*")):
+            shutil.rmtree(new, ignore_errors=True)
+            with contextlib.suppress(OSError):  # runs/<config>/ too, when this run was its only one
+                Path(new).parent.rmdir()
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a ZooError raised inside a constructor (jsonargparse wraps it) is
-        re-raised as itself so the CLI prints its one line."""
+        re-raised as itself so the CLI prints its one line, and so is a Trainer setting Lightning refuses
+        (``--trainer.accelerator gpu`` without one, ``--trainer.max_epochs -3``)."""
         try:
             super().instantiate_classes()
         except Exception as exc:
+            self._drop_empty_run_dir()
             cause = exc
-            while cause is not None and not isinstance(cause, ZooError):
+            while cause is not None and not isinstance(cause, (ZooError, MisconfigurationException)):
                 cause = cause.__cause__ or cause.__context__
             if cause is None:
                 raise
+            if isinstance(cause, MisconfigurationException):
+                raise ZooError(f"zoo {self.subcommand}: {cause}") from None
             raise cause from None
+
+
+class Interrupted(KeyboardInterrupt):
+    """An interrupted run: ``str`` says how to resume it, ``code`` is the exit status (130 Ctrl-C, 143 SIGTERM)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _checkpoint_hparams(path) -> dict:
+    """The ``hyper_parameters`` of Lightning checkpoint ``path`` (its tensors are memory-mapped, not read); a file
+    that is not a checkpoint is a ZooError."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
+    except Exception as exc:  # torch.load raises many types for bytes that are not a checkpoint
+        why = "not a torch.save file" if "mmap" in str(exc) else f"{type(exc).__name__}: {exc}"
+        raise ZooError(f"--ckpt_path {path} is not a readable Lightning checkpoint ({why}); give a .ckpt file that "
+                       f"`zoo fit` wrote") from None
+
+
+def _check_checkpoint_model(path, hparams: dict, model_cfg) -> None:
+    """Refuse a checkpoint written by another LightningModule class, or for another zoo model, than the config
+    names: Lightning would silently swap the config's model for the checkpoint's."""
+    cfg_class = model_cfg.get("class_path") if model_cfg else None
+    ck_class = hparams.get("_class_path")
+    if ck_class and cfg_class and ck_class != cfg_class:
+        raise ZooError(f"--ckpt_path {path} was written by {ck_class}, but the config trains {cfg_class}: give the "
+                       f"config of that run, or a checkpoint of this one")
+    cfg_model = (model_cfg.get("init_args") or {}).get("model") if model_cfg else None
+    ck_model = hparams.get("model")
+    if isinstance(ck_model, str) and isinstance(cfg_model, str) and ck_model != cfg_model:
+        raise ZooError(f"--ckpt_path {path} holds a {ck_model} model, but the config names {cfg_model}: give a "
+                       f"checkpoint of {cfg_model}, or --model.init_args.model {ck_model}")
 
 
 def _loggers_into(root: str, loggers) -> None:
