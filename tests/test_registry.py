@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,22 @@ def test_model_info_shows_a_papers_data_entries(capsys):
     assert "asr_incl_target" in capsys.readouterr().out
     with pytest.raises(ZooError, match="is data made by the doorping code, not model weights"):
         zoo.create_model("doorping_distilled.cifar10_dc_convnet_ipc10_doorping", pretrained=True)
+
+
+def test_model_info_of_a_file_names_the_folder_to_give(tmp_path, capsys):
+    """`zoo info RUN/model/model.safetensors` said the existing file "does not exist"."""
+    from zoo.cli import main
+
+    folder = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "model")
+    weights = folder / "model.safetensors"
+    with pytest.raises(ZooError, match=re.escape(f"{weights} is a file of the zoo model folder {folder}: give the")):
+        zoo.model_info(str(weights))
+    distilled = tmp_path / "distilled.safetensors"
+    distilled.write_bytes(b"x")
+    assert main(["info", str(distilled)]) == 2
+    err = capsys.readouterr().err
+    assert f"{distilled} is a file, not a model: zoo info reads a folder written by zoo.save_pretrained" in err
+    assert "does not exist" not in err
 
 
 def test_pretrained_tag_and_path_are_told_apart(tmp_path, monkeypatch):

@@ -312,6 +312,18 @@ def _data_paper(prefix: str) -> Paper | None:
     return next((p for p in _papers().values() if prefix in p.data), None)
 
 
+def _file_not_model(path: Path) -> ZooError:
+    """The error for a file given where `model_info` reads a model folder: its folder when that is a zoo model
+    folder (the file is its weights or config), else what `zoo info` reads."""
+    from .checkpoint import CONFIG_NAME
+
+    if (path.parent / CONFIG_NAME).is_file():
+        return ZooError(f"{path} is a file of the zoo model folder {path.parent}: give the folder (zoo info "
+                        f"{path.parent})")
+    return ZooError(f"{path} is a file, not a model: zoo info reads a folder written by zoo.save_pretrained (with "
+                    f"{CONFIG_NAME}), or a manifest name NAME or NAME.TAG (zoo list --pretrained)")
+
+
 def model_info(name: str) -> dict:
     """Everything known about ``name`` (``arch``, ``arch.tag``, a paper's data entry ``prefix[.tag]`` or a folder
     written by save_pretrained)."""
@@ -323,6 +335,8 @@ def model_info(name: str) -> dict:
 
         cfg = read_config(path)
         return {"source": str(path), **cfg}
+    if path.is_file():
+        raise _file_not_model(path)
     if "/" in name:
         raise ZooError(f"{name} does not exist: give a folder written by zoo.save_pretrained, NAME or NAME.TAG")
     arch, tag = split_name(name)

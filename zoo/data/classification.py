@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ZooError
 from .images import open_train_test, relabel
+from .sampling import EpochShuffle
 from .splits import SplitDataModule
 from .transforms import eval_transform, fit_transform
 
@@ -107,7 +107,7 @@ class ImageClassificationDataModule(SplitDataModule):
         augment: training transform: ``standard`` (crop + flip), ``contrastive`` (two SupCon views per image,
             items ``[2, C, H, W]``) or ``none``.
         input_spec: the model's input spec; default: the fitted LightningModule's ``input_spec``.
-        seed: seed of the splits.
+        seed: seed of the splits and of the training order (`EpochShuffle`).
     """
 
     def __init__(self, data: str = "cifar10_jpeg", batch_size: int = 128, num_workers: int = 2,
@@ -145,7 +145,6 @@ class ImageClassificationDataModule(SplitDataModule):
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        return DataLoader(ds, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, drop_last=False,
-                          generator=torch.Generator().manual_seed(hp.seed) if shuffle else None)
+        return DataLoader(ds, batch_size=hp.batch_size, sampler=EpochShuffle(ds, hp.seed) if shuffle else None,
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0, drop_last=False)
 

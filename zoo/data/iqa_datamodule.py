@@ -30,6 +30,7 @@ from ..errors import ZooError
 from .images import load_image
 from .iqa import IQATable, read_table
 from .iqa_splits import load_split_file, official_split, random_splits
+from .sampling import EpochShuffle
 from .splits import SplitDataModule
 
 SPLITS = ("random", "official")  # besides a path to a pyiqa .pkl split file
@@ -124,7 +125,7 @@ class IQADataModule(SplitDataModule):
             its ``val`` rows are the test part, see `zoo.data.iqa_splits.load_split_file`).
         split_index: 1-based round / split number (pyiqa's convention).
         rounds, test_fraction, val_fraction, seed: the random protocol (80/20 train/test; validation carved
-            from the training side).
+            from the training side); the seed also draws the training order (`EpochShuffle`).
         crops, test_crops: crops per image in training / evaluation (the paper: 4 and 4).
         resize: optional [H, W] applied before cropping.
         train_subset, val_subset, test_subset: use only this many rows of each part (seeded), for small recipes.
@@ -210,6 +211,6 @@ class IQADataModule(SplitDataModule):
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        return DataLoader(ds, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0)
+        return DataLoader(ds, batch_size=hp.batch_size, sampler=EpochShuffle(ds, hp.seed) if shuffle else None,
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
 

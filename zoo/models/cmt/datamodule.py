@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.nuscenes import ARCHIVE_SUFFIXES, CAMERAS, CLASSES, Frame, frames_from_devkit, frames_from_infos, \
     lidar_to_image, load_images, load_points, open_nuscenes, unpack_dataroot
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
+from ...data.sampling import EpochShuffle
 from ...errors import ZooError
 from .cbgs import CBGSDataset
 from .gt_database import build_gt_database
@@ -168,6 +169,7 @@ class NuScenesDataModule(pl.LightningDataModule):
             first N epochs (the authors' "15e + 5e": ``epochs: 15`` of 20), which needs the trainer's
             ``reload_dataloaders_every_n_epochs`` to divide N so the loader is rebuilt at epoch N.
         cbgs: class-balanced resampling of the training frames (`CBGSDataset`), as every CMT recipe.
+        seed: seed of the evaluation pipeline, of CBGS and of the training order (`EpochShuffle`).
 
     Under a trainer, `setup` checks the pipeline against the LightningModule's CMT (`check_model`): the data
     options do not follow the model, they must match it.
@@ -268,9 +270,10 @@ class NuScenesDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):
         self._paste_phase()
-        return DataLoader(self.train_set, self.hparams.batch_size, shuffle=True, collate_fn=collate,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
-                          drop_last=len(self.train_set) > self.hparams.batch_size)
+        hp = self.hparams
+        return DataLoader(self.train_set, hp.batch_size, sampler=EpochShuffle(self.train_set, hp.seed),
+                          collate_fn=collate, num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+                          drop_last=len(self.train_set) > hp.batch_size)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, self.hparams.batch_size, collate_fn=collate,

@@ -19,9 +19,9 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ...data.sampling import EpochShuffle
 from ...data.splits import SplitDataModule
 from ...errors import ZooError
 from .encoding import (
@@ -274,7 +274,7 @@ class GrooveMidiDataModule(SplitDataModule):
         train_subset: use only the first N training examples (small recipes and tests).
         encoding: ``paper`` (six ``o``/``-`` columns) or ``events`` (velocity and micro-timing; see
             `zoo.models.drums.events`).
-        seed: shuffling seed.
+        seed: seed of the training order (`zoo.data.sampling.EpochShuffle`).
     """
 
     def __init__(self, data: str = "groove_midi", batch_size: int = 4, num_workers: int = 0,
@@ -303,7 +303,6 @@ class GrooveMidiDataModule(SplitDataModule):
 
     def _loader(self, ds: ExampleSet, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        return DataLoader(ds, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                          collate_fn=self.collate, persistent_workers=hp.num_workers > 0,
-                          generator=torch.Generator().manual_seed(hp.seed) if shuffle else None)
+        return DataLoader(ds, batch_size=hp.batch_size, sampler=EpochShuffle(ds, hp.seed) if shuffle else None,
+                          num_workers=hp.num_workers, collate_fn=self.collate, persistent_workers=hp.num_workers > 0)
 

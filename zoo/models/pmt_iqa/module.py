@@ -9,7 +9,8 @@ epoch, because they rebuild the optimiser each epoch.
 Evaluation scores an image as the mean regression output over its crops and logs SRCC, PLCC and KRCC
 (``val/srcc`` ...). With ``select_on_val`` the weights of the epoch with the best validation SRCC are restored
 when training ends, so the exported model and ``test`` use a model selected on validation data; the authors
-instead keep the best *test* SRCC over epochs, which is optimistic.
+instead keep the best *test* SRCC over epochs, which is optimistic. The selection (its SRCC, epoch and weights) is
+kept in the Lightning checkpoint, so a resumed run exports what the uninterrupted run would.
 
 Batches are ``(crops [B, K, 3, S, S], score [B], level [B], row [B])``, or with ``crops`` replaced by the list of
 pooled backbone taps ``[B, K, C_i, g_i, g_i]`` (the frozen-backbone cache of `cache.py`).
@@ -30,6 +31,7 @@ from ...registry import create_model, split_name
 from . import PAPER
 from .losses import AUTHORS_FIXED, SCHEDULES, lr_factor, pmt_loss, task_weights
 
+BEST_KEY = "pmt_iqa_best_val"  # the checkpoint entry of the best-validation selection
 MODELS = tuple(name for name, target in PAPER.models.items() if target.startswith("zoo.models.pmt_iqa.model:"))
 
 
@@ -45,7 +47,8 @@ class PMTIQAModule(pl.LightningModule):
         lr, weight_decay: Adam settings; lr_step, lr_gamma: the step schedule (6, 0.1).
         reset_optimizer: reset Adam's state at each epoch, as the authors' per-epoch re-creation does.
         freeze_backbone: train only MS and the heads; the backbone stays in eval mode (fixed BatchNorm).
-        select_on_val: restore the best-validation-SRCC weights at the end of training.
+        select_on_val: restore the best-validation-SRCC weights at the end of training. Checkpoints then carry a
+            copy of those weights besides the current ones (`on_save_checkpoint`): about twice the size.
     """
 
     def __init__(self, model: str = "pmt_iqa_resnet50", model_args: dict[str, Any] | None = None,
@@ -66,7 +69,7 @@ class PMTIQAModule(pl.LightningModule):
         if freeze_backbone:
             self.model.backbone.requires_grad_(False)
         self._eval_rows, self._eval_preds, self._eval_scores = [], [], []
-        self.best_val_srcc, self._best_state = -math.inf, None
+        self.best_val_srcc, self.best_epoch, self._best_state = -math.inf, None, None
         self.val_srcc: float | None = None  # the last validation's SRCC; None where it was undefined
 
     def _load_imagenet(self, source: str) -> None:
@@ -167,7 +170,7 @@ class PMTIQAModule(pl.LightningModule):
         if self.trainer.sanity_checking or not self.hparams.select_on_val or not m:
             return
         if m["srcc"] > self.best_val_srcc:
-            self.best_val_srcc = m["srcc"]
+            self.best_val_srcc, self.best_epoch = m["srcc"], self.current_epoch
             self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             self.log("val/best_epoch", float(self.current_epoch))
 
@@ -177,6 +180,21 @@ class PMTIQAModule(pl.LightningModule):
     def on_train_end(self) -> None:
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the best-validation selection in the checkpoint (``BEST_KEY``: its SRCC, epoch and weights), so
+        that a run resumed from it goes on selecting among all its epochs; the weights double the file's size."""
+        checkpoint[BEST_KEY] = {"srcc": self.best_val_srcc, "epoch": self.best_epoch, "state": self._best_state}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the selection `on_save_checkpoint` kept; warn when a selecting run resumes from a checkpoint
+        without one (written before zoo kept it), whose earlier epochs then cannot be selected."""
+        best = checkpoint.get(BEST_KEY)
+        if best is not None:
+            self.best_val_srcc, self.best_epoch, self._best_state = best["srcc"], best["epoch"], best["state"]
+        elif self.hparams.select_on_val:
+            rank_zero_warn("the checkpoint records no best-validation selection (it predates zoo keeping one): "
+                           "the weights kept at the end are the best of the epochs run from now on")
 
     def configure_optimizers(self):
         hp = self.hparams
