@@ -17,7 +17,7 @@ import zoo
 from zoo.errors import ZooError
 from zoo.models.pmt_iqa.convert import convert, imagenet_state
 from zoo.models.pmt_iqa.losses import AUTHORS_FIXED, lr_factor, pmt_loss, task_weights
-from zoo.models.pmt_iqa.protocol import medians, summarise
+from zoo.models.pmt_iqa.protocol import markdown, medians, summarise
 
 
 @pytest.fixture(scope="module")
@@ -675,6 +675,8 @@ def test_protocol_selects_on_validation_and_reports_medians():
     rows = [{"variant": "pmt", **s}, {"variant": "pmt", **s, "selected_srcc": 0.5},
             {"variant": "pmt", **s, "selected_srcc": 0.9}]
     assert medians(rows)[0]["selected_srcc"] == 0.65 and medians(rows)[0]["rounds"] == 3
+    collapsed = [{"variant": "pmt", **s, "best_test_srcc": None}, {"variant": "pmt", **s, "best_test_srcc": 0.4}]
+    assert medians(collapsed)[0]["best_test_srcc"] == 0.4 and "| n/a |" in markdown(medians(collapsed[:1]))
 
 
 def test_a_collapsed_model_logs_no_validation_metrics_and_is_not_selected(monkeypatch):

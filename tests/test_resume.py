@@ -15,13 +15,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = "configs/knn_ood/resnet20_cifar10_small.yaml"
 
 
-def _fit(shapes_data, root, *extra) -> None:
+def _fit(shapes_data, root, *extra, workers: int = 0) -> int:
     """The kNN-OOD ResNet-20 small recipe on 22 training images of the shapes data, no augmentation (so a batch's
     images say which samples it holds)."""
-    assert main(["fit", "--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers",
-                 "0", "--data.init_args.batch_size", "8", "--data.init_args.train_subset", "24",
+    return main(["fit", "--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers",
+                 str(workers), "--data.init_args.batch_size", "8", "--data.init_args.train_subset", "24",
                  "--data.init_args.test_subset", "8", "--data.init_args.augment", "none", "--trainer.limit_val_batches",
-                 "1", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root), *extra]) == 0
+                 "1", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root), *extra])
 
 
 @pytest.fixture
@@ -46,21 +46,46 @@ def _stop_after_epoch(epoch: int):
     return hook
 
 
-def test_a_resumed_run_draws_the_uninterrupted_runs_order_and_weights(shapes_data, tmp_path, orders, monkeypatch):
-    """Resuming after epoch 1 gave epoch 2 epoch 0's order (a loader generator seeded afresh at every start)."""
-    _fit(shapes_data, tmp_path / "whole", "--trainer.max_epochs", "3")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_resumed_run_draws_the_uninterrupted_runs_order_and_weights(shapes_data, tmp_path, orders, monkeypatch,
+                                                                       workers):
+    """Resuming after epoch 1 gave epoch 2 epoch 0's order (a loader generator seeded afresh at every start; with
+    workers, a loader draws its first order when it is built, before Lightning's first ``set_epoch``)."""
+    assert _fit(shapes_data, tmp_path / "whole", "--trainer.max_epochs", "3", workers=workers) == 0
     whole = dict(orders)
     orders.clear()
     with monkeypatch.context() as m:
         m.setattr(ClassifierModule, "on_train_epoch_end", _stop_after_epoch(1))
-        _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "3")
+        assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "3", workers=workers) == 0
     assert sorted(orders) == [0, 1]
-    _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "3", "--ckpt_path", "last")
+    assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "3", "--ckpt_path", "last",
+                workers=workers) == 0
     assert len(whole[2]) == 22 and sorted(whole[2]) == sorted(whole[0])
     assert whole[2] != whole[0] and whole[2] != whole[1]
     assert orders == whole
     made = [load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("whole", "parts")]
     assert all(torch.equal(v, made[1][k]) for k, v in made[0].items())
+
+
+def test_a_run_interrupted_mid_epoch_resumes_that_epochs_order_where_it_stopped(shapes_data, tmp_path, orders,
+                                                                                   monkeypatch):
+    """Ctrl-C at the second of an epoch's three batches, then ``--ckpt_path last`` (``interrupted.ckpt``): the
+    epoch's remaining batches are the ones the uninterrupted run saw (the resume drew the epoch from its start)."""
+    assert _fit(shapes_data, tmp_path / "whole", "--trainer.max_epochs", "1") == 0
+    whole = list(orders[0])
+    orders.clear()
+    spy = ClassifierModule.training_step
+
+    def interrupt(self, batch, batch_idx):
+        if self.global_step == 1:
+            raise KeyboardInterrupt
+        return spy(self, batch, batch_idx)
+
+    with monkeypatch.context() as m:
+        m.setattr(ClassifierModule, "training_step", interrupt)
+        assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "1") == 130
+    assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "1", "--ckpt_path", "last") == 0
+    assert orders[0] == whole and len(whole) == 22
 
 
 def test_epoch_shuffle_follows_set_epoch_and_gives_way_to_lightnings_distributed_sampler():

@@ -259,7 +259,7 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     except TypeError as exc:
         raise ZooError(f"bad arguments for model {arch!r}: {exc}") from None
     model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
-    if entry_key is not None and entry.get("classes"):  # the class names of the weights' outputs, in order
+    if entry_key is not None and entry.get("classes") and "num_classes" not in kwargs:  # the weights' outputs, in order
         model.zoo_cfg["classes"] = list(entry["classes"])
     if len((getattr(model, "input_spec", None) or {}).get("input_size", ())) == 3:
         model.register_forward_pre_hook(check_image_input)

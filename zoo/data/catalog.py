@@ -94,5 +94,13 @@ def unpack(archive: Path, dest: Path) -> Path:
 
 
 def unpack_user_archive(archive: Path) -> Path:
-    """A user's archive unpacked once into the cache, as ``<ZOO_HOME>/data/<stem>-<sha8>`` of its content."""
-    return unpack(archive, cache_dir() / "data" / f"{archive.name.split('.')[0]}-{sha256_file(archive)[:8]}")
+    """A user's archive unpacked once into the cache, as ``<ZOO_HOME>/data/<stem>-<sha8>`` of its content (hashed
+    once per process while its size and modification time stay: a fit opens its data several times)."""
+    st = archive.stat()
+    sha = _archive_sha256(str(Path(archive).resolve()), st.st_size, st.st_mtime_ns)
+    return unpack(archive, cache_dir() / "data" / f"{archive.name.split('.')[0]}-{sha[:8]}")
+
+
+@lru_cache(maxsize=64)
+def _archive_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))

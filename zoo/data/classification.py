@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ZooError
 from .images import open_train_test, relabel
-from .sampling import EpochShuffle
+from .sampling import train_sampler
 from .splits import SplitDataModule
 from .transforms import eval_transform, fit_transform
 
@@ -145,6 +145,7 @@ class ImageClassificationDataModule(SplitDataModule):
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        return DataLoader(ds, batch_size=hp.batch_size, sampler=EpochShuffle(ds, hp.seed) if shuffle else None,
+        sampler = train_sampler(self, ds, hp.seed, hp.batch_size) if shuffle else None
+        return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0, drop_last=False)
 

@@ -30,7 +30,7 @@ from ..errors import ZooError
 from .images import load_image
 from .iqa import IQATable, read_table
 from .iqa_splits import load_split_file, official_split, random_splits
-from .sampling import EpochShuffle
+from .sampling import train_sampler
 from .splits import SplitDataModule
 
 SPLITS = ("random", "official")  # besides a path to a pyiqa .pkl split file
@@ -211,6 +211,7 @@ class IQADataModule(SplitDataModule):
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        return DataLoader(ds, batch_size=hp.batch_size, sampler=EpochShuffle(ds, hp.seed) if shuffle else None,
+        sampler = train_sampler(self, ds, hp.seed, hp.batch_size) if shuffle else None
+        return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
 

@@ -452,10 +452,10 @@ def read_camera_image(cam: Camera) -> np.ndarray:
     if not path.is_file():
         raise ZooError(f"camera image {path} does not exist: check the dataroot (or data_root of the info file)")
     data = path.read_bytes()
-    # a JPEG ends with the end-of-image marker FF D9 (some writers pad after it); entropy-coded data cannot hold
-    # it (an FF byte there is followed by 00 or a restart marker), so a tail without it is a cut-off file, which
-    # OpenCV would decode with its missing rows grey and only a warning
-    if data[:2] == b"\xff\xd8" and data.find(b"\xff\xd9", len(data) - 64) < 0:
+    # a JPEG ends with the end-of-image marker FF D9 (some writers add up to a few KiB after it); entropy-coded
+    # data cannot hold it (an FF byte there is followed by 00 or a restart marker), so a tail without it is a
+    # cut-off file, which OpenCV would decode with its missing rows grey and only a warning
+    if data[:2] == b"\xff\xd8" and data.find(b"\xff\xd9", len(data) - 4096) < 0:
         raise ZooError(f"camera image {path} is a truncated JPEG (no end-of-image marker): restore the file")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:

@@ -25,13 +25,14 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import (
     MisconfigurationException,
     SIGTERMException,
 )
 
+from ..data.sampling import ResumeOrder
 from ..errors import ZooError
 
 
@@ -55,26 +56,45 @@ class ExportModel(pl.Callback):
         save_pretrained(model, out, metadata={"epochs": trainer.current_epoch, "global_step": trainer.global_step})
 
 
-class InterruptCheckpoint(OnExceptionCheckpoint):
-    """On Ctrl-C or SIGTERM during training, save ``<checkpoints>/interrupted.ckpt`` (the step reached), which
-    ``--ckpt_path last`` resumes when it is the newest checkpoint; removed when a run ends normally. An epoch-long
-    recipe (DOORPING's whole distillation, the one-epoch CPU recipes) so loses nothing to an interrupt; a SIGKILL
-    still loses the epoch under way. Another exception (a bug, a data error) saves nothing."""
+class InterruptCheckpoint(Checkpoint):
+    """On Ctrl-C or SIGTERM during training, save ``<dirpath>/interrupted.ckpt`` (the step reached), which
+    ``--ckpt_path last`` resumes when it is the newest checkpoint (`ZooLightningCLI.before_fit`); removed when a run
+    ends normally. An epoch-long recipe (DOORPING's whole distillation, the one-epoch CPU recipes) so loses nothing
+    to an interrupt; a SIGKILL still loses the epoch under way. Another exception (a bug, a data error) saves
+    nothing. (Not Lightning's ``OnExceptionCheckpoint``: with one, every fresh fit asks for ``ckpt_path="last"``.)"""
 
-    def on_exception(self, trainer: pl.Trainer, *args, **kwargs) -> None:
-        exception = args[-1] if args else kwargs.get("exception")
+    def __init__(self, dirpath: str | Path):
+        self.ckpt_path = str(Path(dirpath) / "interrupted.ckpt")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit" \
                 and trainer.global_step > 0:
-            super().on_exception(trainer, *args, **kwargs)
+            trainer.save_checkpoint(self.ckpt_path)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        trainer.strategy.remove_checkpoint(self.ckpt_path)
 
 
-def _run_dir(config_files) -> str:
+def _rank_run_dir(config_files) -> str:
+    """The run folder of this process: a new one (`_run_dir`) on rank 0, whose path the ranks Lightning launches
+    later inherit through ``ZOO_RUN_DIR_OF_RANK0``; a rank started on its own (torchrun) names the folder of this
+    second without making it, as rank 0 does when it starts in the same second."""
+    if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) > 0:
+        return os.environ.get("ZOO_RUN_DIR_OF_RANK0") or _run_dir(config_files, make=False)
+    path = _run_dir(config_files)
+    os.environ["ZOO_RUN_DIR_OF_RANK0"] = path
+    return path
+
+
+def _run_dir(config_files, make: bool = True) -> str:
     """Make and return a new run folder, ``<runs>/<config name>/<timestamp>[-N]``: made here (``mkdir`` fails when
     the folder exists), so two runs started in the same second get a folder each."""
     name = Path(str(config_files[-1])).stem if config_files else "run"
     base = Path(os.environ.get("ZOO_RUNS_DIR", "runs")) / name
-    base.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    if not make:
+        return str(base / stamp)
+    base.mkdir(parents=True, exist_ok=True)
     path, n = base / stamp, 1
     while True:
         try:
@@ -113,7 +133,7 @@ class ZooLightningCLI(LightningCLI):
             if ckpt == "last":  # a new run folder has nothing to resume: Lightning would warn and start afresh
                 raise ZooError("--ckpt_path last resumes the run in --trainer.default_root_dir; give that folder "
                                "(runs/<config name>/<timestamp> by default)")
-            cfg.trainer.default_root_dir = self._new_run_dir = _run_dir(cfg.get("config") or [])
+            cfg.trainer.default_root_dir = self._new_run_dir = _rank_run_dir(cfg.get("config") or [])
         root = cfg.trainer.default_root_dir
         _loggers_into(root, cfg.trainer.get("logger"))
         if not cfg.checkpoint.get("dirpath"):
@@ -144,12 +164,13 @@ class ZooLightningCLI(LightningCLI):
         setup, which may take minutes."""
         self._announce()
         dirpath = self.trainer.checkpoint_callback.dirpath
-        self.trainer.callbacks.append(InterruptCheckpoint(dirpath, "interrupted"))
-        if self.config.fit.get("ckpt_path") == "last":  # Lightning loads it into the config's model, whatever it is
+        self.trainer.callbacks += [InterruptCheckpoint(dirpath), ResumeOrder()]
+        if self.config.fit.get("ckpt_path") == "last":  # the newer of the epoch's and the interrupt's checkpoint
             newest = max((p for p in (Path(dirpath) / "last.ckpt", Path(dirpath) / "interrupted.ckpt") if p.exists()),
                          key=lambda p: p.stat().st_mtime, default=None)
-            if newest is not None:
+            if newest is not None:  # Lightning would load it into the config's model, whatever that is
                 _check_checkpoint_model(newest, _checkpoint_hparams(newest), self.config.fit.get("model"))
+                self.config_init.fit.ckpt_path = str(newest)
         check = getattr(self.model, "check_trainer", None)
         if callable(check):
             check(self.trainer)
@@ -189,8 +210,11 @@ class ZooLightningCLI(LightningCLI):
             self._drop_empty_run_dir()
             if self.trainer.state.status == "interrupted" and isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 root, sigterm = self.trainer.default_root_dir, isinstance(exc, SIGTERMException)
-                raise Interrupted(f"{subcommand} interrupted ({'SIGTERM' if sigterm else 'Ctrl-C'}); resume "
-                                  f"with --trainer.default_root_dir {root} --ckpt_path last",
+                dirpath = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback else None
+                saved = subcommand == "fit" and dirpath and any(Path(dirpath).glob("*.ckpt"))
+                then = (f"resume with --trainer.default_root_dir {root} --ckpt_path last" if saved else
+                        "no checkpoint was saved" if subcommand == "fit" else "nothing to resume")
+                raise Interrupted(f"{subcommand} interrupted ({'SIGTERM' if sigterm else 'Ctrl-C'}); {then}",
                                   143 if sigterm else 130) from None
             raise
 
@@ -236,7 +260,8 @@ def _checkpoint_hparams(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
     except Exception as exc:  # torch.load raises many types for bytes that are not a checkpoint
-        why = "not a torch.save file" if "mmap" in str(exc) else f"{type(exc).__name__}: {exc}"
+        why = "not a zip-format torch.save file, as Lightning writes" if "mmap" in str(exc) else \
+            f"{type(exc).__name__}: {exc}"
         raise ZooError(f"--ckpt_path {path} is not a readable Lightning checkpoint ({why}); give a .ckpt file that "
                        f"`zoo fit` wrote") from None
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.nuscenes import ARCHIVE_SUFFIXES, CAMERAS, CLASSES, Frame, frames_from_devkit, frames_from_infos, \
     lidar_to_image, load_images, load_points, open_nuscenes, unpack_dataroot
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
-from ...data.sampling import EpochShuffle
+from ...data.sampling import train_sampler
 from ...errors import ZooError
 from .cbgs import CBGSDataset
 from .gt_database import build_gt_database
@@ -271,8 +271,8 @@ class NuScenesDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         self._paste_phase()
         hp = self.hparams
-        return DataLoader(self.train_set, hp.batch_size, sampler=EpochShuffle(self.train_set, hp.seed),
-                          collate_fn=collate, num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+        sampler = train_sampler(self, self.train_set, hp.seed, hp.batch_size)
+        return DataLoader(self.train_set, hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
                           drop_last=len(self.train_set) > hp.batch_size)
 
     def val_dataloader(self):

@@ -96,13 +96,23 @@ def run_round(variant: str, round_index: int, args) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+def _median(values: list) -> float | None:
+    """The median of the defined values (None: a collapsed epoch's undefined correlation), None when none is."""
+    defined = [v for v in values if v is not None]
+    return float(np.median(defined)) if defined else None
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def medians(rows: list[dict]) -> list[dict]:
-    """Median of every number over rounds, per variant."""
+    """Median of every number over rounds, per variant (over the rounds where it is defined)."""
     keys = ("selected_srcc", "selected_plcc", "last_srcc", "last_plcc", "best_test_srcc", "best_test_plcc")
     out = []
     for v in dict.fromkeys(r["variant"] for r in rows):
         vr = [r for r in rows if r["variant"] == v]
-        out.append({"variant": v, "rounds": len(vr), **{k: float(np.median([r[k] for r in vr])) for k in keys}})
+        out.append({"variant": v, "rounds": len(vr), **{k: _median([r[k] for r in vr]) for k in keys}})
     return out
 
 
@@ -112,8 +122,9 @@ def markdown(summary: list[dict]) -> str:
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         schedule, ms = VARIANTS[s["variant"]]
-        lines.append(f"| {s['variant']} | {schedule} | {'yes' if ms else 'no'} | {s['selected_srcc']:.4f} | "
-                     f"{s['selected_plcc']:.4f} | {s['last_srcc']:.4f} | {s['best_test_srcc']:.4f} | {s['rounds']} |")
+        lines.append(f"| {s['variant']} | {schedule} | {'yes' if ms else 'no'} | {_fmt(s['selected_srcc'])} | "
+                     f"{_fmt(s['selected_plcc'])} | {_fmt(s['last_srcc'])} | {_fmt(s['best_test_srcc'])} | "
+                     f"{s['rounds']} |")
     return "\n".join(lines)
 
 
@@ -144,7 +155,7 @@ def main(argv=None) -> dict:
     for r in range(a.rounds):
         for v in variants:
             rows.append(run_round(v, r, a))
-            print(f"round {r + 1} {v}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in
+            print(f"round {r + 1} {v}: " + ", ".join(f"{k} {_fmt(rows[-1][k])}" for k in
                                                     ("selected_srcc", "last_srcc", "best_test_srcc")), flush=True)
             result = {"args": vars(a), "rows": rows, "summary": medians(rows)}
             write_json(a.out, result)  # after every run, so a long run can be inspected (and is never lost)
