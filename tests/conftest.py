@@ -77,3 +77,13 @@ def run_manifest_recipe(key: str, root: Path) -> Path:
     finally:
         torch.set_num_threads(n)
     return root
+
+
+def interrupt_at(training_step, global_step: int):
+    """A ``training_step`` that raises KeyboardInterrupt (Ctrl-C) at ``global_step`` and runs ``training_step``
+    before it."""
+    def step(self, batch, batch_idx):
+        if self.global_step == global_step:
+            raise KeyboardInterrupt
+        return training_step(self, batch, batch_idx)
+    return step

@@ -351,18 +351,14 @@ def test_a_fit_without_a_training_step_exports_nothing(shapes_data, tmp_path, ca
 def test_an_interrupted_fit_saves_its_step_says_how_to_resume_and_resumes(shapes_data, tmp_path, capsys,
                                                                            monkeypatch):
     """Ctrl-C midway through a one-epoch run kept nothing (checkpoints came at epoch ends) and exited 1."""
+    from conftest import interrupt_at
+
     from zoo.training.classification import ClassifierModule
 
     root = tmp_path / "run"
     step = ClassifierModule.training_step
-
-    def interrupt_at_3(self, batch, i):
-        if self.global_step == 3:
-            raise KeyboardInterrupt
-        return step(self, batch, i)
-
     with monkeypatch.context() as m:
-        m.setattr(ClassifierModule, "training_step", interrupt_at_3)
+        m.setattr(ClassifierModule, "training_step", interrupt_at(step, 3))
         assert main(_fit_args(shapes_data, root, "--trainer.max_epochs", "1")) == 130
     err = capsys.readouterr().err
     assert f"fit interrupted (Ctrl-C); resume with --trainer.default_root_dir {root} --ckpt_path last" in err

@@ -3,6 +3,7 @@ function of (seed, epoch) (`zoo.data.sampling.EpochShuffle`), not replayed from 
 
 import pytest
 import torch
+from conftest import interrupt_at
 from pytorch_lightning.trainer.connectors.data_connector import _get_distributed_sampler
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, DistributedSampler
@@ -74,15 +75,8 @@ def test_a_run_interrupted_mid_epoch_resumes_that_epochs_order_where_it_stopped(
     assert _fit(shapes_data, tmp_path / "whole", "--trainer.max_epochs", "1") == 0
     whole = list(orders[0])
     orders.clear()
-    spy = ClassifierModule.training_step
-
-    def interrupt(self, batch, batch_idx):
-        if self.global_step == 1:
-            raise KeyboardInterrupt
-        return spy(self, batch, batch_idx)
-
     with monkeypatch.context() as m:
-        m.setattr(ClassifierModule, "training_step", interrupt)
+        m.setattr(ClassifierModule, "training_step", interrupt_at(ClassifierModule.training_step, 1))
         assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "1") == 130
     assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "1", "--ckpt_path", "last") == 0
     assert orders[0] == whole and len(whole) == 22
