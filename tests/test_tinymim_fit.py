@@ -89,6 +89,7 @@ def test_finetune_steps_from_a_distilled_student_and_eval(cifar, teacher, tmp_pa
     model = zoo.from_pretrained(tmp_path / "ft" / "model").eval()
     distilled = zoo.from_pretrained(tmp_path / "distill" / "model")
     assert model.zoo_cfg["model_args"]["num_heads"] == 2 and distilled.last_block_heads == 4
+    assert model.zoo_cfg["classes"][:2] == ["airplane", "automobile"]  # the data's, so eval matches them by name
     # a small real test split: 4 images per class, evaluated by `zoo eval` and directly
     small = tmp_path / "small"
     for cls_dir in sorted((cifar / "test").iterdir()):

@@ -15,6 +15,20 @@ from ..registry import create_model
 from .optim import build_optimizer, param_groups, warmup_cosine, warmup_steps
 
 
+def record_classes(model, datamodule, name: str) -> None:
+    """Before fitting, record the class names of ``datamodule`` (its ``classes``, which its labels index) in the
+    model's config (``zoo_cfg["classes"]``, saved with the model), so that evaluation matches class folders to the
+    outputs by name; data with more classes than the model (``name``) has outputs is a `ZooError` before training."""
+    classes = getattr(datamodule, "classes", None)
+    if not classes:
+        return
+    outputs = num_outputs(model)
+    if outputs is not None and len(classes) > outputs:
+        raise ZooError(f"the data has {len(classes)} classes but {name} has {outputs} outputs: set "
+                       f"model_args.num_classes to {len(classes)}")
+    model.zoo_cfg = {**model.zoo_cfg, "classes": list(classes)}
+
+
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy classification around a zoo model.
 
@@ -40,17 +54,8 @@ class ClassifierModule(pl.LightningModule):
         return self.model.input_spec
 
     def setup(self, stage: str) -> None:
-        """Before fitting, record the class names of the data module (its ``classes``, which its labels index) in the
-        model's config (``zoo_cfg["classes"]``, saved with the model), so that evaluation matches class folders to
-        the outputs by name; data with more classes than the model has outputs is a `ZooError` before training."""
-        classes = getattr(self.trainer.datamodule, "classes", None) if stage == "fit" else None
-        if not classes:
-            return
-        outputs = num_outputs(self.model)
-        if outputs is not None and len(classes) > outputs:
-            raise ZooError(f"the data has {len(classes)} classes but {self.hparams.model} has {outputs} outputs: set "
-                           f"model_args.num_classes to {len(classes)}")
-        self.model.zoo_cfg = {**self.model.zoo_cfg, "classes": list(classes)}
+        if stage == "fit":
+            record_classes(self.model, self.trainer.datamodule, self.hparams.model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ...checkpoint import WEIGHTS_NAME, load_state_dict, read_weights
 from ...errors import ZooError, require
 from ...registry import create_model
+from ...training.classification import record_classes
 from .model import local_source
 from .optim import absolute_lr, adamw_warmup_cosine, layer_decay_groups
 
@@ -95,6 +96,10 @@ class FineTuneModule(pl.LightningModule):
             self.mixup_fn = timm_data.Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=mixup_prob,
                                             switch_prob=switch_prob, label_smoothing=label_smoothing,
                                             num_classes=self.model.num_classes)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            record_classes(self.model, self.trainer.datamodule, self.hparams.model)
 
     @property
     def input_spec(self) -> dict:
