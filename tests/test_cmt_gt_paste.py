@@ -263,7 +263,7 @@ def test_paste_stops_after_its_epochs(tmp_path):
     pasting = []
     for epoch in (0, 2, 3, 4, 6, 2):
         dm.trainer = SimpleNamespace(current_epoch=epoch, reload_dataloaders_every_n_epochs=2)
-        assert dm.train_dataloader().dataset is dm.train_set
+        assert dm.train_dataloader().dataset.dataset is dm.train_set
         pasting.append(base.gt_paste is not None)
     assert pasting == [True, True, True, False, False, True]
     dm.trainer = SimpleNamespace(current_epoch=0, reload_dataloaders_every_n_epochs=3)

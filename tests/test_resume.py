@@ -1,5 +1,9 @@
 """A run resumed from a checkpoint goes on as the uninterrupted run would: the training order of each epoch is a
-function of (seed, epoch) (`zoo.data.sampling.EpochShuffle`), not replayed from epoch 0 after the resume."""
+function of (seed, epoch) (`zoo.data.sampling.EpochShuffle`), not replayed from epoch 0 after the resume; each
+sample's augmentation a function of (seed, epoch, index) (`SeededSamples`), and each step's randomness one of (seed,
+epoch, batch) (`zoo.training.resume.SeededTraining`), so the resumed weights equal the uninterrupted ones."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,20 +13,40 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, DistributedSampler
 
 from zoo.cli import main
-from zoo.data.sampling import EpochShuffle
+from zoo.data.sampling import EpochShuffle, SampleKey, SeededSamples
 from zoo.training.classification import ClassifierModule
+from zoo.training.resume import SeededTraining
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = "configs/knn_ood/resnet20_cifar10_small.yaml"
 
 
-def _fit(shapes_data, root, *extra, workers: int = 0) -> int:
-    """The kNN-OOD ResNet-20 small recipe on 22 training images of the shapes data, no augmentation (so a batch's
-    images say which samples it holds)."""
+def _fit(shapes_data, root, *extra, workers: int = 0, augment: str = "none") -> int:
+    """The kNN-OOD ResNet-20 small recipe on 22 training images of the shapes data, by default without augmentation
+    (so a batch's images say which samples it holds)."""
     return main(["fit", "--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers",
                  str(workers), "--data.init_args.batch_size", "8", "--data.init_args.train_subset", "24",
-                 "--data.init_args.test_subset", "8", "--data.init_args.augment", "none", "--trainer.limit_val_batches",
+                 "--data.init_args.test_subset", "8", "--data.init_args.augment", augment, "--trainer.limit_val_batches",
                  "1", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root), *extra])
+
+
+def _weights(root):
+    return load_file(str(root / "model" / "model.safetensors"))
+
+
+def _equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+@pytest.fixture
+def dropout_step(monkeypatch):
+    """A training step that draws from torch's generator as dropout does (ResNet-20 has no dropout of its own)."""
+    step = ClassifierModule.training_step
+
+    def noisy(self, batch, batch_idx):
+        return step(self, (torch.nn.functional.dropout(batch[0], 0.3, training=True), batch[1]), batch_idx)
+
+    monkeypatch.setattr(ClassifierModule, "training_step", noisy)
 
 
 @pytest.fixture
@@ -64,8 +88,7 @@ def test_a_resumed_run_draws_the_uninterrupted_runs_order_and_weights(shapes_dat
     assert len(whole[2]) == 22 and sorted(whole[2]) == sorted(whole[0])
     assert whole[2] != whole[0] and whole[2] != whole[1]
     assert orders == whole
-    made = [load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("whole", "parts")]
-    assert all(torch.equal(v, made[1][k]) for k, v in made[0].items())
+    assert _equal(_weights(tmp_path / "whole"), _weights(tmp_path / "parts"))
 
 
 def test_a_run_interrupted_mid_epoch_resumes_that_epochs_order_where_it_stopped(shapes_data, tmp_path, orders,
@@ -80,6 +103,80 @@ def test_a_run_interrupted_mid_epoch_resumes_that_epochs_order_where_it_stopped(
         assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "1") == 130
     assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "1", "--ckpt_path", "last") == 0
     assert orders[0] == whole and len(whole) == 22
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_with_augmentation_and_dropout_resumed_after_an_epoch_ends_with_the_uninterrupted_weights(
+        shapes_data, tmp_path, monkeypatch, dropout_step, workers):
+    """Random crops and flips drew from each worker's generator and dropout from the process's, neither carried by a
+    checkpoint: the resumed run's weights differed from the uninterrupted run's by up to 0.28."""
+    assert _fit(shapes_data, tmp_path / "whole", "--trainer.max_epochs", "3", workers=workers, augment="standard") == 0
+    with monkeypatch.context() as m:
+        m.setattr(ClassifierModule, "on_train_epoch_end", _stop_after_epoch(0))
+        assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "3", workers=workers,
+                    augment="standard") == 0
+    assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "3", "--ckpt_path", "last",
+                workers=workers, augment="standard") == 0
+    assert _equal(_weights(tmp_path / "whole"), _weights(tmp_path / "parts"))
+
+
+def test_a_run_with_augmentation_and_dropout_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(
+        shapes_data, tmp_path, monkeypatch, dropout_step, recwarn):
+    """Ctrl-C at the second of an epoch's three batches, two loader workers: the resumed run ends with the weights of
+    the uninterrupted one (and without Lightning's warning that the loader is not resumable)."""
+    assert _fit(shapes_data, tmp_path / "whole", "--trainer.max_epochs", "2", workers=2, augment="standard") == 0
+    with monkeypatch.context() as m:
+        m.setattr(ClassifierModule, "training_step", interrupt_at(ClassifierModule.training_step, 1))
+        assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "2", workers=2, augment="standard") == 130
+    assert _fit(shapes_data, tmp_path / "parts", "--trainer.max_epochs", "2", "--ckpt_path", "last", workers=2,
+                augment="standard") == 0
+    assert _equal(_weights(tmp_path / "whole"), _weights(tmp_path / "parts"))
+    assert not [w for w in recwarn if "not resumable" in str(w.message) or "starts afresh" in str(w.message)]
+
+
+def test_the_number_of_loader_workers_does_not_change_the_trained_weights(shapes_data, tmp_path, dropout_step):
+    """Each sample's augmentation is a function of (seed, epoch, index), not of the worker that loads it."""
+    for workers in (0, 2):
+        assert _fit(shapes_data, tmp_path / str(workers), "--trainer.max_epochs", "2", workers=workers,
+                    augment="standard") == 0
+    assert _equal(_weights(tmp_path / "0"), _weights(tmp_path / "2"))
+
+
+def test_seeded_samples_augment_by_seed_epoch_and_index_and_leave_the_callers_generators_alone():
+    """The item of a `SampleKey` is the same whatever the generators' state; another epoch augments it anew; a plain
+    index (DDP's sampler) is passed through to the dataset."""
+    data = SeededSamples(_Noise(), seed=5)
+    torch.manual_seed(0)
+    first = data[SampleKey(epoch=1, index=3)]
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    assert torch.equal(data[SampleKey(1, 3)], first) and not torch.equal(data[SampleKey(2, 3)], first)
+    torch.manual_seed(0)
+    data[SampleKey(1, 3)]
+    assert torch.equal(torch.rand(1), after)  # the caller's generator goes on as if the item had not been built
+    assert data[4].shape == (3,) and next(iter(EpochShuffle(range(4), seed=0))).epoch == 0
+
+
+def test_a_mid_epoch_resume_with_a_loader_that_is_not_seeded_says_the_epoch_starts_afresh():
+    """PMT-IQA's cached-feature loader (a plain shuffle): Lightning's own warning is silenced by `zoo fit`, so the
+    callback says what a resume in the middle of an epoch does to such a loader."""
+    loader = DataLoader(range(8), batch_size=2, shuffle=True)
+    progress = SimpleNamespace(current=SimpleNamespace(completed=2))
+    loop = SimpleNamespace(_combined_loader=SimpleNamespace(flattened=[loader]), restarted_mid_epoch=True,
+                           epoch_loop=SimpleNamespace(batch_progress=progress))
+    trainer = SimpleNamespace(fit_loop=loop, ckpt_path="run/checkpoints/interrupted.ckpt", current_epoch=1)
+    callback = SeededTraining()
+    with pytest.warns(UserWarning, match=r"middle of epoch 1 \(batch 2\).*starts afresh"):
+        callback.on_train_start(trainer, None)
+    assert callback.data_seed is None  # its steps are not seeded either
+
+
+class _Noise(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return torch.rand(3) + index
 
 
 def test_epoch_shuffle_follows_set_epoch_and_gives_way_to_lightnings_distributed_sampler():

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ZooError
 from .images import open_train_test, relabel
-from .sampling import train_sampler
+from .sampling import seeded_training
 from .splits import SplitDataModule
 from .transforms import eval_transform, fit_transform
 
@@ -107,7 +107,8 @@ class ImageClassificationDataModule(SplitDataModule):
         augment: training transform: ``standard`` (crop + flip), ``contrastive`` (two SupCon views per image,
             items ``[2, C, H, W]``) or ``none``.
         input_spec: the model's input spec; default: the fitted LightningModule's ``input_spec``.
-        seed: seed of the splits and of the training order (`EpochShuffle`).
+        seed: seed of the splits, of the training order and of each training sample's augmentation
+            (`zoo.data.sampling`).
     """
 
     def __init__(self, data: str = "cifar10_jpeg", batch_size: int = 128, num_workers: int = 2,
@@ -145,7 +146,7 @@ class ImageClassificationDataModule(SplitDataModule):
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        sampler = train_sampler(self, ds, hp.seed, hp.batch_size) if shuffle else None
+        ds, sampler = seeded_training(ds, hp.seed, hp.batch_size) if shuffle else (ds, None)
         return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0, drop_last=False)
 

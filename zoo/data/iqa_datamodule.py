@@ -30,7 +30,7 @@ from ..errors import ZooError
 from .images import load_image
 from .iqa import IQATable, read_table
 from .iqa_splits import load_split_file, official_split, random_splits
-from .sampling import train_sampler
+from .sampling import seeded_training
 from .splits import SplitDataModule
 
 SPLITS = ("random", "official")  # besides a path to a pyiqa .pkl split file
@@ -125,7 +125,8 @@ class IQADataModule(SplitDataModule):
             its ``val`` rows are the test part, see `zoo.data.iqa_splits.load_split_file`).
         split_index: 1-based round / split number (pyiqa's convention).
         rounds, test_fraction, val_fraction, seed: the random protocol (80/20 train/test; validation carved
-            from the training side); the seed also draws the training order (`EpochShuffle`).
+            from the training side); the seed also draws the training order and each training image's crops
+            (`zoo.data.sampling`).
         crops, test_crops: crops per image in training / evaluation (the paper: 4 and 4).
         resize: optional [H, W] applied before cropping.
         train_subset, val_subset, test_subset: use only this many rows of each part (seeded), for small recipes.
@@ -211,7 +212,7 @@ class IQADataModule(SplitDataModule):
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        sampler = train_sampler(self, ds, hp.seed, hp.batch_size) if shuffle else None
+        ds, sampler = seeded_training(ds, hp.seed, hp.batch_size) if shuffle else (ds, None)
         return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
 

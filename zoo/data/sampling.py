@@ -1,41 +1,101 @@
-"""`EpochShuffle`: the training order of the zoo's DataModules that shuffle, a function of (seed, epoch) alone (not
-PMT-IQA's cached-feature loader nor DOORPING's distillation, which keep the sampling that made their published
-files).
+"""Seeded training data: each epoch's order drawn from (seed, epoch) (`EpochShuffle`), and each sample's random
+augmentation from (seed, epoch, index) (`SeededSamples`), for the zoo's DataModules that shuffle (not PMT-IQA's
+cached-feature loader nor DOORPING's distillation, which keep the sampling that made their published files).
 
 A loader's own ``generator`` (or torch's global one, which ``seed_everything`` resets) starts afresh each time a
-run starts, so a run resumed from a checkpoint after epoch k drew epoch 0's order again for epoch k. Lightning
-calls ``set_epoch(epoch)`` on a training loader's sampler before every epoch, with the epoch restored from the
-checkpoint after a resume (`pytorch_lightning.loops.fit_loop._FitLoop.on_advance_start`), so an order drawn from
-(seed, epoch) is the same in an uninterrupted and a resumed run.
-
-`train_sampler` builds it for a DataModule, and `ResumeOrder` (a callback `zoo fit` adds) restarts it after a resume:
-at the restored epoch, past the batches a mid-epoch checkpoint had finished. Only the order: random augmentation in the datasets (crops, flips, ...) draws from torch's generator of each
-process or worker, which is not carried across a resume.
+run starts, so a run resumed from a checkpoint after epoch k drew epoch 0's order again for epoch k; and random
+crops and flips drew from each worker's generator, seeded when the worker started and advancing with the samples it
+happened to load, which no checkpoint holds. Here neither depends on the process: Lightning calls
+``set_epoch(epoch)`` on a training loader's sampler before every epoch, with the epoch restored from the checkpoint
+after a resume (`pytorch_lightning.loops.fit_loop._FitLoop.on_advance_start`), and the sampler hands the epoch to
+the dataset with each index. So an uninterrupted and a resumed run see the same samples, augmented alike, and so do
+runs with 0 and with 8 loader workers. `zoo.training.resume.SeededTraining` (a callback `zoo fit` adds) seeds the
+training steps alike and restarts the order after a resume.
 
 Under DDP Lightning (``use_distributed_sampler``, its default) replaces a `RandomSampler`, this subclass
-included, by a shuffling ``DistributedSampler`` with its own seed and ``set_epoch``.
+included, by a shuffling ``DistributedSampler`` with its own seed and ``set_epoch``; it yields plain indices, for
+which `SeededSamples` leaves the augmentation to the worker's generator, as before.
+
+Cost (``python benchmarks/seeded_loading.py``, development CPU, 2026-12-06): 1.08x the time per image of a plain
+shuffling loader without workers and 1.10x with two, on 32-pixel CIFAR-10 JPEGs with crop and flip (about 25 us
+and 17 us an image; the cheapest images there are, so the largest share).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sized
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import RandomSampler
+from torch.utils.data import Dataset, RandomSampler, get_worker_info
+
+_MASK64 = 2**64 - 1
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed mixed from ``seed`` and ``epoch`` (``seed + epoch``, as ``DistributedSampler`` has
-    it, would give seed s at epoch e + 1 the order of seed s + 1 at epoch e)."""
-    return int(np.random.SeedSequence([seed % 2**64, epoch]).generate_state(1, np.uint64)[0]) >> 1
+def _splitmix64(x: int) -> int:
+    """One step of Vigna's SplitMix64 (a bijection of 64-bit integers that mixes every input bit into the output)."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def mixed_seed(*parts: int) -> int:
+    """A 63-bit generator seed mixed from the integers ``parts``, about 2 us (``seed + epoch``, as
+    ``DistributedSampler`` has it, would give seed s at epoch e + 1 the order of seed s + 1 at epoch e; NumPy's
+    ``SeedSequence`` mixes as well but takes 12 us, too long to spend on every sample)."""
+    h = len(parts)
+    for p in parts:
+        h = _splitmix64(h ^ (p & _MASK64))
+    return h >> 1
+
+
+def seed_all(seed: int) -> None:
+    """Seed the generators a transform or a training step may draw from: torch's (CPU and every CUDA device),
+    NumPy's global one (timm's mixup draws there) and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def seed_cpu(seed: int) -> None:
+    """`seed_all` for the CPU generators only (torch.manual_seed also seeds every CUDA device's: ~100 us)."""
+    torch.default_generator.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+@contextmanager
+def kept_generators():
+    """In the main process, give the CPU generators of `seed_cpu` their states back after the block, so the
+    caller's draws go on as if it had not run (about 80 us, mostly NumPy's state). A loader worker, whose
+    generators serve its samples only, skips that."""
+    if get_worker_info() is not None:
+        yield
+        return
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+
+
+class SampleKey(NamedTuple):
+    """What `EpochShuffle` yields: a dataset ``index`` and the ``epoch`` it is drawn in."""
+
+    epoch: int
+    index: int
 
 
 class EpochShuffle(RandomSampler):
     """A permutation of ``range(len(data_source))`` drawn by a generator seeded from (``seed``, the epoch that
-    `set_epoch` last set, or ``epoch`` before it is called). ``skip``: indices to leave out of the first pass only
-    (a run resumed in the middle of an epoch continues that epoch's order where it stopped)."""
+    `set_epoch` last set, or ``epoch`` before it is called), as `SampleKey`s. ``skip``: samples to leave out of the
+    first pass only (a run resumed in the middle of an epoch continues that epoch's order where it stopped)."""
 
     def __init__(self, data_source: Sized, seed: int, epoch: int = 0, skip: int = 0):
         super().__init__(data_source)
@@ -44,38 +104,44 @@ class EpochShuffle(RandomSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+    def __iter__(self) -> Iterator[SampleKey]:
+        generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch))
         order, self.skip = torch.randperm(len(self.data_source), generator=generator).tolist()[self.skip:], 0
-        return iter(order)
+        return (SampleKey(self.epoch, i) for i in order)
 
 
-def train_sampler(datamodule, dataset: Sized, seed: int, batch_size: int) -> EpochShuffle:
-    """The training sampler of a DataModule's loader (``batch_size``: its batch size, by which `ResumeOrder` skips
-    the batches a mid-epoch checkpoint had finished)."""
+class SeededSamples(Dataset):
+    """``dataset`` whose item for a `SampleKey` (epoch, index) is ``dataset[index]`` built with the generators
+    seeded from (``seed``, epoch, index): its random augmentation is a function of those three, whichever process
+    loads it. A plain index (a sampler other than `EpochShuffle`, e.g. DDP's) is passed through unseeded."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: SampleKey | int):
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[SampleKey | int]) -> list:
+        """A batch's items (the DataLoader fetches a batch through this when it exists): the generators' states
+        are kept once per batch, not per sample. Seeding adds about 10 us a sample in a worker."""
+        if not any(isinstance(k, SampleKey) for k in keys):
+            return [self.dataset[k] for k in keys]
+        with kept_generators():
+            return [self._seeded_item(k) for k in keys]
+
+    def _seeded_item(self, key: SampleKey | int):
+        if isinstance(key, SampleKey):
+            seed_cpu(mixed_seed(self.seed, key.epoch, key.index))
+            key = key.index
+        return self.dataset[key]
+
+
+def seeded_training(dataset: Dataset, seed: int, batch_size: int) -> tuple[SeededSamples, EpochShuffle]:
+    """The dataset and sampler of a DataModule's training loader (``batch_size``: the loader's, by which
+    `SeededTraining` skips the batches a mid-epoch checkpoint had finished)."""
     sampler = EpochShuffle(dataset, seed)
     sampler.batch_size = batch_size
-    return sampler
-
-
-class ResumeOrder(pl.Callback):
-    """After a resume, restart the training loader's iterator at the restored epoch's order, past the batches a
-    mid-epoch checkpoint (Ctrl-C's ``interrupted.ckpt``) had finished. Needed because Lightning may build the
-    loader's first iterator before it restores the checkpoint (``trainer.estimated_stepping_batches`` in
-    ``configure_optimizers`` does), and a loader with workers then draws its first indices at once; `zoo fit` adds
-    it."""
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        loop = trainer.fit_loop
-        if trainer.ckpt_path is None or loop._combined_loader is None:  # not resumed from a checkpoint
-            return
-        done = loop.epoch_loop.batch_progress.current.completed if loop.restarted_mid_epoch else 0
-        restarted = False
-        for loader in loop._combined_loader.flattened:
-            sampler = getattr(loader, "sampler", None)
-            if isinstance(sampler, EpochShuffle):
-                sampler.set_epoch(trainer.current_epoch)
-                sampler.skip = done * getattr(sampler, "batch_size", loader.batch_size or 1)
-                restarted = True
-        if restarted:
-            iter(loop._data_fetcher)  # a new iterator of the loaders, drawing the orders just set
+    return SeededSamples(dataset, seed), sampler

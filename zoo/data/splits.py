@@ -1,6 +1,6 @@
 """`SplitDataModule`: the train/val/test/predict dataloaders every zoo DataModule exposes, built by one
-``_loader(dataset, shuffle)`` that the subclass defines (batch size, workers, collate, and for shuffling a
-`zoo.data.sampling.EpochShuffle`, whose order a resumed run repeats)."""
+``_loader(dataset, shuffle)`` that the subclass defines (batch size, workers, collate, and for shuffling the
+dataset and sampler of `zoo.data.sampling.seeded_training`, whose order and augmentation a resumed run repeats)."""
 
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ from pytorch_lightning.utilities.exceptions import (
     SIGTERMException,
 )
 
-from ..data.sampling import ResumeOrder
 from ..errors import ZooError
+from .resume import SeededTraining
 
 
 class ExportModel(pl.Callback):
@@ -164,7 +164,7 @@ class ZooLightningCLI(LightningCLI):
         setup, which may take minutes."""
         self._announce()
         dirpath = self.trainer.checkpoint_callback.dirpath
-        self.trainer.callbacks += [InterruptCheckpoint(dirpath), ResumeOrder()]
+        self.trainer.callbacks += [InterruptCheckpoint(dirpath), SeededTraining()]
         if self.config.fit.get("ckpt_path") == "last":  # the newer of the epoch's and the interrupt's checkpoint
             newest = max((p for p in (Path(dirpath) / "last.ckpt", Path(dirpath) / "interrupted.ckpt") if p.exists()),
                          key=lambda p: p.stat().st_mtime, default=None)
@@ -297,11 +297,14 @@ _NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subt
 
 
 def _quiet_lightning_notices() -> None:
-    """Drop two Lightning notices that say nothing about the run: the advertisement for its cloud logger, and the
-    warning that `tensorboardX` is not installed (the default logger is then a CSVLogger in the run folder)."""
+    """Drop three Lightning notices that say nothing true about the run: the advertisement for its cloud logger,
+    the warning that `tensorboardX` is not installed (the default logger is then a CSVLogger in the run folder), and
+    the one that a mid-epoch resume's loader is not resumable (`SeededTraining` resumes a seeded loader exactly,
+    and warns itself for the others)."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage())
     warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
+    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def main(args: list[str] | None = None) -> ZooLightningCLI:

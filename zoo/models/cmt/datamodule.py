@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.nuscenes import ARCHIVE_SUFFIXES, CAMERAS, CLASSES, Frame, frames_from_devkit, frames_from_infos, \
     lidar_to_image, load_images, load_points, open_nuscenes, unpack_dataroot
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
-from ...data.sampling import train_sampler
+from ...data.sampling import seeded_training
 from ...errors import ZooError
 from .cbgs import CBGSDataset
 from .gt_database import build_gt_database
@@ -73,7 +73,7 @@ class CMTDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         f = self.frames[index]
-        # training: torch's per-worker RNG (seeded by the DataLoader, advancing across epochs); test: fixed
+        # training: torch's generator, seeded per (seed, epoch, index) by the loader's SeededSamples; test: fixed
         rng = np.random.default_rng(int(torch.randint(2**62, ())) if self.training else [self.seed, index])
         labels = f.labels
         keep = f.num_lidar_pts >= self.min_points if self.training else np.ones(len(labels), bool)
@@ -169,7 +169,8 @@ class NuScenesDataModule(pl.LightningDataModule):
             first N epochs (the authors' "15e + 5e": ``epochs: 15`` of 20), which needs the trainer's
             ``reload_dataloaders_every_n_epochs`` to divide N so the loader is rebuilt at epoch N.
         cbgs: class-balanced resampling of the training frames (`CBGSDataset`), as every CMT recipe.
-        seed: seed of the evaluation pipeline, of CBGS and of the training order (`EpochShuffle`).
+        seed: seed of the evaluation pipeline, of CBGS, of the training order and of each training sample's
+            augmentation (`zoo.data.sampling`).
 
     Under a trainer, `setup` checks the pipeline against the LightningModule's CMT (`check_model`): the data
     options do not follow the model, they must match it.
@@ -271,9 +272,9 @@ class NuScenesDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         self._paste_phase()
         hp = self.hparams
-        sampler = train_sampler(self, self.train_set, hp.seed, hp.batch_size)
-        return DataLoader(self.train_set, hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
-                          drop_last=len(self.train_set) > hp.batch_size)
+        data, sampler = seeded_training(self.train_set, hp.seed, hp.batch_size)
+        return DataLoader(data, hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) > hp.batch_size)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, self.hparams.batch_size, collate_fn=collate,

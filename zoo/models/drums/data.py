@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader, Dataset
 
-from ...data.sampling import train_sampler
+from ...data.sampling import seeded_training
 from ...data.splits import SplitDataModule
 from ...errors import ZooError
 from .encoding import (
@@ -303,7 +303,7 @@ class GrooveMidiDataModule(SplitDataModule):
 
     def _loader(self, ds: ExampleSet, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        sampler = train_sampler(self, ds, hp.seed, hp.batch_size) if shuffle else None
+        ds, sampler = seeded_training(ds, hp.seed, hp.batch_size) if shuffle else (ds, None)
         return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, collate_fn=self.collate, persistent_workers=hp.num_workers > 0)
 

@@ -1,0 +1,56 @@
+"""`SeededTraining`: the callback `zoo fit` adds so that a run resumed from any checkpoint (an epoch's
+``last.ckpt`` or Ctrl-C's ``interrupted.ckpt`` in the middle of an epoch) goes on exactly as the uninterrupted
+run, for the DataModules whose training data are seeded (`zoo.data.sampling.seeded_training`).
+
+Their order and augmentation are already functions of (seed, epoch, index). What is left is the randomness of the
+training step itself (dropout, drop-path, MAE's masks, mixup, CMT's modality masking and query denoising), which
+drew from the process's generators: their state at a checkpoint depends on everything that ran before it (each
+loader's seed draw when an iterator starts, say), and no checkpoint held it. Here each step starts from generators
+seeded by (the run's ``seed_everything`` seed, the data's seed, epoch, batch index, rank), as fairseq seeds each
+update; and after a resume the training loader restarts at the restored epoch, past the batches a mid-epoch
+checkpoint had finished.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
+
+from ..data.sampling import EpochShuffle, SeededSamples, mixed_seed, seed_all
+
+
+class SeededTraining(pl.Callback):
+    """Seed every training step of a run whose training loader holds `SeededSamples`, and restart that loader's
+    order after a resume. Needed on resume because Lightning may build the loader's first iterator before it
+    restores the checkpoint (``trainer.estimated_stepping_batches`` in ``configure_optimizers`` does), and a loader
+    with workers then draws its first indices at once. Runs of other loaders are left as they are."""
+
+    def __init__(self):
+        self.data_seed: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loop = trainer.fit_loop
+        loaders = loop._combined_loader.flattened if loop._combined_loader is not None else []
+        seeded = [dl for dl in loaders if isinstance(getattr(dl, "dataset", None), SeededSamples)]
+        self.data_seed = seeded[0].dataset.seed if seeded else None
+        if trainer.ckpt_path is None:  # not resumed from a checkpoint
+            return
+        done = loop.epoch_loop.batch_progress.current.completed if loop.restarted_mid_epoch else 0
+        shuffles = [dl.sampler for dl in seeded if isinstance(dl.sampler, EpochShuffle)]  # not DDP's sampler
+        if done and len(shuffles) < len(loaders):
+            rank_zero_warn(f"resumed in the middle of epoch {trainer.current_epoch} (batch {done}) with a training "
+                           f"loader whose order is not an EpochShuffle (zoo.data.sampling.seeded_training; DDP "
+                           f"replaces it): the epoch's order starts afresh, so the run differs from an uninterrupted "
+                           f"one")
+        for sampler in shuffles:
+            sampler.set_epoch(trainer.current_epoch)
+            sampler.skip = done * sampler.batch_size
+        if shuffles:
+            iter(loop._data_fetcher)  # a new iterator of the loaders, drawing the orders just set
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if self.data_seed is not None:
+            run_seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))  # set by seed_everything
+            seed_all(mixed_seed(run_seed, self.data_seed, trainer.current_epoch, batch_idx, trainer.global_rank))
