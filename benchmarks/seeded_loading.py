@@ -29,7 +29,7 @@ def epoch(loader: DataLoader) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="cifar10_jpeg", help="an image-classification folder or catalogue name")
-    p.add_argument("--images", type=int, default=5000, help="training images per epoch")
+    p.add_argument("--images", type=int, default=5000, help="train_subset of the DataModule (a tenth of it is held out for validation)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     p.add_argument("--iters", type=int, default=3, help="timed epochs per loader")
