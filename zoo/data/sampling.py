@@ -16,9 +16,9 @@ Under DDP Lightning (``use_distributed_sampler``, its default) replaces a `Rando
 included, by a shuffling ``DistributedSampler`` with its own seed and ``set_epoch``; it yields plain indices, for
 which `SeededSamples` leaves the augmentation to the worker's generator, as before.
 
-Cost (``python benchmarks/seeded_loading.py``, development CPU, 2026-12-06): 1.08x the time per image of a plain
-shuffling loader without workers and 1.10x with two, on 32-pixel CIFAR-10 JPEGs with crop and flip (about 25 us
-and 17 us an image; the cheapest images there are, so the largest share).
+Cost (``python benchmarks/seeded_loading.py``, development CPU, 2026-12-06, two runs): 1.08x the time per image of
+a plain shuffling loader without workers (about 26 us an image), and 1.10x and 1.00x with two workers, on 32-pixel
+CIFAR-10 JPEGs with crop and flip: the cheapest images there are, so the largest share.
 """
 
 from __future__ import annotations
