@@ -134,6 +134,31 @@ def test_a_run_with_augmentation_and_dropout_interrupted_mid_epoch_resumes_to_th
     assert not [w for w in recwarn if "not resumable" in str(w.message) or "starts afresh" in str(w.message)]
 
 
+@pytest.mark.parametrize(("batch", "workers"), [(2, 0), (0, 2)])
+def test_a_run_that_crashed_resumes_from_its_last_step_checkpoint_to_the_uninterrupted_weights(
+        shapes_data, tmp_path, monkeypatch, dropout_step, batch, workers):
+    """An error that is not an interrupt (a bug, a lost node; a SIGKILL saves nothing either) in epoch 1, with a
+    checkpoint after every step (``--checkpoint.every_n_train_steps 1``, saved at a batch's end, which Lightning
+    counts as finished on restore): at batch 2 the resume skipped one batch too few; at batch 0 the checkpoint is
+    the end of epoch 0's last batch."""
+    steps = ["--trainer.max_epochs", "2", "--checkpoint.every_n_train_steps", "1"]
+    assert _fit(shapes_data, tmp_path / "whole", *steps, workers=workers, augment="standard") == 0
+    step = ClassifierModule.training_step
+
+    def crash(self, b, i):
+        if self.current_epoch == 1 and i == batch:
+            raise RuntimeError("lost the node")
+        return step(self, b, i)
+
+    with monkeypatch.context() as m:
+        m.setattr(ClassifierModule, "training_step", crash)
+        with pytest.raises(RuntimeError, match="lost the node"):
+            _fit(shapes_data, tmp_path / "parts", *steps, workers=workers, augment="standard")
+    assert _fit(shapes_data, tmp_path / "parts", *steps, "--ckpt_path", "last", workers=workers,
+                augment="standard") == 0
+    assert _equal(_weights(tmp_path / "whole"), _weights(tmp_path / "parts"))
+
+
 def test_the_number_of_loader_workers_does_not_change_the_trained_weights(shapes_data, tmp_path, dropout_step):
     """Each sample's augmentation is a function of (seed, epoch, index), not of the worker that loads it."""
     for workers in (0, 2):

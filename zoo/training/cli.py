@@ -60,8 +60,8 @@ class InterruptCheckpoint(Checkpoint):
     """On Ctrl-C or SIGTERM during training, save ``<dirpath>/interrupted.ckpt`` (the step reached), which
     ``--ckpt_path last`` resumes when it is the newest checkpoint (`ZooLightningCLI.before_fit`); removed when a run
     ends normally. An epoch-long recipe (DOORPING's whole distillation, the one-epoch CPU recipes) so loses nothing
-    to an interrupt; a SIGKILL still loses the epoch under way. Another exception (a bug, a data error) saves
-    nothing. (Not Lightning's ``OnExceptionCheckpoint``: with one, every fresh fit asks for ``ckpt_path="last"``.)"""
+    to an interrupt. A SIGKILL or another exception (a bug, a lost node) saves nothing: a run that must survive those
+    saves step checkpoints too (``--checkpoint.every_n_train_steps N``), which ``last`` resumes in the same way. (Not Lightning's ``OnExceptionCheckpoint``: with one, every fresh fit asks for ``ckpt_path="last"``.)"""
 
     def __init__(self, dirpath: str | Path):
         self.ckpt_path = str(Path(dirpath) / "interrupted.ckpt")

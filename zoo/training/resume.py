@@ -37,7 +37,7 @@ class SeededTraining(pl.Callback):
         self.data_seed = seeded[0].dataset.seed if seeded else None
         if trainer.ckpt_path is None:  # not resumed from a checkpoint
             return
-        done = loop.epoch_loop.batch_progress.current.completed if loop.restarted_mid_epoch else 0
+        done = _batches_done(loop)
         shuffles = [dl.sampler for dl in seeded if isinstance(dl.sampler, EpochShuffle)]  # not DDP's sampler
         if done and len(shuffles) < len(loaders):
             rank_zero_warn(f"resumed in the middle of epoch {trainer.current_epoch} (batch {done}) with a training "
@@ -54,3 +54,14 @@ class SeededTraining(pl.Callback):
         if self.data_seed is not None:
             run_seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))  # set by seed_everything
             seed_all(mixed_seed(run_seed, self.data_seed, trainer.current_epoch, batch_idx, trainer.global_rank))
+
+
+def _batches_done(loop) -> int:
+    """How many of the restored epoch's batches a checkpoint had finished: 0 at an epoch's end; in the middle, its
+    completed batches, and the batch under way too when it was saved at that batch's end (``every_n_train_steps``
+    or ``train_time_interval``), as Lightning counts it when it restores (`_TrainingEpochLoop.reset`)."""
+    if not loop.restarted_mid_epoch:
+        return 0
+    epoch_loop = loop.epoch_loop
+    done = epoch_loop.batch_progress.current.completed + int(epoch_loop.restarted_on_train_batch_end)
+    return 0 if done >= loop.trainer.num_training_batches else done
