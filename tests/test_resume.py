@@ -3,6 +3,9 @@ function of (seed, epoch) (`zoo.data.sampling.EpochShuffle`), not replayed from 
 sample's augmentation a function of (seed, epoch, index) (`SeededSamples`), and each step's randomness one of (seed,
 epoch, batch) (`zoo.training.resume.SeededTraining`), so the resumed weights equal the uninterrupted ones."""
 
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -159,6 +162,47 @@ def test_a_run_that_crashed_resumes_from_its_last_step_checkpoint_to_the_uninter
     assert _equal(_weights(tmp_path / "whole"), _weights(tmp_path / "parts"))
 
 
+_DDP_SCRIPT = """
+import os, sys
+import torch
+from zoo.training.classification import ClassifierModule
+
+step = ClassifierModule.training_step
+
+def noisy(self, batch, batch_idx):  # draws from torch's generator as dropout does
+    if (self.current_epoch, batch_idx) == (1, 1) and os.environ.get("CRASH") == "1":
+        raise RuntimeError("lost the node")
+    return step(self, (torch.nn.functional.dropout(batch[0], 0.3, training=True), batch[1]), batch_idx)
+
+ClassifierModule.training_step = noisy
+from zoo.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_ddp_run_that_crashed_mid_epoch_resumes_to_the_uninterrupted_weights(shapes_data, tmp_path):
+    """Two gloo ranks with a loader worker each, augmentation and dropout, a checkpoint after every step: both ranks
+    fail at epoch 1's second batch, and ``--ckpt_path last`` ends with the uninterrupted run's weights (Lightning
+    kept each rank's `EpochShuffle` share, resumed past its finished batch, with each sample seeded by its key)."""
+    script = tmp_path / "fit_with_dropout.py"
+    script.write_text(_DDP_SCRIPT)
+
+    def fit(root, *extra, crash=False):
+        env = {**os.environ, "PL_DISABLE_FORK": "1", "CRASH": "1" if crash else "0", "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, str(script), "fit", "--config", SMALL, "--data.init_args.data", str(shapes_data),
+               "--data.init_args.num_workers", "1", "--data.init_args.batch_size", "4",
+               "--data.init_args.train_subset", "24", "--data.init_args.test_subset", "8",
+               "--trainer.limit_val_batches", "1", "--trainer.max_epochs", "2", "--checkpoint.every_n_train_steps", "1",
+               "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root), *extra]
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+
+    runs = fit(tmp_path / "whole"), fit(tmp_path / "parts", crash=True), fit(tmp_path / "parts", "--ckpt_path", "last")
+    for run in runs:
+        assert (run.returncode != 0) == ("lost the node" in run.stderr), run.stderr[-3000:]
+    assert _equal(_weights(tmp_path / "whole"), _weights(tmp_path / "parts"))
+
+
 def test_the_number_of_loader_workers_does_not_change_the_trained_weights(shapes_data, tmp_path, dropout_step):
     """Each sample's augmentation is a function of (seed, epoch, index), not of the worker that loads it."""
     for workers in (0, 2):
@@ -188,8 +232,10 @@ def test_a_mid_epoch_resume_with_a_loader_that_is_not_seeded_says_the_epoch_star
     loader = DataLoader(range(8), batch_size=2, shuffle=True)
     progress = SimpleNamespace(current=SimpleNamespace(completed=2))
     loop = SimpleNamespace(_combined_loader=SimpleNamespace(flattened=[loader]), restarted_mid_epoch=True,
-                           epoch_loop=SimpleNamespace(batch_progress=progress))
-    trainer = SimpleNamespace(fit_loop=loop, ckpt_path="run/checkpoints/interrupted.ckpt", current_epoch=1)
+                           epoch_loop=SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False))
+    trainer = SimpleNamespace(fit_loop=loop, ckpt_path="run/checkpoints/interrupted.ckpt", current_epoch=1,
+                              num_training_batches=4)
+    loop.trainer = trainer
     callback = SeededTraining()
     with pytest.warns(UserWarning, match=r"middle of epoch 1 \(batch 2\).*starts afresh"):
         callback.on_train_start(trainer, None)
@@ -204,14 +250,19 @@ class _Noise(torch.utils.data.Dataset):
         return torch.rand(3) + index
 
 
-def test_epoch_shuffle_follows_set_epoch_and_gives_way_to_lightnings_distributed_sampler():
-    """The order depends on (seed, epoch) only; under DDP Lightning swaps it for its DistributedSampler, as it did
-    the plain RandomSampler."""
+def test_epoch_shuffle_follows_set_epoch_and_shares_an_epochs_order_among_ddp_ranks():
+    """The order depends on (seed, epoch) only. Under DDP rank r takes every second key from the r-th (51 samples:
+    26 each, one repeated, as ``DistributedSampler`` pads), and, being a ``DistributedSampler``, Lightning keeps it
+    (it replaced a plain ``RandomSampler`` by its own, which yields bare indices)."""
     a, b = EpochShuffle(range(50), seed=0), EpochShuffle(range(50), seed=0)
     b.set_epoch(3)
     assert list(a) == list(EpochShuffle(range(50), seed=0)) and list(a) != list(b)
     a.set_epoch(3)
     assert list(a) == list(b) and list(a) != list(EpochShuffle(range(50), seed=1))
+    whole = [k.index for k in EpochShuffle(range(51), seed=0)]
+    ranks = [[k.index for k in EpochShuffle(range(51), seed=0, num_replicas=2, rank=r)] for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 26 and set(ranks[0] + ranks[1]) == set(range(51))
+    assert [i for pair in zip(*ranks) for i in pair][:51] == whole
     loader = DataLoader(range(50), batch_size=4, sampler=a)
-    ddp = _get_distributed_sampler(loader, shuffle=True, overfit_batches=0, num_replicas=2, rank=0)
-    assert type(ddp) is DistributedSampler and ddp.shuffle
+    assert _get_distributed_sampler(loader, shuffle=True, overfit_batches=0, num_replicas=2, rank=0).shuffle
+    assert isinstance(a, DistributedSampler)  # Lightning's test for keeping a loader's sampler under DDP

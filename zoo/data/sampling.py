@@ -12,9 +12,8 @@ the dataset with each index. So an uninterrupted and a resumed run see the same 
 runs with 0 and with 8 loader workers. `zoo.training.resume.SeededTraining` (a callback `zoo fit` adds) seeds the
 training steps alike and restarts the order after a resume.
 
-Under DDP Lightning (``use_distributed_sampler``, its default) replaces a `RandomSampler`, this subclass
-included, by a shuffling ``DistributedSampler`` with its own seed and ``set_epoch``; it yields plain indices, for
-which `SeededSamples` leaves the augmentation to the worker's generator, as before.
+Under DDP each rank takes its share of the epoch's order (`EpochShuffle` is a ``DistributedSampler``, which
+Lightning keeps), so a sample's augmentation does not depend on the rank that loads it either.
 
 Cost (``python benchmarks/seeded_loading.py``, development CPU, 2026-12-06, two runs): 1.08x the time per image of
 a plain shuffling loader without workers (about 26 us an image), and 1.10x and 1.00x with two workers, on 32-pixel
@@ -23,6 +22,7 @@ CIFAR-10 JPEGs with crop and flip: the cheapest images there are, so the largest
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sized
 from contextlib import contextmanager
@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, RandomSampler, get_worker_info
+from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
 _MASK64 = 2**64 - 1
 
@@ -92,28 +92,41 @@ class SampleKey(NamedTuple):
     index: int
 
 
-class EpochShuffle(RandomSampler):
-    """A permutation of ``range(len(data_source))`` drawn by a generator seeded from (``seed``, the epoch that
-    `set_epoch` last set, or ``epoch`` before it is called), as `SampleKey`s. ``skip``: samples to leave out of the
-    first pass only (a run resumed in the middle of an epoch continues that epoch's order where it stopped)."""
+def _world() -> tuple[int, int]:
+    """(number of processes, this one's rank) of the initialised ``torch.distributed`` group, else (1, 0)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
-    def __init__(self, data_source: Sized, seed: int, epoch: int = 0, skip: int = 0):
-        super().__init__(data_source)
-        self.seed, self.epoch, self.skip = seed, epoch, skip
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+class EpochShuffle(DistributedSampler):
+    """A permutation of ``range(len(dataset))`` drawn by a generator seeded from (``seed``, the epoch that
+    `set_epoch` last set, or ``epoch`` before it is called), as `SampleKey`s. Under DDP (``num_replicas`` and
+    ``rank``: by default those of the initialised process group) rank r takes every ``num_replicas``-th key from the
+    r-th, the order padded by its own start to a multiple of ``num_replicas`` as ``DistributedSampler`` pads; being
+    one, it is kept by Lightning, which replaces other samplers by its own. ``skip``: keys of this rank to leave out
+    of the first pass only (a run resumed in the middle of an epoch continues that epoch's order where it
+    stopped)."""
+
+    def __init__(self, dataset: Sized, seed: int, epoch: int = 0, skip: int = 0, num_replicas: int | None = None,
+                 rank: int | None = None):
+        world, own = _world()
+        super().__init__(dataset, num_replicas=num_replicas or world, rank=own if rank is None else rank,
+                         shuffle=True, seed=seed)
+        self.epoch, self.skip = epoch, skip
 
     def __iter__(self) -> Iterator[SampleKey]:
         generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch))
-        order, self.skip = torch.randperm(len(self.data_source), generator=generator).tolist()[self.skip:], 0
-        return (SampleKey(self.epoch, i) for i in order)
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        order += (order * math.ceil(self.total_size / max(len(order), 1)))[:self.total_size - len(order)]
+        mine, self.skip = order[self.rank:self.total_size:self.num_replicas][self.skip:], 0
+        return (SampleKey(self.epoch, i) for i in mine)
 
 
 class SeededSamples(Dataset):
     """``dataset`` whose item for a `SampleKey` (epoch, index) is ``dataset[index]`` built with the generators
     seeded from (``seed``, epoch, index): its random augmentation is a function of those three, whichever process
-    loads it. A plain index (a sampler other than `EpochShuffle`, e.g. DDP's) is passed through unseeded."""
+    loads it. A plain index (from a sampler other than `EpochShuffle`) is passed through unseeded."""
 
     def __init__(self, dataset: Dataset, seed: int):
         self.dataset, self.seed = dataset, seed

@@ -38,12 +38,11 @@ class SeededTraining(pl.Callback):
         if trainer.ckpt_path is None:  # not resumed from a checkpoint
             return
         done = _batches_done(loop)
-        shuffles = [dl.sampler for dl in seeded if isinstance(dl.sampler, EpochShuffle)]  # not DDP's sampler
+        shuffles = [dl.sampler for dl in seeded if isinstance(dl.sampler, EpochShuffle)]
         if done and len(shuffles) < len(loaders):
             rank_zero_warn(f"resumed in the middle of epoch {trainer.current_epoch} (batch {done}) with a training "
-                           f"loader whose order is not an EpochShuffle (zoo.data.sampling.seeded_training; DDP "
-                           f"replaces it): the epoch's order starts afresh, so the run differs from an uninterrupted "
-                           f"one")
+                           f"loader whose order is not an EpochShuffle (zoo.data.sampling.seeded_training): "
+                           f"the epoch's order starts afresh, so the run differs from an uninterrupted one")
         for sampler in shuffles:
             sampler.set_epoch(trainer.current_epoch)
             sampler.skip = done * sampler.batch_size
