@@ -393,3 +393,19 @@ def test_folder_without_the_version_says_what_it_holds(synth, tmp_path):
     (tmp_path / "infos" / "val.pkl").write_bytes(b"")
     with pytest.raises(ZooError, match="it holds the info pickle val.pkl, which is read when given itself"):
         open_nuscenes(tmp_path / "infos", "v1.0-mini")
+
+
+def test_a_synthetic_dataroot_at_a_given_dest_is_reused_only_with_the_parameters_it_was_made_with(tmp_path):
+    """An existing ``dest`` was returned whatever it held: asking for 2 scenes where 3 had been written gave the
+    3-scene data without a word."""
+    from zoo.data.nuscenes_synthetic import synthetic_nuscenes
+
+    tiny = dict(n_scenes=2, samples_per_scene=1, sweeps_per_sample=1, image_size=(64, 36), objects=(1, 2),
+                azimuth_step=6.0)
+    root = synthetic_nuscenes(**tiny, dest=tmp_path / "synth")
+    assert synthetic_nuscenes(**tiny, dest=tmp_path / "synth") == root
+    with pytest.raises(ZooError, match=r"made with other parameters: n_scenes 2 \(asked 3\); give another dest"):
+        synthetic_nuscenes(**{**tiny, "n_scenes": 3}, dest=root)
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ZooError, match=r"mine exists but has no readable synthetic.json"):
+        synthetic_nuscenes(**tiny, dest=tmp_path / "mine")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ZooError
 from ..hub import cache_dir
 from ..io import write_dir_once
 
@@ -75,14 +76,41 @@ def synthetic_nuscenes(n_scenes: int = 4, samples_per_scene: int = 6, sweeps_per
         image_size: camera image (width, height).
         objects: (min, max) objects per scene.
         azimuth_step: LiDAR horizontal resolution in degrees (32 beams, -30.7 to +10.7 degrees).
-        dest: where to write (default: a folder in the cache named by the parameters).
+        dest: where to write (default: a folder in the cache named by the parameters). An existing ``dest`` is
+            used only when it was made with these parameters (its ``synthetic.json`` says so).
     """
     params = dict(n_scenes=n_scenes, samples_per_scene=samples_per_scene, sweeps_per_sample=sweeps_per_sample,
                   image_size=list(image_size), objects=list(objects), val_scenes=val_scenes,
                   azimuth_step=azimuth_step, seed=seed)
-    key = hashlib.sha256(json.dumps({**params, "generator": GENERATOR}, sort_keys=True).encode()).hexdigest()[:10]
-    dest = Path(dest) if dest else cache_dir() / "data" / f"nuscenes-synthetic-{key}"
-    return write_dir_once(dest, lambda tmp: _Writer(tmp, **params).write())
+    made_with = {**params, "generator": GENERATOR}
+    key = hashlib.sha256(json.dumps(made_with, sort_keys=True).encode()).hexdigest()[:10]
+    root = Path(dest) if dest else cache_dir() / "data" / f"nuscenes-synthetic-{key}"
+
+    def fill(tmp: Path) -> None:
+        _Writer(tmp, **params).write()
+        (tmp / STAMP).write_text(json.dumps(made_with, sort_keys=True))
+
+    write_dir_once(root, fill)
+    if dest:  # the default folder's name already holds the parameters
+        _check_made_with(root, made_with)
+    return root
+
+
+STAMP = "synthetic.json"  # the parameters a dataroot was made with
+
+
+def _check_made_with(root: Path, made_with: dict) -> None:
+    """Refuse a dataroot ``root`` made with other parameters than ``made_with`` (or not by `synthetic_nuscenes`)."""
+    try:
+        found = json.loads((root / STAMP).read_text())
+    except (OSError, ValueError):
+        raise ZooError(f"synthetic_nuscenes dest {root} exists but has no readable {STAMP} (the parameters it "
+                       f"was made with): it is not a synthetic dataroot of this zoo version; give another dest or "
+                       f"delete it") from None
+    if found != made_with:
+        diff = ", ".join(f"{k} {found.get(k)!r} (asked {v!r})" for k, v in made_with.items() if found.get(k) != v)
+        raise ZooError(f"synthetic_nuscenes dest {root} was made with other parameters: {diff}; give another dest "
+                       f"or delete it")
 
 
 def _token(*parts) -> str:
