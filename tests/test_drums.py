@@ -42,7 +42,7 @@ from zoo.models.drums.events import (
     lines_to_events,
     performance_to_events,
 )
-from zoo.models.drums.generate import continue_grooves, draw, sample_ids
+from zoo.models.drums.generate import PromptStreams, continue_grooves, draw, sample_ids
 from zoo.models.drums.kv_cache import preallocated_cache
 from zoo.models.drums.midi import read_performance, write_drum_midi
 
@@ -499,20 +499,38 @@ def test_cached_batched_sampling_matches_naive_decoding():
 
 
 def test_draw_samples_the_categorical_distribution(monkeypatch):
-    """200 000 draws per row against the row's probabilities (4 standard errors), zero-probability tokens never,
-    a one-hot row always its token, and the same draws from the same generator seed."""
+    """200 000 draws per row against the row's probabilities (4 standard errors), with the uniform numbers of a
+    torch generator and of `PromptStreams`; zero-probability tokens never, a one-hot row always its token."""
     probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0], [1e-3, 0.0, 0.0, 0.999, 0.0]])
     n = 200_000
-    g = torch.Generator().manual_seed(0)
-    tokens = draw(probs.repeat_interleave(n, 0), g).view(3, n)
-    freq = torch.stack([torch.bincount(row, minlength=5) for row in tokens]).double() / n
-    se = (probs.double() * (1 - probs.double()) / n).sqrt()
-    assert ((freq - probs.double()).abs() <= 4 * se + 1e-12).all(), freq
-    assert torch.equal(draw(probs.repeat(4, 1), torch.Generator().manual_seed(1)),
-                       draw(probs.repeat(4, 1), torch.Generator().manual_seed(1)))
+    streams = PromptStreams(seed=3, keys=range(3 * n))
+    for u in (torch.rand(3 * n, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64),
+              streams.uniforms(list(range(3 * n)), step=7, device="cpu")):
+        tokens = draw(probs.repeat_interleave(n, 0), u).view(3, n)
+        freq = torch.stack([torch.bincount(row, minlength=5) for row in tokens]).double() / n
+        se = (probs.double() * (1 - probs.double()) / n).sqrt()
+        assert ((freq - probs.double()).abs() <= 4 * se + 1e-12).all(), freq
     # a uniform number that rounds up to the top of the cumulative sum still lands on a token of probability > 0
-    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape, dtype=kw["dtype"]))
-    assert draw(torch.tensor([[0.25, 0.75, 0.0, 0.0]])).tolist() == [1]
+    assert draw(torch.tensor([[0.25, 0.75, 0.0, 0.0]]), torch.ones(1, 1, dtype=torch.float64)).tolist() == [1]
+
+
+def test_a_prompts_continuation_does_not_depend_on_the_batch_size(tmp_path):
+    """One generator per batch gave ``zoo eval --task drums --seed 0`` other grooves at ``--batch-size 1`` than at
+    4; each prompt now samples from its own stream (seed, its position in the split)."""
+    from zoo.eval import evaluate
+
+    m = zoo.create_model("drums_gpt2_tiny")
+    prompts = ["o-----\n---o--\n", "--o---\nSEP\n", "o-----\n", "----o-\n-o----\n"]
+    texts = [continue_grooves(m, prompts, batch_size=b, seed=2, max_new_tokens=30) for b in (1, 3, 4)]
+    assert texts[0] == texts[1] == texts[2] and len(set(texts[0])) == 4
+    assert continue_grooves(m, prompts, seed=3, max_new_tokens=30) != texts[0]
+    examples = [make_example(f"g{i}", ["o-----"] + _lines(160, seed=i)) for i in range(3)]
+    data = _jsonl_folder(tmp_path / "data", examples)
+    for size in (1, 3):
+        evaluate("x", "drums", model=m, data=str(data), split="test", max_new_tokens=40, batch_size=size, seed=1,
+                 out_dir=tmp_path / f"b{size}")
+    assert all((tmp_path / "b1" / f"g{i}.txt").read_text() == (tmp_path / "b3" / f"g{i}.txt").read_text()
+               for i in range(3))
 
 
 def _random_lora_b(m):

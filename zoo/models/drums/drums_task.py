@@ -137,8 +137,10 @@ class DrumsTask(EvalTask):
         yield self.options.split, [self.examples[i:i + size] for i in range(0, len(self.examples), size)]
 
     def score(self, batch):
+        first = len(self.generated)  # the batch's first example's position in the split: its stream key
         texts = continue_grooves(self.model, [e.prompt for e in batch], batch_size=len(batch),
-                                 seed=self.options.seed + len(self.generated), temperature=self.options.temperature,
+                                 seed=self.options.seed, keys=range(first, first + len(batch)),
+                                 temperature=self.options.temperature,
                                  max_new_tokens=self.options.max_new_tokens, max_new_lines=MAX_NEW_LINES)
         for e, t in zip(batch, texts):
             self.generated[e.name] = t

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from ...data.sampling import mixed_seed
 from ...errors import ZooError
 from .encoding import END
 from .kv_cache import preallocated_cache
@@ -53,7 +54,7 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
 @torch.inference_mode()
 def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float = PAPER_TEMPERATURE,
                max_new_tokens: int = PAPER_MAX_NEW_TOKENS, max_new_lines: int | None = None,
-               stop_at_end: bool = True, generator: torch.Generator | None = None,
+               stop_at_end: bool = True, generator: torch.Generator | PromptStreams | None = None,
                decoder: str = "auto", check_every: int = 16) -> list[list[int]]:
     """Continue each prompt (one batch); returns the new token ids of every row, ``END`` included when emitted.
 
@@ -67,7 +68,9 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
             237th newline, so a budget that lets a full-length groove end with ``END`` is 238 (`DrumsTask`).
         stop_at_end: stop a row when it emits ``END``; False generates exactly ``max_new_tokens`` per row
             (benchmarks).
-        generator: the random stream (on the model's device) that makes sampling reproducible.
+        generator: the random numbers that make sampling reproducible: a ``torch.Generator`` on the model's device
+            (one stream for the batch, so a row's tokens depend on the batch it is in), `PromptStreams` (one per
+            prompt, as `continue_grooves` uses), or None (torch's global generator).
         decoder: ``dynamic`` (growing cache, finished rows dropped at once), ``static`` (fixed shapes, see the module
             docstring), ``graph`` (static, each step one CUDA graph; CUDA only) or ``auto`` (``dynamic`` on every
             device for now: the only decoder that has run on a GPU; see the module docstring).
@@ -112,8 +115,8 @@ def _check_context(model: DrumLM, prompt_tokens: int, max_new_tokens: int) -> No
 
 
 def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,
-            max_new_lines: int | None, stop_at_end: bool, generator: torch.Generator | None, decoder: str,
-            check_every: int) -> list[list[int]]:
+            max_new_lines: int | None, stop_at_end: bool, generator: torch.Generator | PromptStreams | None,
+            decoder: str, check_every: int) -> list[list[int]]:
     """`sample_ids` with ``lm`` (``model.lm``, LoRA adapters folded)."""
     device = next(model.parameters()).device
     stop = list(model.stop_ids) if stop_at_end else None
@@ -137,7 +140,7 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     count_lines = newline_id is not None and max_new_lines is not None
     last_pos = positions[:, -1]
     for step in range(max_new_tokens):
-        token = draw(torch.softmax(logits.float() / temperature, dim=-1), generator)
+        token = draw(torch.softmax(logits.float() / temperature, dim=-1), _uniforms(generator, rows, step, device))
         (sampled,) = _checked([token.tolist()], logits.shape[-1])  # the step's one read-back; the rest on the host
         done = []
         for r, t in zip(rows, sampled):
@@ -161,16 +164,44 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     return new
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row from ``probs`` [B, V] (each row sums to 1) -> [B] long: the categorical distribution that
-    ``torch.multinomial(probs, 1)`` samples, drawn by inverting each row's cumulative sum (in float64) at one
-    uniform number, where ``multinomial`` draws V exponential numbers per row: at V = 49 152, batch 8, on one CPU
-    thread, 7.5 ms per token against 0.3 ms for the cumulative sum (``benchmarks/profile_drums_step.py``). A token
-    of probability zero is never drawn. A row without a finite positive sum (NaN or infinite logits) gets the
-    out-of-range id V, which the decoding loops turn into an error."""
+class PromptStreams:
+    """One random stream per prompt: the uniform number that draws the ``step``-th new token of the prompt with key
+    ``k`` is a function of (``seed``, k, step) alone, so a prompt's continuation does not depend on the batch it is
+    sampled in (its size, the other prompts) nor on a device's generator. The logits themselves can differ in their
+    last bits between batch shapes, which moves a draw only when it lands on the boundary between two tokens."""
+
+    def __init__(self, seed: int, keys):
+        self.seed, self.keys = seed, list(keys)
+
+    def take(self, rows: list[int]) -> PromptStreams:
+        """The streams of prompts ``rows`` (positions in ``keys``), as a batch of their own."""
+        return PromptStreams(self.seed, [self.keys[r] for r in rows])
+
+    def uniforms(self, rows: list[int], step: int, device) -> torch.Tensor:
+        """[len(rows), 1] float64 in [0, 1): the ``step``-th number of the streams at positions ``rows``."""
+        u = [(mixed_seed(self.seed, self.keys[r], step) >> 10) / 2**53 for r in rows]  # 53 random bits each
+        return torch.tensor(u, dtype=torch.float64)[:, None].to(device)
+
+
+def _uniforms(generator: torch.Generator | PromptStreams | None, rows: list[int], step: int,
+              device: torch.device) -> torch.Tensor:
+    """[len(rows), 1] float64 uniform numbers for the live batch rows ``rows`` (prompt positions) at ``step``."""
+    if isinstance(generator, PromptStreams):
+        return generator.uniforms(rows, step, device)
+    return torch.rand(len(rows), 1, generator=generator, device=device, dtype=torch.float64)
+
+
+def draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One token per row from ``probs`` [B, V] (each row sums to 1) and uniform numbers ``u`` [B, 1] in [0, 1)
+    -> [B] long: the categorical distribution that ``torch.multinomial(probs, 1)`` samples, drawn by inverting each
+    row's cumulative sum (in float64) at its uniform number, where ``multinomial`` draws V exponential numbers per
+    row: at V = 49 152, batch 8, on one CPU thread, 7.5 ms per token against 0.3 ms for the cumulative sum
+    (``benchmarks/profile_drums_step.py``). A token of probability zero is never drawn. A row without a finite
+    positive sum (NaN or infinite logits) gets the out-of-range id V, which the decoding loops turn into an
+    error."""
     cdf = probs.double().cumsum(-1)
     total = cdf[:, -1:]
-    u = torch.rand(len(probs), 1, generator=generator, device=probs.device, dtype=torch.float64) * total
+    u = u * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total even after rounding
     return torch.searchsorted(cdf, u, right=True)[:, 0]
 
@@ -203,14 +234,16 @@ def _end(row: list[int], stop: list[int] | None, newline_id: int | None, max_new
 
 
 def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, *, temperature: float, max_new_tokens: int,
-                   generator: torch.Generator | None, graph: bool, check_every: int) -> list[list[int]]:
+                   generator: torch.Generator | PromptStreams | None, graph: bool,
+                   check_every: int) -> list[list[int]]:
     """`sample_ids` with a `StaticDecoder`: ids, mask [B, P] left-padded; ``end(row) -> length or None``."""
     decoder = StaticDecoder(lm, len(ids), ids.shape[1] + max_new_tokens)
     logits = decoder.prefill(ids, mask)
     tokens = torch.empty(len(ids), max_new_tokens, dtype=torch.long, device=ids.device)
     step = None
     for n in range(max_new_tokens):
-        tokens[:, n] = draw(torch.softmax(logits.float() / temperature, dim=-1), generator)
+        tokens[:, n] = draw(torch.softmax(logits.float() / temperature, dim=-1),
+                            _uniforms(generator, list(range(len(ids))), n, ids.device))
         decoder.token.copy_(tokens[:, n].clamp_max(logits.shape[-1] - 1))  # an invalid draw fails at the check
         if n == max_new_tokens - 1 or ((n + 1) % check_every == 0 and all(
                 end(r) is not None for r in _checked(tokens[:, :n + 1].tolist(), logits.shape[-1]))):
@@ -232,11 +265,12 @@ def _checked(rows: list[list[int]], vocab: int) -> list[list[int]]:
     return rows
 
 
-def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64, seed: int = 0,
+def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64, seed: int = 0, keys=None,
                      **sampling) -> list[str]:
     """Prompt texts -> continuation texts (everything after the prompt, up to and including ``END`` when the
     model wrote it). Prompts are processed longest first in batches of ``batch_size``; results keep the input
-    order. ``sampling``: see `sample_ids`."""
+    order. Each prompt samples from its own stream (`PromptStreams`: ``seed`` and its key, by default its position
+    in ``prompts``), so ``batch_size`` changes the speed, not the grooves. ``sampling``: see `sample_ids`."""
     if isinstance(prompts, str):
         raise ZooError("continue_grooves takes a list of prompt strings, got one str (wrap it: [prompt])")
     if batch_size < 1:
@@ -245,8 +279,9 @@ def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64,
     for i, ids in enumerate(encoded):
         if not ids:
             raise ZooError(f"prompts[{i}] is empty: a prompt needs drum text to continue (e.g. a groove's first bars)")
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    streams = PromptStreams(seed, range(len(prompts)) if keys is None else keys)
+    if len(streams.keys) != len(prompts):
+        raise ZooError(f"keys must give one stream key per prompt: {len(streams.keys)} keys for {len(prompts)} prompts")
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     texts: list[str] = [""] * len(prompts)
     was_training = model.training
@@ -254,7 +289,7 @@ def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64,
     try:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            for i, ids in zip(chunk, sample_ids(model, [encoded[i] for i in chunk], generator=generator,
+            for i, ids in zip(chunk, sample_ids(model, [encoded[i] for i in chunk], generator=streams.take(chunk),
                                                 **sampling)):
                 texts[i] = model.tokenizer.decode(ids)
     finally:
