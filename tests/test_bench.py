@@ -99,12 +99,53 @@ def test_peak_table_matches_device_names():
 def test_suite_runs_and_writes_named_results(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("name: t\nruns:\n  - {model: knn_ood_resnet20, modes: [infer], precisions: ['32', "
-                     "bf16-mixed, 16-mixed], batch_sizes: [2], iters: 2, warmup: 1}\n")
-    assert len(expand(load_suite(suite), "cpu")) == 2  # fp16 autocast is GPU-only
+                     "bf16-mixed], batch_sizes: [2], iters: 2, warmup: 1}\n")
+    assert len(expand(load_suite(suite), "cpu")) == 2
     path = run_suite(suite, device="cpu", out=tmp_path / "out.json")
     data = json.loads(path.read_text())
     assert [r["precision"] for r in data["results"]] == ["32", "bf16-mixed"]
     assert data["env"]["device_name"]
+
+
+def test_a_suite_key_the_loader_does_not_know_is_refused_before_any_job(tmp_path):
+    """A misspelt key (``mode`` for ``modes``) would benchmark the defaults (infer, fp32, batch 32) silently."""
+    suite, out = tmp_path / "s.yaml", tmp_path / "out.json"
+    suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, modes: [infer]}\n  - {model: knn_ood_resnet20, "
+                     "mode: train, batch_size: 4, channels_last: true, iters: 2, warmup: 1}\n")
+    with pytest.raises(ZooError, match=r"run 1 \(knn_ood_resnet20\): unknown keys 'mode' \(did you mean 'modes'\?\), "
+                       r"'batch_size' \(did you mean 'batch_sizes'\?\), 'channels_last'; the valid keys are model, "
+                       r"modes, precisions, batch_sizes, compile, model_args, warmup, iters"):
+        run_suite(suite, device="cpu", out=out)
+    suite.write_text("name: t\niter: 2\nruns:\n  - {model: doorping_convnet}\n")
+    with pytest.raises(ZooError, match=r"unknown key 'iter' \(did you mean 'iters'\?\); the valid keys are name, "):
+        run_suite(suite, device="cpu", out=out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("lists, error", [("modes: []", r"modes must be a non-empty list \(of infer, train, "),
+                                          ("batch_sizes: 4", "batch_sizes must be a non-empty list"),
+                                          ("precisions: [fp16]", "precisions has 'fp16'; choose from 32, ")])
+def test_a_suite_run_that_would_expand_to_no_job_or_a_wrong_one_is_refused(lists, error, tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: t\nruns:\n  - {{model: doorping_convnet, {lists}}}\n")
+    with pytest.raises(ZooError, match=error):
+        load_suite(suite)
+
+
+def test_fp16_on_a_cpu_runs_in_a_suite_as_alone_against_a_float16_peak(tmp_path, capsys):
+    """A suite of 16-mixed rows on the CPU used to skip them all and claim a file it never wrote; `zoo bench` ran
+    the same row with its MFU against a float32 matmul peak labelled fp16."""
+    suite, out, alone = tmp_path / "s.yaml", tmp_path / "out.json", tmp_path / "alone.json"
+    suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 4}, precisions: [16-mixed], "
+                     "batch_sizes: [2], iters: 1, warmup: 1}\n")
+    assert main(["bench", "--suite", str(suite), "--device", "cpu", "--json", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["results"]
+    assert main(["bench", "doorping_convnet", "--device", "cpu", "--precision", "16-mixed", "--batch-size", "2",
+                 "--iters", "1", "--warmup", "1", "--json", str(alone)]) == 0
+    for r in row, json.loads(alone.read_text()):
+        assert r["precision"] == "16-mixed" and r["peak_dtype"] == "fp16"
+        assert r["peak_source"].startswith("measured: best torch.matmul") and "float16" in r["peak_source"]
 
 
 def test_suite_model_args_build_the_bare_name_with_them(tmp_path):

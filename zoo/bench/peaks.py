@@ -52,11 +52,10 @@ def table_peak(device_name: str, dtype: str) -> tuple[float, str] | None:
 
 def measured_peak(device: torch.device, dtype: str, seconds: float = 0.5) -> tuple[float, str]:
     """Matrix-multiply throughput measured now, in TFLOP/s: the best of repeated ``n x n`` matmuls, with ``n``
-    doubled from 256 until one product takes 20 ms or n reaches 4096 (slow dtypes, e.g. bf16 on CPUs without
-    native support, stay small)."""
+    doubled from 256 until one product takes 20 ms or n reaches 4096 (slow dtypes, e.g. bf16 or fp16 on CPUs
+    without native support, stay small). ``dtype`` is the run's (`precision_dtype`), measured in that dtype so
+    that MFU is against the peak of the arithmetic the run did (fp16 on a CPU included)."""
     tdt = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32)
-    if device.type == "cpu" and tdt == torch.float16:
-        tdt = torch.float32
 
     def once(a, b) -> float:
         sync(device)

@@ -7,7 +7,8 @@ A suite lists runs; each run expands over ``modes x precisions x batch_sizes``::
       - {model: knn_ood_resnet18, modes: [infer, train], precisions: ["32", bf16-mixed], batch_sizes: [256]}
       - {model: drums_lm, model_args: {base: path/to/folder, init: scratch}, modes: [generate]}
 
-``model_args`` are constructor keywords for a bare model name (random weights).
+``model_args`` are constructor keywords for a bare model name (random weights). A run may also set ``compile``,
+``warmup`` and ``iters`` (the last two also at the top, for every run); any other key is refused.
 
 Results go to ``benchmarks/results/<suite>__<device>__torch<version>[__cu<version>].json`` with the command and
 environment; `zoo.bench.report` turns them into the tables of ``benchmarks/README.md``. `merge_results` folds a later
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from difflib import get_close_matches
 from itertools import product
 from pathlib import Path
 
@@ -26,36 +28,69 @@ import torch
 
 from ..errors import ZooError
 from ..io import write_json
+from ..precision import PRECISIONS
 from .compare import results_dir
 from .env import device_slug, environment, is_gpu
-from .harness import benchmark, format_result
+from .harness import MODES, benchmark, format_result
+
+SUITE_KEYS = ("name", "warmup", "iters", "runs")
+RUN_KEYS = ("model", "modes", "precisions", "batch_sizes", "compile", "model_args", "warmup", "iters")
+# the lists a run expands over, with a test of one value and what it may be
+LISTS = {"modes": (lambda v: v in MODES, ", ".join(MODES)),
+         "precisions": (lambda v: str(v) in PRECISIONS, ", ".join(PRECISIONS)),
+         "batch_sizes": (lambda v: type(v) is int and v > 0, "positive integers")}
 
 
 def load_suite(path: str | Path) -> dict:
+    """Read and check a suite file: every key known (a misspelt one would silently benchmark the defaults) and
+    every list a run expands over non-empty, so that each run has at least one job."""
     import yaml
 
     path = Path(path)
     if not path.exists():
         raise ZooError(f"suite file {path} does not exist")
     suite = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(suite.get("runs"), list) or not suite["runs"]:
+    if not isinstance(suite, dict) or not isinstance(suite.get("runs"), list) or not suite["runs"]:
         raise ZooError(f"{path}: a suite needs a non-empty 'runs' list")
+    check_keys(suite, SUITE_KEYS, str(path))
     for i, run in enumerate(suite["runs"]):
-        if "model" not in run:
-            raise ZooError(f"{path}: run {i} has no 'model'")
+        if not isinstance(run, dict) or "model" not in run:
+            raise ZooError(f"{path}: run {i} has no 'model' (a run is a mapping: {{model: NAME, modes: [...]}})")
+        where = f"{path}: run {i} ({run['model']})"
+        check_keys(run, RUN_KEYS, where)
+        check_lists(run, where)
     suite.setdefault("name", path.stem)
     return suite
 
 
+def check_keys(given: dict, valid: tuple[str, ...], where: str) -> None:
+    """Refuse a key of ``given`` that is not in ``valid``, naming the closest valid key where there is one."""
+    unknown = [k for k in given if k not in valid]
+    if unknown:
+        named = [f"{k!r} (did you mean {close[0]!r}?)" if (close := get_close_matches(str(k), valid, n=1))
+                 else repr(k) for k in unknown]
+        raise ZooError(f"{where}: unknown key{'s' * (len(unknown) > 1)} {', '.join(named)}; the valid keys are "
+                       f"{', '.join(valid)}")
+
+
+def check_lists(run: dict, where: str) -> None:
+    """Each of a run's `LISTS` it gives is a non-empty list of valid values (an empty one would leave it no job)."""
+    for key, (valid, choices) in LISTS.items():
+        values = run.get(key, [])
+        if key in run and (not isinstance(values, list) or not values):
+            raise ZooError(f"{where}: {key} must be a non-empty list (of {choices}), not {values!r}")
+        bad = [v for v in values if not valid(v)]
+        if bad:
+            raise ZooError(f"{where}: {key} has {bad[0]!r}; choose from {choices}")
+
+
 def expand(suite: dict, device: str) -> list[dict]:
-    """One keyword dict for `benchmark` per (run, mode, precision, batch size); GPU-only precisions are
-    skipped on a CPU (fp16 autocast)."""
+    """One keyword dict for `benchmark` per (run, mode, precision, batch size); every precision runs on every
+    device (fp16 autocast on a CPU too: slow on most, and measured as such, as `zoo bench` measures it)."""
     jobs = []
     for run in suite["runs"]:
         for mode, prec, bs in product(run.get("modes", ["infer"]), run.get("precisions", ["32"]),
                                       run.get("batch_sizes", [32])):
-            if device == "cpu" and prec == "16-mixed":
-                continue
             jobs.append({"source": run["model"], "mode": mode, "precision": str(prec), "batch_size": int(bs),
                          "device": device, "compile": bool(run.get("compile", False)),
                          "model_args": dict(run.get("model_args") or {}),
