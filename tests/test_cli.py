@@ -155,6 +155,16 @@ def test_list_and_info(capsys):
     assert json.loads(capsys.readouterr().out)["paper"]["venue"] == "ICML 2022"
 
 
+def test_list_of_a_tag_pattern_without_pretrained_points_to_it(capsys):
+    assert main(["list", "*.cifar10"]) == 0
+    assert "no models match '*.cifar10'; weights entries (name.tag) are listed with --pretrained: zoo list " \
+           "--pretrained '*.cifar10'" in capsys.readouterr().out
+    assert main(["list", "--pretrained", "*.cifar10"]) == 0
+    assert "knn_ood_resnet20.cifar10" in capsys.readouterr().out
+    assert main(["list", "zzz"]) == 0
+    assert capsys.readouterr().out.strip() == "no models match 'zzz'"
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["info", "knn_ood_resnet2"], "did you mean"),
     (["eval", "/no/such/folder", "--task", "classification", "--data", "x"], "/no/such/folder does not exist"),
@@ -166,9 +176,9 @@ def test_list_and_info(capsys):
      "argument --ood-subset: 0 is less than 1"),
     (["eval", "knn_ood_resnet20", "--task", "ood", "--id-data", "x", "--ood", "y", "--scorers", ","],
      "no scorer named"),
-    (["convert", "knn_ood", "--src", "/no/such.th", "--out", "/no/such/out"], "does not exist"),
-    (["convert", "knn_ood", "--src", "README.md", "--out", "/no/such/out"], "not a PyTorch checkpoint"),
-    (["convert", "knn_ood", "--src", "zoo", "--out", "/no/such/out"], "checkpoint zoo is a folder: give the"),
+    (["convert", "knn_ood", "--src", "/no/such.th", "--out", "no_such_out"], "does not exist"),
+    (["convert", "knn_ood", "--src", "README.md", "--out", "no_such_out"], "not a PyTorch checkpoint"),
+    (["convert", "knn_ood", "--src", "zoo", "--out", "no_such_out"], "checkpoint zoo is a folder: give the"),
     (["convert", "knn_ood", "--src", "README.md", "--out", "zoo"], "--out zoo already exists and is not an empty"),
     (["fit", "--config", SMALL, "--ckpt_path", "/no/such.ckpt", "--trainer.fast_dev_run", "1"],
      "--ckpt_path /no/such.ckpt does not exist"),
@@ -407,7 +417,10 @@ def test_download_of_a_bare_name_fetches_its_default_tag(tmp_path, monkeypatch, 
     (["--json", "{tmp}"], "is a folder: give a file path, e.g. {tmp}/result.json"),
     (["--json", "{tmp}/afile/r.json"], "--json: {tmp}/afile is a file"),
     (["--out-dir", "{tmp}/afile/sub"], "--out-dir: {tmp}/afile is a file"),
-    (["--save-scores", "{tmp}/afile"], "--save-scores: {tmp}/afile is a file"),
+    (["--save-scores", "{tmp}/afile"], "--save-scores {tmp}/afile is a file: give a folder path"),
+    (["--json", "/proc/nope/r.json"], "--json: the folder /proc/nope cannot be written: creating a file in /proc"),
+    (["--save-scores", "/proc/nope/s"], "--save-scores: the folder /proc/nope/s cannot be written"),
+    (["--out-dir", "/proc/nope/o"], "--out-dir: the folder /proc/nope/o cannot be written"),
 ])
 def test_eval_refuses_unwritable_outputs_before_loading_the_model(flags, needle, tmp_path, monkeypatch, capsys):
     from zoo.eval.base import EvalTask
@@ -417,6 +430,32 @@ def test_eval_refuses_unwritable_outputs_before_loading_the_model(flags, needle,
     flags = [f.format(tmp=tmp_path) for f in flags]
     assert main(["eval", "knn_ood_resnet20.cifar10", "--task", "classification", "--data", "d", *flags]) == 2
     assert needle.format(tmp=tmp_path) in capsys.readouterr().err
+
+
+def test_the_output_check_creates_nothing(tmp_path):
+    from zoo.io import check_outputs
+
+    check_outputs({"--json": tmp_path / "new" / "r.json"}, {"--out-dir": tmp_path / "a" / "b"})
+    assert list(tmp_path.iterdir()) == []  # neither the folders nor the probe file
+
+
+@pytest.mark.parametrize("suite", [False, True])
+@pytest.mark.parametrize("path, needle", [
+    ("{tmp}", "--json {tmp} is a folder: give a file path, e.g. {tmp}/result.json"),
+    ("/proc/nope/x.json", "--json: the folder /proc/nope cannot be written"),
+    ("{tmp}/afile/x.json", "--json: {tmp}/afile is a file"),
+])
+def test_bench_refuses_an_unwritable_json_before_benchmarking(suite, path, needle, tmp_path, monkeypatch, capsys):
+    import zoo.bench.harness
+    import zoo.bench.suite
+
+    monkeypatch.setattr(zoo.bench.harness, "benchmark", lambda *a, **k: pytest.fail("the benchmark ran"))
+    monkeypatch.setattr(zoo.bench.suite, "run_suite", lambda *a, **k: pytest.fail("the suite ran"))
+    (tmp_path / "afile").write_text("x")
+    what = ["--suite", "configs/bench/cpu-smoke.yaml"] if suite else ["knn_ood_resnet20"]
+    assert main(["bench", *what, "--device", "cpu", "--json", path.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle.format(tmp=tmp_path) in err and ".partial" not in err
 
 
 @pytest.mark.parametrize("flag", ["--out", "--out-dir"])

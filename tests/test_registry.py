@@ -17,6 +17,7 @@ def test_list_models_pattern_and_pretrained():
     assert zoo.list_models("knn_ood_resnet?0") == ["knn_ood_resnet20"]
     assert zoo.list_models("resnet5") == ["knn_ood_resnet56", "pmt_iqa_resnet50"]  # no glob characters: a part
     assert zoo.list_models("knn") == zoo.list_models("knn*") and zoo.list_models("zzz") == []
+    assert zoo.list_models("KNN") == zoo.list_models("knn") == zoo.list_models("KNN_OOD_*")  # any case
     assert "knn_ood_resnet20.cifar10" in zoo.list_models(pretrained=True)
 
 
@@ -55,6 +56,18 @@ def test_model_info_has_paper_and_results():
     assert info["paper"]["arxiv"] == "2204.06507"
     res = info["weights"]["knn_ood_resnet20.cifar10"]["results"][0]
     assert {"paper_value", "zoo_value", "dataset", "split", "command"} <= set(res)
+
+
+def test_model_info_of_a_paper_id_lists_its_models(capsys):
+    """`zoo info knn_ood` (a paper id from the README's table) said "unknown model"."""
+    from zoo.cli import main
+
+    info = zoo.model_info("knn_ood")
+    assert info["kind"] == "paper" and info["paper"]["arxiv"] == "2204.06507"
+    assert info["models"]["knn_ood_resnet20"] == ["cifar10"] and "knn_ood_cifar_resnet" in info["models"]
+    assert zoo.model_info("pmt_iqa")["name"] == "pmt_iqa" and "kind" not in zoo.model_info("pmt_iqa")  # a model too
+    assert main(["info", "knn_ood"]) == 0
+    assert "knn_ood_resnet56:" in capsys.readouterr().out
 
 
 def test_model_info_shows_a_papers_data_entries(capsys):

@@ -63,7 +63,9 @@ def _cmd_list(a):
                                                     for n in names}, indent=2))
         return
     if not names:
-        print(f"no models match {a.pattern!r}")
+        hint = (f"; weights entries (name.tag) are listed with --pretrained: zoo list --pretrained {a.pattern!r}"
+                if "." in a.pattern and not a.pretrained else "")
+        print(f"no models match {a.pattern!r}{hint}")
     for n in names:
         if a.pretrained:
             print(n)
@@ -101,17 +103,34 @@ def _convert_parser(argv):
 
 
 def _cmd_convert(a):
+    from .io import check_outputs
     from .registry import get_paper, load_object
 
     paper = get_paper(a.paper)
     if not paper.converter:
         raise ZooError(f"paper {paper.id} has no converter")
+    check_outputs(folders={"--out": a.out})
     out = Path(a.out)
-    if not a.force and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
+    if not a.force and out.is_dir() and any(out.iterdir()):
         raise ZooError(f"--out {out} already exists and is not an empty folder: choose a new folder, or pass --force "
                        f"to replace its model files")
-    out = load_object(paper.converter)(a.src, a.out)
-    print(f"wrote {out}; load it with zoo.from_pretrained({str(out)!r})")
+    try:
+        out = load_object(paper.converter)(a.src, a.out)
+    except ZooError as exc:  # one line that names the --src file, whichever converter raised it
+        if Path(a.src).name in str(exc):
+            raise
+        raise ZooError(f"{a.src}: {exc}") from None
+    print(f"wrote {out}; {_next_step(paper, Path(out))}")
+
+
+def _next_step(paper, out: Path) -> str:
+    """What to do with what a converter wrote: a model folder loads with from_pretrained; a file is data the paper's
+    code made (DOORPING's distilled set), which its eval task reads."""
+    if out.is_dir():
+        return f"load it with zoo.from_pretrained({str(out)!r})"
+    evals = " or ".join(f"zoo eval {out} --task {task} --data DATA" for task in paper.tasks)
+    return (f"it is data made by the {paper.id} code, not a model (zoo.from_pretrained does not read it): evaluate "
+            f"it with {evals}, or load it in Python as {paper.card} shows")
 
 
 def _download_parser(argv):
@@ -206,8 +225,9 @@ def _bench_parser(argv):
 
 
 def _cmd_bench(a):
-    from .io import write_json
+    from .io import check_outputs, write_json
 
+    check_outputs({"--json": a.json_out})  # before the benchmark, not after it
     device = a.device or ("cuda" if _cuda() else "cpu")
     if a.suite:
         from .bench.suite import run_suite

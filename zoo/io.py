@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import ZooError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _HOST = socket.gethostname()
@@ -122,3 +124,44 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_outputs(files: dict | None = None, folders: dict | None = None) -> None:
+    """Refuse output paths that cannot be written, before any work runs rather than after it.
+
+    ``files`` and ``folders`` map an option name (``--json``) to the path given for it (None: not given). A file
+    must not be empty or an existing folder; a folder must not be an existing file; and the folder of each (the
+    file's parent) must be makeable and writable: no file among its ancestors, and a probe file can be created in
+    the nearest one that exists (so ``/proc/nope/r.json`` or a read-only mount fails here). Nothing is created.
+    """
+    for option, path in (files or {}).items():
+        if path is None:
+            continue
+        if not str(path):
+            raise ZooError(f"{option} needs a file path, e.g. {option} out/result.json")
+        if Path(path).is_dir():
+            raise ZooError(f"{option} {path} is a folder: give a file path, e.g. {Path(path) / 'result.json'}")
+        _check_folder(option, Path(path).parent)
+    for option, folder in (folders or {}).items():
+        if folder is None or not str(folder):
+            continue
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise ZooError(f"{option} {folder} is a file: give a folder path")
+        _check_folder(option, Path(folder))
+
+
+def _check_folder(option: str, folder: Path) -> None:
+    """`check_outputs` for one output folder: its nearest existing ancestor is a folder that takes a new file."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise ZooError(f"{option}: {existing} is a file, so the folder {folder} cannot be made there; "
+                       f"choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".zoo-write-check.", dir=existing)
+    except OSError as exc:
+        raise ZooError(f"{option}: the folder {folder} cannot be written: creating a file in {existing} failed "
+                       f"({exc.strerror}); choose another path") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -132,7 +132,7 @@ def split_name(name: str) -> tuple[str, str | None]:
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Registered model names matching ``pattern``, naturally sorted: an fnmatch glob (``knn_ood_resnet?0``), or,
-    without glob characters, a part of the name (``knn`` = ``*knn*``).
+    without glob characters, a part of the name (``knn`` = ``*knn*``); either way regardless of case (``KNN``).
 
     With ``pretrained=True`` the result lists ``name.tag`` for every manifest entry of a registered model instead
     (entries that are data, such as DOORPING's distilled sets, are left out).
@@ -145,7 +145,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
         names = list(_model_index())
     if not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"
-    return sorted((n for n in names if fnmatch.fnmatch(n, pattern)), key=_natural_key)
+    return sorted((n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower())), key=_natural_key)
 
 
 def tags_for(arch: str) -> list[str]:
@@ -324,9 +324,20 @@ def _file_not_model(path: Path) -> ZooError:
                     f"{CONFIG_NAME}), or a manifest name NAME or NAME.TAG (zoo list --pretrained)")
 
 
+def _citation(paper: Paper) -> dict:
+    """The fields of ``paper`` that `model_info` shows under ``paper``: how to cite it and its licence."""
+    return {k: getattr(paper, k) for k in ("id", "title", "authors", "venue", "arxiv", "code", "license")}
+
+
+def _paper_info(paper: Paper) -> dict:
+    """`model_info` of a paper id (``knn_ood``): the paper, its model card, and its models with their weights tags."""
+    return {"name": paper.id, "kind": "paper", "paper": _citation(paper),
+            "model_card": paper.card, "models": {m: tags_for(m) for m in sorted(paper.models, key=_natural_key)}}
+
+
 def model_info(name: str) -> dict:
-    """Everything known about ``name`` (``arch``, ``arch.tag``, a paper's data entry ``prefix[.tag]`` or a folder
-    written by save_pretrained)."""
+    """Everything known about ``name`` (``arch``, ``arch.tag``, a paper's data entry ``prefix[.tag]``, a paper id,
+    or a folder written by save_pretrained)."""
     from .hub import load_manifest
 
     path = Path(name)
@@ -340,11 +351,13 @@ def model_info(name: str) -> dict:
     if "/" in name:
         raise ZooError(f"{name} does not exist: give a folder written by zoo.save_pretrained, NAME or NAME.TAG")
     arch, tag = split_name(name)
+    if arch not in _model_index() and arch in _papers() and tag is None:
+        return _paper_info(_papers()[arch])
     paper = _data_paper(arch) or paper_of(arch)
     info = {
         "name": arch,
         **({"kind": "data (not model weights)"} if arch in paper.data else {}),
-        "paper": {k: getattr(paper, k) for k in ("id", "title", "authors", "venue", "arxiv", "code", "license")},
+        "paper": _citation(paper),
         "model_card": paper.card,
         "weights": {},
     }

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ZooError
-from ..io import write_json
+from ..io import check_outputs, write_json
 from ..precision import PRECISIONS
 from .compare import results_dir
 from .env import device_slug, environment, is_gpu
@@ -113,6 +113,7 @@ def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = No
     suite = load_suite(path)
     env = environment(torch.device(device))
     dest = Path(out) if out else results_path(suite, env)
+    check_outputs({"out": dest})  # before the first job, not after it
     command = "zoo bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     results, failed = [], []
 

@@ -16,7 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .. import distributed
 from ..devices import torch_device
 from ..errors import ZooError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, check_outputs, write_json
 from ..precision import autocast_dtype
 from ..registry import list_papers, load_object
 
@@ -166,27 +166,6 @@ def load_model(source: str):
     return from_pretrained(source)
 
 
-def _check_outputs(json_out, save_scores, out_dir) -> None:
-    """Refuse output paths that cannot be written before the evaluation runs, not after it: an empty or folder
-    ``--json``, and a folder option (or the JSON's folder) under an existing file."""
-    if json_out is not None:
-        if not str(json_out):
-            raise ZooError("--json needs a file path, e.g. --json out/result.json")
-        if Path(json_out).is_dir():
-            raise ZooError(f"--json {json_out} is a folder: give a file path, e.g. {Path(json_out) / 'result.json'}")
-    folders = [("--json", Path(json_out).parent if json_out else None), ("--save-scores", save_scores),
-               ("--out-dir", out_dir)]
-    for option, folder in folders:
-        if folder is None or not str(folder):
-            continue
-        for p in (Path(folder), *Path(folder).parents):
-            if p.exists():
-                if not p.is_dir():
-                    raise ZooError(f"{option}: {p} is a file, so the folder {folder} cannot be made there; "
-                                   f"choose another path")
-                break
-
-
 def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "32", batch_size: int = 256,
              num_workers: int = 2, json_out: str | Path | None = None, save_scores: str | Path | None = None,
              out_dir: str | Path | None = None, model=None, **options) -> dict:
@@ -205,7 +184,7 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
     """
     cls = get_task(task)
     t = cls(**options)
-    _check_outputs(json_out, save_scores, out_dir)
+    check_outputs({"--json": json_out}, {"--save-scores": save_scores, "--out-dir": out_dir})
     dev = torch_device(device)
     with distributed.from_env() as sharded:
         if sharded and dev.type == "cuda":

@@ -77,8 +77,8 @@ def model_args_for(sd: dict, meta: dict) -> tuple[str, dict]:
         raise ZooError("the checkpoint's image backbone is not a ResNet (VoVNet-99?): only ResNet-50 image "
                        "branches are converted (see zoo/models/cmt/convert.py)")
     if not (camera or lidar) or "pts_bbox_head.reference_points.weight" not in sd:
-        raise ZooError("not a CMT checkpoint: expected pts_bbox_head.reference_points and img_backbone.* or "
-                       "pts_middle_encoder.* keys")
+        raise ZooError(f"not a CMT checkpoint (first keys: {', '.join(list(sd)[:5])}): expected "
+                       f"pts_bbox_head.reference_points and img_backbone.* or pts_middle_encoder.* keys")
     if camera and sum(1 for k in sd if re.match(r"img_backbone\.layer3\.\d+\.conv1\.weight$", k)) != 6:
         raise ZooError("image backbone is a ResNet but not a ResNet-50 (layer3 must have 6 blocks)")
     needed = ["pts_bbox_head.task_heads.0.center.3.weight", "pts_bbox_head.bev_embedding.2.weight",

@@ -3,8 +3,9 @@
 The authors publish no weights or sets, but their DC script writes two kinds of files, and both convert:
 
 * an evaluation network, ``<save_path>/<iteration>/model_<i>.pth`` (a ``state_dict`` of ``ConvNet`` or
-  ``AlexNet``, keys ``features.N.*`` / ``classifier.N.*``, ``module.`` prefixed under DataParallel) -> a zoo model
-  folder (`zoo.save_pretrained`);
+  ``AlexNet``, keys ``features.N.*`` / ``classifier.N.*``, ``module.`` prefixed under DataParallel; one wrapped
+  under ``state_dict`` or ``model`` is read too, as every converter does) -> a zoo model folder
+  (`zoo.save_pretrained`);
 * a distilled set, ``res_<METHOD>_<DATASET>_<MODEL>_<ipc>ipc.pt`` (``{"data": [[image_syn, label_syn], ...],
   "accs_all_exps": ...}``) with its trigger ``exp<k>/vis_..._iter<it>_trigger.pth`` ([1, C, H, W]) when attacked
   -> ``DIR/distilled.safetensors``.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint import load_state_dict, read_foreign, save_pretrained
+from ...checkpoint import foreign_state_dict, load_state_dict, read_foreign, save_pretrained
 from ...errors import ZooError
 from ...registry import create_model
 from .attack import naive_trigger, patch_mask
@@ -54,16 +55,9 @@ def _stats(dataset: str, channels: int) -> tuple[list, list]:
     return STATS[dataset]
 
 
-def _strip(sd: dict) -> dict:
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
 def convert_network(src: Path, out_dir: Path) -> Path:
     """An authors' evaluation network (``model_<i>.pth``) -> a zoo model folder."""
-    sd = read_foreign(src)
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ZooError(f"{src}: expected a state_dict of tensors (the authors' model_<i>.pth)")
-    sd = _strip(sd)
+    sd = foreign_state_dict(read_foreign(src), src)
     if "classifier.4.weight" in sd:
         arch = "doorping_alexnet"
     elif "classifier.2.weight" in sd and "features.1.weight" not in sd:

@@ -61,6 +61,11 @@ def convert(src: str | Path, out_dir: str | Path) -> Path:
     sd = foreign_state_dict(ckpt, src)
     wrapped = any(isinstance(ckpt.get(k), dict) for k in ("model", "state_dict"))
     extras = {k: v for k, v in ckpt.items() if not isinstance(v, dict)} if wrapped else {}
+    stem = sd.get("conv1.weight")
+    if stem is not None and stem.dim() == 4 and stem.shape[-1] == 7:
+        raise ZooError(f"{src}: an ImageNet-style ResNet (7x7 stem: conv1.weight {list(stem.shape)}), not a CIFAR "
+                       f"one: `zoo convert pmt_iqa` reads torchvision ImageNet ResNets (as an ImageNet backbone); "
+                       f"knn_ood takes akamaster CIFAR ResNets or the knn-ood CIFAR ResNet-18 (3x3 stem)")
     if "linear.weight" in sd:
         arch, args, zoo_sd = map_akamaster(sd)
     elif "fc.weight" in sd and "layer4.0.conv1.weight" in sd:

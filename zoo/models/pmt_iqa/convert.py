@@ -111,6 +111,10 @@ def _classifier_args(sd: dict) -> tuple[str, dict]:
                            "weights")
         return "efficientnet_lite0", map_lukemelas_lite0(sd)
     if "conv1.weight" in sd and "layer1.0.conv1.weight" in sd:
+        if sd["conv1.weight"].shape[-1] == 3:
+            raise ZooError(f"a CIFAR ResNet (3x3 stem: conv1.weight {list(sd['conv1.weight'].shape)}), not an "
+                           f"ImageNet one: `zoo convert knn_ood` reads CIFAR ResNets; pmt_iqa takes torchvision "
+                           f"ImageNet ResNet-18/34/50/101/152 (7x7 stem)")
         return resnet_arch(sd), with_bn_counters({"net." + k: v for k, v in sd.items()})
     sample = ", ".join(list(sd)[:5])
     raise ZooError(f"not an ImageNet checkpoint the zoo knows (first keys: {sample}); expected a torchvision "
