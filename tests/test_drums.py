@@ -505,13 +505,24 @@ def test_draw_samples_the_categorical_distribution(monkeypatch):
     n = 200_000
     streams = PromptStreams(seed=3, keys=range(3 * n))
     for u in (torch.rand(3 * n, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64),
-              streams.uniforms(list(range(3 * n)), step=7, device="cpu")):
+              streams.table(steps=8, device="cpu")[:, 7:]):
         tokens = draw(probs.repeat_interleave(n, 0), u).view(3, n)
         freq = torch.stack([torch.bincount(row, minlength=5) for row in tokens]).double() / n
         se = (probs.double() * (1 - probs.double()) / n).sqrt()
         assert ((freq - probs.double()).abs() <= 4 * se + 1e-12).all(), freq
     # a uniform number that rounds up to the top of the cumulative sum still lands on a token of probability > 0
     assert draw(torch.tensor([[0.25, 0.75, 0.0, 0.0]]), torch.ones(1, 1, dtype=torch.float64)).tolist() == [1]
+
+
+def test_prompt_streams_are_the_documented_function_of_seed_key_and_step():
+    """The vectorised table equals ``(mixed_seed(seed, key, step) >> 10) / 2**53`` (NumPy's uint64 arithmetic wraps
+    as the scalar mixer's masks do), for keys and seeds past 2**63 too."""
+    from zoo.data.sampling import mixed_seed
+
+    keys, seed = [0, 5, 2**63 + 7], 2**64 - 3
+    table = PromptStreams(seed, keys).table(steps=4, device="cpu")
+    expected = [[(mixed_seed(seed, k, n) >> 10) / 2**53 for n in range(4)] for k in keys]
+    assert table.dtype == torch.float64 and table.tolist() == expected
 
 
 def test_a_prompts_continuation_does_not_depend_on_the_batch_size(tmp_path):

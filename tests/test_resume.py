@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import interrupt_at
-from pytorch_lightning.trainer.connectors.data_connector import _get_distributed_sampler
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -263,6 +262,4 @@ def test_epoch_shuffle_follows_set_epoch_and_shares_an_epochs_order_among_ddp_ra
     ranks = [[k.index for k in EpochShuffle(range(51), seed=0, num_replicas=2, rank=r)] for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 26 and set(ranks[0] + ranks[1]) == set(range(51))
     assert [i for pair in zip(*ranks) for i in pair][:51] == whole
-    loader = DataLoader(range(50), batch_size=4, sampler=a)
-    assert _get_distributed_sampler(loader, shuffle=True, overfit_batches=0, num_replicas=2, rank=0).shuffle
     assert isinstance(a, DistributedSampler)  # Lightning's test for keeping a loader's sampler under DDP

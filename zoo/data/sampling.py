@@ -15,9 +15,10 @@ training steps alike and restarts the order after a resume.
 Under DDP each rank takes its share of the epoch's order (`EpochShuffle` is a ``DistributedSampler``, which
 Lightning keeps), so a sample's augmentation does not depend on the rank that loads it either.
 
-Cost (``python benchmarks/seeded_loading.py``, development CPU, 2026-12-06, two runs): 1.08x the time per image of
-a plain shuffling loader without workers (about 26 us an image), and 1.10x and 1.00x with two workers, on 32-pixel
-CIFAR-10 JPEGs with crop and flip: the cheapest images there are, so the largest share.
+Cost (``python benchmarks/seeded_loading.py``, development CPU, 2026-12-06; the result file in
+``benchmarks/results``): 1.08x the time per image of a plain shuffling loader without workers (about 26 us an
+image) and 1.00x with two workers, on 32-pixel CIFAR-10 JPEGs with crop and flip, the cheapest images there are, so
+the largest share (an earlier run of the same command, not kept, gave 1.10x with two workers: the machine's noise).
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
-_MASK64 = 2**64 - 1
+MASK64 = 2**64 - 1
 
 
-def _splitmix64(x: int) -> int:
+def splitmix64(x: int) -> int:
     """One step of Vigna's SplitMix64 (a bijection of 64-bit integers that mixes every input bit into the output)."""
-    z = (x + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z = (x + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
     return z ^ (z >> 31)
 
 
@@ -49,7 +50,7 @@ def mixed_seed(*parts: int) -> int:
     ``SeedSequence`` mixes as well but takes 12 us, too long to spend on every sample)."""
     h = len(parts)
     for p in parts:
-        h = _splitmix64(h ^ (p & _MASK64))
+        h = splitmix64(h ^ (p & MASK64))
     return h >> 1
 
 

@@ -2,8 +2,8 @@
 
 Configs name any LightningModule and LightningDataModule by ``class_path``. Each run writes into its own folder,
 ``runs/<config name>/<timestamp>`` (or ``$ZOO_RUNS_DIR/...``), unless ``--trainer.default_root_dir`` is given:
-the resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, and
-``last.ckpt`` linked to it, to resume with ``--ckpt_path last`` and the same root dir; ``interrupted.ckpt`` when
+the resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, or every N
+steps instead with ``--checkpoint.every_n_train_steps N``, and ``last.ckpt`` linked to it, to resume with ``--ckpt_path last`` and the same root dir; ``interrupted.ckpt`` when
 Ctrl-C or SIGTERM stopped a fit midway, which ``last`` then resumes) and, after ``fit``, the trained model as a
 zoo folder (``model/``: config.json + model.safetensors) that `zoo.from_pretrained` loads.
 

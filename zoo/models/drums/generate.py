@@ -26,9 +26,10 @@ decoder's 1.12x with the scratch model; the model card's Performance section).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ...data.sampling import mixed_seed
+from ...data.sampling import MASK64, splitmix64
 from ...errors import ZooError
 from .encoding import END
 from .kv_cache import preallocated_cache
@@ -139,8 +140,10 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     lines = [0] * len(prompt_ids)
     count_lines = newline_id is not None and max_new_lines is not None
     last_pos = positions[:, -1]
+    table = _uniform_table(generator, len(prompt_ids), max_new_tokens, device)
     for step in range(max_new_tokens):
-        token = draw(torch.softmax(logits.float() / temperature, dim=-1), _uniforms(generator, rows, step, device))
+        u = _step_uniforms(table, generator, len(rows), step, device)
+        token = draw(torch.softmax(logits.float() / temperature, dim=-1), u)
         (sampled,) = _checked([token.tolist()], logits.shape[-1])  # the step's one read-back; the rest on the host
         done = []
         for r, t in zip(rows, sampled):
@@ -156,6 +159,7 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
             cache.batch_select_indices(keep)
             rows = [rows[i] for i in live]
             token, mask, last_pos = token[keep], mask[keep], last_pos[keep]
+            table = table[keep] if table is not None else None
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         last_pos = last_pos + 1
         out = lm(input_ids=token[:, None], attention_mask=mask, position_ids=last_pos[:, None],
@@ -177,18 +181,36 @@ class PromptStreams:
         """The streams of prompts ``rows`` (positions in ``keys``), as a batch of their own."""
         return PromptStreams(self.seed, [self.keys[r] for r in rows])
 
-    def uniforms(self, rows: list[int], step: int, device) -> torch.Tensor:
-        """[len(rows), 1] float64 in [0, 1): the ``step``-th number of the streams at positions ``rows``."""
-        u = [(mixed_seed(self.seed, self.keys[r], step) >> 10) / 2**53 for r in rows]  # 53 random bits each
-        return torch.tensor(u, dtype=torch.float64)[:, None].to(device)
+    def table(self, steps: int, device) -> torch.Tensor:
+        """[len(keys), steps] float64 in [0, 1): the first ``steps`` numbers of every stream, made at once (one
+        copy to the device per batch, not one per token): ``(mixed_seed(seed, key, step) >> 10) / 2**53``, 53
+        random bits each, computed with NumPy's wrapping uint64 arithmetic."""
+        h = np.uint64(splitmix64(3 ^ (self.seed & MASK64)))  # mixed_seed's state after its first part
+        h = _splitmix64_np(h ^ np.array([k & MASK64 for k in self.keys], dtype=np.uint64))
+        h = _splitmix64_np(h[:, None] ^ np.arange(steps, dtype=np.uint64)[None, :])
+        return torch.from_numpy(((h >> np.uint64(11)) * 2.0**-53).astype(np.float64)).to(device)
 
 
-def _uniforms(generator: torch.Generator | PromptStreams | None, rows: list[int], step: int,
-              device: torch.device) -> torch.Tensor:
-    """[len(rows), 1] float64 uniform numbers for the live batch rows ``rows`` (prompt positions) at ``step``."""
-    if isinstance(generator, PromptStreams):
-        return generator.uniforms(rows, step, device)
-    return torch.rand(len(rows), 1, generator=generator, device=device, dtype=torch.float64)
+def _splitmix64_np(x: np.ndarray) -> np.ndarray:
+    """`zoo.data.sampling.splitmix64` on a uint64 array (the products wrap modulo 2**64, as the masks do there)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniform_table(generator: torch.Generator | PromptStreams | None, rows: int, steps: int,
+                   device: torch.device) -> torch.Tensor | None:
+    """The [rows, steps] uniform numbers of a batch when ``generator`` is `PromptStreams`, else None (the loops then
+    draw each step's numbers from the torch generator)."""
+    return generator.table(steps, device) if isinstance(generator, PromptStreams) else None
+
+
+def _step_uniforms(table: torch.Tensor | None, generator, rows: int, step: int, device) -> torch.Tensor:
+    """[rows, 1] float64 uniform numbers of the live rows at ``step``: a column of ``table``, or fresh draws."""
+    if table is not None:
+        return table[:, step:step + 1]
+    return torch.rand(rows, 1, generator=generator, device=device, dtype=torch.float64)
 
 
 def draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -239,11 +261,12 @@ def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, *, temperatur
     """`sample_ids` with a `StaticDecoder`: ids, mask [B, P] left-padded; ``end(row) -> length or None``."""
     decoder = StaticDecoder(lm, len(ids), ids.shape[1] + max_new_tokens)
     logits = decoder.prefill(ids, mask)
+    table = _uniform_table(generator, len(ids), max_new_tokens, ids.device)
     tokens = torch.empty(len(ids), max_new_tokens, dtype=torch.long, device=ids.device)
     step = None
     for n in range(max_new_tokens):
         tokens[:, n] = draw(torch.softmax(logits.float() / temperature, dim=-1),
-                            _uniforms(generator, list(range(len(ids))), n, ids.device))
+                            _step_uniforms(table, generator, len(ids), n, ids.device))
         decoder.token.copy_(tokens[:, n].clamp_max(logits.shape[-1] - 1))  # an invalid draw fails at the check
         if n == max_new_tokens - 1 or ((n + 1) % check_every == 0 and all(
                 end(r) is not None for r in _checked(tokens[:, :n + 1].tolist(), logits.shape[-1]))):
