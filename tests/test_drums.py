@@ -257,7 +257,8 @@ ROW = "drummer1,drummer1/session1,beat,drummer1/session1/0_rock_120_beat_4-4.mid
     (INFO + ROW + "Test\n", "info.csv line 2: split 'Test' is not one of train, validation, test"),
     (INFO + ROW + "test\n" + ROW.replace(",beat,", ",Beat,") + "test\n", "line 3: beat_type 'Beat' is not one of"),
     (INFO + "drummer1,drummer1/session1,beat\n", "info.csv line 2 has no split, midi_filename; give every row"),
-    ((INFO + ROW + "test\n").encode().replace(b"rock", b"r\xf6ck"), "info.csv is not a readable CSV file .*utf-8"),
+    ((INFO + ROW + "test\n").encode().replace(b"rock", b"r\xf6ck"),
+     r"info.csv, line 2: byte 0xf6 is not UTF-8 .*save the file as UTF-8"),
 ])
 def test_an_info_csv_without_a_column_or_value_the_selection_reads_is_one_error(tmp_path, info, needle):
     root = _groove_folder(tmp_path / "groove", info)
@@ -349,7 +350,7 @@ GOOD = {"prompt": "o-----\nSEP\n", "completion": "------\nEND"}
     ([{**GOOD, "numerator": "4"}], r"its numerator '4' is not a whole number of beats >= 1"),
     ([{**GOOD, "name": "../../g1"}], r"its name '../../g1' is not a file name"),
     ([{**GOOD, "name": "g1"}, {**GOOD, "name": "g1"}], r"test.jsonl has two examples named 'g1'"),
-    (b'{"prompt": "o-----\\nSEP\\n", "completion": "END", "name": "gr\xf6ove"}\n', "test.jsonl is not UTF-8 text"),
+    (b'{"prompt": "o-----\\nSEP\\n", "completion": "END", "name": "gr\xf6ove"}\n', r"test.jsonl, line 1: byte 0xf6 is not UTF-8"),
 ])
 def test_prompt_completion_rows_that_are_not_examples_are_one_error(tmp_path, rows, needle):
     """A row that is not a JSON object of string fields (a whole-number numerator), a name that is not a file name

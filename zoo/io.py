@@ -109,6 +109,18 @@ def write_dir_once(dest: str | Path, fill) -> Path:
     return dest
 
 
+def read_utf8(path: str | Path) -> str:
+    """The text of file ``path`` as UTF-8 (a byte-order mark is dropped); another encoding is one error naming the
+    line and the byte."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ZooError(f"{path}, line {line}: byte {data[exc.start]:#04x} is not UTF-8 (is the file in Latin-1 or "
+                       f"a Windows code page?); save the file as UTF-8") from None
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ZooError
+from ..io import read_utf8
 
 IMAGE_COLUMNS = ("image", "img_name", "dis_img_path", "dist_name", "dist_img")
 SCORE_COLUMNS = ("mos", "mos_0_1", "score", "dmos")
@@ -137,18 +138,6 @@ class IQATable:
             seen.add(p)
 
 
-def _text(path: Path) -> str:
-    """The text of file ``path`` as UTF-8 (a byte-order mark is dropped); another encoding is one error naming the
-    line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ZooError(f"{path}, line {line}: byte {data[exc.start]:#04x} is not UTF-8 (is the file in Latin-1 or "
-                       f"a Windows code page?); save the file as UTF-8") from None
-
-
 def _delimiter(text: str) -> str:
     """Comma, semicolon or tab: whichever the first non-blank line holds most of (comma on a tie)."""
     header = next((line for line in text.splitlines() if line.strip()), "")
@@ -163,7 +152,7 @@ def _csv_rows(path: Path) -> list[tuple[str, dict]]:
     if not path.is_file():
         raise ZooError(f"{path} does not exist; point --data at the dataset folder as distributed, --csv at an "
                        f"existing CSV, or --layout at the layout this folder has (auto detects it)")
-    text = _text(path)
+    text = read_utf8(path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), skipinitialspace=True)
     header = [name.strip() for name in next((cells for cells in reader if any(c.strip() for c in cells)), [])]
     rows = []
@@ -365,7 +354,7 @@ def _name_score_lines(path: Path, name_first: bool) -> list[tuple[str, str, floa
     if not path.exists():
         raise ZooError(f"{path} does not exist; point at the dataset folder as distributed")
     out = []
-    for i, line in enumerate(_text(path).splitlines()):
+    for i, line in enumerate(read_utf8(path).splitlines()):
         words, where = line.split(), f"{path}, line {i + 1}"
         if not words:
             continue

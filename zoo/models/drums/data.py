@@ -14,6 +14,7 @@ encoding asked for (it is recognised from the prompts).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from functools import lru_cache
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.sampling import seeded_training
 from ...data.splits import SplitDataModule
 from ...errors import ZooError
+from ...io import read_utf8
 from .encoding import (
     ENCODINGS,
     Example,
@@ -75,17 +77,16 @@ def groove_root(data: str | Path) -> Path:
 def _info_rows(path: Path) -> list[dict[str, str]]:
     """The rows of ``info.csv`` (line number under ``"line"``), after checking that it has the columns the
     selection reads, every row has a cell for each, and the split and beat type are values Groove MIDI uses."""
+    reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in INFO_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ZooError(f"{path} has no {', '.join(missing)} column{'s' * (len(missing) > 1)} (found "
-                               f"{', '.join(reader.fieldnames or []) or 'no header line'}): the Groove MIDI "
-                               f"selection reads the columns {', '.join(INFO_COLUMNS)}; add "
-                               f"{'them' if len(missing) > 1 else 'it'}")
-            rows = [{**row, "line": reader.line_num} for row in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
+        missing = [c for c in INFO_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ZooError(f"{path} has no {', '.join(missing)} column{'s' * (len(missing) > 1)} (found "
+                           f"{', '.join(reader.fieldnames or []) or 'no header line'}): the Groove MIDI "
+                           f"selection reads the columns {', '.join(INFO_COLUMNS)}; add "
+                           f"{'them' if len(missing) > 1 else 'it'}")
+        rows = [{**row, "line": reader.line_num} for row in reader]
+    except csv.Error as exc:
         raise ZooError(f"{path} is not a readable CSV file ({exc}); save it as UTF-8 CSV") from None
     for row in rows:
         empty = [c for c in INFO_COLUMNS if not row[c]]
@@ -179,10 +180,7 @@ def _jsonl_examples(path: Path, encoding: str) -> list[Example]:
 
 def read_jsonl(path: Path) -> list[Example]:
     """Examples from a prompt-completion JSON-lines file (the authors' ``gpt3_<split>.jsonl``)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ZooError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 JSON lines") from None
+    text = read_utf8(path)
     out = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
