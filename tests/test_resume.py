@@ -241,6 +241,24 @@ def test_a_mid_epoch_resume_with_a_loader_that_is_not_seeded_says_the_epoch_star
     assert callback.data_seed is None  # its steps are not seeded either
 
 
+@pytest.mark.parametrize(("lightning", "completed", "at_batch_end", "done"), [
+    ("2.5+", 2, False, 2), ("2.5+", 2, True, 3), ("2.5+", 3, True, 0), ("2.4", 2, None, 2), ("2.4", 4, None, 0),
+])
+def test_the_batches_a_resume_skips_are_those_lightning_counts_as_done(lightning, completed, at_batch_end, done):
+    """Lightning 2.5+ counts a batch saved at its end (``every_n_train_steps``) as done, and one at an epoch's last
+    batch as the next epoch's start; Lightning 2.4 (within the supported range, without those properties) resumes
+    after the completed batches."""
+    from zoo.training.resume import _batches_done
+
+    progress = SimpleNamespace(current=SimpleNamespace(completed=completed))
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress), trainer=SimpleNamespace(
+        num_training_batches=4))
+    if lightning == "2.5+":
+        loop.restarted_mid_epoch = True
+        loop.epoch_loop.restarted_on_train_batch_end = at_batch_end
+    assert _batches_done(loop) == done
+
+
 class _Noise(torch.utils.data.Dataset):
     def __len__(self):
         return 8

@@ -59,8 +59,11 @@ def _batches_done(loop) -> int:
     """How many of the restored epoch's batches a checkpoint had finished: 0 at an epoch's end; in the middle, its
     completed batches, and the batch under way too when it was saved at that batch's end (``every_n_train_steps``
     or ``train_time_interval``), as Lightning counts it when it restores (`_TrainingEpochLoop.reset`)."""
+    epoch_loop = loop.epoch_loop
+    completed = epoch_loop.batch_progress.current.completed
+    if not hasattr(loop, "restarted_mid_epoch"):  # Lightning 2.4 resumes after the completed batches alone
+        return completed if 0 < completed < loop.trainer.num_training_batches else 0
     if not loop.restarted_mid_epoch:
         return 0
-    epoch_loop = loop.epoch_loop
-    done = epoch_loop.batch_progress.current.completed + int(epoch_loop.restarted_on_train_batch_end)
+    done = completed + int(epoch_loop.restarted_on_train_batch_end)
     return 0 if done >= loop.trainer.num_training_batches else done
