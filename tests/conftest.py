@@ -43,6 +43,17 @@ def textures_data() -> Path:
     return synthetic.textures(n_per_texture=30)
 
 
+@pytest.fixture(scope="session")
+def teacher(tmp_path_factory) -> Path:
+    """A TinyMIM teacher folder: a randomly initialised encoder shaped like the CIFAR teacher (depth 8, 4 heads),
+    narrower (width 64)."""
+    import zoo
+
+    m = zoo.create_model("tinymim_vit", embed_dim=64, depth=8, num_heads=4, img_size=32, patch_size=8,
+                         num_classes=0, global_pool="token", fixed_pos_embed=True)
+    return zoo.save_pretrained(m, tmp_path_factory.mktemp("teacher") / "model")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a module's tests: on 2 shared cores that is faster than two threads fighting for

@@ -9,7 +9,6 @@ import torch
 from conftest import require_data
 from safetensors.torch import load_file
 
-import zoo
 from zoo.cli import main
 from zoo.training.resume import SeededTraining
 
@@ -42,14 +41,6 @@ def _crash_and_resume(args: list[str], tmp_path, monkeypatch, after: tuple[str, 
     whole, parts = (load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("whole", "parts"))
     assert whole.keys() == parts.keys()
     assert [k for k, v in whole.items() if not torch.equal(v, parts[k])] == []
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A randomly initialised encoder shaped like the CIFAR teacher (depth 8, 4 heads), narrower (width 64)."""
-    m = zoo.create_model("tinymim_vit", embed_dim=64, depth=8, num_heads=4, img_size=32, patch_size=8,
-                         num_classes=0, global_pool="token", fixed_pos_embed=True)
-    return zoo.save_pretrained(m, tmp_path_factory.mktemp("teacher") / "model")
 
 
 TINYMIM_DATA = ["--data.init_args.train_subset", "50", "--data.init_args.test_subset", "8",
@@ -88,9 +79,9 @@ def test_drums_language_model(tmp_path, monkeypatch):
 
 def test_cmt_fusion_with_modality_masking_and_query_denoising(tmp_path, monkeypatch):
     """LiDAR rotation/scale/flip, image resize/crop, modality masks (per sample) and denoising queries (per step)."""
-    synth = ("{n_scenes: 2, samples_per_scene: 3, sweeps_per_sample: 2, image_size: [200, 113], objects: [12, 14], "
-             "val_scenes: 1}")
-    _crash_and_resume(["--config", "configs/cmt/fusion_tiny_synthetic.yaml", "--data.init_args.synthetic", synth,
+    from test_cmt_cli import RECIPE, SYNTH
+
+    _crash_and_resume(["--config", RECIPE, "--data.init_args.synthetic", SYNTH,
                        "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "1",
                        "--model.init_args.model_args", "{modalities: [camera, lidar], num_query: 40, num_layers: 1}"],
                       tmp_path, monkeypatch)

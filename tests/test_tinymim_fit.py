@@ -21,14 +21,6 @@ def cifar():
     return require_data("cifar10_jpeg")
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A randomly initialised encoder shaped like the CIFAR teacher (depth 8, 4 heads), narrower (width 64)."""
-    m = zoo.create_model("tinymim_vit", embed_dim=64, depth=8, num_heads=4, img_size=32, patch_size=8,
-                         num_classes=0, global_pool="token", fixed_pos_embed=True)
-    return zoo.save_pretrained(m, tmp_path_factory.mktemp("teacher") / "model")
-
-
 def fit(config: str, root, *extra: str) -> None:
     assert main(["fit", "--config", CFG.format(config), *FEW, "--trainer.default_root_dir", str(root), *extra]) == 0
 

@@ -34,14 +34,23 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
 MASK64 = 2**64 - 1
+_GAMMA, _MUL1, _MUL2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # SplitMix64's constants
 
 
-def splitmix64(x: int) -> int:
+def _splitmix64(x: int) -> int:
     """One step of Vigna's SplitMix64 (a bijection of 64-bit integers that mixes every input bit into the output)."""
-    z = (x + 0x9E3779B97F4A7C15) & MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    z = (x + _GAMMA) & MASK64
+    z = ((z ^ (z >> 30)) * _MUL1) & MASK64
+    z = ((z ^ (z >> 27)) * _MUL2) & MASK64
     return z ^ (z >> 31)
+
+
+def _splitmix64_array(z: np.ndarray) -> np.ndarray:
+    """`_splitmix64` on a uint64 array (NumPy's array products wrap modulo 2**64, as the masks do there)."""
+    z = z + np.uint64(_GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_MUL1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_MUL2)
+    return z ^ (z >> np.uint64(31))
 
 
 def mixed_seed(*parts: int) -> int:
@@ -50,23 +59,30 @@ def mixed_seed(*parts: int) -> int:
     ``SeedSequence`` mixes as well but takes 12 us, too long to spend on every sample)."""
     h = len(parts)
     for p in parts:
-        h = splitmix64(h ^ (p & MASK64))
+        h = _splitmix64(h ^ (p & MASK64))
     return h >> 1
 
 
-def seed_all(seed: int) -> None:
-    """Seed the generators a transform or a training step may draw from: torch's (CPU and every CUDA device),
-    NumPy's global one (timm's mixup draws there) and Python's ``random``."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
+def mixed_seed_table(seed: int, keys, steps: int) -> np.ndarray:
+    """[len(keys), steps] uint64: ``mixed_seed(seed, key, step)`` for every key and every step below ``steps``, at
+    once (a drum prompt's random numbers for a whole generation)."""
+    h = np.uint64(_splitmix64(3 ^ (seed & MASK64)))  # mixed_seed's state after the first of its three parts
+    h = _splitmix64_array(h ^ np.array([k & MASK64 for k in keys], dtype=np.uint64))
+    return _splitmix64_array(h[:, None] ^ np.arange(steps, dtype=np.uint64)[None, :]) >> np.uint64(1)
 
 
 def seed_cpu(seed: int) -> None:
-    """`seed_all` for the CPU generators only (torch.manual_seed also seeds every CUDA device's: ~100 us)."""
+    """Seed the CPU generators a transform or a training step may draw from: torch's, NumPy's global one (timm's
+    mixup draws there) and Python's ``random`` (about 7 us)."""
     torch.default_generator.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+def seed_all(seed: int) -> None:
+    """`seed_cpu` and every accelerator's generator (``torch.manual_seed``: about 100 us, the CUDA seeding)."""
+    torch.manual_seed(seed)
+    seed_cpu(seed)
 
 
 @contextmanager
@@ -106,15 +122,15 @@ class EpochShuffle(DistributedSampler):
     ``rank``: by default those of the initialised process group) rank r takes every ``num_replicas``-th key from the
     r-th, the order padded by its own start to a multiple of ``num_replicas`` as ``DistributedSampler`` pads; being
     one, it is kept by Lightning, which replaces other samplers by its own. ``skip``: keys of this rank to leave out
-    of the first pass only (a run resumed in the middle of an epoch continues that epoch's order where it
-    stopped)."""
+    of the first pass only (a run resumed in the middle of an epoch continues that epoch's order where it stopped);
+    ``batch_size``: the loader's, by which `SeededTraining` sets ``skip`` for the batches a checkpoint had done."""
 
     def __init__(self, dataset: Sized, seed: int, epoch: int = 0, skip: int = 0, num_replicas: int | None = None,
-                 rank: int | None = None):
+                 rank: int | None = None, batch_size: int = 1):
         world, own = _world()
         super().__init__(dataset, num_replicas=num_replicas or world, rank=own if rank is None else rank,
                          shuffle=True, seed=seed)
-        self.epoch, self.skip = epoch, skip
+        self.epoch, self.skip, self.batch_size = epoch, skip, batch_size
 
     def __iter__(self) -> Iterator[SampleKey]:
         generator = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch))
@@ -154,8 +170,5 @@ class SeededSamples(Dataset):
 
 
 def seeded_training(dataset: Dataset, seed: int, batch_size: int) -> tuple[SeededSamples, EpochShuffle]:
-    """The dataset and sampler of a DataModule's training loader (``batch_size``: the loader's, by which
-    `SeededTraining` skips the batches a mid-epoch checkpoint had finished)."""
-    sampler = EpochShuffle(dataset, seed)
-    sampler.batch_size = batch_size
-    return SeededSamples(dataset, seed), sampler
+    """The dataset and sampler of a DataModule's training loader of ``batch_size``."""
+    return SeededSamples(dataset, seed), EpochShuffle(dataset, seed, batch_size=batch_size)

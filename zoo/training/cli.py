@@ -1,11 +1,12 @@
 """`zoo fit | validate | test | predict`: LightningCLI in subclass mode for models and data.
 
 Configs name any LightningModule and LightningDataModule by ``class_path``. Each run writes into its own folder,
-``runs/<config name>/<timestamp>`` (or ``$ZOO_RUNS_DIR/...``), unless ``--trainer.default_root_dir`` is given:
-the resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, or every N
-steps instead with ``--checkpoint.every_n_train_steps N``, and ``last.ckpt`` linked to it, to resume with ``--ckpt_path last`` and the same root dir; ``interrupted.ckpt`` when
-Ctrl-C or SIGTERM stopped a fit midway, which ``last`` then resumes) and, after ``fit``, the trained model as a
-zoo folder (``model/``: config.json + model.safetensors) that `zoo.from_pretrained` loads.
+``runs/<config name>/<timestamp>`` (or ``$ZOO_RUNS_DIR/...``), unless ``--trainer.default_root_dir`` is given: the
+resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, or every N steps
+instead with ``--checkpoint.every_n_train_steps N``, and ``last.ckpt`` linked to it, to resume with ``--ckpt_path
+last`` and the same root dir; ``interrupted.ckpt`` when Ctrl-C or SIGTERM stopped a fit midway, which ``last`` then
+resumes) and, after ``fit``, the trained model as a zoo folder (``model/``: config.json + model.safetensors) that
+`zoo.from_pretrained` loads.
 
 A fresh ``fit`` into a folder that holds checkpoints is refused (it would replace that run's ``model/``), and so
 are ``--ckpt_path last`` with nothing to resume and a ``--ckpt_path`` file of another model or module class.
@@ -57,11 +58,12 @@ class ExportModel(pl.Callback):
 
 
 class InterruptCheckpoint(Checkpoint):
-    """On Ctrl-C or SIGTERM during training, save ``<dirpath>/interrupted.ckpt`` (the step reached), which
-    ``--ckpt_path last`` resumes when it is the newest checkpoint (`ZooLightningCLI.before_fit`); removed when a run
-    ends normally. An epoch-long recipe (DOORPING's whole distillation, the one-epoch CPU recipes) so loses nothing
-    to an interrupt. A SIGKILL or another exception (a bug, a lost node) saves nothing: a run that must survive those
-    saves step checkpoints too (``--checkpoint.every_n_train_steps N``), which ``last`` resumes in the same way. (Not Lightning's ``OnExceptionCheckpoint``: with one, every fresh fit asks for ``ckpt_path="last"``.)"""
+    """On Ctrl-C or SIGTERM during training, save ``<dirpath>/interrupted.ckpt`` (the step reached), which ``--ckpt_path
+    last`` resumes when it is the newest checkpoint (`ZooLightningCLI.before_fit`); removed when a run ends
+    normally. An epoch-long recipe (DOORPING's whole distillation, the one-epoch CPU recipes) so loses nothing to an
+    interrupt. A SIGKILL or another exception (a bug, a lost node) saves nothing: a run that must survive those
+    saves step checkpoints instead (``--checkpoint.every_n_train_steps N``), which ``last`` resumes in the same way.
+    (Not Lightning's ``OnExceptionCheckpoint``: with one, every fresh fit asks for ``ckpt_path="last"``.)"""
 
     def __init__(self, dirpath: str | Path):
         self.ckpt_path = str(Path(dirpath) / "interrupted.ckpt")

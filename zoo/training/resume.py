@@ -28,13 +28,15 @@ class SeededTraining(pl.Callback):
     with workers then draws its first indices at once. Runs of other loaders are left as they are."""
 
     def __init__(self):
-        self.data_seed: int | None = None
+        self.data_seed: int | None = None  # the training data's seed; None: a loader that is not seeded
+        self.run_seed = 0  # seed_everything's
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loop = trainer.fit_loop
         loaders = loop._combined_loader.flattened if loop._combined_loader is not None else []
         seeded = [dl for dl in loaders if isinstance(getattr(dl, "dataset", None), SeededSamples)]
         self.data_seed = seeded[0].dataset.seed if seeded else None
+        self.run_seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))  # set by seed_everything
         if trainer.ckpt_path is None:  # not resumed from a checkpoint
             return
         done = _batches_done(loop)
@@ -51,8 +53,7 @@ class SeededTraining(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         if self.data_seed is not None:
-            run_seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))  # set by seed_everything
-            seed_all(mixed_seed(run_seed, self.data_seed, trainer.current_epoch, batch_idx, trainer.global_rank))
+            seed_all(mixed_seed(self.run_seed, self.data_seed, trainer.current_epoch, batch_idx, trainer.global_rank))
 
 
 def _batches_done(loop) -> int:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...data.sampling import MASK64, splitmix64
+from ...data.sampling import mixed_seed_table
 from ...errors import ZooError
 from .encoding import END
 from .kv_cache import preallocated_cache
@@ -184,19 +184,9 @@ class PromptStreams:
     def table(self, steps: int, device) -> torch.Tensor:
         """[len(keys), steps] float64 in [0, 1): the first ``steps`` numbers of every stream, made at once (one
         copy to the device per batch, not one per token): ``(mixed_seed(seed, key, step) >> 10) / 2**53``, 53
-        random bits each, computed with NumPy's wrapping uint64 arithmetic."""
-        h = np.uint64(splitmix64(3 ^ (self.seed & MASK64)))  # mixed_seed's state after its first part
-        h = _splitmix64_np(h ^ np.array([k & MASK64 for k in self.keys], dtype=np.uint64))
-        h = _splitmix64_np(h[:, None] ^ np.arange(steps, dtype=np.uint64)[None, :])
-        return torch.from_numpy(((h >> np.uint64(11)) * 2.0**-53).astype(np.float64)).to(device)
-
-
-def _splitmix64_np(x: np.ndarray) -> np.ndarray:
-    """`zoo.data.sampling.splitmix64` on a uint64 array (the products wrap modulo 2**64, as the masks do there)."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+        random bits each."""
+        bits = mixed_seed_table(self.seed, self.keys, steps) >> np.uint64(10)
+        return torch.from_numpy(bits * 2.0**-53).to(device)
 
 
 def _uniform_table(generator: torch.Generator | PromptStreams | None, rows: int, steps: int,
