@@ -197,6 +197,8 @@ def test_list_of_a_tag_pattern_without_pretrained_points_to_it(capsys):
     (["download", "knn_ood_resnet2"], "did you mean"),
     (["convert", "nopaper", "--src", "a", "--out", "b"], "unknown paper"),
     (["bench", "knn_ood_resnet20", "--iters", "0"], "argument --iters: 0 is less than 1"),
+    (["bench", "knn_ood_resnet20", "--iter", "3"], "unrecognized arguments: --iter"),  # no abbreviations
+    (["eval", "knn_ood_resnet20", "--ta", "ood"], "the following arguments are required: --task"),
     (["fit", "--config", SMALL, "--model.init_args.model", "knn_ood_resnet2", "--trainer.fast_dev_run", "1"],
      "did you mean"),
     (["fit", "--config", "configs/tinymim/cifar10_distill.yaml", "--model.init_args.teacher", "/no/such/teacher",
@@ -250,6 +252,7 @@ def test_fit_fast_dev_run_gets_its_own_folder_and_exports(shapes_data, runs_dir)
     (["--config", SMALL, "--model.init_args.nope", "3"], "Option 'nope' is not accepted"),
     (["--config", SMALL, "--trainer.max_epochs", "x"], "Given value: x"),
     (["--config", SMALL, "--model.init_args.lr", "fast"], "Got value: fast"),
+    (["--config", SMALL, "--trainer.max_step", "1"], "unrecognized arguments: --trainer.max_step"),  # no abbreviations
 ])
 def test_fit_usage_errors_are_one_line(extra, needle, capsys):
     assert main(["fit", *extra]) == 2

@@ -107,6 +107,18 @@ def test_a_run_interrupted_mid_epoch_resumes_that_epochs_order_where_it_stopped(
     assert orders[0] == whole and len(whole) == 22
 
 
+def test_a_run_that_saves_every_n_steps_keeps_its_final_state_and_an_extension_resumes_there(shapes_data, tmp_path,
+                                                                                              orders):
+    """Saving every 2 of an epoch's 3 steps, ``last.ckpt`` holds step 2; ``final.ckpt`` holds the end (step 3), so a
+    run extended by an epoch with ``--ckpt_path last`` trains only the new epoch (it redid epoch 0's third batch)."""
+    steps = ["--checkpoint.every_n_train_steps", "2"]
+    assert _fit(shapes_data, tmp_path, "--trainer.max_epochs", "1", *steps) == 0
+    assert torch.load(tmp_path / "checkpoints" / "final.ckpt", weights_only=False)["global_step"] == 3
+    orders.clear()
+    assert _fit(shapes_data, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last", *steps) == 0
+    assert list(orders) == [1] and len(orders[1]) == 22
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_run_with_augmentation_and_dropout_resumed_after_an_epoch_ends_with_the_uninterrupted_weights(
         shapes_data, tmp_path, monkeypatch, dropout_step, workers):

@@ -31,7 +31,11 @@ VERBS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """A verb's parser: a usage error is a ZooError, printed as one line like every other user error."""
+    """A verb's parser: a usage error is a ZooError, printed as one line like every other user error; an option
+    must be spelled out (``--batch`` is not taken for ``--batch-size``), as in the Lightning verbs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise ZooError(f"{self.prog}: {message} (see `{self.prog} --help`)")
@@ -176,7 +180,7 @@ def _eval_parser(argv):
     """The eval options, with those of the task that ``--task`` in ``argv`` names."""
     from .eval import get_task, list_tasks
 
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--task")
     known, _ = pre.parse_known_args(argv)
     p = _Parser(prog="zoo eval", description=f"tasks: {', '.join(sorted(list_tasks()))}")

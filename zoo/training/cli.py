@@ -4,8 +4,8 @@ Configs name any LightningModule and LightningDataModule by ``class_path``. Each
 ``runs/<config name>/<timestamp>`` (or ``$ZOO_RUNS_DIR/...``), unless ``--trainer.default_root_dir`` is given: the
 resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, or every N steps
 instead with ``--checkpoint.every_n_train_steps N``, and ``last.ckpt`` linked to it, to resume with ``--ckpt_path
-last`` and the same root dir; ``interrupted.ckpt`` when Ctrl-C or SIGTERM stopped a fit midway, which ``last`` then
-resumes) and, after ``fit``, the trained model as a zoo folder (``model/``: config.json + model.safetensors) that
+last`` and the same root dir; ``interrupted.ckpt`` when Ctrl-C or SIGTERM stopped a fit midway, and ``final.ckpt``
+at the end of a run that does not save every epoch, either of which ``last`` resumes when it is the newest) and, after ``fit``, the trained model as a zoo folder (``model/``: config.json + model.safetensors) that
 `zoo.from_pretrained` loads.
 
 A fresh ``fit`` into a folder that holds checkpoints is refused (it would replace that run's ``model/``), and so
@@ -77,6 +77,26 @@ class InterruptCheckpoint(Checkpoint):
         trainer.strategy.remove_checkpoint(self.ckpt_path)
 
 
+class FinalCheckpoint(Checkpoint):
+    """When training ends, save ``<dirpath>/final.ckpt`` (the finished run's state), for a checkpoint callback whose
+    trigger is not every epoch (``--checkpoint.every_n_train_steps N``, ``train_time_interval``, ``every_n_epochs``
+    above 1): its ``last.ckpt`` then holds the state up to N-1 steps before the end, and a run extended by more
+    epochs with ``--ckpt_path last`` (which takes the newest checkpoint) would redo them."""
+
+    def __init__(self, dirpath: str | Path):
+        self.ckpt_path = str(Path(dirpath) / "final.ckpt")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > 0:
+            trainer.save_checkpoint(self.ckpt_path)
+
+
+def _saves_every_epoch(checkpoint) -> bool:
+    """Whether the ``--checkpoint.*`` settings save after every training epoch (the zoo's default)."""
+    return not (checkpoint.get("every_n_train_steps") or checkpoint.get("train_time_interval")) \
+        and checkpoint.get("every_n_epochs") in (None, 1)
+
+
 def _rank_run_dir(config_files) -> str:
     """The run folder of this process: a new one (`_run_dir`) on rank 0, whose path the ranks Lightning launches
     later inherit through ``ZOO_RUN_DIR_OF_RANK0``; a rank started on its own (torchrun) names the folder of this
@@ -117,7 +137,7 @@ class ZooLightningCLI(LightningCLI):
             args=args,
             run=run,
             auto_configure_optimizers=False,
-            parser_kwargs={"prog": "zoo", "exit_on_error": False},  # usage errors: one line (see `main`)
+            parser_kwargs={"prog": "zoo", "exit_on_error": False, "allow_abbrev": False},  # usage errors: one line
         )
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -167,9 +187,11 @@ class ZooLightningCLI(LightningCLI):
         self._announce()
         dirpath = self.trainer.checkpoint_callback.dirpath
         self.trainer.callbacks += [InterruptCheckpoint(dirpath), SeededTraining()]
-        if self.config.fit.get("ckpt_path") == "last":  # the newer of the epoch's and the interrupt's checkpoint
-            newest = max((p for p in (Path(dirpath) / "last.ckpt", Path(dirpath) / "interrupted.ckpt") if p.exists()),
-                         key=lambda p: p.stat().st_mtime, default=None)
+        if not _saves_every_epoch(self.config.fit.checkpoint):
+            self.trainer.callbacks.append(FinalCheckpoint(dirpath))
+        if self.config.fit.get("ckpt_path") == "last":  # the newest of the last, interrupt and final checkpoints
+            newest = max((p for p in (Path(dirpath) / name for name in ("last.ckpt", "interrupted.ckpt", "final.ckpt"))
+                          if p.exists()), key=lambda p: p.stat().st_mtime, default=None)
             if newest is not None:  # Lightning would load it into the config's model, whatever that is
                 _check_checkpoint_model(newest, _checkpoint_hparams(newest), self.config.fit.get("model"))
                 self.config_init.fit.ckpt_path = str(newest)
