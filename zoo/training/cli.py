@@ -5,7 +5,8 @@ Configs name any LightningModule and LightningDataModule by ``class_path``. Each
 resolved ``config.yaml``, Lightning checkpoints (the newest, written after every training epoch, or every N steps
 instead with ``--checkpoint.every_n_train_steps N``, and ``last.ckpt`` linked to it, to resume with ``--ckpt_path
 last`` and the same root dir; ``interrupted.ckpt`` when Ctrl-C or SIGTERM stopped a fit midway, and ``final.ckpt``
-at the end of a run that does not save every epoch, either of which ``last`` resumes when it is the newest) and, after ``fit``, the trained model as a zoo folder (``model/``: config.json + model.safetensors) that
+at the end of a run that does not save every epoch, either of which ``last`` resumes when it is the newest) and,
+after ``fit``, the trained model as a zoo folder (``model/``: config.json + model.safetensors) that
 `zoo.from_pretrained` loads.
 
 A fresh ``fit`` into a folder that holds checkpoints is refused (it would replace that run's ``model/``), and so
