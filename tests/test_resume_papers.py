@@ -97,3 +97,52 @@ def test_pmt_iqa_fine_tuning(tmp_path, monkeypatch):
                        "--data.init_args.crops", "1", "--data.init_args.batch_size", "2",
                        "--data.init_args.num_workers", "0"], tmp_path, monkeypatch,
                       after=("--trainer.max_epochs", "2"))  # the progressive schedule needs them
+
+
+DM = ["--config", "configs/doorping/dm_cpu.yaml"]
+DC = ["--config", "configs/doorping/dc_cpu.yaml", "--model.init_args.ipc", "2", "--model.init_args.outer_loop", "2",
+      "--model.init_args.inner_loop", "1"]
+
+
+@pytest.mark.parametrize("recipe, stop", [pytest.param(DM, "crash", marks=pytest.mark.slow), (DM, "sigterm"),
+                                          (DC, "crash"), pytest.param(DC, "sigterm", marks=pytest.mark.slow)],
+                         ids=["dm-crash", "dm-sigterm", "dc-crash", "dc-sigterm"])
+def test_doorping_distillation(recipe, stop, tmp_path, monkeypatch):
+    """DOORPING's distillation is one epoch of iterations, each drawing real images, a fresh network and DSA
+    parameters from the process's generators (the published sets' streams): its checkpoints carry those generators
+    and the trigger log. A crash after a step checkpoint, or SIGTERM (which Lightning ends at a step's end), at the
+    fourth of six iterations; the resumed run writes the uninterrupted run's set and trigger log."""
+    import json
+    import os
+    import signal
+
+    from zoo.models.doorping.distill import Distillation
+
+    require_data("fashion_mnist")
+    args = ["fit", *recipe, "--model.init_args.iterations", "6", "--model.init_args.batch_real", "8",
+            "--model.init_args.trigger_steps", "3", "--trainer.enable_progress_bar", "false", "--trainer.logger",
+            "false"] + (["--checkpoint.every_n_train_steps", "1"] if stop == "crash" else [])
+    assert main([*args, "--trainer.default_root_dir", str(tmp_path / "whole")]) == 0
+    step, stops = Distillation.training_step, []
+
+    def stopping(self, batch, batch_idx):
+        if batch_idx == 3:
+            stops.append(batch_idx)
+            if stop == "crash":
+                raise RuntimeError("lost the node")
+            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler notes it; the run stops after this step
+        return step(self, batch, batch_idx)
+
+    with monkeypatch.context() as m:
+        m.setattr(Distillation, "training_step", stopping)
+        if stop == "crash":
+            with pytest.raises(RuntimeError, match="lost the node"):
+                main([*args, "--trainer.default_root_dir", str(tmp_path / "parts")])
+        else:
+            assert main([*args, "--trainer.default_root_dir", str(tmp_path / "parts")]) == 143
+    assert stops == [3]
+    assert main([*args, "--trainer.default_root_dir", str(tmp_path / "parts"), "--ckpt_path", "last"]) == 0
+    whole, parts = (load_file(str(tmp_path / run / "distilled.safetensors")) for run in ("whole", "parts"))
+    assert [k for k, v in whole.items() if not torch.equal(v, parts[k])] == []
+    logs = [json.loads((tmp_path / run / "distilled_trigger_log.json").read_text()) for run in ("whole", "parts")]
+    assert logs[0] == logs[1] and [r["iteration"] for r in logs[0]][-1] == 5

@@ -25,7 +25,8 @@ class SeededTraining(pl.Callback):
     """Seed every training step of a run whose training loader holds `SeededSamples`, and restart that loader's
     order after a resume. Needed on resume because Lightning may build the loader's first iterator before it
     restores the checkpoint (``trainer.estimated_stepping_batches`` in ``configure_optimizers`` does), and a loader
-    with workers then draws its first indices at once. Runs of other loaders are left as they are."""
+    with workers then draws its first indices at once. Runs of other loaders are left as they are (and warned of
+    after a mid-epoch resume, unless the module's ``resumes_mid_epoch`` says it restores its own randomness)."""
 
     def __init__(self):
         self.data_seed: int | None = None  # the training data's seed; None: a loader that is not seeded
@@ -41,7 +42,7 @@ class SeededTraining(pl.Callback):
             return
         done = _batches_done(loop)
         shuffles = [dl.sampler for dl in seeded if isinstance(dl.sampler, EpochShuffle)]
-        if done and len(shuffles) < len(loaders):
+        if done and len(shuffles) < len(loaders) and not getattr(pl_module, "resumes_mid_epoch", False):
             rank_zero_warn(f"resumed in the middle of epoch {trainer.current_epoch} (batch {done}) with a training "
                            f"loader whose order is not an EpochShuffle (zoo.data.sampling.seeded_training): "
                            f"the epoch's order starts afresh, so the run differs from an uninterrupted one")

@@ -65,6 +65,7 @@ class Distillation(pl.LightningModule):
     """
 
     method = ""  # "dc", "dsa" or "dm": what the distilled set records
+    resumes_mid_epoch = True  # its checkpoints restore its steps' generators (zoo.training.resume.SeededTraining)
 
     def __init__(self, iterations: int = 1000, arch: str = "doorping_convnet", ipc: int = 10,
                  attack: Literal["none", "naive", "doorping"] = "none", target_class: int = 0,
@@ -92,6 +93,8 @@ class Distillation(pl.LightningModule):
         self.test: RealImages | None = None
         self.trigger_log: list[dict] = []
         self.iteration = 0
+        self._generators_after_step: dict | None = None  # the next step's starting states, for a checkpoint
+        self._generators_to_restore: dict | None = None  # a checkpoint's, until the resumed run's first step
 
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
@@ -139,6 +142,40 @@ class Distillation(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.poison()  # on this device, and after a resume with the checkpoint's trigger and poisoned indices
+
+    # ----------------------------------------------------------------------------------------------- resume
+    # A step draws its real images, its fresh network and its DSA parameters from the process's generators; a
+    # checkpoint keeps their states as of the next step's start (a step's end: nothing draws in between, the in-run
+    # evaluation forks them), and the resumed run's first step starts from them: an interrupted or crashed run
+    # resumed from a step checkpoint or a step-boundary interrupt writes the uninterrupted run's set. The trigger
+    # log goes with it.
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.iteration = self.trainer.current_epoch * self.hparams.iterations + batch_idx
+        if self._generators_to_restore is not None:
+            _set_generator_states(self._generators_to_restore)
+            self._generators_to_restore = None
+
+    def training_step(self, batch, batch_idx):
+        """One distillation iteration (`iterate`); then the generators' states, for a checkpoint saved at its end
+        (Lightning's checkpoint callbacks save before the module's ``on_train_batch_end``)."""
+        self.iterate()
+        self._generators_after_step = _generator_states(self.device)
+
+    def iterate(self) -> None:
+        """One distillation iteration: a fresh network, matching, the synthetic images' update (and the trigger's)."""
+        raise NotImplementedError
+
+    def on_train_start(self) -> None:
+        if self._generators_after_step is None:
+            self._generators_after_step = _generator_states(self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["distillation"] = {"trigger_log": self.trigger_log, "generators": self._generators_after_step}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("distillation") or {}
+        self.trigger_log = list(state.get("trigger_log", []))
+        self._generators_to_restore = state.get("generators")
 
     def configure_optimizers(self):
         return torch.optim.SGD([self.image_syn], lr=self.hparams.lr_img, momentum=0.5)
@@ -224,7 +261,8 @@ class Distillation(pl.LightningModule):
         g = torch.Generator().manual_seed(0)
         idx = torch.randperm(len(self.test.labels), generator=g)[:n]
         x, y = self.test.images[idx], self.test.labels[idx]
-        with torch.inference_mode(False), torch.enable_grad():
+        forked = [self.device] if self.device.type == "cuda" else []  # training's draws go on as without it
+        with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=forked):
             per = []
             for _ in range(hp.val_models):
                 net = train_network(self.fresh_network(), synset.images.to(self.device), synset.labels.to(self.device),
@@ -246,6 +284,21 @@ class Distillation(pl.LightningModule):
             write_json(out.with_name(out.stem + "_trigger_log.json"), self.trigger_log)
         print(f"wrote {out} and {out.with_suffix('.png').name}; evaluate it with: zoo eval {out} --task backdoor "
               f"--data <{self.real.name} data>")
+
+
+def _generator_states(device: torch.device) -> dict:
+    """The states of torch's CPU generator and, on a CUDA device, of that device's (what a distillation step draws
+    from)."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_generator_states(states: dict) -> None:
+    torch.set_rng_state(states["cpu"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def _check_trigger_settings(**values) -> None:
@@ -307,8 +360,7 @@ class GradientMatching(Distillation):
         opt.step()
         return loss.detach()
 
-    def training_step(self, batch, batch_idx):
-        self.iteration = int(batch)
+    def iterate(self) -> None:
         t0 = time.perf_counter()
         outer, inner = self.loops
         net = self.fresh_network()
@@ -343,8 +395,7 @@ class DistributionMatching(Distillation):
                  dsa_strategy: str = "color_crop_cutout_flip_scale_rotate", **kwargs):
         super().__init__(lr_img=lr_img, init=init, dsa_strategy=dsa_strategy, **kwargs)
 
-    def training_step(self, batch, batch_idx):
-        self.iteration = int(batch)
+    def iterate(self) -> None:
         t0 = time.perf_counter()
         net = self.fresh_network()
         net.train()
