@@ -1,5 +1,7 @@
 """zoo.release.publish: content-addressed weights beside a manifest, one entry per key, replaced on republishing."""
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -112,3 +114,26 @@ def test_a_result_is_checked_against_its_source_file(tmp_path, monkeypatch):
         publish(folder, "knn_ood_resnet20.t", license="MIT", recipe="r", results=[{**mean, "zoo_value": 30.0}],
                 manifest=tmp_path / "manifest.yaml")
     assert not (tmp_path / "manifest.yaml").exists()
+
+
+def test_a_source_key_indexes_or_selects_in_a_json_list(tmp_path):
+    """An eval's list of rows (kNN-OOD's ``average``: one per scorer) is read by position or by matching fields;
+    a selector that matches no row, or several, is an error naming them."""
+    from zoo.errors import ZooError
+    from zoo.results import check_result
+
+    rows = [{"scorer": "knn", "ood": "a", "fpr95": 0.3789}, {"scorer": "msp", "ood": "a", "fpr95": 0.7982},
+            {"scorer": "msp", "ood": "b", "fpr95": 0.5}]
+    (tmp_path / "ood.json").write_text(json.dumps({"average": rows}))
+
+    def result(key, value):
+        return {"metric": "fpr95", "zoo_value": value, "source": {"files": ["ood.json"], "key": key}}
+
+    assert check_result(result("average.scorer=knn.fpr95", 0.3789), tmp_path) == pytest.approx(0.3789)
+    assert check_result(result("average.scorer=msp,ood=b.fpr95", 0.5), tmp_path) == pytest.approx(0.5)
+    assert check_result(result("average.1.fpr95", 0.7982), tmp_path) == pytest.approx(0.7982)
+    for key, needle in [("average.scorer=msp.fpr95", "2 items of the list match 'scorer=msp'"),
+                        ("average.scorer=energy.fpr95", "0 items"), ("average.3.fpr95", "missing '3'"),
+                        ("average.knn.fpr95", "missing 'knn'")]:
+        with pytest.raises(ZooError, match=needle):
+            check_result(result(key, 0.5), tmp_path)

@@ -6,6 +6,7 @@ the number is in them::
     source:
       files: [zoo/models/drums/results/X.seed0.json, zoo/models/drums/results/X.seed1.json]  # the mean over files
       key: generated.mean_stability   # a dotted path into a JSON file, or a column of a CSV file (its last value)
+      # in a JSON list, a part is an index or selects the one item with those fields: average.scorer=knn.fpr95
       scale: 100                      # optional: the number is stated in per cent
 
 `check_result` re-reads the number and compares it with ``zoo_value`` to the precision ``zoo_value`` is written
@@ -34,12 +35,27 @@ def _read(file: Path, key: str) -> float:
         return float(values[-1])
     value = json.loads(file.read_text())
     for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise ZooError(f"result source {file} has no key {key!r} (missing {part!r})")
-        value = value[part]
+        value = _step(value, part, file, key)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ZooError(f"result source {file}: {key!r} is {value!r}, not a number")
     return float(value)
+
+
+def _step(value, part: str, file: Path, key: str):
+    """``value[part]``: a dict's key; in a list, an index (``0``) or the one item whose fields match
+    (``ood=fashion_mnist,scorer=knn``)."""
+    if isinstance(value, dict) and part in value:
+        return value[part]
+    if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+        return value[int(part)]
+    pairs = [f.split("=", 1) for f in part.split(",")]
+    if isinstance(value, list) and all(len(pair) == 2 for pair in pairs):
+        fields = dict(pairs)
+        found = [v for v in value if isinstance(v, dict) and all(str(v.get(k)) == w for k, w in fields.items())]
+        if len(found) == 1:
+            return found[0]
+        raise ZooError(f"result source {file}: {len(found)} items of the list match {part!r} in key {key!r}, not 1")
+    raise ZooError(f"result source {file} has no key {key!r} (missing {part!r})")
 
 
 def source_value(source: dict, root: Path) -> float:
