@@ -664,9 +664,9 @@ def test_published_sets_load_by_key_and_match_their_tag(dataset, shape, attack):
 
 @pytest.mark.slow
 def test_the_manifest_recipe_remakes_the_published_set_bit_for_bit(tmp_path):
-    """The Fashion-MNIST DOORPING set's recipe, run again, writes the published tensors exactly (about 30 s on one
-    thread of the development CPU; exact equality is a same-machine property, hence slow, not run by CI)."""
-    from conftest import require_data, run_manifest_recipe
+    """The Fashion-MNIST DOORPING set's recipe, run again, writes the published tensors: exactly on the CPU kind
+    that made them, within 5e-4 on others (about 30 s on one thread of the development CPU; slow, not run by CI)."""
+    from conftest import assert_remade, require_data, run_manifest_recipe
     from safetensors.torch import load_file
 
     from zoo.hub import fetch
@@ -675,7 +675,7 @@ def test_the_manifest_recipe_remakes_the_published_set_bit_for_bit(tmp_path):
     key = "doorping_distilled.fashion_mnist_dc_convnet_ipc10_doorping"
     run = run_manifest_recipe(key, tmp_path / "run")
     published, made = load_file(str(fetch(key))), load_file(str(run / "distilled.safetensors"))
-    assert set(made) == set(published) and all(torch.equal(made[k], v) for k, v in published.items())
+    assert_remade(made, published, tolerance=5e-4)
 
 
 @pytest.mark.slow

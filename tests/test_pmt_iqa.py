@@ -649,8 +649,8 @@ def test_published_weights_reproduce_the_manifest_results(tmp_path):
 def test_the_manifest_recipe_remakes_the_published_weights_from_a_cold_cache(tmp_path, monkeypatch):
     """The frozen-backbone recipe, run on a fresh ZOO_HOME (so it extracts its crop cache first, the path that once
     trained other weights), gives the published weights: their fp16 copy equals the manifest's file tensor for tensor
-    (about 2.5 min on one thread of the development CPU; exact equality is a same-machine property)."""
-    from conftest import run_manifest_recipe
+    on the CPU kind that made it, and is within 5e-4 on others (about 2.5 min on one thread of the development CPU)."""
+    from conftest import assert_remade, run_manifest_recipe
     from safetensors.torch import load_file
 
     from zoo.hub import fetch
@@ -660,8 +660,7 @@ def test_the_manifest_recipe_remakes_the_published_weights_from_a_cold_cache(tmp
     published = load_file(str(fetch(key)))
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     made = load_file(str(run_manifest_recipe(key, tmp_path / "run") / "model" / "model.safetensors"))
-    assert set(made) == set(published)
-    assert all(torch.equal(made[k].half() if made[k].is_floating_point() else made[k], v) for k, v in published.items())
+    assert_remade({k: v.half() if v.is_floating_point() else v for k, v in made.items()}, published, tolerance=5e-4)
 
 
 def test_protocol_selects_on_validation_and_reports_medians():
