@@ -195,7 +195,7 @@ def test_faiss_backend_without_faiss_names_the_extra(monkeypatch):
     with pytest.raises(MissingDependency) as exc:
         KNNIndex(bank, backend="faiss").search(bank[:2], 3)
     assert isinstance(exc.value, ZooError) and isinstance(exc.value, ImportError)
-    assert "'faiss-cpu' is required" in str(exc.value) and "pip install 'zoo[ood]'" in str(exc.value)
+    assert "'faiss-cpu' is required" in str(exc.value) and "pip install -e '.[ood]'" in str(exc.value)
     assert KNNIndex(bank).search(bank[:2], 3)[1][:, 0].tolist() == [0, 1]
 
 

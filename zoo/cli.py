@@ -330,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"zoo: error: {exc}", file=sys.stderr)  # another pipe (a worker's) broke: say so
         return 2
+    except ImportError as exc:  # a paper's optional module that is not installed: the extra that installs it
+        from .registry import as_missing_dependency
+
+        missing = as_missing_dependency(exc)
+        if debug or missing is None:
+            raise
+        print(f"zoo: error: {_user_message(missing)}", file=sys.stderr)
+        return 2
     except OSError as exc:  # a file the user named cannot be read or written: its path is in the message
         if debug:
             raise

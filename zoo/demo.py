@@ -2,7 +2,8 @@
 
 Each paper's ``demo`` entry is ``run(workdir: Path) -> list[dict]`` returning rows with the keys of `COLUMNS`.
 It uses the real data under the data root when present and falls back to embedded data otherwise, so the demo
-runs anywhere; the row says which data it used.
+runs anywhere; the row says which data it used. A paper whose extra is not installed (`zoo.errors.MissingDependency`)
+is skipped with a row saying what to install; that is not a failure.
 """
 
 from __future__ import annotations
@@ -13,18 +14,25 @@ import traceback
 from pathlib import Path
 
 from .errors import ZooError
-from .registry import list_papers, load_object
+from .registry import as_missing_dependency, list_papers, load_object
 
 COLUMNS = ("paper", "step", "data", "result", "seconds")
 
 
 def main(workdir: str | None = None, only: list[str] | None = None) -> list[dict]:
+    """Run the demo of every paper (or of the ids in ``only``) under ``workdir`` (default: a new temp folder), print
+    the table and return its rows.
+
+    Raises:
+        SystemExit: naming the papers whose demo failed, after all of them ran (papers skipped for a missing extra
+            are not failures).
+    """
     known = [p.id for p in list_papers() if p.demo]
     unknown = sorted(set(only or ()) - set(known))
     if unknown:
         raise ZooError(f"no demo for {', '.join(unknown)}; papers with a demo: {', '.join(known)}")
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="zoo-demo-"))
-    rows, failures = [], []
+    rows, failures, skipped = [], [], []
     for paper in list_papers():
         if not paper.demo or (only and paper.id not in only):
             continue
@@ -35,18 +43,30 @@ def main(workdir: str | None = None, only: list[str] | None = None) -> list[dict
                 rows.append({"paper": paper.id, **row})
                 print(f"   {row['step']}: {row['result']} ({row['seconds']:.1f} s)", flush=True)
         except Exception as exc:  # noqa: BLE001 - the demo reports every paper, then fails
-            traceback.print_exc()
-            failures.append(paper.id)
-            rows.append({"paper": paper.id, "step": "FAILED", "data": "", "result": repr(exc)[:120],
-                         "seconds": time.perf_counter() - t0})
+            missing = as_missing_dependency(exc)
+            if missing is not None:
+                print(f"   skipped: {missing}", flush=True)
+                skipped.append(paper.id)
+            else:
+                traceback.print_exc()
+                failures.append(paper.id)
+            rows.append({"paper": paper.id, "step": "skipped" if missing else "FAILED", "data": "",
+                         "result": str(missing) if missing else repr(exc)[:120], "seconds": time.perf_counter() - t0})
+    _print_table(rows)
+    print(f"\noutputs in {root}")
+    if skipped:
+        print(f"skipped (an extra is not installed; not a failure): {', '.join(skipped)}")
+    if failures:
+        raise SystemExit(f"demo failed for: {', '.join(failures)}")
+    return rows
+
+
+def _print_table(rows: list[dict]) -> None:
+    """Print ``rows`` as a table of `COLUMNS`, each column as wide as its widest cell."""
     widths = {c: max([len(c), *(len(_fmt(r[c])) for r in rows)]) for c in COLUMNS}
     print("\n" + "  ".join(c.ljust(widths[c]) for c in COLUMNS))
     for r in rows:
         print("  ".join(_fmt(r[c]).ljust(widths[c]) for c in COLUMNS))
-    print(f"\noutputs in {root}")
-    if failures:
-        raise SystemExit(f"demo failed for: {', '.join(failures)}")
-    return rows
 
 
 def _fmt(v) -> str:

@@ -10,7 +10,41 @@ class ZooError(Exception):
 
 
 class MissingDependency(ZooError, ImportError):
-    """An optional dependency is not installed; the message names the extra that provides it."""
+    """An optional dependency is not installed; the message names what installs it (usually a zoo extra)."""
+
+
+# Import name -> (PyPI package, the package that installs it when that is another) of the optional modules the
+# papers import; the extra that installs them is the paper's (`zoo.registry.Paper.extra`).
+OPTIONAL_MODULES = {
+    "faiss": ("faiss-cpu", None),
+    "timm": ("timm", None),
+    "transformers": ("transformers", None),
+    "tokenizers": ("tokenizers", "transformers"),
+    "peft": ("peft", None),
+    "gguf": ("gguf", None),
+    "mido": ("mido", "pretty_midi"),
+    "nuscenes": ("nuscenes-devkit", None),
+    "cv2": ("opencv-python-headless", "nuscenes-devkit"),
+    "shapely": ("shapely", "nuscenes-devkit"),
+    "pyquaternion": ("pyquaternion", "nuscenes-devkit"),
+}
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs zoo extra ``extra``: zoo is not on PyPI, so from the checkout, as editable."""
+    return f"pip install -e '.[{extra}]' (in the zoo checkout)"
+
+
+def missing_dependency(module: str, extra: str, reason: str, package: str | None = None) -> MissingDependency:
+    """The error for optional module ``module`` (an import name; its top-level package is looked up in
+    `OPTIONAL_MODULES` unless ``package`` names the PyPI package), which zoo extra ``extra`` installs; ``reason`` is
+    the import error's message."""
+    top = module.partition(".")[0]
+    pkg, via = OPTIONAL_MODULES.get(top, (top, None))
+    pkg = package or pkg
+    installed_by = f" (installed by {via})" if via and not package else ""
+    return MissingDependency(f"'{pkg}'{installed_by} is required for this feature but is not installed ({reason}); "
+                             f"install it with: {install_hint(extra)}")
 
 
 def require(module: str, extra: str, package: str | None = None):
@@ -18,16 +52,12 @@ def require(module: str, extra: str, package: str | None = None):
 
     Args:
         module: import name, e.g. "faiss".
-        extra: the zoo extra that installs it, e.g. "ood" (``pip install zoo[ood]``).
-        package: the PyPI name when it differs from the import name.
+        extra: the zoo extra that installs it, e.g. "ood" (`install_hint`).
+        package: the PyPI name, when it differs from the import name and `OPTIONAL_MODULES` does not give it.
     """
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        pkg = package or module
-        raise MissingDependency(
-            f"'{pkg}' is required for this feature but is not installed ({exc}); "
-            f"install it with: pip install 'zoo[{extra}]'"
-        ) from None
+        raise missing_dependency(module, extra, str(exc), package) from None

@@ -17,12 +17,13 @@ import importlib
 import os
 import pkgutil
 import re
+import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ZooError
+from .errors import OPTIONAL_MODULES, MissingDependency, ZooError, missing_dependency
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Paper:
         models: model name -> builder ``"module:function"``; the builder takes keyword arguments only and
             returns a plain ``nn.Module``.
         tasks: ``zoo eval --task`` name -> ``"module:Class"`` (a `zoo.eval.EvalTask`).
-        converter: ``"module:function"`` with signature ``(src, out_dir, **options) -> Path``.
+        converter: ``"module:function"``, called by ``zoo convert`` as ``converter(src, out_dir)``; it returns the
+            path it wrote (a model folder, or a data file such as DOORPING's distilled set).
         bench: ``"module:function"`` returning a `zoo.bench.BenchAdapter` for a model of this paper.
         demo: ``"module:function"`` with signature ``(workdir: Path) -> list[dict]`` for ``zoo demo`` (rows with
             the keys of `zoo.demo.COLUMNS` but ``paper``).
@@ -44,6 +46,9 @@ class Paper:
         data: manifest key prefixes of entries that are data this paper's code made, not weights (DOORPING's
             distilled sets, ``doorping_distilled.TAG``): ``zoo info`` and ``zoo download`` take them, model loading
             never does.
+        extra: the setup.cfg extra that installs the paper's optional dependencies (``ood``), or None when the core
+            install is all it needs; a missing optional module (`zoo.errors.OPTIONAL_MODULES`) imported by the
+            paper's code is a `MissingDependency` naming it (`as_missing_dependency`).
     """
 
     id: str
@@ -60,12 +65,44 @@ class Paper:
     demo: str | None = None
     card: str | None = None
     data: tuple[str, ...] = ()
+    extra: str | None = None
 
 
 def load_object(target: str) -> Any:
-    """Import ``"package.module:attr"`` and return the attribute."""
+    """Import ``"package.module:attr"`` and return the attribute; a paper's optional module that is not installed
+    is a `MissingDependency` naming the extra to install (`as_missing_dependency`)."""
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        missing = as_missing_dependency(exc)
+        if missing is None:
+            raise
+        raise missing from None
+
+
+def as_missing_dependency(exc: BaseException) -> MissingDependency | None:
+    """The `MissingDependency` that explains ``exc``: ``exc`` itself or an exception it was raised from or during
+    (jsonargparse wraps the import errors of a config's class_path), or one made for a ``ModuleNotFoundError`` of an
+    optional module (`OPTIONAL_MODULES`) that a paper's code (``zoo.models.<paper>``, the innermost such frame of
+    its traceback) imported, naming that paper's extra. None when there is none (a missing module is then a bug, or
+    a broken core install, and keeps its traceback)."""
+    while exc is not None:
+        if isinstance(exc, MissingDependency):
+            return exc
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] in OPTIONAL_MODULES:
+            paper = _importing_paper(exc)
+            if paper is not None and paper.extra:
+                return missing_dependency(exc.name, paper.extra, str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _importing_paper(exc: BaseException) -> Paper | None:
+    """The paper whose module is the innermost ``zoo.models.<paper>`` frame of ``exc``'s traceback, if any."""
+    papers = [m.group(1) for frame, _ in traceback.walk_tb(exc.__traceback__)
+              if (m := re.match(r"zoo\.models\.(\w+)", frame.f_globals.get("__name__", "")))]
+    return _papers().get(papers[-1]) if papers else None
 
 
 @lru_cache(maxsize=None)

@@ -88,7 +88,7 @@ def lidar_to_image(cam2img: np.ndarray, lidar2cam: np.ndarray) -> np.ndarray:
 
 
 def _matrix(translation, rotation) -> np.ndarray:
-    from pyquaternion import Quaternion
+    Quaternion = require("pyquaternion", "det3d").Quaternion
 
     m = np.eye(4)
     m[:3, :3] = Quaternion(rotation).rotation_matrix
@@ -107,7 +107,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 def open_nuscenes(dataroot: str | Path, version: str):
     """A devkit ``NuScenes`` object, or a `ZooError` naming the missing or broken folder or table."""
-    require("nuscenes", "det3d", package="nuscenes-devkit")
+    require("nuscenes", "det3d")
     from nuscenes import NuScenes
 
     root = Path(dataroot)
@@ -373,7 +373,7 @@ def _rt(rotation, translation) -> np.ndarray:
 
 
 def _v1_frame(d: dict, root: Path) -> Frame:
-    from pyquaternion import Quaternion
+    Quaternion = require("pyquaternion", "det3d").Quaternion
 
     lidar2ego = _matrix(d["lidar2ego_translation"], Quaternion(d["lidar2ego_rotation"]))
     ego2global = _matrix(d["ego2global_translation"], Quaternion(d["ego2global_rotation"]))
@@ -446,7 +446,7 @@ def load_images(frame: Frame) -> list[np.ndarray]:
 def read_camera_image(cam: Camera) -> np.ndarray:
     """One camera's image as [H, W, 3] uint8 BGR; a `ZooError` naming the file when it is missing, not an image,
     a truncated JPEG, or of another size than the one its intrinsics are for (``cam.size``, where known)."""
-    import cv2
+    cv2 = require("cv2", "det3d")
 
     path = cam.path
     if not path.is_file():
@@ -522,10 +522,10 @@ def camera_instances(frame: Frame, image_size=(1600, 900)) -> dict[str, list[dic
     the camera overlaps the image. ``bbox`` is that hull clipped to the image (x1, y1, x2, y2); ``center_2d`` the
     projected gravity centre; ``depth`` its camera-frame z. Each entry also holds ``index`` (the box's row).
     """
-    from shapely.geometry import MultiPoint, box as shapely_box
+    geometry = require("shapely.geometry", "det3d")
 
     w, h = image_size
-    canvas = shapely_box(0, 0, w, h)
+    canvas = geometry.box(0, 0, w, h)
     corners = box_corners(frame.boxes, frame.ego2global @ frame.lidar2ego)
     out = {}
     for name in CAMERAS:
@@ -536,7 +536,7 @@ def camera_instances(frame: Frame, image_size=(1600, 900)) -> dict[str, list[dic
             front = uv[i][depth[i] > 0]
             if len(front) == 0:
                 continue
-            hull = MultiPoint([tuple(p) for p in front]).convex_hull
+            hull = geometry.MultiPoint([tuple(p) for p in front]).convex_hull
             if not hull.intersects(canvas):
                 continue
             inter = hull.intersection(canvas)

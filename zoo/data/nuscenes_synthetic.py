@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ZooError
+from ..errors import ZooError, require
 from ..hub import cache_dir
 from ..io import write_dir_once
 
@@ -147,7 +147,7 @@ def camera_intrinsics(name: str, image_size) -> np.ndarray:
 
 
 def _quat_of(m: np.ndarray) -> list[float]:
-    from pyquaternion import Quaternion
+    Quaternion = require("pyquaternion", "det3d").Quaternion
 
     return list(map(float, Quaternion(matrix=m[:3, :3], atol=1e-6).elements))
 

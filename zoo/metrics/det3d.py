@@ -40,8 +40,8 @@ def attribute_for(name: str, velocity) -> str:
 
 def to_global(boxes: np.ndarray, lidar2ego: np.ndarray, ego2global: np.ndarray) -> list:
     """LiDAR boxes [K, 9] -> devkit ``Box`` objects in the global frame."""
-    from nuscenes.utils.data_classes import Box
-    from pyquaternion import Quaternion
+    Box = require("nuscenes.utils.data_classes", "det3d").Box
+    Quaternion = require("pyquaternion", "det3d").Quaternion
 
     out = []
     for b in np.asarray(boxes, np.float64).reshape(-1, 9):
@@ -77,7 +77,7 @@ def detection_config(max_distance: float | None = None):
     """The devkit's ``detection_cvpr_2019`` config; ``max_distance`` (m) caps its per-class ranges
     (``class_range``: 30-50 m from the ego), so that ground truth and predictions farther than that are left out on
     both sides, as the devkit leaves out those beyond the class ranges. None keeps the benchmark's ranges."""
-    require("nuscenes", "det3d", package="nuscenes-devkit")
+    require("nuscenes", "det3d")
     from nuscenes.eval.common.config import config_factory
 
     cfg = config_factory("detection_cvpr_2019")

@@ -35,18 +35,24 @@ from pytorch_lightning.utilities.exceptions import (
 )
 
 from ..errors import ZooError
+from ..registry import as_missing_dependency
 from .resume import SeededTraining
 
 
 class ExportModel(pl.Callback):
-    """After ``fit``, save the LightningModule's ``model`` (a zoo model) to ``<run dir>/model`` on rank 0."""
+    """After ``fit``, save the LightningModule's ``model`` (a zoo model) to ``<run dir>/model`` on rank 0; a module
+    without one (DOORPING's distillation, whose result is data) gets a note on stderr instead."""
 
     def __init__(self, enabled: bool = True, dirname: str = "model"):
         self.enabled, self.dirname = enabled, dirname
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (self.enabled and trainer.is_global_zero):
+            return
         model = getattr(pl_module, "model", None)
-        if not (self.enabled and trainer.is_global_zero and getattr(model, "zoo_cfg", None)):
+        if not getattr(model, "zoo_cfg", None):
+            print(f"zoo: {type(pl_module).__name__} has no zoo model (a `model` attribute made by zoo.create_model), "
+                  f"so no {self.dirname}/ folder is written", file=sys.stderr)
             return
         from ..checkpoint import save_pretrained
 
@@ -129,6 +135,7 @@ def _run_dir(config_files, make: bool = True) -> str:
 
 class ZooLightningCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
+        _quiet_lightning_notices()
         super().__init__(
             pl.LightningModule,
             pl.LightningDataModule,
@@ -321,24 +328,35 @@ _NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subt
                     r"'NoneType'>|Given value type:)")
 
 
+def _not_litlogger_advert(record: logging.LogRecord) -> bool:
+    """Logging filter: False for Lightning's advertisement for its cloud logger."""
+    return "litlogger" not in record.getMessage()
+
+
 def _quiet_lightning_notices() -> None:
-    """Drop three Lightning notices that say nothing true about the run: the advertisement for its cloud logger,
-    the warning that `tensorboardX` is not installed (the default logger is then a CSVLogger in the run folder), and
-    the one that a mid-epoch resume's loader is not resumable (`SeededTraining` resumes a seeded loader exactly,
-    and warns itself for the others)."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage())
+    """Drop four Lightning notices that say nothing true about the run: the advertisement for its cloud logger,
+    the warning that `tensorboardX` is not installed (the default logger is then a CSVLogger in the run folder), the
+    one that a mid-epoch resume's loader is not resumable (`SeededTraining` resumes a seeded loader exactly, and
+    warns itself for the others), and the one that ``args`` is given while ``sys.argv`` holds arguments (the zoo
+    builds ``args`` itself: `main` from its own verb's, ``zoo demo``'s papers from their recipes). Calling it again
+    adds nothing."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_litlogger_advert)
     warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python "
+                                              r"like if it were from the command line")
 
 
 def main(args: list[str] | None = None) -> ZooLightningCLI:
     """Run LightningCLI; a usage error (a missing config file, an option a class does not accept) is one ZooError
-    line instead of the full usage text."""
-    _quiet_lightning_notices()
+    line instead of the full usage text, and a config's class that needs a missing extra is its `MissingDependency`
+    alone (jsonargparse's error would bury it in the whole given value)."""
     try:
         return ZooLightningCLI(args=args)
     except argparse.ArgumentError as exc:
+        missing = as_missing_dependency(exc)
+        if missing is not None:
+            raise missing from None
         lines = [line.strip() for line in str(exc).splitlines()]
         verb = (args or sys.argv[1:] or ["fit"])[0]
         raise ZooError(f"zoo {verb}: {' '.join(line for line in lines if line and not _NOISE.match(line))} "

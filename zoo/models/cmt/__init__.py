@@ -26,4 +26,5 @@ PAPER = Paper(
     bench="zoo.models.cmt.bench:cmt_adapter",
     demo="zoo.models.cmt.demo:run",
     card="zoo/models/cmt/README.md",
+    extra="det3d",
 )

@@ -25,12 +25,13 @@ import argparse
 import pickle
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ...data.nuscenes import CAMERAS, Frame, box_corners, load_images, load_points, points_in_boxes, project_points
-from ...errors import ZooError
+from ...errors import ZooError, require
 from ...io import write_dir_once
+
+cv2 = require("cv2", "det3d")  # OpenCV, which nuscenes-devkit installs
 
 DB_INFO = "dbinfos.pkl"
 MIN_CROP = 10  # px: crops this narrow or low are not stored (the authors' threshold)

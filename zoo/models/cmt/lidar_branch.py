@@ -18,7 +18,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ...errors import ZooError, require
+from ...errors import MissingDependency, ZooError
 from .sparse_conv import SparseBatchNorm, SparseConv3d, SparseReLU, SparseTensor
 
 
@@ -98,6 +98,17 @@ class SparseBasicBlock(nn.Module):
         return out.replace_feature(torch.relu(out.features + x.features))
 
 
+def _require_spconv() -> None:
+    """Import spconv 2 or raise `MissingDependency`: no zoo extra installs it, since its wheels are built per CUDA
+    version."""
+    try:
+        import spconv.pytorch  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(f"'spconv' is required for backend='spconv' but is not installed ({exc}); install "
+                                f"the spconv 2 wheel built for your CUDA (e.g. pip install spconv-cu120), or use "
+                                f"backend='torch' (the same result)") from None
+
+
 class SparseEncoder(nn.Module):
     """mmdet3d ``SparseEncoder`` with ``block_type='basicblock'`` as configured by CMT.
 
@@ -119,7 +130,7 @@ class SparseEncoder(nn.Module):
         if backend not in ("auto", "torch", "spconv"):
             raise ZooError(f"sparse backend must be auto, torch or spconv, got {backend!r}")
         if backend == "spconv":
-            require("spconv.pytorch", "det3d", package="spconv")
+            _require_spconv()
         self.backend = backend
         self.sparse_shape = tuple(sparse_shape)
         self.conv_input = nn.Sequential(SparseConv3d(in_channels, base_channels, 3, subm=True, indice_key="subm1"),

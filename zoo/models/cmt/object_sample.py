@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ...data.nuscenes import CLASSES, bev_overlaps, lidar_to_image, points_in_boxes
-from ...errors import ZooError
+from ...errors import ZooError, require
 from .gt_database import image_boxes, load_gt_database
+
+cv2 = require("cv2", "det3d")  # OpenCV, which nuscenes-devkit installs
 
 # The authors' fusion and LiDAR recipes: the number of objects of each class a frame is filled up to
 SAMPLE_GROUPS = {"car": 2, "truck": 3, "construction_vehicle": 7, "bus": 4, "trailer": 6, "barrier": 2,

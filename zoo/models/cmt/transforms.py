@@ -9,10 +9,12 @@ augmented point onto the same augmented pixel (tested in tests/test_cmt_data.py)
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from ...errors import require
 from .image_branch import CMT_MEAN, CMT_STD
+
+cv2 = require("cv2", "det3d")  # OpenCV, which nuscenes-devkit installs
 
 BGR_MEAN, BGR_STD = np.array(CMT_MEAN, np.float32), np.array(CMT_STD, np.float32)
 

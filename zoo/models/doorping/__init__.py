@@ -25,4 +25,5 @@ PAPER = Paper(
     demo="zoo.models.doorping.demo:run",
     card="zoo/models/doorping/README.md",
     data=(KEY_PREFIX,),
+    extra=None,  # the core suffices: setup.cfg's doorping extra is scipy, which scikit-image installs
 )

@@ -23,4 +23,5 @@ PAPER = Paper(
     bench="zoo.models.drums.bench:drum_lm",
     demo="zoo.models.drums.demo:run",
     card="zoo/models/drums/README.md",
+    extra="drums",
 )

@@ -12,9 +12,11 @@ of the filled prefix, so attention still reads only the tokens generated so far 
 from __future__ import annotations
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
 
-from ...errors import ZooError
+from ...errors import ZooError, require
+
+require("transformers", "drums")  # a clear error naming the extra before the import below
+from transformers.cache_utils import Cache, DynamicLayer  # noqa: E402
 
 
 class PreallocatedLayer(DynamicLayer):

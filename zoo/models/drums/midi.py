@@ -54,7 +54,7 @@ def read_performance(path: str | Path) -> Performance:
         ZooError: the file is missing, empty, truncated or not a readable MIDI file, counts time in SMPTE frames
             instead of ticks per beat, has a 0/x time signature, or holds no note-on on the drum channel.
     """
-    mido = require("mido", "drums", "pretty_midi")
+    mido = require("mido", "drums")
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"MIDI file {path} does not exist")
@@ -114,7 +114,7 @@ def write_drum_midi(onsets: list[Onset], path: str | Path, *, ticks_per_beat: in
 
     Every hit gets a note-off ``note_ticks`` later (default: a 32nd note), so no note hangs in a sampler.
     """
-    mido = require("mido", "drums", "pretty_midi")
+    mido = require("mido", "drums")
     note_ticks = note_ticks or ticks_per_beat // 8
     meta = mido.MidiTrack([
         mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),

@@ -24,4 +24,5 @@ PAPER = Paper(
     bench="zoo.bench.adapters:image_classifier",
     demo="zoo.models.knn_ood.demo:run",
     card="zoo/models/knn_ood/README.md",
+    extra="ood",
 )

@@ -25,4 +25,5 @@ PAPER = Paper(
     bench="zoo.models.pmt_iqa.bench:adapter",
     demo="zoo.models.pmt_iqa.demo:run",
     card="zoo/models/pmt_iqa/README.md",
+    extra="iqa",
 )

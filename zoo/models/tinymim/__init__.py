@@ -24,4 +24,5 @@ PAPER = Paper(
     bench="zoo.models.tinymim.bench:adapter",
     demo="zoo.models.tinymim.demo:run",
     card="zoo/models/tinymim/README.md",
+    extra="tinymim",
 )
