@@ -1,9 +1,10 @@
 """The documentation's commands stay true: every ``zoo ...`` command written in the README, the model cards, the
 other project documents and the manifest's recipes and result commands names a verb, options, tasks, papers,
-models, weights, datasets and files that exist, and parses as written (``zoo fit``-style commands through
-LightningCLI's ``--print_config``, the others through the CLI's own parsers); every ``python benchmarks/X.py ...``
-and ``python -m zoo.X ...`` command parses with its script's own argument parser, stopped right after parsing.
-Nothing is run. Every training recipe and benchmark suite under ``configs/`` loads too.
+models, weights, datasets (catalogue names, the embedded names of `zoo.data.embedded.EMBEDDED`, paths) and files
+that exist, and parses as written (``zoo fit``-style commands through LightningCLI's ``--print_config``, the others
+through the CLI's own parsers); every ``python benchmarks/X.py ...`` and ``python -m zoo.X ...`` command parses with
+its script's own argument parser, stopped right after parsing. Nothing is run. Every training recipe and benchmark
+suite under ``configs/`` loads too.
 
 Placeholders (``MODEL``, ``RUN/model``, ``<recipe>``, ``...``, shell variables) stand for values the reader picks:
 they are parsed as given but not looked up. A fragment in prose that leaves out what its verb requires
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from zoo.cli import LIGHTNING_VERBS, VERBS, main, parse_args
+from zoo.data.embedded import EMBEDDED
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md",
@@ -30,7 +32,6 @@ COMMAND = re.compile(r"^(?:OMP_NUM_THREADS=\d+ )?(?:\.venv/bin/)?zoo (\w+)")
 SCRIPT = re.compile(r"^(?:OMP_NUM_THREADS=\d+ )?(?:\.venv/bin/)?python3? (?:-m (zoo[\w.]*)|(benchmarks/\S+\.py))")
 PLACEHOLDER = re.compile(r"[A-Z]{2,}|<|\.\.\.|\$|(?:^|[/_])X(?:[/_.]|$)")
 DATA_OPTIONS = ("--data", "--id-data", "--ood", "--data.init_args.data")
-EMBEDDED_DATA = {"skimage_textures"}  # built by the ood task itself (zoo/models/knn_ood/ood_task.py)
 
 
 def documented_commands(pattern: re.Pattern = COMMAND) -> list[tuple[str, str]]:
@@ -148,7 +149,7 @@ def test_documented_command_parses_and_names_what_exists(where, command, capsys)
         return
     for option in DATA_OPTIONS:
         for value in option_values(rest, option):
-            known = is_placeholder(value) or "/" in value or value in {*catalog(), *EMBEDDED_DATA}
+            known = is_placeholder(value) or "/" in value or value in {*catalog(), *EMBEDDED}
             assert known, f"{where}: no dataset {value!r}"
     if verb in LIGHTNING_VERBS:
         config = option_values(rest, "--config")[0]
@@ -161,6 +162,18 @@ def test_documented_command_parses_and_names_what_exists(where, command, capsys)
         assert exc.value.code == 0
         return
     _check_names(verb, parse_args(argv)[1])
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED))
+def test_every_embedded_name_a_command_may_give_opens(name):
+    """The embedded names accepted above open through the image loaders: as an OOD set (unlabelled, named ``name``)
+    and as labelled data (a split of it, or all of it when it has none)."""
+    from zoo.data.images import open_ood, open_split
+
+    ood = open_ood(name)
+    assert len(ood) > 0 and ood.name == name and set(ood.labels) == {-1}
+    data = open_split(name, "test")
+    assert len(data) > 0 and len(data.classes) > 1 and data.name == name
 
 
 RECIPES = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")

@@ -112,10 +112,33 @@ def test_pretrained_tag_and_path_are_told_apart(tmp_path, monkeypatch):
     assert zoo.create_model("knn_ood_resnet20", pretrained="mine").zoo_cfg["tag"] is None
 
 
-@pytest.mark.parametrize("name", ["knn_ood_resnet20", "tinymim_vit_tiny", "doorping_convnet", "pmt_iqa_resnet50"])
+_DETECTOR = ("a 3-D detector: takes camera images, LiDAR points and their projections, and checks them itself "
+             "(test_cmt_model.py::test_bad_inputs_are_user_errors)")
+_DRUM_LM = "a language model: takes token ids"
+# Registered models that are not image models (no input_spec), with the reason; every other one is checked below.
+NOT_IMAGE_MODELS = {
+    **dict.fromkeys(["cmt_camera_r50", "cmt_camera_vov99", "cmt_fusion_r50", "cmt_fusion_vov99", "cmt_lidar_voxel0075",
+                     "cmt_tiny", "cmt_tiny_lite0"], _DETECTOR),
+    **dict.fromkeys(["drums_gpt2_tiny", "drums_lm", "drums_smollm2_135m", "drums_smollm2_scratch"], _DRUM_LM),
+}
+# Image models whose check takes seconds on the development CPU (their size at 224x224): checked with -m slow.
+SLOW_INPUT_CHECK = {"knn_ood_timm", "pmt_iqa", "tinymim_vit", "tinymim_vit_base", "tinymim_vit_large",
+                    "tinymim_vit_small"}
+
+
+def test_the_models_listed_for_the_input_check_are_registered():
+    stale = sorted({*NOT_IMAGE_MODELS, *SLOW_INPUT_CHECK} - set(zoo.list_models()))
+    assert not stale, f"{stale} are no longer registered: remove them from tests/test_registry.py"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_INPUT_CHECK else n
+                                  for n in zoo.list_models() if n not in NOT_IMAGE_MODELS])
 def test_image_models_check_their_input(name):
-    """A wrong input to an image model is one ZooError saying what to pass (not a convolution's error)."""
+    """A wrong input to an image model is one ZooError saying what to pass (not a convolution's error). Every
+    registered model is one, but those in `NOT_IMAGE_MODELS`."""
     m = zoo.create_model(name).eval()
+    assert hasattr(m, "input_spec"), (f"{name} has no input_spec: give an image model one (docs/adding-a-paper.md), "
+                                      f"or add {name} to NOT_IMAGE_MODELS in tests/test_registry.py with the reason")
     c, h, w = m.input_spec["input_size"]
     x = torch.randn(2, c, h, w)
     bad = [(x[0], r"got shape \[.*add the batch dimension, x\[None\]"),

@@ -13,19 +13,13 @@ command, exit status (null while it runs), seconds; the steps left out for lack 
 its timeout still returns what finished. ``--smoke`` runs every command at tiny sizes, each with twice its limit:
 the check to make on a CPU before spending device time.
 
-A device allowance of 900 s (machine start, idle waits and every call included) holds two calls (`PLAN`, printed
-by ``--help`` and ``prepare.py``), with these arguments besides ``--out $OUT``:
-
-    1. --budget 430 --only pmt_iqa cuda_tests doorping drums tinymim cmt_fps
-    2. --budget B --only cmt_parts suite knn_ood
-
-the first with ``timeout_s`` 460, the second at once after it (the machine stays warm 30 s) with ``B`` = the
-tool's ``status`` budget_left_s - 60 and ``timeout_s`` B + 30 (subtract 90 s more if the machine must start
-again). The first call holds what no GPU has measured yet: the PMT-IQA comparison on all 250 images, the CUDA-only
-tests (the graph captures the DOORPING and drum-LM comparisons time next), the drum LM's graph decoder, TinyMIM's
-MFU at batch 1024, then CMT's frames/s (issue 9; its suite writes after every row, the rows not yet measured
-first, so it takes whatever time is left). The second: CMT's parts, every paper's main model in ``zoo bench``, and
-kNN-OOD (written after each bank size). Standard library only: it runs before the zoo's dependencies are installed.
+A device allowance of 900 s (machine start, idle waits and every call included) holds the calls of `PLAN`, which
+``--help`` (and ``prepare.py``) prints as the commands to give the device tool, with their ``timeout_s``: the first
+with its own ``--budget``, the second at once after it (the machine stays warm 30 s) with ``--budget B``, ``B`` = the
+tool's ``status`` budget_left_s - 60, and ``timeout_s`` B + 30 (subtract 90 s more if the machine must start
+again). What each call holds, and why, is said beside `PLAN`; a new step is one entry of `STEPS` and a place in one
+call of `PLAN` (``tests/test_gpu_session.py`` checks both). Standard library only: it runs before the zoo's
+dependencies are installed.
 """
 
 from __future__ import annotations
@@ -78,7 +72,12 @@ STEPS = [
      120),
 ]
 # The calls that a 900-s device allowance holds: the steps of each and its --budget (None: the tool's status
-# budget_left_s - 60, known only once the first call is back).
+# budget_left_s - 60, known only once the first call is back). The first call holds what no GPU has measured yet:
+# the PMT-IQA comparison on all 250 images, the CUDA-only tests (the graph captures the DOORPING and drum-LM
+# comparisons time next), the drum LM's graph decoder, TinyMIM's MFU at batch 1024, then CMT's frames/s (issue 9;
+# its suite writes after every row, the rows not yet measured first, so it takes whatever time is left). The second:
+# CMT's parts, every paper's main model in `zoo bench`, and kNN-OOD (written after each bank size). Without --only
+# the steps run in STEPS' order, which is the plan's.
 PLAN = [(["pmt_iqa", "cuda_tests", "doorping", "drums", "tinymim", "cmt_fps"], 430),
         (["cmt_parts", "suite", "knn_ood"], None)]
 

@@ -3,6 +3,7 @@
 `open_split(spec, split)` turns what a user points at into a dataset of ``(PIL image, label)`` pairs:
 
 * a catalogue name (``cifar10_jpeg``, ``fashion_mnist``), resolved under the data root;
+* an embedded name (``shapes``, ``skimage_textures``: `zoo.data.embedded.EMBEDDED`), built into the cache;
 * a folder with ``train/<class>/`` and ``test/<class>/`` trees (split chosen by ``split``);
 * a folder of ``<class>/`` sub-folders: one split, read whatever ``split`` asks for (classification evaluation
   of such a folder scores all of it);
@@ -12,8 +13,9 @@
 
 A folder or archive that holds nothing but one folder (``name/train/...``) is read from inside that folder.
 `open_train_test(spec)` gives both splits of a source that has them, with the same class names: training, and
-the OOD task's ID data (whose test images must not be its kNN bank), need them. Labels index the sorted
-class-folder names (IDX files: the label values); `relabel` re-indexes them into a model's class names.
+the OOD task's ID data (whose test images must not be its kNN bank), need them. `open_ood(spec)` gives an
+unlabelled OOD set. Labels index the sorted class-folder names (IDX files: the label values); `relabel` re-indexes
+them into a model's class names.
 Symbolic links to folders are followed. Images are decoded to 8 bits a channel (`to_eight_bit`).
 """
 
@@ -29,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import ZooError
 from .catalog import catalog, locate, unpack_user_archive
+from .embedded import EMBEDDED, embedded_folder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _IDX_NAMES = {"train": "train", "test": "t10k"}
@@ -229,10 +232,12 @@ def _resolve(spec: str | Path) -> tuple[Path, str]:
     spec_s = str(spec)
     if spec_s in catalog():
         return locate(spec_s), spec_s
+    if spec_s in EMBEDDED:
+        return embedded_folder(spec_s), spec_s
     folder = Path(spec_s).expanduser()
     if not folder.exists():
         raise ZooError(f"data path {folder} does not exist (nor is {spec_s!r} a catalogue dataset: "
-                       f"{', '.join(catalog())})")
+                       f"{', '.join(catalog())}; or an embedded one: {', '.join(EMBEDDED)})")
     name = folder.name.split(".")[0]
     if folder.is_file():
         if not folder.name.endswith((".tar.gz", ".tgz", ".tar")):
@@ -275,3 +280,23 @@ def open_train_test(spec: str | Path):
                        f"label means one class in both; only in train: {', '.join(only['train']) or 'none'}; only "
                        f"in test: {', '.join(only['test']) or 'none'}")
     return train, test
+
+
+def _unlabelled(folder: Path, name: str | None = None):
+    """The images of ``folder`` without labels: an IDX folder's (`idx_images`), else all images under it."""
+    return idx_images(folder, name) if is_idx_folder(folder) else image_folder(folder, labelled=False, name=name)
+
+
+def open_ood(spec: str):
+    """An OOD set (labels -1) named ``spec``: a catalogue dataset (``fashion_mnist`` -> its IDX test images,
+    ``biq2021_subset`` -> its photos), an embedded set (``skimage_textures``; see `zoo.data.embedded`), or a path:
+    an IDX folder (`idx_images`) or any folder of images, searched recursively (named after the folder)."""
+    if spec in catalog():
+        return _unlabelled(locate(spec), spec)
+    if spec in EMBEDDED:
+        return _unlabelled(embedded_folder(spec), spec)
+    path = Path(spec)
+    if not path.exists():
+        raise ZooError(f"OOD path {spec} does not exist (nor is it a catalogue dataset or an embedded one: "
+                       f"{', '.join(EMBEDDED)})")
+    return _unlabelled(path)

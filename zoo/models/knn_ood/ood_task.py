@@ -2,10 +2,11 @@
 
 The kNN bank and the other scorers are fitted on the ID *training* split (eval transform, as the authors'
 feature extraction); ID test images are the positives; each ``--ood`` folder is one OOD set. The ID data must have
-separate train and test splits with the same classes (`zoo.data.images.open_train_test`), matched to the model's
-class names when it records them (`zoo.data.classification.to_model_labels`); ID data of other classes is scored for
-OOD all the same (the scorers need its labels only among themselves), and its ``id_accuracy`` is null. Metrics use the paper's convention
-(ID positive; see `zoo.metrics.ood`). JSON::
+separate train and test splits with the same classes (`zoo.data.images.open_train_test`; the OOD sets are read by
+`zoo.data.images.open_ood`), matched to the model's class names when it records them
+(`zoo.data.classification.to_model_labels`); ID data of other classes is scored for OOD all the same (the scorers
+need its labels only among themselves), and its ``id_accuracy`` is null. Metrics use the paper's convention (ID
+positive; see `zoo.metrics.ood`). JSON::
 
     {"id_accuracy": f | null, "k": int, "results": [{"ood": NAME, "scorer": S, "fpr95": f, "auroc": f,
      "aupr_in": f, "aupr_out": f}, ...], "average": [{"scorer": S, ...}], "n_id_train": int, "n_id_test": int,
@@ -21,37 +22,13 @@ import torch
 
 from ...argtypes import positive_int
 from ...data.classification import UNMATCHED, TransformView, labels_note, seeded_subset, to_model_labels
-from ...data.images import idx_images, image_folder, is_idx_folder, open_train_test
+from ...data.images import open_ood, open_train_test
 from ...data.transforms import eval_transform
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.ood import ood_metrics
 from .features import extract
 from .scorers import Features, build_scorers
-
-
-def open_ood(spec: str):
-    """An OOD set: a catalogue dataset (``fashion_mnist`` -> its IDX test images, ``biq2021_subset`` -> its
-    photos), ``skimage_textures`` (embedded: random 64x64 crops of scikit-image's
-    brick, grass and gravel photographs), an IDX folder (`idx_images`: no labels needed), or any folder of images
-    searched recursively."""
-    from pathlib import Path
-
-    from ...data.catalog import catalog, locate
-    from ...data.synthetic import textures
-
-    if spec == "skimage_textures":
-        ds = image_folder(textures(), labelled=False)
-    elif spec in catalog():
-        folder = locate(spec)
-        ds = idx_images(folder) if is_idx_folder(folder) else image_folder(folder, labelled=False)
-    else:
-        p = Path(spec)
-        if not p.exists():
-            raise ZooError(f"OOD path {spec} does not exist (nor is it a catalogue dataset or skimage_textures)")
-        return idx_images(p) if is_idx_folder(p) else image_folder(p, labelled=False)
-    ds.name = spec
-    return ds
 
 
 class OODTask(EvalTask):
@@ -61,21 +38,27 @@ class OODTask(EvalTask):
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--id-data", required=True,
                             help="ID data with separate splits: a folder (or .tar.gz) with train/<class>/ and "
-                                 "test/<class>/, an IDX folder, or a catalogue name (cifar10_jpeg)")
+                                 "test/<class>/, an IDX folder, a catalogue name (cifar10_jpeg) or "
+                                 "shapes (embedded)")
         parser.add_argument("--ood", action="append", required=True, metavar="PATH",
                             help="OOD set: a folder of images (recursive), an IDX folder, a catalogue name "
-                                 "(fashion_mnist, biq2021_subset) or skimage_textures; repeat for several")
-        parser.add_argument("--k", type=positive_int, default=50, help="neighbour rank for the kNN score (paper CIFAR-10: 50)")
+                                 "(fashion_mnist, biq2021_subset) or skimage_textures (embedded); repeat for "
+                                 "several")
+        parser.add_argument("--k", type=positive_int, default=50,
+                            help="neighbour rank for the kNN score (paper CIFAR-10: 50)")
         parser.add_argument("--alpha", type=float, default=1.0, help="share of ID training features in the bank")
         parser.add_argument("--scorers", default="knn,msp,energy,mahalanobis",
                             help="comma-separated: knn, msp, energy, mahalanobis")
         parser.add_argument("--backend", default="auto", help="kNN index: auto, faiss, faiss-ivf, torch")
-        parser.add_argument("--id-train-subset", type=positive_int, default=None, help="use N ID training images (seeded)")
+        parser.add_argument("--id-train-subset", type=positive_int, default=None,
+                            help="use N ID training images (seeded)")
         parser.add_argument("--id-test-subset", type=positive_int, default=None, help="use N ID test images (seeded)")
-        parser.add_argument("--ood-subset", type=positive_int, default=None, help="use at most N images per OOD set (seeded)")
+        parser.add_argument("--ood-subset", type=positive_int, default=None,
+                            help="use at most N images per OOD set (seeded)")
 
     def _loader(self, ds, subset):
-        return self.ctx.loader(TransformView(ds, seeded_subset(len(ds), subset, 0), eval_transform(self.model.input_spec)))
+        view = TransformView(ds, seeded_subset(len(ds), subset, 0), eval_transform(self.model.input_spec))
+        return self.ctx.loader(view)
 
     def setup(self, model, ctx) -> None:
         if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
