@@ -197,6 +197,8 @@ def test_faiss_backend_without_faiss_names_the_extra(monkeypatch):
     assert isinstance(exc.value, ZooError) and isinstance(exc.value, ImportError)
     assert "'faiss-cpu' is required" in str(exc.value) and "pip install -e '.[ood]'" in str(exc.value)
     assert KNNIndex(bank).search(bank[:2], 3)[1][:, 0].tolist() == [0, 1]
+    with pytest.raises(MissingDependency, match="faiss-cpu"):  # the ood task builds its scorers before extracting
+        build_scorers(["knn", "msp"], backend="faiss-ivf")
 
 
 def test_ivf_is_approximate_but_close():

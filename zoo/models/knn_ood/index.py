@@ -24,9 +24,12 @@ def _faiss():
 def resolve_backend(backend: str) -> str:
     """``auto`` is the torch path on every device: it returns the same neighbours as ``IndexFlatL2`` and measured
     1.02-1.20x the throughput of the authors' faiss flat-index path on the project's CPU, and needs no faiss-gpu
-    on a GPU (``benchmarks/compare_knn_ood.py``; numbers in the model card). ``faiss`` is the paper's exact index; ``faiss-ivf`` the approximate one."""
+    on a GPU (``benchmarks/compare_knn_ood.py``; numbers in the model card). ``faiss`` is the paper's exact index;
+    ``faiss-ivf`` the approximate one; either needs faiss installed (checked here, before any feature is computed)."""
     if backend not in BACKENDS:
         raise ZooError(f"unknown kNN backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend.startswith("faiss"):
+        _faiss()
     return "torch" if backend == "auto" else backend
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ZooError
-from .index import KNNIndex
+from .index import KNNIndex, resolve_backend
 
 
 @dataclass
@@ -197,9 +197,12 @@ SCORERS = {cls.name: cls for cls in (KNNScorer, MSPScorer, EnergyScorer, Mahalan
 
 
 def build_scorers(names, k: int = 50, alpha: float = 1.0, backend: str = "auto") -> list[Scorer]:
-    """Scorers by name (``knn``, ``msp``, ``energy``, ``mahalanobis``)."""
+    """Scorers by name (``knn``, ``msp``, ``energy``, ``mahalanobis``); the kNN ``backend`` is checked here, so an
+    unknown one or a faiss that is not installed fails before any feature is computed."""
     if not names:
         raise ZooError(f"no scorer named; choose one or more of {', '.join(SCORERS)}")
+    if "knn" in names:
+        resolve_backend(backend)
     out = []
     for name in names:
         if name not in SCORERS:
