@@ -237,18 +237,20 @@ def test_seeded_samples_augment_by_seed_epoch_and_index_and_leave_the_callers_ge
     assert data[4].shape == (3,) and next(iter(EpochShuffle(range(4), seed=0))).epoch == 0
 
 
-def test_a_mid_epoch_resume_with_a_loader_that_is_not_seeded_says_the_epoch_starts_afresh():
-    """PMT-IQA's cached-feature loader (a plain shuffle): Lightning's own warning is silenced by `zoo fit`, so the
-    callback says what a resume in the middle of an epoch does to such a loader."""
+@pytest.mark.parametrize(("completed", "says"), [(2, r"middle of epoch 1 \(batch 2\).*starts afresh"),
+                                                  (0, r"start of epoch 1 with a training loader that is not seeded")])
+def test_a_resume_with_a_loader_that_is_not_seeded_says_it_differs_from_the_uninterrupted_run(completed, says):
+    """PMT-IQA's cached-feature loader (a plain shuffle, drawing from the process's generator): Lightning's own
+    warning is silenced by `zoo fit`, so the callback says what a resume, mid-epoch or at an epoch's start, does."""
     loader = DataLoader(range(8), batch_size=2, shuffle=True)
-    progress = SimpleNamespace(current=SimpleNamespace(completed=2))
-    loop = SimpleNamespace(_combined_loader=SimpleNamespace(flattened=[loader]), restarted_mid_epoch=True,
+    progress = SimpleNamespace(current=SimpleNamespace(completed=completed))
+    loop = SimpleNamespace(_combined_loader=SimpleNamespace(flattened=[loader]), restarted_mid_epoch=completed > 0,
                            epoch_loop=SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False))
     trainer = SimpleNamespace(fit_loop=loop, ckpt_path="run/checkpoints/interrupted.ckpt", current_epoch=1,
                               num_training_batches=4)
     loop.trainer = trainer
     callback = SeededTraining()
-    with pytest.warns(UserWarning, match=r"middle of epoch 1 \(batch 2\).*starts afresh"):
+    with pytest.warns(UserWarning, match=says):
         callback.on_train_start(trainer, None)
     assert callback.data_seed is None  # its steps are not seeded either
 

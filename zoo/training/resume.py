@@ -25,8 +25,8 @@ class SeededTraining(pl.Callback):
     """Seed every training step of a run whose training loader holds `SeededSamples`, and restart that loader's
     order after a resume. Needed on resume because Lightning may build the loader's first iterator before it
     restores the checkpoint (``trainer.estimated_stepping_batches`` in ``configure_optimizers`` does), and a loader
-    with workers then draws its first indices at once. Runs of other loaders are left as they are (and warned of
-    after a mid-epoch resume, unless the module's ``resumes_mid_epoch`` says it restores its own randomness)."""
+    with workers then draws its first indices at once. Runs of other loaders are left as they are, and warned of
+    after a resume (unless the module's ``resumes_mid_epoch`` says it restores its own randomness)."""
 
     def __init__(self):
         self.data_seed: int | None = None  # the training data's seed; None: a loader that is not seeded
@@ -42,10 +42,12 @@ class SeededTraining(pl.Callback):
             return
         done = _batches_done(loop)
         shuffles = [dl.sampler for dl in seeded if isinstance(dl.sampler, EpochShuffle)]
-        if done and len(shuffles) < len(loaders) and not getattr(pl_module, "resumes_mid_epoch", False):
-            rank_zero_warn(f"resumed in the middle of epoch {trainer.current_epoch} (batch {done}) with a training "
-                           f"loader whose order is not an EpochShuffle (zoo.data.sampling.seeded_training): "
-                           f"the epoch's order starts afresh, so the run differs from an uninterrupted one")
+        if len(shuffles) < len(loaders) and not getattr(pl_module, "resumes_mid_epoch", False):
+            where = f"in the middle of epoch {trainer.current_epoch} (batch {done})" if done else \
+                f"at the start of epoch {trainer.current_epoch}"
+            rank_zero_warn(f"resumed {where} with a training loader that is not seeded "
+                           f"(zoo.data.sampling.seeded_training): its order and random draws from here on are not "
+                           f"the uninterrupted run's{', and the epoch starts afresh' if done else ''}")
         for sampler in shuffles:
             sampler.set_epoch(trainer.current_epoch)
             sampler.skip = done * sampler.batch_size
