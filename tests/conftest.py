@@ -66,24 +66,26 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-PUBLISHING_CPU = "AMD EPYC"  # the CPU kind that trained the published PMT-IQA weights and DOORPING sets
+PUBLISHING_CPU = "AMD EPYC"  # the CPU model name (/proc/cpuinfo) of the machine that made the published PMT-IQA
+# weights and DOORPING sets, as its benchmark files record it
 
 
 def assert_remade(made: dict, published: dict, tolerance: float) -> None:
-    """A recipe's tensors against the published ones: equal bit for bit on the CPU kind that made them
-    (`PUBLISHING_CPU`); elsewhere, where other vector kernels round differently, within ``tolerance`` (measured on an
-    Intel Xeon: 1.1e-4 for the DOORPING set, 6.1e-5 for the PMT-IQA weights; a changed recipe moves them by 1e-2
-    and more)."""
+    """A recipe's tensors against the published ones: equal bit for bit on the CPU model that made them
+    (`PUBLISHING_CPU`); elsewhere, where other vector kernels round differently, within ``tolerance`` plus 2e-3 of
+    the value (an fp16 step is 1e-3 of it; measured on an Intel Xeon: largest difference 1.1e-4 for the DOORPING
+    set, 6.1e-5 for the PMT-IQA weights; a changed recipe moves them by 1e-2 and more)."""
     import torch
 
     from zoo.bench.env import _cpu_name
 
     assert set(made) == set(published)
-    if PUBLISHING_CPU in _cpu_name():
+    if _cpu_name() == PUBLISHING_CPU:
         assert [k for k, v in published.items() if not torch.equal(made[k], v)] == []
     else:
-        worst = max(float((made[k].double() - v.double()).abs().max()) for k, v in published.items() if v.numel())
-        assert worst <= tolerance, f"largest difference {worst:.3g} on {_cpu_name()}"
+        far = [k for k, v in published.items()
+               if not torch.allclose(made[k].double(), v.double(), rtol=2e-3, atol=tolerance)]
+        assert far == [], f"{len(far)} tensors differ beyond the tolerance on {_cpu_name()}: {far[:5]}"
 
 
 def run_manifest_recipe(key: str, root: Path) -> Path:

@@ -665,7 +665,8 @@ def test_published_sets_load_by_key_and_match_their_tag(dataset, shape, attack):
 @pytest.mark.slow
 def test_the_manifest_recipe_remakes_the_published_set_bit_for_bit(tmp_path):
     """The Fashion-MNIST DOORPING set's recipe, run again, writes the published tensors: exactly on the CPU kind
-    that made them, within 5e-4 on others (about 30 s on one thread of the development CPU; slow, not run by CI)."""
+    that made them, within 5e-4 + 0.2 % on others (about 30 s on one thread of the development CPU; slow, not run
+    by CI)."""
     from conftest import assert_remade, require_data, run_manifest_recipe
     from safetensors.torch import load_file
 

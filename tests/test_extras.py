@@ -22,15 +22,26 @@ from zoo.registry import as_missing_dependency, list_papers, load_object
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _hide(monkeypatch, module: str, *prefixes: str) -> None:
-    """Make ``import module`` fail as if it were not installed, and drop the loaded modules whose names start with
-    one of ``prefixes`` (their parent packages keep their attributes)."""
-    monkeypatch.setitem(sys.modules, module, None)
-    for name in [n for n in sys.modules if n.startswith(prefixes)]:
-        parent, _, child = name.rpartition(".")
-        if hasattr(sys.modules.get(parent), child):
-            monkeypatch.setattr(sys.modules[parent], child, getattr(sys.modules[parent], child))
-        monkeypatch.delitem(sys.modules, name)
+@pytest.fixture
+def hide(monkeypatch):
+    """``hide(module, *prefixes)``: make ``import module`` fail as if it were not installed, and drop the loaded
+    modules whose names start with one of ``prefixes`` (their parent packages keep their attributes). Afterwards the
+    dropped modules come back and the ones first imported meanwhile go (they are bound to the test's copies)."""
+    added: list[tuple[str, ...]] = []
+
+    def _hide(module: str, *prefixes: str) -> None:
+        monkeypatch.setitem(sys.modules, module, None)
+        for name in [n for n in sys.modules if n.startswith(prefixes)]:
+            parent, _, child = name.rpartition(".")
+            if hasattr(sys.modules.get(parent), child):
+                monkeypatch.setattr(sys.modules[parent], child, getattr(sys.modules[parent], child))
+            monkeypatch.delitem(sys.modules, name)
+        added.append((set(sys.modules), prefixes))
+
+    yield _hide
+    for before, prefixes in added:
+        for name in [n for n in sys.modules if n.startswith(prefixes) and n not in before]:
+            del sys.modules[name]
 
 
 def _one_line_naming(capsys, package: str, extra: str) -> str:
@@ -51,17 +62,17 @@ def _one_line_naming(capsys, package: str, extra: str) -> str:
     ("timm", "zoo.models.tinymim.", ["fit", "--config", "configs/tinymim/cifar10_distill.yaml", "--print_config"],
      "timm", "tinymim"),
 ])
-def test_a_command_needing_a_missing_extra_is_one_line_naming_it(module, prefix, argv, package, extra, monkeypatch,
-                                                                  capsys, runs_dir):
+def test_a_command_needing_a_missing_extra_is_one_line_naming_it(module, prefix, argv, package, extra, hide, capsys,
+                                                                  runs_dir, monkeypatch):
     monkeypatch.chdir(ROOT)
-    _hide(monkeypatch, module, prefix)
+    hide(module, prefix)
     assert main(argv) == 2
     line = _one_line_naming(capsys, package, extra)
     assert "Given value" not in line  # not jsonargparse's wrapping, with the whole config
 
 
-def test_cmt_names_the_package_that_installs_opencv(monkeypatch, capsys, runs_dir):
-    _hide(monkeypatch, "cv2", "zoo.models.cmt.")
+def test_cmt_names_the_package_that_installs_opencv(hide, capsys, runs_dir):
+    hide("cv2", "zoo.models.cmt.")
     assert main(["eval", "cmt_tiny", "--task", "det3d", "--help"]) == 2
     assert "'opencv-python-headless' (installed by nuscenes-devkit)" in capsys.readouterr().err
 
@@ -72,9 +83,9 @@ def _extra_of(paper_id: str) -> str:
 
 @pytest.mark.parametrize(("paper", "module", "package"), [("tinymim", "timm", "'timm'"),
                                                           ("cmt", "cv2", "'opencv-python-headless'")])
-def test_demo_skips_a_paper_whose_extra_is_missing(paper, module, package, tmp_path, monkeypatch, capsys, runs_dir):
+def test_demo_skips_a_paper_whose_extra_is_missing(paper, module, package, tmp_path, hide, capsys, runs_dir):
     """`zoo demo` reports the paper as skipped with the whole install hint, prints no traceback and exits 0."""
-    _hide(monkeypatch, module, f"zoo.models.{paper}.")
+    hide(module, f"zoo.models.{paper}.")
     assert main(["demo", "--only", paper, "--workdir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out

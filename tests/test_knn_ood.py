@@ -465,7 +465,7 @@ def test_ood_eval_end_to_end_json_and_plots(tmp_path, shapes_data, textures_data
 @pytest.mark.parametrize("extra, needle", [
     (["--k", "100000"], "larger than the kNN bank"),
     (["--ood", "/no/such/dir"], "does not exist"),
-    (["--ood", "imagenet_o"], "nor is it a catalogue dataset"),
+    (["--ood", "imagenet_o"], "nor is 'imagenet_o' a catalogue dataset"),
     (["--scorers", "knn,odin"], "unknown scorer 'odin'"),
 ])
 def test_ood_eval_errors(extra, needle, shapes_data, textures_data, capsys):

@@ -80,7 +80,7 @@ def test_published_weights_load_strictly_by_key_and_run(key):
     tensors = _tensors(out)
     assert tensors and all(torch.isfinite(t.float()).all() for t in tensors), f"{key}: no or non-finite output"
     if "classes" in m.zoo_cfg:
-        assert out.shape == (1, len(m.zoo_cfg["classes"]))
+        assert isinstance(out, torch.Tensor) and out.shape == (1, len(m.zoo_cfg["classes"])), f"{key}: {type(out)}"
 
 
 def _all_results() -> list:

@@ -110,10 +110,13 @@ def test_a_run_interrupted_mid_epoch_resumes_that_epochs_order_where_it_stopped(
 def test_a_run_that_saves_every_n_steps_keeps_its_final_state_and_an_extension_resumes_there(shapes_data, tmp_path,
                                                                                               orders):
     """Saving every 2 of an epoch's 3 steps, ``last.ckpt`` holds step 2; ``final.ckpt`` holds the end (step 3), so a
-    run extended by an epoch with ``--ckpt_path last`` trains only the new epoch (it redid epoch 0's third batch)."""
+    run extended by an epoch with ``--ckpt_path last`` trains only the new epoch (it redid epoch 0's third batch),
+    also when both files have the same modification time."""
     steps = ["--checkpoint.every_n_train_steps", "2"]
     assert _fit(shapes_data, tmp_path, "--trainer.max_epochs", "1", *steps) == 0
     assert torch.load(tmp_path / "checkpoints" / "final.ckpt", weights_only=False)["global_step"] == 3
+    for name in ("last.ckpt", "final.ckpt"):  # written in one second (a coarse-mtime filesystem): final still wins
+        os.utime(tmp_path / "checkpoints" / name, (1e9, 1e9))
     orders.clear()
     assert _fit(shapes_data, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last", *steps) == 0
     assert list(orders) == [1] and len(orders[1]) == 22

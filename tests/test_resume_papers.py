@@ -107,11 +107,12 @@ DC = ["--config", "configs/doorping/dc_cpu.yaml", "--model.init_args.ipc", "2", 
 @pytest.mark.parametrize("recipe, stop", [pytest.param(DM, "crash", marks=pytest.mark.slow), (DM, "sigterm"),
                                           (DC, "crash"), pytest.param(DC, "sigterm", marks=pytest.mark.slow)],
                          ids=["dm-crash", "dm-sigterm", "dc-crash", "dc-sigterm"])
-def test_doorping_distillation(recipe, stop, tmp_path, monkeypatch):
+def test_doorping_distillation(recipe, stop, tmp_path, monkeypatch, recwarn):
     """DOORPING's distillation is one epoch of iterations, each drawing real images, a fresh network and DSA
     parameters from the process's generators (the published sets' streams): its checkpoints carry those generators
-    and the trigger log. A crash after a step checkpoint, or SIGTERM (which Lightning ends at a step's end), at the
-    fourth of six iterations; the resumed run writes the uninterrupted run's set and trigger log."""
+    and the trigger log. A crash after a step checkpoint, or SIGTERM (which Lightning ends at a step's end, after the
+    in-run evaluation due there: every second iteration here), at the fourth of six iterations; the resumed run
+    writes the uninterrupted run's set and trigger log."""
     import json
     import os
     import signal
@@ -121,7 +122,10 @@ def test_doorping_distillation(recipe, stop, tmp_path, monkeypatch):
     require_data("fashion_mnist")
     args = ["fit", *recipe, "--model.init_args.iterations", "6", "--model.init_args.batch_real", "8",
             "--model.init_args.trigger_steps", "3", "--trainer.enable_progress_bar", "false", "--trainer.logger",
-            "false"] + (["--checkpoint.every_n_train_steps", "1"] if stop == "crash" else [])
+            "false"] + (["--checkpoint.every_n_train_steps", "1"] if stop == "crash" else
+                        ["--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+                         "--model.init_args.val_models", "1", "--model.init_args.val_epochs", "1",
+                         "--model.init_args.val_test_subset", "20"])
     assert main([*args, "--trainer.default_root_dir", str(tmp_path / "whole")]) == 0
     step, stops = Distillation.training_step, []
 
@@ -141,7 +145,9 @@ def test_doorping_distillation(recipe, stop, tmp_path, monkeypatch):
         else:
             assert main([*args, "--trainer.default_root_dir", str(tmp_path / "parts")]) == 143
     assert stops == [3]
+    recwarn.clear()
     assert main([*args, "--trainer.default_root_dir", str(tmp_path / "parts"), "--ckpt_path", "last"]) == 0
+    assert not [w for w in recwarn if "not seeded" in str(w.message)]  # the module restores its own randomness
     whole, parts = (load_file(str(tmp_path / run / "distilled.safetensors")) for run in ("whole", "parts"))
     assert [k for k, v in whole.items() if not torch.equal(v, parts[k])] == []
     logs = [json.loads((tmp_path / run / "distilled_trigger_log.json").read_text()) for run in ("whole", "parts")]

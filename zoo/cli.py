@@ -35,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
     must be spelled out (``--batch`` is not taken for ``--batch-size``), as in the Lightning verbs."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, allow_abbrev=False, **kwargs)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise ZooError(f"{self.prog}: {message} (see `{self.prog} --help`)")

@@ -87,7 +87,9 @@ def as_missing_dependency(exc: BaseException) -> MissingDependency | None:
     optional module (`OPTIONAL_MODULES`) that a paper's code (``zoo.models.<paper>``, the innermost such frame of
     its traceback) imported, naming that paper's extra. None when there is none (a missing module is then a bug, or
     a broken core install, and keeps its traceback)."""
-    while exc is not None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
         if isinstance(exc, MissingDependency):
             return exc
         if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] in OPTIONAL_MODULES:

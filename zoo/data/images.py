@@ -290,13 +290,7 @@ def _unlabelled(folder: Path, name: str | None = None):
 def open_ood(spec: str):
     """An OOD set (labels -1) named ``spec``: a catalogue dataset (``fashion_mnist`` -> its IDX test images,
     ``biq2021_subset`` -> its photos), an embedded set (``skimage_textures``; see `zoo.data.embedded`), or a path:
-    an IDX folder (`idx_images`) or any folder of images, searched recursively (named after the folder)."""
-    if spec in catalog():
-        return _unlabelled(locate(spec), spec)
-    if spec in EMBEDDED:
-        return _unlabelled(embedded_folder(spec), spec)
-    path = Path(spec)
-    if not path.exists():
-        raise ZooError(f"OOD path {spec} does not exist (nor is it a catalogue dataset or an embedded one: "
-                       f"{', '.join(EMBEDDED)})")
-    return _unlabelled(path)
+    an IDX folder (`idx_images`), a folder of images, searched recursively, or a .tar.gz of one (named after it;
+    resolved as every data option is, `_resolve`)."""
+    folder, name = _resolve(spec)
+    return _unlabelled(folder, name)

@@ -99,9 +99,10 @@ class FinalCheckpoint(Checkpoint):
 
 
 def _saves_every_epoch(checkpoint) -> bool:
-    """Whether the ``--checkpoint.*`` settings save after every training epoch (the zoo's default)."""
+    """Whether the ``--checkpoint.*`` settings save at the end of every training epoch (the zoo's default; with
+    ``save_on_train_epoch_end`` false a checkpoint waits for a validation, which may not come every epoch)."""
     return not (checkpoint.get("every_n_train_steps") or checkpoint.get("train_time_interval")) \
-        and checkpoint.get("every_n_epochs") in (None, 1)
+        and checkpoint.get("every_n_epochs") in (None, 1) and checkpoint.get("save_on_train_epoch_end") is not False
 
 
 def _rank_run_dir(config_files) -> str:
@@ -198,8 +199,9 @@ class ZooLightningCLI(LightningCLI):
         if not _saves_every_epoch(self.config.fit.checkpoint):
             self.trainer.callbacks.append(FinalCheckpoint(dirpath))
         if self.config.fit.get("ckpt_path") == "last":  # the newest of the last, interrupt and final checkpoints
-            newest = max((p for p in (Path(dirpath) / name for name in ("last.ckpt", "interrupted.ckpt", "final.ckpt"))
-                          if p.exists()), key=lambda p: p.stat().st_mtime, default=None)
+            names = ("last.ckpt", "interrupted.ckpt", "final.ckpt")  # on an mtime tie the later name (written later)
+            newest = max((p for p in (Path(dirpath) / name for name in names) if p.exists()),
+                         key=lambda p: (p.stat().st_mtime, names.index(p.name)), default=None)
             if newest is not None:  # Lightning would load it into the config's model, whatever that is
                 _check_checkpoint_model(newest, _checkpoint_hparams(newest), self.config.fit.get("model"))
                 self.config_init.fit.ckpt_path = str(newest)

@@ -260,4 +260,6 @@ class DistillationData(pl.LightningDataModule):
         return DataLoader(_Ticks(iterations), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_Ticks(1), batch_size=None)
+        # its own generator: a loader without one draws its workers' base seed from torch's at every validation,
+        # which would shift the distillation's draws (and a resumed run's) by the in-run evaluation
+        return DataLoader(_Ticks(1), batch_size=None, generator=torch.Generator())

@@ -65,7 +65,6 @@ class Distillation(pl.LightningModule):
     """
 
     method = ""  # "dc", "dsa" or "dm": what the distilled set records
-    resumes_mid_epoch = True  # its checkpoints restore its steps' generators (zoo.training.resume.SeededTraining)
 
     def __init__(self, iterations: int = 1000, arch: str = "doorping_convnet", ipc: int = 10,
                  attack: Literal["none", "naive", "doorping"] = "none", target_class: int = 0,
@@ -148,11 +147,18 @@ class Distillation(pl.LightningModule):
     # checkpoint keeps their states as of the next step's start (a step's end: nothing draws in between, the in-run
     # evaluation forks them), and the resumed run's first step starts from them: an interrupted or crashed run
     # resumed from a step checkpoint or a step-boundary interrupt writes the uninterrupted run's set. The trigger
-    # log goes with it.
+    # log goes with it. (Under DDP every rank restores rank 0's states: exact as long as the ranks draw alike, as
+    # they do with one seed_everything seed.)
+    @property
+    def resumes_mid_epoch(self) -> bool:
+        """Whether this run was resumed from a checkpoint that holds the generators (read by
+        `zoo.training.resume.SeededTraining`, which otherwise warns that the resumed run differs)."""
+        return self._generators_to_restore is not None
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.iteration = self.trainer.current_epoch * self.hparams.iterations + batch_idx
         if self._generators_to_restore is not None:
-            _set_generator_states(self._generators_to_restore)
+            _set_generator_states(self._generators_to_restore, self.device)
             self._generators_to_restore = None
 
     def training_step(self, batch, batch_idx):
@@ -175,7 +181,8 @@ class Distillation(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("distillation") or {}
         self.trigger_log = list(state.get("trigger_log", []))
-        self._generators_to_restore = state.get("generators")
+        # also the states an interrupt in the first resumed iteration saves
+        self._generators_to_restore = self._generators_after_step = state.get("generators")
 
     def configure_optimizers(self):
         return torch.optim.SGD([self.image_syn], lr=self.hparams.lr_img, momentum=0.5)
@@ -271,7 +278,7 @@ class Distillation(pl.LightningModule):
                 per.append(backdoor_metrics(net, x, y, trig, mask, hp.target_class))
         s = summarise(per)
         self.log_dict({"val/cta": s["cta"], "val/asr": s["asr"], "val/asr_incl_target": s["asr_incl_target"]},
-                      prog_bar=True)
+                      prog_bar=True, batch_size=1)  # a tick, not a batch Lightning could measure
 
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero:
@@ -295,10 +302,11 @@ def _generator_states(device: torch.device) -> dict:
     return states
 
 
-def _set_generator_states(states: dict) -> None:
+def _set_generator_states(states: dict, device: torch.device) -> None:
+    """Give torch's CPU generator and ``device``'s CUDA generator the states `_generator_states` read."""
     torch.set_rng_state(states["cpu"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states["cuda"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 def _check_trigger_settings(**values) -> None:
