@@ -41,13 +41,14 @@ from .resume import SeededTraining
 
 class ExportModel(pl.Callback):
     """After ``fit``, save the LightningModule's ``model`` (a zoo model) to ``<run dir>/model`` on rank 0; a module
-    without one (DOORPING's distillation, whose result is data) gets a note on stderr instead."""
+    without one gets a note on stderr instead, unless it says it writes its own result (``exports_model = False``:
+    DOORPING's distillation, whose result is a distilled set)."""
 
     def __init__(self, enabled: bool = True, dirname: str = "model"):
         self.enabled, self.dirname = enabled, dirname
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not (self.enabled and trainer.is_global_zero):
+        if not (self.enabled and trainer.is_global_zero) or getattr(pl_module, "exports_model", True) is False:
             return
         model = getattr(pl_module, "model", None)
         if not getattr(model, "zoo_cfg", None):

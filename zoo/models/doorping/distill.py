@@ -65,6 +65,7 @@ class Distillation(pl.LightningModule):
     """
 
     method = ""  # "dc", "dsa" or "dm": what the distilled set records
+    exports_model = False  # its result is the distilled set it writes at the end of fit (zoo.training.cli.ExportModel)
 
     def __init__(self, iterations: int = 1000, arch: str = "doorping_convnet", ipc: int = 10,
                  attack: Literal["none", "naive", "doorping"] = "none", target_class: int = 0,
