@@ -250,6 +250,20 @@ def test_converter_mae_checkpoint_drops_the_decoder(size, tmp_path):
         assert torch.allclose(model.forward_features(x), ref.forward_features(x), atol=1e-5)
 
 
+def test_converter_mae_vit_huge_encoder_has_16_heads_of_80_channels(tmp_path):
+    """MAE's ViT-H/14 (1280 wide, 16 heads; one block and 28-pixel images here: only the head count matters): the
+    attention splits into 16 heads, as timm's ViT with the same weights."""
+    ref = _official_vit(img_size=28, patch_size=14, embed_dim=1280, depth=1, num_heads=16, num_classes=0)
+    sd = _randomised(ref.state_dict())
+    ref.load_state_dict(sd)
+    torch.save({"model": sd}, tmp_path / "mae_pretrain_vit_huge.pth")
+    model = zoo.from_pretrained(convert(tmp_path / "mae_pretrain_vit_huge.pth", tmp_path / "zoo"))
+    assert (model.zoo_cfg["model_args"]["num_heads"], model.last_block_heads) == (16, 16)
+    x = torch.randn(1, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model.forward_features(x), ref.forward_features(x), atol=1e-4)
+
+
 @pytest.mark.parametrize("file_name, args, heads", [
     ("TinyMIM-PT-B.pth", None, (12, 16)),  # the authors' released file name
     ("checkpoint-299.pth", argparse.Namespace(model="tinymim_vit_base_patch16"), (12, 16)),

@@ -12,11 +12,11 @@ which `TinyMIMViT` shares. The layout is recognised from the keys:
 * **pre-trained encoder** (``norm``, no head): TinyMIM's distilled students or MAE's ``mae_pretrain_vit_*.pth``.
   Only the head split differs, which the weights do not show: TinyMIM students were distilled with 6 heads and a
   12-head last block (ViT-T/S) or 12 heads and a 16-head last block (ViT-B); MAE encoders use ``width / 64``
-  heads throughout. A TinyMIM checkpoint is recognised by its saved training ``args.model`` (``tinymim_*``), by
+  heads throughout (ViT-B 12, ViT-L 16), except ViT-H/14, 1280 wide with 16 heads of 80 channels (`WIDTH_HEADS`). A TinyMIM checkpoint is recognised by its saved training ``args.model`` (``tinymim_*``), by
   ``tinymim`` in the file name, or by a width MAE never released (192, 384); anything else is read as MAE.
 
-Head counts of classifiers are ``width / 64`` (ViT-T 3, S 6, B 12, L 16), as in the authors' fine-tuning models;
-classifiers evaluate as MAE does (resize by 1 / 0.875, centre crop).
+Head counts of classifiers are ``width / 64`` (ViT-T 3, S 6, B 12, L 16; ViT-H 16), as in the authors' fine-tuning
+models; classifiers evaluate as MAE does (shorter side resized by 1 / 0.875, centre crop).
 TinyMIM*-T (a DeiT distillation token and an extra 1280-wide layer) is not supported and is refused by name.
 Training state saved beside the weights (``epoch``; ``args`` as a plain argparse namespace, read without running
 any code) is kept as metadata; optimiser state is ignored.
@@ -38,6 +38,7 @@ from ...registry import create_model
 NAMED_SIZES = {(192, 12): "tinymim_vit_tiny", (384, 12): "tinymim_vit_small", (768, 12): "tinymim_vit_base",
                (1024, 24): "tinymim_vit_large"}
 TINYMIM_HEADS = {192: (6, 12), 384: (6, 12), 768: (12, 16)}  # (heads, last-block heads) of the distilled students
+WIDTH_HEADS = {1280: 16}  # widths whose heads are not 64 channels wide: MAE's ViT-H/14 (heads of 80)
 MAE_DECODER = ("decoder_", "mask_token")
 
 
@@ -91,7 +92,7 @@ def plan(src: Path, sd: dict, meta: dict) -> tuple[str, dict, dict, str]:
     dim, depth = g["embed_dim"], g["depth"]
     arch = NAMED_SIZES.get((dim, depth), "tinymim_vit")
     if arch == "tinymim_vit":
-        args = {**g, "num_heads": max(1, dim // 64)}
+        args = {**g, "num_heads": WIDTH_HEADS.get(dim, max(1, dim // 64))}
     else:
         args = {k: v for k, v in g.items() if k not in ("embed_dim", "depth")}
     sd = {k: v for k, v in sd.items() if not k.startswith(MAE_DECODER)}
