@@ -8,7 +8,9 @@ The authors publish no weights or sets, but their DC script writes two kinds of 
   (`zoo.save_pretrained`);
 * a distilled set, ``res_<METHOD>_<DATASET>_<MODEL>_<ipc>ipc.pt`` (``{"data": [[image_syn, label_syn], ...],
   "accs_all_exps": ...}``) with its trigger ``exp<k>/vis_..._iter<it>_trigger.pth`` ([1, C, H, W]) when attacked
-  -> ``DIR/distilled.safetensors``.
+  -> ``DIR/distilled.safetensors``. Their script saves that trigger at the evaluation that opens its last iteration
+  and the set after that iteration, whose trigger updates (9 for DC at 10 images per class) it does not save, so the
+  converted trigger is the one from just before them: the closest the files hold.
 
 Dataset, method, network and attack come from the authors' folder and file names (``ConvNet_CIFAR10_10ipc_doorping
 _portion_0.01_size_2_ori_1.0``); everything is read with ``weights_only=True`` (`zoo.checkpoint.read_foreign`).
