@@ -18,6 +18,9 @@ PAPER = Paper(
         "doorping_convnet": f"{_M}:doorping_convnet",
         "doorping_convnet_in": f"{_M}:doorping_convnet_in",
         "doorping_alexnet": f"{_M}:doorping_alexnet",
+        # the authors' cross-architecture evaluation pool (baadd DC/utils.py get_eval_pool, eval_mode 'M')
+        "doorping_vgg11": f"{_M}:doorping_vgg11",
+        "doorping_resnet18": f"{_M}:doorping_resnet18",
     },
     tasks={"backdoor": "zoo.models.doorping.backdoor_task:BackdoorTask"},
     converter="zoo.models.doorping.convert:convert",

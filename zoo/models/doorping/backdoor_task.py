@@ -2,10 +2,10 @@
 
 ``ARTIFACT`` is a distilled-set file or a manifest key (``doorping_distilled.<tag>``); the task overrides
 `EvalTask.load`, so the harness never tries to build an ``nn.Module`` from it. ``--models`` fresh networks of
-``--arch`` (default: the distillation network; another one gives the cross-architecture result) are trained on the
-set with the paper's protocol (`zoo.models.doorping.evaluate`), then every test image is scored clean and with the
-trigger stamped. Sets without a trigger (attack ``none``) are scored with NAIVEATTACK's white patch, as the
-authors' code does. JSON::
+``--arch`` (default: the distillation network; another one gives the cross-architecture result, as the authors'
+evaluation pool ``doorping_vgg11`` and ``doorping_resnet18`` do) are trained on the set with the paper's protocol
+(`zoo.models.doorping.evaluate`), then every test image is scored clean and with the trigger stamped. Sets without a
+trigger (attack ``none``) are scored with NAIVEATTACK's white patch, as the authors' code does. JSON::
 
     {"cta": f, "cta_std": f, "asr": f, "asr_std": f, "asr_incl_target": f, "asr_incl_target_std": f,
      "per_model": [{"cta", "asr", "asr_incl_target"}], "models": int, "arch": str, "epochs": int, "augment": str,
@@ -23,11 +23,15 @@ import torch
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...registry import create_model, paper_of
+from . import PAPER
 from .attack import naive_trigger, stamp
 from .augment import DSA
 from .data import load_real, renormalise
 from .evaluate import backdoor_scores, summarise, train_network
 from .synset import DistilledSet, load_distilled
+
+EVAL_POOL = ("doorping_vgg11", "doorping_resnet18")  # the authors' cross-architecture pool (eval_mode 'M')
+NETWORKS = ", ".join(PAPER.models)  # every DOORPING network (the pool included), for the help and the errors
 
 
 class BackdoorTask(EvalTask):
@@ -38,9 +42,9 @@ class BackdoorTask(EvalTask):
         parser.add_argument("--data", required=True,
                             help="test data of the set's dataset: catalogue name (fashion_mnist, cifar10_jpeg), IDX "
                                  "folder, image tree or archive")
-        parser.add_argument("--arch", default=None, help="network to train (default: the set's distillation "
-                                                         "network; doorping_convnet, doorping_alexnet, "
-                                                         "doorping_convnet_in)")
+        parser.add_argument("--arch", default=None,
+                            help=f"network to train (default: the set's distillation network): one of {NETWORKS}; "
+                                 f"the authors' cross-architecture evaluation pool is {' and '.join(EVAL_POOL)}")
         parser.add_argument("--models", type=int, default=10, help="fresh networks to train (paper code: 10)")
         parser.add_argument("--epochs", type=int, default=300, help="training epochs per network (paper: 300)")
         parser.add_argument("--augment", default="none", choices=["none", "dsa"],
@@ -70,8 +74,7 @@ class BackdoorTask(EvalTask):
             raise ZooError(f"--models and --epochs must be >= 1, got {o.models} and {o.epochs}")
         arch = o.arch or synset.arch
         if paper_of(arch).id != "doorping":
-            raise ZooError(f"--arch {arch} is not a DOORPING network; use doorping_convnet, doorping_alexnet or "
-                           f"doorping_convnet_in")
+            raise ZooError(f"--arch {arch} is not a DOORPING network; use one of {NETWORKS}")
         c, h, _ = synset.shape
         test = load_real(o.data, "test", image_size=h)
         if test.shape != synset.shape:
