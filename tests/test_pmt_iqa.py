@@ -677,6 +677,8 @@ def test_protocol_selects_on_validation_and_reports_medians():
     assert medians(rows)[0]["selected_srcc"] == 0.65 and medians(rows)[0]["rounds"] == 3
     collapsed = [{"variant": "pmt", **s, "best_test_srcc": None}, {"variant": "pmt", **s, "best_test_srcc": 0.4}]
     assert medians(collapsed)[0]["best_test_srcc"] == 0.4 and "| n/a |" in markdown(medians(collapsed[:1]))
+    no_val = summarise([{**h, "val_srcc": None} for h in hist])  # --val-fraction 0: nothing to select on
+    assert (no_val["selected_srcc"], no_val["selected_epoch"], no_val["best_test_srcc"]) == (None, None, 0.80)
 
 
 def test_a_collapsed_model_logs_no_validation_metrics_and_is_not_selected(monkeypatch):

@@ -3,13 +3,17 @@ SRCC / PLCC over rounds, for several variants of the method.
 
 Variants (``--variants``): ``pmt`` (progressive schedule, MS: the paper), ``regression`` (regression task only),
 ``fixed`` (fixed task weights 0.942 / 0.960, the authors' Optuna values), ``pmt_no_ms``, ``regression_no_ms``
-and ``fixed_no_ms`` (the same without the multi-scale module). Each round holds out ``val_fraction`` of the data as a validation
-split; every epoch the model is scored on validation and test, and three test numbers are reported per round:
+and ``fixed_no_ms`` (the same without the multi-scale module). Each round holds out ``test_fraction`` (20 %) of the
+data as the test split and ``val_fraction`` (10 %) as a validation split, so the model trains on 70 % where the
+authors' code trains on 80 % and has no validation split (``--val-fraction 0`` trains on their 80 %; the
+``selected`` numbers are then undefined). Every epoch the model is scored on validation and test, and three test
+numbers are reported per round:
 
 * ``selected``: test SRCC / PLCC at the epoch with the best *validation* SRCC (honest model selection);
 * ``last``: at the last epoch;
 * ``best_test``: the best test SRCC over epochs and its PLCC, which is what the authors' solver reports
-  (model selection on the test split; optimistic, shown for comparison only).
+  (model selection on the test split; optimistic, shown for comparison only; the authors' number only with
+  ``--val-fraction 0``, else from a model trained on 70 % of the data).
 
 ``--frozen`` trains MS and the heads on a frozen ImageNet backbone from cached taps (`cache.py`), what a CPU
 affords; without it the whole network is fine-tuned on images, as the paper does.
@@ -62,9 +66,11 @@ class TestEveryEpoch(pl.Callback):
 
 
 def summarise(history: list[dict]) -> dict:
-    """Per-round numbers (see the module docstring) from a `TestEveryEpoch` history."""
+    """Per-round numbers (see the module docstring) from a `TestEveryEpoch` history; the ``selected`` ones are None
+    when no epoch has a validation SRCC (no validation split: ``--val-fraction 0``)."""
     val, test = ([h[k] if h[k] is not None else -np.inf for h in history] for k in ("val_srcc", "test_srcc"))
-    sel, best = history[int(np.argmax(val))], history[int(np.argmax(test))]
+    sel = history[int(np.argmax(val))] if max(val) > -np.inf else dict.fromkeys(("test_srcc", "test_plcc", "epoch"))
+    best = history[int(np.argmax(test))]
     return {"selected_srcc": sel["test_srcc"], "selected_plcc": sel["test_plcc"], "selected_epoch": sel["epoch"],
             "last_srcc": history[-1]["test_srcc"], "last_plcc": history[-1]["test_plcc"],
             "best_test_srcc": best["test_srcc"], "best_test_plcc": best["test_plcc"]}
