@@ -130,6 +130,24 @@ def test_grey_images_become_rgb_for_rgb_models(tmp_path):
     assert x.shape == (3, 32, 32)
 
 
+def test_eval_transform_keeps_the_aspect_ratio_of_a_wide_image_as_mae_and_timm():
+    """A 500x375 image whose left 100 columns are red, at 224 px with crop_pct 0.875: the shorter side goes to 256
+    (the image to 341x256) and the centre crop cuts 58 columns from each side, so 100 * 341 / 500 - 58 = 10 red
+    columns remain; squashing to 256x256 would leave 100 * 256 / 500 - 16 = 35."""
+    from zoo.data.transforms import eval_transform
+
+    a = np.zeros((375, 500, 3), np.uint8)
+    a[:, :100, 0] = 255
+    spec = {"input_size": [3, 224, 224], "mean": [0.0] * 3, "std": [1.0] * 3, "crop_pct": 0.875,
+            "interpolation": "bicubic"}
+    x = eval_transform(spec)(Image.fromarray(a))
+    assert x.shape == (3, 224, 224)
+    red = int((x[0, 112] > 0.5).sum())
+    assert red in (10, 11), red
+    tall = eval_transform({**spec, "input_size": [3, 224, 112]})(Image.fromarray(a))  # non-square: per side
+    assert tall.shape == (3, 224, 112)
+
+
 def _tree(root, counts: dict, size: int = 8):
     """Tiny PNGs: ``counts`` maps a folder (relative to ``root``) to how many images it gets; returns ``root``."""
     rng = np.random.default_rng(0)

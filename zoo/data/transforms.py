@@ -29,11 +29,16 @@ class ConvertMode:
 
 
 def eval_transform(spec: dict):
-    """Convert to the model's channels, resize by ``crop_pct``, centre-crop, tensor, normalise: -> [C, H, W]."""
+    """Convert to the model's channels, resize by ``crop_pct``, centre-crop, tensor, normalise: -> [C, H, W].
+
+    For a square input the shorter side is resized to ``floor(H / crop_pct)`` and the aspect ratio kept (MAE's and
+    TinyMIM's ``Resize(int(224 / crop_pct))``, the kNN-OOD authors' ``Resize(32)`` for OOD sets, timm's default), so
+    a non-square image is cropped, not squashed; a non-square input is resized to ``floor(size / crop_pct)`` per
+    side, as timm does."""
     c, h, w = spec["input_size"]
     crop_pct = spec.get("crop_pct", 1.0)
     interp = _INTERP[spec.get("interpolation", "bilinear")]
-    resize = (math.floor(h / crop_pct), math.floor(w / crop_pct))
+    resize = math.floor(h / crop_pct) if h == w else (math.floor(h / crop_pct), math.floor(w / crop_pct))
     return T.Compose([
         ConvertMode(c),
         T.Resize(resize, interpolation=interp),
