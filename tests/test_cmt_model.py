@@ -291,6 +291,27 @@ def test_save_and_load_round_trip(tmp_path):
     assert torch.equal(a[0]["boxes"], b[0]["boxes"]) and torch.equal(a[1]["scores"], b[1]["scores"])
 
 
+def test_head_init_is_pytorchs_as_the_authors_code_runs_or_the_declared_one():
+    """The authors' SeparateTaskHead.init_weights is never reached (mmcv recurses only into children with
+    init_weights; CmtHead keeps its heads in a plain nn.ModuleList), so their heads start from PyTorch's default
+    layer init: a small classification bias, not -2.19. ``head_init="declared"`` applies what it declares."""
+    from zoo.models.cmt.head import TaskHead
+
+    torch.manual_seed(0)
+    plain = TaskHead(64, 10, 2, 16)
+    declared = TaskHead(64, 10, 2, 16, init="declared")
+    last = plain.cls_logits[-1]
+    bound = 1 / math.sqrt(last.weight.shape[1] * last.weight.shape[2])  # PyTorch's Conv1d bias bound: 1/sqrt(fan_in)
+    assert last.bias.abs().max() <= bound and last.bias.abs().max() > 0
+    assert torch.all(declared.cls_logits[-1].bias == torch.tensor(-2.19))
+    assert torch.all(declared.center[-1].bias == 0)
+    # Kaiming fan-out on the grouped last conv (fan-out = out/groups * kernel = 2) gives std 1, PyTorch's about 0.07
+    assert declared.center[-1].weight.std() > 5 * plain.center[-1].weight.std()
+    assert zoo.create_model("cmt_tiny", **SMALL).task_head.cls_logits[-1].bias.abs().max() <= 1
+    with pytest.raises(ZooError, match="head_init 'kaiming'"):
+        TaskHead(64, 10, 2, 16, init="kaiming")
+
+
 def test_bad_inputs_are_user_errors():
     m = zoo.create_model("cmt_tiny", **SMALL).eval()
     batch = _batch()
@@ -371,20 +392,37 @@ def test_released_checkpoint_loads_and_predicts():
     assert det["boxes"].shape[1] == 9 and len(det["scores"]) == m.max_num and torch.isfinite(det["boxes"]).all()
 
 
-def test_overfit_check_reports_losses_and_probes():
-    from zoo.models.cmt.overfit import overfit_one_frame
+TINY_OVERFIT = dict(num_query=24, num_layers=1, hidden_dim=32, num_heads=4, ffn_dim=64, head_conv=16, dn_groups=2,
+                    voxel_size=(0.8, 0.8, 0.2), lidar_channels=16, bev_channels=(16, 32), bev_up_channels=(32, 32))
 
-    rows = overfit_one_frame(steps=26, every=13, num_query=24, num_layers=1, hidden_dim=32, num_heads=4, ffn_dim=64,
-                             head_conv=16, dn_groups=2, voxel_size=(0.8, 0.8, 0.2), lidar_channels=16,
-                             bev_channels=(16, 32), bev_up_channels=(32, 32))
+
+def test_overfit_check_reports_losses_and_probes():
+    from zoo.models.cmt.overfit import overfit
+
+    rows = overfit(steps=26, every=13, **TINY_OVERFIT)
     probes = [r for r in rows if "hits" in r]
     losses = [r for r in rows if "loss_cls" in r]
     assert [r["step"] for r in probes] == [0, 13, 26] and [r["step"] for r in losses] == [0, 25]
     assert all(0 <= r["hits"] <= r["top"] and 0 < r["score_max"] < 1 and r["score_std"] >= 0 for r in probes)
     assert all(torch.isfinite(torch.tensor([r["loss_cls"], r["loss_bbox"]])).all() for r in losses)
     first, last = losses
-    # it learns the frame: 25 AdamW steps more than halve the box loss (16.7 -> 6.1) and lower the class loss
-    assert last["loss_bbox"] < 0.5 * first["loss_bbox"] and last["loss_cls"] < first["loss_cls"]
+    # it learns the frame: 25 AdamW steps cut the box loss by a quarter (7.38 -> 5.56; from the heads' declared
+    # init, which starts further off: 16.7 -> 6.1) and lower the class loss
+    assert last["loss_bbox"] < 0.85 * first["loss_bbox"] and last["loss_cls"] < first["loss_cls"]
+
+
+def test_overfit_check_on_several_scenes_probes_every_frame_and_its_control_shows_one_input(monkeypatch):
+    from zoo.models.cmt import overfit as check
+
+    data = check._scenes_data(2)
+    assert data["n_scenes"] == 3 and data["samples_per_scene"] == 1  # two training scenes, one keyframe each
+    seen, real_probe = [], check._probe
+    monkeypatch.setattr(check, "_probe", lambda model, x, y: (seen.append((x, y)), real_probe(model, x, y))[1])
+    rows = check.overfit(modalities=("lidar",), steps=2, every=2, frames=2, same_input=True, **TINY_OVERFIT)
+    inputs, targets = seen[0]
+    assert len(targets) == 2 and inputs[0] is inputs[1] is targets[0] and targets[1] is not targets[0]
+    probe = rows[0]  # the top boxes of both frames are counted
+    assert sum(len(t["gt_labels"][0]) for t in targets) >= probe["top"] > len(targets[0]["gt_labels"][0])
 
 
 def test_one_cycle_schedule_is_mmcvs_cosine_cycle():

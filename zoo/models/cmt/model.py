@@ -73,7 +73,9 @@ class CMT(nn.Module):
         bev_channels, bev_layer_nums, bev_layer_strides, bev_up_channels, bev_up_strides: SECOND + SECONDFPN.
         downsample_scale: BEV stride in voxels (8).
         hidden_dim, num_query, depth_num, num_layers, num_heads, ffn_dim, dropout: the transformer.
-        head_conv, head_kernel: head branches (64; 1, or 3 in the authors' LiDAR-only config).
+        head_conv, head_kernel: head branches (64; 1, or 3 in the authors' LiDAR-only config); head_init: the
+            heads' initialisation, ``pytorch`` (what the authors' code runs) or ``declared`` (what their head's
+            unreached ``init_weights`` declares; the zoo's until 2026-12-06), see `TaskHead`.
         dn_groups, dn_noise_scale, dn_split: query denoising (0 groups disables it).
         max_num, post_center_range: decoding.
     """
@@ -91,7 +93,7 @@ class CMT(nn.Module):
                  bev_up_channels=(256, 256), bev_up_strides=(1, 2), downsample_scale: int = 8,
                  hidden_dim: int = 256, num_query: int = 900, depth_num: int = 64, num_layers: int = 6,
                  num_heads: int = 8, ffn_dim: int = 1024, dropout: float = 0.1, head_conv: int = 64,
-                 head_kernel: int = 1, dn_groups: int = 10, dn_noise_scale: float = 1.0, dn_split: float = 0.75,
+                 head_kernel: int = 1, head_init: str = "pytorch", dn_groups: int = 10, dn_noise_scale: float = 1.0, dn_split: float = 0.75,
                  max_num: int = 300, post_center_range=(-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)):
         super().__init__()
         modalities = tuple(modalities)
@@ -142,7 +144,7 @@ class CMT(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        self.task_head = TaskHead(hidden_dim, num_classes, num_layers, head_conv, head_kernel)
+        self.task_head = TaskHead(hidden_dim, num_classes, num_layers, head_conv, head_kernel, head_init)
 
     # ---- features -------------------------------------------------------------------------------------------
 

@@ -1,10 +1,14 @@
-"""A learning check: can ``cmt_tiny`` fit ONE generated frame? (model card, "Can it learn at all?").
+"""A learning check: can ``cmt_tiny`` fit ONE generated frame, or a few? (model card, "Can it learn at all?").
 
-AdamW at a constant learning rate on a single keyframe of a small generated dataroot (no augmentation, the frame's
-own ground truth, denoising queries as configured), and every ``every`` steps the eval-mode predictions compared
-with that ground truth::
+AdamW at a constant learning rate on keyframes of a small generated dataroot (no augmentation, each frame's own
+ground truth, denoising queries as configured, one frame per step in turn), and every ``every`` steps the eval-mode
+predictions compared with the ground truth::
 
     OMP_NUM_THREADS=1 python -m zoo.models.cmt.overfit --modalities lidar --queries 200 --lr 1e-3 --steps 400
+
+One frame can be fitted without reading the sensors at all (the queries can learn its boxes). With ``--frames N``
+(one keyframe from each of N generated scenes) they must read them; ``--same-input`` is that run's control, which
+feeds frame 0's sensor data with every frame's boxes, so whatever it fits beyond it comes from the sensors.
 """
 
 from __future__ import annotations
@@ -23,45 +27,59 @@ from .losses import CMTCriterion
 FRAME_DATA = dict(n_scenes=2, samples_per_scene=2, sweeps_per_sample=2, image_size=(400, 225), val_scenes=1, seed=3)
 
 
-def _probe(model, batch) -> dict:
-    """Eval-mode spread of the best class score over queries, and how many of the top-G boxes (G = number of
-    ground-truth boxes) lie within 2 m of a ground-truth box of their class."""
-    gt, gl = batch["gt_boxes"][0], batch["gt_labels"][0]
+def _scenes_data(n: int) -> dict:
+    """Generator settings for ``n`` training scenes of one keyframe each (``--frames n``)."""
+    return dict(FRAME_DATA, n_scenes=n + 1, samples_per_scene=1)
+
+
+def _probe(model, inputs: list[dict], targets: list[dict]) -> dict:
+    """Eval-mode spread of the best class score over the first frame's queries, and, summed over the frames, how
+    many of each frame's top-G boxes (G = its number of ground-truth boxes) lie within 2 m of a ground-truth box of
+    their class (``inputs[i]`` is the batch whose sensor data is shown for ``targets[i]``'s boxes)."""
+    hits = top = 0
     model.eval()
     with torch.no_grad():
-        best = model(batch.get("images"), batch["points"], batch.get("lidar2img"))["logits"][-1, 0].sigmoid()
-        det = model.predict(batch.get("images"), batch["points"], batch.get("lidar2img"))[0]
+        for i, (x, y) in enumerate(zip(inputs, targets)):
+            args = (x.get("images"), x["points"], x.get("lidar2img"))
+            if i == 0:
+                best = model(*args)["logits"][-1, 0].sigmoid().max(1).values
+            det = model.predict(*args)[0]
+            gt, gl = y["gt_boxes"][0], y["gt_labels"][0]
+            k = min(len(gl), len(det["scores"]))
+            near = torch.cdist(det["boxes"][:k, :2], gt[:, :2]).min(1)
+            hits += int(((near.values < 2.0) & (det["labels"][:k] == gl[near.indices])).sum())
+            top += k
     model.train()
-    best = best.max(1).values
-    k = min(len(gl), len(det["scores"]))
-    near = torch.cdist(det["boxes"][:k, :2], gt[:, :2]).min(1)
-    hits = int(((near.values < 2.0) & (det["labels"][:k] == gl[near.indices])).sum())
-    return {"score_max": float(best.max()), "score_std": float(best.std()), "hits": hits, "top": k}
+    return {"score_max": float(best.max()), "score_std": float(best.std()), "hits": hits, "top": top}
 
 
-def overfit_one_frame(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: int = 100, seed: int = 0,
-                      **model_args) -> list[dict]:
-    """Train ``cmt_tiny`` on one frame; rows ``{"step", "loss_cls", "loss_bbox", "seconds"}`` every 25 steps and
-    ``{"step", "score_max", "score_std", "hits", "top"}`` every ``every`` steps (and at the end)."""
+def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: int = 100, seed: int = 0,
+            frames: int = 1, same_input: bool = False, **model_args) -> list[dict]:
+    """Train ``cmt_tiny`` on ``frames`` frames (one: a keyframe of `FRAME_DATA`'s validation scene; more: one
+    keyframe of each of that many scenes, `_scenes_data`), one frame per step in turn; with ``same_input`` every
+    frame's boxes come with frame 0's sensor data. Rows ``{"step", "loss_cls", "loss_bbox", "seconds"}`` every 25
+    steps and ``{"step", "score_max", "score_std", "hits", "top"}`` every ``every`` steps (and at the end)."""
     torch.manual_seed(seed)
-    root = synthetic_nuscenes(**FRAME_DATA)
-    frame = frames_from_devkit(open_nuscenes(root, VERSION), "synthetic_val", FRAME_DATA["sweeps_per_sample"])[:1]
+    data, split = (FRAME_DATA, "synthetic_val") if frames == 1 else (_scenes_data(frames), "synthetic_train")
+    chosen = frames_from_devkit(open_nuscenes(synthetic_nuscenes(**data), VERSION), split,
+                                data["sweeps_per_sample"])[:frames]
     model = create_model("cmt_tiny", modalities=tuple(modalities), **model_args)
-    ds = CMTDataset(frame, False, model.pc_range, model.input_spec["image_size"], sweeps=2,
+    ds = CMTDataset(chosen, False, model.pc_range, model.input_spec["image_size"], sweeps=2,
                     modalities=tuple(modalities))
-    batch = collate([ds[0]])
+    targets = [collate([ds[i]]) for i in range(len(ds))]
+    inputs = [targets[0]] * len(targets) if same_input else targets
     criterion = CMTCriterion(model.num_classes, dn_split=model.dn_split)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     rows, start = [], time.perf_counter()
     model.train()
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
-            rows.append({"step": step, **_probe(model, batch)})
+            rows.append({"step": step, **_probe(model, inputs, targets)})
         if step == steps:
             break
-        out = model(batch.get("images"), batch["points"], batch.get("lidar2img"), batch["gt_boxes"],
-                    batch["gt_labels"])
-        losses = criterion(out, batch["gt_boxes"], batch["gt_labels"])
+        x, y = inputs[step % len(targets)], targets[step % len(targets)]
+        out = model(x.get("images"), x["points"], x.get("lidar2img"), y["gt_boxes"], y["gt_labels"])
+        losses = criterion(out, y["gt_boxes"], y["gt_labels"])
         opt.zero_grad()
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 35)
@@ -79,9 +97,14 @@ def main(argv=None) -> None:
     p.add_argument("--dn-groups", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--frames", type=int, default=1, help="one keyframe from each of this many generated scenes")
+    p.add_argument("--same-input", action="store_true", help="control: frame 0's sensor data with every frame's boxes")
     a = p.parse_args(argv)
+    if a.frames < 1:
+        p.error(f"--frames {a.frames}: give 1 or more")
     torch.set_num_threads(1)
-    for row in overfit_one_frame(a.modalities.split(","), a.steps, a.lr, num_query=a.queries, dn_groups=a.dn_groups):
+    for row in overfit(a.modalities.split(","), a.steps, a.lr, frames=a.frames, same_input=a.same_input,
+                       num_query=a.queries, dn_groups=a.dn_groups):
         print(row, flush=True)
 
 
