@@ -117,6 +117,14 @@ def test_a_state_dict_with_the_authors_names_loads_strictly(name, tmp_path):
     assert not m.load_state_dict(torch.load(tmp_path / "model_0.pth", weights_only=True), strict=True).missing_keys
     assert all(torch.equal(m.state_dict()[k], v) for k, v in sd.items())
     m.eval()(torch.randn(1, 3, 32, 32))
+    # `zoo convert doorping` recognises the file inside the authors' run folder (eval_mode 'M' adds "_M")
+    from zoo.models.doorping.convert import convert
+
+    run = tmp_path / "ConvNet_CIFAR10_10ipc_doorping_portion_0.01_size_2_ori_1.0_M" / "1000"
+    run.mkdir(parents=True)
+    torch.save({"module." + k: v for k, v in sd.items()}, run / "model_0.pth")  # DataParallel-saved
+    net = zoo.from_pretrained(convert(run / "model_0.pth", tmp_path / "zoo"))
+    assert net.zoo_cfg["architecture"] == name and all(torch.equal(net.state_dict()[k], v) for k, v in sd.items())
 
 
 def _random_set(tmp_path) -> str:
@@ -142,3 +150,16 @@ def test_zoo_eval_backdoor_trains_the_pool_networks(shapes_data, tmp_path, capsy
     assert main(["eval", path, "--task", "backdoor", "--data", str(shapes_data), "--arch", "knn_ood_resnet20"]) == 2
     err = capsys.readouterr().err
     assert "not a DOORPING network" in err and "doorping_vgg11" in err and "doorping_resnet18" in err
+
+
+def test_the_converter_reads_the_dc_repositorys_resnet18bn_head_and_norm(tmp_path):
+    """The Dataset Condensation repository's ResNet18BN: one Linear head (``hidden=0``) and BatchNorm statistics."""
+    from zoo.models.doorping.convert import convert
+
+    ref = zoo.create_model("doorping_resnet18", hidden=0, norm="batchnorm")
+    run = tmp_path / "ConvNet_CIFAR10_10ipc_poisoned_portion_0.01_size_2_ori_1.0_M" / "1000"
+    run.mkdir(parents=True)
+    torch.save(ref.state_dict(), run / "model_0.pth")
+    net = zoo.from_pretrained(convert(run / "model_0.pth", tmp_path / "zoo"))
+    args = net.zoo_cfg["model_args"]
+    assert (args["hidden"], args["norm"]) == (0, "batchnorm") and isinstance(net.classifier, nn.Linear)

@@ -2,8 +2,9 @@
 
 The authors publish no weights or sets, but their DC script writes two kinds of files, and both convert:
 
-* an evaluation network, ``<save_path>/<iteration>/model_<i>.pth`` (a ``state_dict`` of ``ConvNet`` or
-  ``AlexNet``, keys ``features.N.*`` / ``classifier.N.*``, ``module.`` prefixed under DataParallel; one wrapped
+* an evaluation network, ``<save_path>/<iteration>/model_<i>.pth`` (a ``state_dict`` of ``ConvNet``,
+  ``AlexNet``, or their evaluation pool's ``VGG11`` / ``ResNet18``, keys ``features.N.*`` / ``classifier.N.*`` or
+  ResNet's ``conv1`` / ``layerK.B.*``, ``module.`` prefixed under DataParallel; one wrapped
   under ``state_dict`` or ``model`` is read too, as every converter does) -> a zoo model folder
   (`zoo.save_pretrained`);
 * a distilled set, ``res_<METHOD>_<DATASET>_<MODEL>_<ipc>ipc.pt`` (``{"data": [[image_syn, label_syn], ...],
@@ -57,24 +58,36 @@ def _stats(dataset: str, channels: int) -> tuple[list, list]:
     return STATS[dataset]
 
 
+def _network_layout(sd: dict, src: Path) -> tuple[str, dict]:
+    """(zoo network, extra builder arguments) of an authors' network state dict: ConvNet, AlexNet, the DC ConvNet,
+    or their evaluation pool's VGG11 / ResNet18 (instance norm, or the ``...BN`` variants with running statistics)."""
+    if "layer4.1.conv2.weight" in sd:
+        hidden = sd["classifier.0.weight"].shape[0] if "classifier.0.weight" in sd else 0
+        return "doorping_resnet18", {"hidden": hidden, "norm": "batchnorm" if "bn1.running_mean" in sd
+                                     else "instancenorm"}
+    if "features.25.weight" in sd and "classifier.weight" in sd:
+        return "doorping_vgg11", {"norm": "batchnorm" if "features.1.running_mean" in sd else "instancenorm"}
+    if "classifier.4.weight" in sd:
+        return "doorping_alexnet", {}
+    if "classifier.2.weight" in sd and "features.1.weight" not in sd:
+        return "doorping_convnet", {}
+    if "classifier.weight" in sd and sd.get("features.1.weight", torch.zeros(0, 0)).dim() == 1:
+        return "doorping_convnet_in", {}
+    raise ZooError(f"{src}: unrecognised layout (keys {', '.join(list(sd)[:6])}, ...): expected the authors' "
+                   f"ConvNet, AlexNet, VGG11 or ResNet18 state_dict")
+
+
 def convert_network(src: Path, out_dir: Path) -> Path:
     """An authors' evaluation network (``model_<i>.pth``) -> a zoo model folder."""
     sd = foreign_state_dict(read_foreign(src), src)
-    if "classifier.4.weight" in sd:
-        arch = "doorping_alexnet"
-    elif "classifier.2.weight" in sd and "features.1.weight" not in sd:
-        arch = "doorping_convnet"
-    elif "classifier.weight" in sd and sd.get("features.1.weight", torch.zeros(0, 0)).dim() == 1:
-        arch = "doorping_convnet_in"
-    else:
-        raise ZooError(f"{src}: unrecognised layout (keys {', '.join(list(sd)[:6])}, ...): expected the authors' "
-                       f"ConvNet or AlexNet state_dict")
+    arch, extra = _network_layout(sd, src)
     info = _run_info(src)
-    channels = sd["features.0.weight"].shape[1]
+    channels = sd["conv1.weight" if arch == "doorping_resnet18" else "features.0.weight"].shape[1]
     num_classes = next(v for k, v in reversed(sd.items()) if k.endswith("weight")).shape[0]
     mean, std = _stats(info["dataset"], channels)
     # the authors train every dataset at 32 px (MNIST, Fashion-MNIST and STL-10 resized; `data.AUTHORS_SIZE`)
-    model = create_model(arch, channels=channels, num_classes=num_classes, image_size=32, mean=mean, std=std)
+    model = create_model(arch, channels=channels, num_classes=num_classes, image_size=32, mean=mean, std=std,
+                         **extra)
     load_state_dict(model, sd, source=str(src))
     return save_pretrained(model, out_dir, metadata={"source": str(src), "dataset": info["dataset"],
                                                      "attack": info["attack"]})
