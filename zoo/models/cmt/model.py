@@ -93,7 +93,8 @@ class CMT(nn.Module):
                  bev_up_channels=(256, 256), bev_up_strides=(1, 2), downsample_scale: int = 8,
                  hidden_dim: int = 256, num_query: int = 900, depth_num: int = 64, num_layers: int = 6,
                  num_heads: int = 8, ffn_dim: int = 1024, dropout: float = 0.1, head_conv: int = 64,
-                 head_kernel: int = 1, head_init: str = "pytorch", dn_groups: int = 10, dn_noise_scale: float = 1.0, dn_split: float = 0.75,
+                 head_kernel: int = 1, head_init: str = "pytorch", dn_groups: int = 10, dn_noise_scale: float = 1.0,
+                 dn_split: float = 0.75,
                  max_num: int = 300, post_center_range=(-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)):
         super().__init__()
         modalities = tuple(modalities)

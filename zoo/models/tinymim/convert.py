@@ -12,8 +12,9 @@ which `TinyMIMViT` shares. The layout is recognised from the keys:
 * **pre-trained encoder** (``norm``, no head): TinyMIM's distilled students or MAE's ``mae_pretrain_vit_*.pth``.
   Only the head split differs, which the weights do not show: TinyMIM students were distilled with 6 heads and a
   12-head last block (ViT-T/S) or 12 heads and a 16-head last block (ViT-B); MAE encoders use ``width / 64``
-  heads throughout (ViT-B 12, ViT-L 16), except ViT-H/14, 1280 wide with 16 heads of 80 channels (`WIDTH_HEADS`). A TinyMIM checkpoint is recognised by its saved training ``args.model`` (``tinymim_*``), by
-  ``tinymim`` in the file name, or by a width MAE never released (192, 384); anything else is read as MAE.
+  heads throughout (ViT-B 12, ViT-L 16), except ViT-H/14, 1280 wide with 16 heads of 80 channels (`WIDTH_HEADS`).
+  A TinyMIM checkpoint is recognised by its saved training ``args.model`` (``tinymim_*``), by ``tinymim`` in the
+  file name, or by a width MAE never released (192, 384); anything else is read as MAE.
 
 Head counts of classifiers are ``width / 64`` (ViT-T 3, S 6, B 12, L 16; ViT-H 16), as in the authors' fine-tuning
 models; classifiers evaluate as MAE does (shorter side resized by 1 / 0.875, centre crop).
