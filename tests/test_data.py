@@ -146,6 +146,21 @@ def test_eval_transform_keeps_the_aspect_ratio_of_a_wide_image_as_mae_and_timm()
     assert red in (10, 11), red
     tall = eval_transform({**spec, "input_size": [3, 224, 112]})(Image.fromarray(a))  # non-square: per side
     assert tall.shape == (3, 224, 112)
+    squashed = eval_transform({**spec, "crop_mode": "squash"})(Image.fromarray(a))  # the kNN-OOD CIFAR models'
+    assert int((squashed[0, 112] > 0.5).sum()) in (35, 36)
+
+
+def test_knn_ood_cifar_models_squash_a_wide_image_as_the_authors_cifar_test_transform():
+    """The authors' ``Resize((32, 32))`` + ``CenterCrop(32)`` on a 64x32 image whose left 16 columns are red:
+    squashed, 8 red columns remain (a shorter-side resize and crop would leave none)."""
+    import zoo
+    from zoo.data.transforms import eval_transform
+
+    a = np.zeros((32, 64, 3), np.uint8)
+    a[:, :16, 0] = 255
+    m = zoo.create_model("knn_ood_resnet20")
+    x = eval_transform(m.input_spec)(Image.fromarray(a))
+    assert x.shape == (3, 32, 32) and int((x[0, 16] > x[0, 16].min() + 1).sum()) == 8
 
 
 def _tree(root, counts: dict, size: int = 8):

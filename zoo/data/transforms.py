@@ -1,7 +1,7 @@
 """Image transforms derived from a model's input specification.
 
 An input spec is a dict: ``{"input_size": [C, H, W], "mean": [...], "std": [...], "interpolation": "bilinear",
-"crop_pct": 1.0}``. Every model that takes images carries one as ``model.input_spec``, so data pipelines
+"crop_pct": 1.0}``, optionally with ``"crop_mode": "squash"`` (see `eval_transform`). Every model that takes images carries one as ``model.input_spec``, so data pipelines
 never hard-code a dataset's statistics.
 """
 
@@ -31,14 +31,16 @@ class ConvertMode:
 def eval_transform(spec: dict):
     """Convert to the model's channels, resize by ``crop_pct``, centre-crop, tensor, normalise: -> [C, H, W].
 
-    For a square input the shorter side is resized to ``floor(H / crop_pct)`` and the aspect ratio kept (MAE's and
-    TinyMIM's ``Resize(int(224 / crop_pct))``, the kNN-OOD authors' ``Resize(32)`` for OOD sets, timm's default), so
-    a non-square image is cropped, not squashed; a non-square input is resized to ``floor(size / crop_pct)`` per
-    side, as timm does."""
+    As timm's ``crop_mode``: by default (``"center"``) a square input has its shorter side resized to
+    ``floor(H / crop_pct)`` and the aspect ratio kept, so a non-square image is cropped (MAE's and TinyMIM's
+    ``Resize(int(224 / crop_pct))``, the kNN-OOD authors' ImageNet ``Resize(256)``); with ``"squash"``, and for a
+    non-square input, each side is resized to ``floor(size / crop_pct)`` (the kNN-OOD authors' CIFAR-scale
+    ``Resize((32, 32))``, which squashes a non-square OOD image)."""
     c, h, w = spec["input_size"]
     crop_pct = spec.get("crop_pct", 1.0)
     interp = _INTERP[spec.get("interpolation", "bilinear")]
-    resize = math.floor(h / crop_pct) if h == w else (math.floor(h / crop_pct), math.floor(w / crop_pct))
+    squash = spec.get("crop_mode", "center") == "squash" or h != w
+    resize = (math.floor(h / crop_pct), math.floor(w / crop_pct)) if squash else math.floor(h / crop_pct)
     return T.Compose([
         ConvertMode(c),
         T.Resize(resize, interpolation=interp),

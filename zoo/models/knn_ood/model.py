@@ -24,8 +24,10 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
 def _spec(size: int, mean, std) -> dict:
+    """The CIFAR ResNets' input: the authors' CIFAR test transform squashes any image to size x size
+    (``Resize((32, 32))``, then ``CenterCrop(32)``), so a non-square OOD image is not cropped."""
     return {"input_size": [3, size, size], "mean": list(mean), "std": list(std), "interpolation": "bilinear",
-            "crop_pct": 1.0}
+            "crop_pct": 1.0, "crop_mode": "squash"}
 
 
 class BasicBlock(nn.Module):
