@@ -95,7 +95,8 @@ class KNNIndex:
         q = queries.to(self.bank.device, self.bank.dtype)
         best_sim, best_idx = None, None
         for start in range(0, len(self), self.chunk):
-            sim = q @ self.bank[start:start + self.chunk].T  # [B, chunk]
+            with torch.autocast(q.device.type, enabled=False):  # in the bank's dtype even under an evaluation's
+                sim = q @ self.bank[start:start + self.chunk].T  # bf16 autocast, as faiss searches in fp32: [B, chunk]
             s, i = sim.topk(min(k, sim.shape[1]), dim=1)
             i = i + start
             if best_sim is not None:
