@@ -10,7 +10,10 @@ stripped first):
 * **deeplearning-wisc/knn-ood** CIFAR ResNet-18 (``models/resnet_ss.py``; CE and SupCon):
   ``conv1``, ``bn1``, ``layer{1-4}.{j}.{conv1,bn1,conv2,bn2,downsample.{0,1}}``, ``fc``, and for SupCon a
   projection ``head.{0,2}``. The projection is not part of the backbone (the paper scores penultimate
-  features) and is dropped; CIFAR statistics normalise the inputs, as in the authors' loaders.
+  features) and is dropped; CIFAR statistics normalise the inputs, as in the authors' loaders. A SupCon
+  checkpoint's ``fc`` was never trained (the authors' issues #6 and #16: their ID accuracy comes from a separate
+  linear probe), so its MSP, energy and ID accuracy mean nothing: the converter says so in a warning and in the
+  folder's metadata (``classifier``); its kNN scores, from the features, are the paper's KNN+.
 
 BatchNorm ``num_batches_tracked`` counters, absent from checkpoints saved by old PyTorch, are set to 0.
 """
@@ -18,6 +21,7 @@ BatchNorm ``num_batches_tracked`` counters, absent from checkpoints saved by old
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -76,7 +80,13 @@ def convert(src: str | Path, out_dir: str | Path) -> Path:
                        f"or a knn-ood CIFAR ResNet-18 checkpoint")
     model = create_model(arch, **args)
     load_state_dict(model, zoo_sd, source=str(src))
-    meta = {"converted_from": src.name, "source_sha256": sha256_file(src),
+    untrained_fc = {}
+    if "head.0.weight" in sd:
+        untrained_fc = {"classifier": "untrained: a SupCon checkpoint's fc; MSP, energy and ID accuracy mean nothing"}
+        warnings.warn(f"{src.name} is a SupCon checkpoint: its fc classifier was never trained, so the MSP and energy "
+                      f"scores and the ID accuracy of `zoo eval --task ood` mean nothing for it; its kNN scores (the "
+                      f"paper's KNN+) come from the features and are unaffected", stacklevel=2)
+    meta = {"converted_from": src.name, "source_sha256": sha256_file(src), **untrained_fc,
             **{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in extras.items()
                if isinstance(v, (int, float, str, torch.Tensor)) and (not isinstance(v, torch.Tensor) or v.numel() == 1)}}
     return save_pretrained(model, out_dir, metadata=meta)
