@@ -99,12 +99,14 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--frames", type=int, default=1, help="one keyframe from each of this many generated scenes")
     p.add_argument("--same-input", action="store_true", help="control: frame 0's sensor data with every frame's boxes")
+    p.add_argument("--head-init", default="pytorch", choices=["pytorch", "declared"],
+                   help="the heads' initialisation (`zoo.models.cmt.head.TaskHead`); runs before 2026-12-06: declared")
     a = p.parse_args(argv)
     if a.frames < 1:
         p.error(f"--frames {a.frames}: give 1 or more")
     torch.set_num_threads(1)
     for row in overfit(a.modalities.split(","), a.steps, a.lr, frames=a.frames, same_input=a.same_input,
-                       num_query=a.queries, dn_groups=a.dn_groups):
+                       num_query=a.queries, dn_groups=a.dn_groups, head_init=a.head_init):
         print(row, flush=True)
 
 
