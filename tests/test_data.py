@@ -144,8 +144,11 @@ def test_eval_transform_keeps_the_aspect_ratio_of_a_wide_image_as_mae_and_timm()
     assert x.shape == (3, 224, 224)
     red = int((x[0, 112] > 0.5).sum())
     assert red in (10, 11), red
-    tall = eval_transform({**spec, "input_size": [3, 224, 112]})(Image.fromarray(a))  # non-square: per side
-    assert tall.shape == (3, 224, 112)
+    # a non-square input: each side to size / crop_pct (256 x 128), the 100 red columns to 25.6, 8 cropped away
+    tall = eval_transform({**spec, "input_size": [3, 224, 112]})(Image.fromarray(a))
+    assert tall.shape == (3, 224, 112) and int((tall[0, 112] > 0.5).sum()) in (17, 18)
+    with pytest.raises(ZooError, match="crop_mode 'border' is not supported"):
+        eval_transform({**spec, "crop_mode": "border"})
     squashed = eval_transform({**spec, "crop_mode": "squash"})(Image.fromarray(a))  # the kNN-OOD CIFAR models'
     assert int((squashed[0, 112] > 0.5).sum()) in (35, 36)
 

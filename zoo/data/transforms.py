@@ -1,8 +1,9 @@
 """Image transforms derived from a model's input specification.
 
 An input spec is a dict: ``{"input_size": [C, H, W], "mean": [...], "std": [...], "interpolation": "bilinear",
-"crop_pct": 1.0}``, optionally with ``"crop_mode": "squash"`` (see `eval_transform`). Every model that takes images carries one as ``model.input_spec``, so data pipelines
-never hard-code a dataset's statistics.
+"crop_pct": 1.0}``, optionally with ``"crop_mode"`` (``"center"`` or ``"squash"``, see `eval_transform`). Every
+model that takes images carries one as ``model.input_spec``, so data pipelines never hard-code a dataset's
+statistics.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import math
 
 from torchvision import transforms as T
 
+from ..errors import ZooError
 from .images import to_eight_bit
 
+CROP_MODES = ("center", "squash")  # timm's names; its "border" mode is not implemented
 _INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
            "nearest": T.InterpolationMode.NEAREST}
 
@@ -39,7 +42,10 @@ def eval_transform(spec: dict):
     c, h, w = spec["input_size"]
     crop_pct = spec.get("crop_pct", 1.0)
     interp = _INTERP[spec.get("interpolation", "bilinear")]
-    squash = spec.get("crop_mode", "center") == "squash" or h != w
+    mode = spec.get("crop_mode", "center")
+    if mode not in CROP_MODES:
+        raise ZooError(f"input_spec crop_mode {mode!r} is not supported: give one of {', '.join(CROP_MODES)}")
+    squash = mode == "squash" or h != w
     resize = (math.floor(h / crop_pct), math.floor(w / crop_pct)) if squash else math.floor(h / crop_pct)
     return T.Compose([
         ConvertMode(c),

@@ -5,7 +5,7 @@ ResNet18 as the Dataset Condensation code's ``get_network('VGG11' | 'ResNet18', 
 
 Module names and indices follow the authors' layout (``features.N``, ``classifier.N``; ResNet18's ``conv1``,
 ``layerK.B.*``, ``classifier.N``), so their saved evaluation networks load without renaming
-(`zoo.models.doorping.convert` reads the ConvNet and AlexNet ones). Every network exposes
+(`zoo.models.doorping.convert` reads all of them). Every network exposes
 
 * ``forward(x: [B, C, H, W]) -> logits [B, num_classes]``;
 * ``embed(x) -> [B, D]``: the flattened features before the classifier (what distribution matching compares);
@@ -65,7 +65,7 @@ class ConvNet(nn.Module):
             layers.append(nn.Conv2d(c, width, 3, padding=pad))
             side = side + 2 * pad - 2
             if norm == "instancenorm":
-                layers.append(nn.GroupNorm(width, width, affine=True))
+                layers.append(_norm2d(norm, width))
             layers += [nn.ReLU(inplace=True), nn.AvgPool2d(2, 2)]
             c, side = width, side // 2
         if side < 1:

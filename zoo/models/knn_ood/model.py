@@ -158,7 +158,7 @@ class TimmBackbone(nn.Module):
         size = image_size or cfg["input_size"][-1]
         self.input_spec = {"input_size": [3, size, size], "mean": list(cfg["mean"]), "std": list(cfg["std"]),
                            "interpolation": cfg.get("interpolation", "bilinear"),
-                           "crop_pct": cfg.get("crop_pct", 1.0)}
+                           "crop_pct": cfg.get("crop_pct", 1.0), "crop_mode": cfg.get("crop_mode", "center")}
         self.num_features = self.net.num_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
