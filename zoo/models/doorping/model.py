@@ -39,7 +39,19 @@ def _spec(channels: int, image_size: int, mean, std) -> dict:
             "std": [float(s) for s in std], "interpolation": "bilinear", "crop_pct": 1.0, "fixed_size": True}
 
 
-class ConvNet(nn.Module):
+class _Network(nn.Module):
+    """What every DOORPING network shares: logits = ``classifier(embed(x))``, and `get_classifier`, the last Linear
+    (the whole ``classifier`` when it is one Linear)."""
+
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier[-1] if isinstance(self.classifier, nn.Sequential) else self.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> logits [B, num_classes]."""
+        return self.classifier(self.embed(x))
+
+
+class ConvNet(_Network):
     """``depth`` x [conv3x3(width) -> norm -> ReLU -> AvgPool2], then the classifier.
 
     Args:
@@ -85,14 +97,8 @@ class ConvNet(nn.Module):
         """[B, C, H, W] -> flattened features [B, num_features]."""
         return self.features(x).flatten(1)
 
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1] if isinstance(self.classifier, nn.Sequential) else self.classifier
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
-
-
-class AlexNetCifar(nn.Module):
+class AlexNetCifar(_Network):
     """AlexNet for 32 px images (the authors' ``AlexNet``): conv5x5(64) -> ReLU -> MaxPool3/2 -> LRN ->
     conv5x5(64) -> ReLU -> LRN -> MaxPool3/2 -> FC 384 -> FC 192 -> FC num_classes.
 
@@ -119,12 +125,6 @@ class AlexNetCifar(nn.Module):
         """[B, C, H, W] -> flattened features [B, num_features]."""
         return self.features(x).flatten(1)
 
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
-
 
 def _norm2d(norm: str, width: int) -> nn.Module:
     """The DC code's normalisation of a [B, width, H, W] map: ``instancenorm`` is GroupNorm with one group per
@@ -140,7 +140,7 @@ def _check_norm(norm: str, network: str) -> None:
 VGG11_LAYOUT = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")  # conv widths, "M": max-pool 2
 
 
-class VGG11(nn.Module):
+class VGG11(_Network):
     """VGG11 of the DC code (``get_network('VGG11', ...)``): per entry of `VGG11_LAYOUT` either [conv3x3 (with bias)
     -> norm -> ReLU] or MaxPool2/2, then AvgPool 1x1 (an identity the authors keep) and one Linear.
 
@@ -184,12 +184,6 @@ class VGG11(nn.Module):
         """[B, C, H, W] -> flattened features [B, num_features]."""
         return self.features(x).flatten(1)
 
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
-
 
 class BasicBlock(nn.Module):
     """ResNet basic block of the DC code: conv3x3(stride) -> norm -> ReLU -> conv3x3 -> norm, plus the shortcut
@@ -215,7 +209,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
+class ResNet18(_Network):
     """ResNet18 of the DC code (``get_network('ResNet18', ...)``; not its ``ResNet18_AP``): a CIFAR stem conv3x3(64,
     stride 1, no max-pool; padding 1 for any channel count) -> norm -> ReLU, four stages of two `BasicBlock` s
     (64, 128, 256, 512; stride 1, 2, 2, 2), 4x4 average pooling (kernel 4, stride 4), then the classifier.
@@ -265,12 +259,6 @@ class ResNet18(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return F.avg_pool2d(out, 4).flatten(1)
-
-    def get_classifier(self) -> nn.Linear:
-        return self.classifier[-1] if isinstance(self.classifier, nn.Sequential) else self.classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
 
 
 def doorping_convnet(**kwargs) -> ConvNet:
