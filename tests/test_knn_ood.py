@@ -66,7 +66,27 @@ def test_converter_knn_ood_resnet18_layout(tmp_path):
         out = convert(tmp_path / "checkpoint_500.pth.tar", tmp_path / "out")
     m = zoo.from_pretrained(out)
     assert torch.equal(m.layer2[0].shortcut[0].weight, sd["layer2.0.downsample.0.weight"])
-    assert zoo.model_info(str(out))["metadata"]["classifier"].startswith("untrained")
+    assert zoo.model_info(str(out))["classifier"] == "untrained" == m.zoo_cfg["classifier"]
+    assert zoo.from_pretrained(zoo.save_pretrained(m, tmp_path / "again")).zoo_cfg["classifier"] == "untrained"
+
+
+def test_ood_eval_of_an_untrained_classifier_uses_the_feature_scorers_only(tmp_path, shapes_data, textures_data,
+                                                                          capsys):
+    """A converted SupCon model (``classifier: untrained``): the default scorers lose MSP and energy, naming
+    either is one error, and the ID accuracy is null."""
+    from zoo.cli import main
+
+    model = zoo.create_model("knn_ood_resnet20", num_classes=10)
+    model.zoo_cfg = {**model.zoo_cfg, "classifier": "untrained"}
+    folder, out = zoo.save_pretrained(model, tmp_path / "supcon"), tmp_path / "ood.json"
+    common = ["eval", str(folder), "--task", "ood", "--id-data", str(shapes_data), "--ood", str(textures_data),
+              "--k", "5", "--num-workers", "0", "--id-train-subset", "40", "--id-test-subset", "20"]
+    assert main(common + ["--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert {x["scorer"] for x in r["results"]} == {"knn", "mahalanobis"}
+    assert r["classifier"] == "untrained" and r["id_accuracy"] is None
+    assert main(common + ["--scorers", "knn,msp"]) == 2
+    assert "--scorers msp: this model's classifier was never trained" in capsys.readouterr().err
 
 
 def test_converter_rejects_unknown_layout(tmp_path):

@@ -259,7 +259,8 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
 
     Returns:
         The model, with ``model.zoo_cfg = {"architecture", "model_args", "tag"}`` (and ``classes``, the names of
-        a classifier's outputs, where its manifest entry gives them) recorded so that
+        a classifier's outputs, where its manifest entry gives them; `zoo.from_pretrained` also carries a folder's
+        ``classes`` and ``classifier``, the latter ``"untrained"`` for a converted SupCon model) recorded so that
         `zoo.save_pretrained` can write a config that rebuilds it. An image model (``input_spec["input_size"]``
         [C, H, W]) checks what it is called with (`check_image_input`).
     """

@@ -13,7 +13,8 @@ stripped first):
   features) and is dropped; CIFAR statistics normalise the inputs, as in the authors' loaders. A SupCon
   checkpoint's ``fc`` was never trained (the authors' issues #6 and #16: their ID accuracy comes from a separate
   linear probe), so its MSP, energy and ID accuracy mean nothing: the converter says so in a warning and in the
-  folder's metadata (``classifier``); its kNN scores, from the features, are the paper's KNN+.
+  folder's config (``classifier: "untrained"``, which `zoo eval --task ood` reads); its kNN scores, from the
+  features, are the paper's KNN+.
 
 BatchNorm ``num_batches_tracked`` counters, absent from checkpoints saved by old PyTorch, are set to 0.
 """
@@ -30,6 +31,7 @@ from ...checkpoint import foreign_state_dict, load_state_dict, read_foreign, sav
 from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
+from .ood_task import UNTRAINED
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -80,13 +82,12 @@ def convert(src: str | Path, out_dir: str | Path) -> Path:
                        f"or a knn-ood CIFAR ResNet-18 checkpoint")
     model = create_model(arch, **args)
     load_state_dict(model, zoo_sd, source=str(src))
-    untrained_fc = {}
     if "head.0.weight" in sd:
-        untrained_fc = {"classifier": "untrained: a SupCon checkpoint's fc; MSP, energy and ID accuracy mean nothing"}
+        model.zoo_cfg = {**model.zoo_cfg, "classifier": UNTRAINED}
         warnings.warn(f"{src.name} is a SupCon checkpoint: its fc classifier was never trained, so the MSP and energy "
                       f"scores and the ID accuracy of `zoo eval --task ood` mean nothing for it; its kNN scores (the "
                       f"paper's KNN+) come from the features and are unaffected", stacklevel=2)
-    meta = {"converted_from": src.name, "source_sha256": sha256_file(src), **untrained_fc,
+    meta = {"converted_from": src.name, "source_sha256": sha256_file(src),
             **{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in extras.items()
                if isinstance(v, (int, float, str, torch.Tensor)) and (not isinstance(v, torch.Tensor) or v.numel() == 1)}}
     return save_pretrained(model, out_dir, metadata=meta)

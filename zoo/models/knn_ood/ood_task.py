@@ -10,7 +10,12 @@ positive; see `zoo.metrics.ood`). JSON::
 
     {"id_accuracy": f | null, "k": int, "results": [{"ood": NAME, "scorer": S, "fpr95": f, "auroc": f,
      "aupr_in": f, "aupr_out": f}, ...], "average": [{"scorer": S, ...}], "n_id_train": int, "n_id_test": int,
-     "n_ood": {NAME: int}, "labels_from": "model class names" | "sorted folder names" | UNMATCHED}
+     "n_ood": {NAME: int}, "labels_from": "model class names" | "sorted folder names" | UNMATCHED,
+     "classifier": "trained" | "untrained"}
+
+A model whose config marks its classifier ``untrained`` (a converted SupCon checkpoint, whose ``fc`` the authors
+never trained) is scored by the feature scorers only: the logit scorers (MSP, energy) are left out of the default
+list and refused when asked for, and its ID accuracy is null.
 
 and ``ood_scores_<scorer>.png`` histograms beside it.
 """
@@ -31,6 +36,26 @@ from .features import extract
 from .scorers import Features, build_scorers
 
 
+UNTRAINED = "untrained"  # ``zoo_cfg["classifier"]`` of a model whose linear classifier was never trained
+DEFAULT_SCORERS = "knn,msp,energy,mahalanobis"
+LOGIT_SCORERS = ("msp", "energy")
+
+
+def scorer_names(option: str, classifier: str) -> list[str]:
+    """The scorers to run: ``option`` split on commas; for an ``untrained`` classifier the logit scorers are
+    dropped from the default list and refused when named."""
+    names = [s.strip() for s in option.split(",") if s.strip()]
+    if classifier != UNTRAINED:
+        return names
+    if option == DEFAULT_SCORERS:
+        return [n for n in names if n not in LOGIT_SCORERS]
+    if asked := [n for n in names if n in LOGIT_SCORERS]:
+        raise ZooError(f"--scorers {','.join(asked)}: this model's classifier was never trained (its config says "
+                       f"classifier: untrained, as for a converted SupCon checkpoint), so its logits mean nothing; "
+                       f"score it with --scorers knn,mahalanobis, or fit a linear probe first")
+    return names
+
+
 class OODTask(EvalTask):
     name = "ood"
 
@@ -47,8 +72,9 @@ class OODTask(EvalTask):
         parser.add_argument("--k", type=positive_int, default=50,
                             help="neighbour rank for the kNN score (paper CIFAR-10: 50)")
         parser.add_argument("--alpha", type=float, default=1.0, help="share of ID training features in the bank")
-        parser.add_argument("--scorers", default="knn,msp,energy,mahalanobis",
-                            help="comma-separated: knn, msp, energy, mahalanobis")
+        parser.add_argument("--scorers", default=DEFAULT_SCORERS,
+                            help="comma-separated: knn, msp, energy, mahalanobis (a model with an untrained "
+                                 "classifier: knn and mahalanobis only)")
         parser.add_argument("--backend", default="auto", help="kNN index: auto, faiss, faiss-ivf, torch")
         parser.add_argument("--id-train-subset", type=positive_int, default=None,
                             help="use N ID training images (seeded)")
@@ -66,7 +92,8 @@ class OODTask(EvalTask):
                            f"classifier backbone (e.g. knn_ood_resnet18)")
         super().setup(model, ctx)
         o = self.options
-        self.scorers = build_scorers([s.strip() for s in o.scorers.split(",") if s.strip()], k=o.k, alpha=o.alpha,
+        self.classifier = getattr(model, "zoo_cfg", {}).get("classifier", "trained")
+        self.scorers = build_scorers(scorer_names(o.scorers, self.classifier), k=o.k, alpha=o.alpha,
                                      backend=o.backend)
         model.eval().to(ctx.device)
         id_train, id_test = open_train_test(o.id_data)
@@ -114,7 +141,8 @@ class OODTask(EvalTask):
             average.append({"scorer": sc.name, **{m: float(np.mean([r[m] for r in rows]))
                                                   for m in ("fpr95", "auroc", "aupr_in", "aupr_out")}})
         return {
-            "id_accuracy": None if self.labels_from == UNMATCHED else float(np.mean(idd["pred"] == idd["label"])),
+            "id_accuracy": (None if self.labels_from == UNMATCHED or self.classifier == UNTRAINED
+                            else float(np.mean(idd["pred"] == idd["label"]))),
             "k": self.options.k,
             "results": results,
             "average": average,
@@ -123,10 +151,12 @@ class OODTask(EvalTask):
             "n_id_test": int(idd["label"].size),
             "n_ood": {name: int(s["pred"].size) for name, s in scores.items() if name != "id"},
             "labels_from": self.labels_from,
+            "classifier": self.classifier,
         }
 
     def table(self, r) -> str:
-        acc = "n/a" if r["id_accuracy"] is None else f"{100 * r['id_accuracy']:.2f} %"
+        acc = ("n/a (untrained classifier)" if r.get("classifier") == UNTRAINED
+               else "n/a" if r["id_accuracy"] is None else f"{100 * r['id_accuracy']:.2f} %")
         lines = [(f"ID accuracy {acc} (n={r['n_id_test']}{labels_note(r)}); kNN k={r['k']}, "
                   f"alpha={r['alpha']}, bank {r['n_id_train']}; FPR95 (ID positive) / AUROC / AUPR-in / AUPR-out, %"),
                  f"{'OOD set':<20} {'scorer':<12} {'FPR95':>7} {'AUROC':>7} {'AUPR-in':>8} {'AUPR-out':>8}"]
