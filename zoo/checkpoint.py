@@ -307,8 +307,7 @@ def from_pretrained(source: str | Path):
         _check_weights_architecture(weights, cfg["architecture"])
         model = create_model(cfg["architecture"], pretrained=str(weights), **cfg.get("model_args", {}))
         model.zoo_cfg = {**model.zoo_cfg, "tag": cfg.get("tag"),
-                         **({"classes": list(cfg["classes"])} if cfg.get("classes") else {}),
-                         **({"classifier": cfg["classifier"]} if cfg.get("classifier") else {})}
+                         **{k: cfg[k] for k in ("classes", "classifier") if cfg.get(k)}}
         return model
     if path.exists() or "/" in str(source):
         what = "does not exist" if not path.exists() else "is not a zoo model folder"

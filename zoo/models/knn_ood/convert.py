@@ -31,7 +31,7 @@ from ...checkpoint import foreign_state_dict, load_state_dict, read_foreign, sav
 from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
-from .ood_task import UNTRAINED
+from .model import UNTRAINED
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

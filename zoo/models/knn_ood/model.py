@@ -19,6 +19,7 @@ from torch import nn
 from ...errors import ZooError, require
 from ..timm_weights import timm_weights_kwargs
 
+UNTRAINED = "untrained"  # ``zoo_cfg["classifier"]`` of a model whose linear classifier was never trained
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 

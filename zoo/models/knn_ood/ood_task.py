@@ -33,10 +33,10 @@ from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.ood import ood_metrics
 from .features import extract
+from .model import UNTRAINED
 from .scorers import Features, build_scorers
 
 
-UNTRAINED = "untrained"  # ``zoo_cfg["classifier"]`` of a model whose linear classifier was never trained
 DEFAULT_SCORERS = "knn,msp,energy,mahalanobis"
 LOGIT_SCORERS = ("msp", "energy")
 
