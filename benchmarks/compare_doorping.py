@@ -168,7 +168,7 @@ def real_batches(k: int, n: int, generator) -> tuple[torch.Tensor, str]:
     from zoo.data.catalog import available
 
     if available("cifar10_jpeg"):
-        from zoo.models.doorping.data import load_real
+        from zoo.models.doorping.real_images import load_real
 
         r = load_real("cifar10_jpeg", "train")
         idx = torch.stack([(r.labels == c).nonzero().squeeze(1)[torch.randperm(int((r.labels == c).sum()),

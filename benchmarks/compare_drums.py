@@ -30,7 +30,7 @@ import torch
 
 import zoo
 from zoo.bench.compare import save, timeit_alternating
-from zoo.models.drums.data import open_examples
+from zoo.models.drums.examples import open_examples
 from zoo.models.drums.generate import PAPER_TEMPERATURE, _left_pad, sample_ids
 
 

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 import zoo
 from zoo.bench.compare import save, timeit_alternating
 from zoo.data.iqa import read_table
-from zoo.data.iqa_datamodule import IQACrops
+from zoo.data.iqa_crops import IQACrops
 from zoo.metrics.iqa import plcc, srcc
 
 

@@ -225,7 +225,7 @@ def test_modal_mask_zeroes_one_modality():
 
 
 def test_modal_mask_rates_come_through_the_datamodule_or_fail_once():
-    from zoo.models.cmt.datamodule import CMTDataset
+    from zoo.models.cmt.dataset import CMTDataset
 
     ds = CMTDataset([], True, (-32, -32, -3, 32, 32, 3), modal_mask=[0.0, 0.5])
     assert (ds.mask.p_camera, ds.mask.p_lidar) == (0.0, 0.5)
@@ -280,7 +280,7 @@ def test_unknown_velocity_is_a_zero_target_not_a_dropped_box(synth):
     centre, size and yaw are still regressed."""
     import dataclasses
 
-    from zoo.models.cmt.datamodule import CMTDataset
+    from zoo.models.cmt.dataset import CMTDataset
 
     f = synth[2][0]
     velocity = f.velocity.copy()

@@ -232,7 +232,7 @@ CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def test_labels_follow_the_model_class_names_when_it_records_them(tmp_path):
-    from zoo.data.classification import to_model_labels
+    from zoo.data.labels import to_model_labels
 
     ds = open_split(_tree(tmp_path / "d", {"test/cat": 2, "test/dog": 1}), "test")
     assert to_model_labels(_classifier(CIFAR10), ds) == "model class names"

@@ -305,7 +305,7 @@ def test_authors_hook_on_the_linear_sees_the_rectified_activation_as_the_authors
 
 
 def _tiny_real(n=500, classes=5, size=8, seed=0):
-    from zoo.models.doorping.data import RealImages
+    from zoo.models.doorping.real_images import RealImages
 
     g = torch.Generator().manual_seed(seed)
     return RealImages(torch.randn(n, 1, size, size, generator=g), torch.arange(classes).repeat(n // classes),
@@ -405,7 +405,7 @@ def test_load_real_resizes_mnist_style_sets_to_the_authors_32_px_like_torchvisio
     from PIL import Image
     from torchvision.transforms import functional as FF
 
-    from zoo.models.doorping.data import load_real
+    from zoo.models.doorping.real_images import load_real
 
     folder = tmp_path / "fashion-mnist"
     folder.mkdir()
@@ -447,7 +447,7 @@ def test_load_real_cache_follows_edits_of_the_folder_and_hits_when_unchanged(tmp
     give what a fresh cache gives, while an unchanged folder is read back without decoding."""
     from PIL import Image
 
-    from zoo.models.doorping import data
+    from zoo.models.doorping import real_images as data
 
     folder = _cifar_folder(tmp_path / "cifar")
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))  # after the catalogue copy: it is unpacked in ZOO_HOME
@@ -472,7 +472,8 @@ def test_load_real_mixed_images_and_mismatched_splits(tmp_path, monkeypatch):
     channel and a test split with other classes than the training split are one ZooError each."""
     from PIL import Image
 
-    from zoo.models.doorping.data import DistillationData, load_real
+    from zoo.models.doorping.data import DistillationData
+    from zoo.models.doorping.real_images import load_real
 
     folder = _cifar_folder(tmp_path / "cifar", per_class=2)
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))

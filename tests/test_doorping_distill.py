@@ -168,7 +168,7 @@ def test_a_network_trained_on_a_poisoned_copy_has_a_high_asr(tmp_path):
     steps)."""
     require_data("fashion_mnist")
     from zoo.models.doorping.attack import naive_trigger, stamp
-    from zoo.models.doorping.data import load_real
+    from zoo.models.doorping.real_images import load_real
 
     # 10 images per class from the test split stand in for training images (the training split would add about
     # 30 s of loading; about 3 of the 300 scored images may be among them)

@@ -23,7 +23,7 @@ from zoo.metrics.drums import (
     structure_stats,
     two_means,
 )
-from zoo.models.drums.data import open_examples
+from zoo.models.drums.examples import open_examples
 from zoo.models.drums.encoding import (
     END,
     SEP,
@@ -194,7 +194,7 @@ def test_bad_midi_files_name_the_file(tmp_path, content, needle):
 def test_empty_truncated_and_unusual_midi_files_say_what_is_wrong(tmp_path):
     """An empty or truncated file (here a real Groove MIDI file cut in half), SMPTE time or 0 ticks per beat, and a
     0/4 time signature: one error each, naming the file and what is wrong with it."""
-    from zoo.models.drums.data import groove_root
+    from zoo.models.drums.examples import groove_root
 
     require_data("groove_midi")
     real = min((groove_root("groove_midi") / "drummer1" / "session1").glob("*.mid")).read_bytes()

@@ -112,7 +112,7 @@ def cifar10_test_300(tmp_path_factory):
     import shutil
 
     require_data("cifar10_jpeg")
-    from zoo.data.classification import seeded_subset
+    from zoo.data.views import seeded_subset
     from zoo.data.images import open_split
 
     ds = open_split("cifar10_jpeg", "test")
@@ -281,7 +281,7 @@ def test_scores_rank_shifted_data_as_ood():
 def test_detector_saves_and_reloads_index(tmp_path, shapes_data):
     from torch.utils.data import DataLoader
 
-    from zoo.data.classification import TransformView
+    from zoo.data.views import TransformView
     from zoo.data.images import open_split
     from zoo.data.transforms import eval_transform
 
@@ -344,7 +344,7 @@ def test_feature_extraction_gathers_across_processes(shapes_data, tmp_path):
 def _extract_shapes(model, data, sampler):
     from torch.utils.data import DataLoader
 
-    from zoo.data.classification import TransformView
+    from zoo.data.views import TransformView
     from zoo.data.images import open_split
     from zoo.data.transforms import eval_transform
     from zoo.models.knn_ood.features import extract

@@ -11,7 +11,8 @@ from conftest import require_data
 from PIL import Image
 
 from zoo.data.iqa import detect_layout, read_table
-from zoo.data.iqa_datamodule import IQACrops, IQADataModule, image_seed
+from zoo.data.iqa_crops import IQACrops, image_seed
+from zoo.data.iqa_datamodule import IQADataModule
 from zoo.data.iqa_splits import load_split_file, official_split, random_splits
 from zoo.errors import ZooError
 from zoo.metrics.iqa import fit_logistic, iqa_metrics, krcc, logistic4, plcc, rankdata, srcc

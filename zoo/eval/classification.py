@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.classification import TransformView, labels_note, to_model_labels
 from ..data.images import open_split
+from ..data.labels import labels_note, to_model_labels
 from ..data.transforms import eval_transform
+from ..data.views import TransformView
 from ..errors import ZooError
 from ..registry import paper_of
 from .base import EvalTask

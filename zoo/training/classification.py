@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from ..data.classification import num_outputs
+from ..data.labels import num_outputs
 from ..errors import ZooError
 from ..registry import create_model
 from .optim import build_optimizer, param_groups, warmup_cosine, warmup_steps

@@ -31,7 +31,7 @@ from ...argtypes import non_negative_int
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.det3d import TP_METRICS, detection_config, evaluate_submission, submission_entries, write_submission
-from .datamodule import CMTDataset, collate, open_frames
+from .dataset import CMTDataset, collate, open_frames
 
 
 class Det3DTask(EvalTask):

@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from ...errors import ZooError
-from .datamodule import NuScenesDataModule, collate
+from .datamodule import NuScenesDataModule
+from .dataset import collate
 from .module import CMTModule
 
 DROPS = {"both sensors": [0.0, 0.0], "LiDAR dropped": [0.0, 1.0], "cameras dropped": [1.0, 0.0]}

@@ -113,7 +113,7 @@ def load_gt_database(folder: str | Path) -> dict[str, list[dict]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .datamodule import open_frames
+    from .dataset import open_frames
 
     ap = argparse.ArgumentParser(prog="python -m zoo.models.cmt.gt_database", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="a nuScenes dataroot or an mmdet3d info .pkl")

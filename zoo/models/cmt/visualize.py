@@ -121,7 +121,7 @@ def geometry_check(frame: Frame, reference: dict[str, list[dict]], image_size=(1
 def main(argv=None) -> None:
     import torch
 
-    from .datamodule import CMTDataset, collate, open_frames
+    from .dataset import CMTDataset, collate, open_frames
 
     p = argparse.ArgumentParser(prog="python -m zoo.models.cmt.visualize")
     p.add_argument("--data", required=True, help="nuScenes dataroot, mmdet3d info .pkl or nuscenes_keyframe")

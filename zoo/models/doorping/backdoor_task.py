@@ -26,8 +26,8 @@ from ...registry import create_model, paper_of
 from . import PAPER
 from .attack import naive_trigger, stamp
 from .augment import DSA
-from .data import load_real, renormalise
 from .evaluate import backdoor_scores, summarise, train_network
+from .real_images import load_real, renormalise
 from .synset import DistilledSet, load_distilled
 
 EVAL_POOL = ("doorping_vgg11", "doorping_resnet18")  # the authors' cross-architecture pool (eval_mode 'M')

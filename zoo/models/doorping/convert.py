@@ -28,7 +28,7 @@ from ...checkpoint import foreign_state_dict, load_state_dict, read_foreign, sav
 from ...errors import ZooError
 from ...registry import create_model
 from .attack import naive_trigger, patch_mask
-from .data import STATS, dataset_name
+from .real_images import STATS, dataset_name
 from .synset import DistilledSet
 
 ARCHS = {"ConvNet": "doorping_convnet", "AlexNet": "doorping_alexnet"}

@@ -30,9 +30,9 @@ from ...registry import create_model
 from .attack import (ATTACKS, choose_poisoned, naive_trigger, pixel_bounds, random_trigger, select_neuron, stamp,
                      update_trigger)
 from .augment import DSA
-from .data import RealImages
 from .evaluate import backdoor_metrics, summarise, train_network
 from .matching import METRICS, class_gradients, dc_loops, match_loss
+from .real_images import RealImages
 from .synset import DistilledSet
 
 

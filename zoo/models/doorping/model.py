@@ -14,7 +14,7 @@ Module names and indices follow the authors' layout (``features.N``, ``classifie
 * ``get_classifier()``: the last Linear layer; ``input_spec``: input size, mean and std of its dataset.
 
 1-channel inputs use padding 3 in the first convolution, as in the authors' ConvNet: at the 32 px they train
-Fashion-MNIST and MNIST at (resized, `zoo.models.doorping.data`) the first map is 36 x 36 and the features are
+Fashion-MNIST and MNIST at (resized, `zoo.models.doorping.real_images`) the first map is 36 x 36 and the features are
 still 128 x 4 x 4 = 2048 (as for 28 px input). VGG11 does the same (its map is 1 x 1 x 512 either way); ResNet18
 pads its first convolution by 1 whatever the channels.
 """

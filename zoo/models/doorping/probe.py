@@ -18,8 +18,8 @@ import torch
 from ...io import write_json
 from ...registry import create_model
 from .attack import pixel_bounds, random_trigger, update_trigger
-from .data import load_real
 from .evaluate import train_network
+from .real_images import load_real
 
 
 def probe(data: str, arch: str = "doorping_convnet", epochs=(0, 5, 50), images: int = 100, steps: int = 50,

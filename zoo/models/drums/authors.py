@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ...errors import ZooError
 from ...metrics.drums import copied_bar_fractions, structure_stats
-from .data import open_examples
 from .encoding import BAR_LINES, PROMPT_BARS, is_drum_line
+from .examples import open_examples
 
 SYSTEMS = ("davinci", "ada")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from ...data.catalog import available
 from ...hub import load_manifest, repo_root
 from ...io import write_text
-from .data import encode_file, open_examples
 from .encoding import lines_to_onsets
+from .examples import encode_file, open_examples
 from .midi import write_drum_midi
 
 BASELINE = "drums_smollm2_scratch.groove"

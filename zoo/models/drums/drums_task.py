@@ -37,7 +37,6 @@ from ...metrics.drums import (
     stabilities,
     structure_stats,
 )
-from .data import open_examples
 from .encoding import (
     BAR_LINES,
     ENCODINGS,
@@ -48,6 +47,7 @@ from .encoding import (
     lines_to_onsets,
 )
 from .events import event_lines_to_paper_lines, events_to_onsets, lines_to_events
+from .examples import open_examples
 from .generate import (
     PAPER_MAX_NEW_TOKENS,
     PAPER_TEMPERATURE,

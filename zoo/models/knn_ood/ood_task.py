@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from ...argtypes import positive_int
-from ...data.classification import UNMATCHED, TransformView, labels_note, seeded_subset, to_model_labels
 from ...data.images import open_ood, open_train_test
+from ...data.labels import UNMATCHED, labels_note, to_model_labels
 from ...data.transforms import eval_transform
+from ...data.views import TransformView, seeded_subset
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.ood import ood_metrics

@@ -4,7 +4,7 @@ With the backbone frozen (``PMTIQAModule(freeze_backbone=True)``), the only inpu
 the backbone's 7x7-average-pooled taps of each crop (`PMTIQA.pool_taps`): 3 904 numbers per crop for
 EfficientNet-Lite0 instead of a 150 528-pixel crop. This DataModule computes them once for ``cache_crops``
 random crops of every image of the table (each flipped with p = 0.5, seeded by ``crop_seed`` and a hash of the
-image file, `zoo.data.iqa_datamodule.image_seed`), stores them under ``<ZOO_HOME>/cache/pmt_iqa/`` keyed by the
+image file, `zoo.data.iqa_crops.image_seed`), stores them under ``<ZOO_HOME>/cache/pmt_iqa/`` keyed by the
 backbone's weights and the crop settings, and then serves the same splits as `IQADataModule`: training batches take
 ``crops`` of an image's cached crops at random each epoch; evaluation takes its first ``test_crops``. The result is
 the model `zoo fit` on images would train with a frozen backbone, except that the crops are drawn from a fixed pool
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ...data.iqa_datamodule import IQACrops, IQADataModule
+from ...data.iqa_crops import IQACrops
+from ...data.iqa_datamodule import IQADataModule
 from ...errors import ZooError
 from ...hub import cache_dir
 from ...io import atomic_path

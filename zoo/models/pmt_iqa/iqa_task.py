@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ...data.iqa import read_table
-from ...data.iqa_datamodule import IQACrops
+from ...data.iqa_crops import IQACrops
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.iqa import check_values, iqa_metrics
