@@ -417,7 +417,7 @@ def test_overfit_check_reports_losses_and_probes():
 def test_overfit_check_on_several_scenes_probes_every_frame_and_its_control_shows_one_input(monkeypatch):
     from zoo.models.cmt import overfit as check
 
-    data = check._scenes_data(2)
+    data = check._scenes_data(2, check.FRAME_DATA["image_size"])
     assert data["n_scenes"] == 3 and data["samples_per_scene"] == 1  # two training scenes, one keyframe each
     seen, real_probe = [], check._probe
     monkeypatch.setattr(check, "_probe", lambda model, x, y: (seen.append((x, y)), real_probe(model, x, y))[1])
@@ -426,6 +426,28 @@ def test_overfit_check_on_several_scenes_probes_every_frame_and_its_control_show
     assert len(targets) == 2 and inputs[0] is inputs[1] is targets[0] and targets[1] is not targets[0]
     probe = rows[0]  # the top boxes of both frames are counted
     assert sum(len(t["gt_labels"][0]) for t in targets) >= probe["top"] > len(targets[0]["gt_labels"][0])
+
+
+def test_overfit_check_renders_the_same_scenes_larger_for_a_larger_input(monkeypatch):
+    """``--render-size`` / ``--image-size``: the same generated objects, cameras rendered and fed at twice the size
+    (the camera path's resolution test); the one-frame check refuses another render size."""
+    from zoo.data.nuscenes import frames_from_devkit, open_nuscenes
+    from zoo.data.nuscenes_synthetic import VERSION, synthetic_nuscenes
+    from zoo.models.cmt import overfit as check
+
+    base = check.FRAME_DATA["image_size"]
+    double = (2 * base[0], 2 * base[1])
+    boxes = [[f.boxes for f in frames_from_devkit(open_nuscenes(synthetic_nuscenes(**check._scenes_data(2, size)),
+                                                                VERSION), "synthetic_train", 2)] for size in (base, double)]
+    assert all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(*boxes)) and len(boxes[0]) == 2
+    seen = []
+    monkeypatch.setattr(check, "_probe", lambda model, x, y: seen.append(x[0]["images"].shape) or
+                        {"score_max": 0.5, "score_std": 0.0, "hits": 0, "top": 1})
+    check.overfit(modalities=("camera",), steps=1, every=1, frames=2, render_size=double, image_size=(192, 512),
+                  img_channels=32, **TINY_OVERFIT)
+    assert seen[0] == (1, 6, 3, 192, 512)
+    with pytest.raises(ValueError, match="render_size .* give frames > 1"):
+        check.overfit(modalities=("camera",), steps=1, render_size=double, **TINY_OVERFIT)
 
 
 def test_one_cycle_schedule_is_mmcvs_cosine_cycle():

@@ -21,15 +21,16 @@ import torch
 from ...data.nuscenes import frames_from_devkit, open_nuscenes
 from ...data.nuscenes_synthetic import VERSION, synthetic_nuscenes
 from ...registry import create_model
-from .datamodule import CMTDataset, collate
+from .dataset import CMTDataset, collate
 from .losses import CMTCriterion
 
 FRAME_DATA = dict(n_scenes=2, samples_per_scene=2, sweeps_per_sample=2, image_size=(400, 225), val_scenes=1, seed=3)
 
 
-def _scenes_data(n: int) -> dict:
-    """Generator settings for ``n`` training scenes of one keyframe each (``--frames n``)."""
-    return dict(FRAME_DATA, n_scenes=n + 1, samples_per_scene=1)
+def _scenes_data(n: int, render_size: tuple[int, int]) -> dict:
+    """Generator settings for ``n`` training scenes of one keyframe each (``--frames n``), cameras rendered at
+    ``render_size`` (width, height)."""
+    return dict(FRAME_DATA, n_scenes=n + 1, samples_per_scene=1, image_size=tuple(render_size))
 
 
 def _probe(model, inputs: list[dict], targets: list[dict]) -> dict:
@@ -54,13 +55,18 @@ def _probe(model, inputs: list[dict], targets: list[dict]) -> dict:
 
 
 def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: int = 100, seed: int = 0,
-            frames: int = 1, same_input: bool = False, **model_args) -> list[dict]:
+            frames: int = 1, same_input: bool = False, render_size: tuple[int, int] = FRAME_DATA["image_size"],
+            **model_args) -> list[dict]:
     """Train ``cmt_tiny`` on ``frames`` frames (one: a keyframe of `FRAME_DATA`'s validation scene; more: one
-    keyframe of each of that many scenes, `_scenes_data`), one frame per step in turn; with ``same_input`` every
-    frame's boxes come with frame 0's sensor data. Rows ``{"step", "loss_cls", "loss_bbox", "seconds"}`` every 25
+    keyframe of each of that many scenes rendered at ``render_size``, `_scenes_data`), one frame per step in turn;
+    with ``same_input`` every frame's boxes come with frame 0's sensor data. Rows ``{"step", "loss_cls", "loss_bbox", "seconds"}`` every 25
     steps and ``{"step", "score_max", "score_std", "hits", "top"}`` every ``every`` steps (and at the end)."""
     torch.manual_seed(seed)
-    data, split = (FRAME_DATA, "synthetic_val") if frames == 1 else (_scenes_data(frames), "synthetic_train")
+    if frames == 1 and tuple(render_size) != FRAME_DATA["image_size"]:
+        raise ValueError(f"render_size {tuple(render_size)}: the one-frame check renders at {FRAME_DATA['image_size']}; "
+                         "give frames > 1 to render at another size")
+    data, split = ((FRAME_DATA, "synthetic_val") if frames == 1
+                   else (_scenes_data(frames, render_size), "synthetic_train"))
     chosen = frames_from_devkit(open_nuscenes(synthetic_nuscenes(**data), VERSION), split,
                                 data["sweeps_per_sample"])[:frames]
     model = create_model("cmt_tiny", modalities=tuple(modalities), **model_args)
@@ -99,14 +105,23 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--frames", type=int, default=1, help="one keyframe from each of this many generated scenes")
     p.add_argument("--same-input", action="store_true", help="control: frame 0's sensor data with every frame's boxes")
+    p.add_argument("--render-size", type=int, nargs=2, default=FRAME_DATA["image_size"], metavar=("W", "H"),
+                   help="with --frames > 1: the generated cameras' image size (default %(default)s)")
+    p.add_argument("--image-size", type=int, nargs=2, default=(96, 256), metavar=("H", "W"),
+                   help="the network's input size (cmt_tiny's default %(default)s)")
     p.add_argument("--head-init", default="pytorch", choices=["pytorch", "declared"],
                    help="the heads' initialisation (`zoo.models.cmt.head.TaskHead`); runs before 2026-12-06: declared")
     a = p.parse_args(argv)
     if a.frames < 1:
         p.error(f"--frames {a.frames}: give 1 or more")
     torch.set_num_threads(1)
-    for row in overfit(a.modalities.split(","), a.steps, a.lr, frames=a.frames, same_input=a.same_input,
-                       num_query=a.queries, dn_groups=a.dn_groups, head_init=a.head_init):
+    try:
+        rows = overfit(a.modalities.split(","), a.steps, a.lr, frames=a.frames, same_input=a.same_input,
+                       render_size=tuple(a.render_size), num_query=a.queries, dn_groups=a.dn_groups,
+                       head_init=a.head_init, image_size=tuple(a.image_size))
+    except ValueError as e:
+        p.error(str(e))
+    for row in rows:
         print(row, flush=True)
 
 
