@@ -402,7 +402,9 @@ TINY_OVERFIT = dict(num_query=24, num_layers=1, hidden_dim=32, num_heads=4, ffn_
 def test_overfit_check_reports_losses_and_probes():
     from zoo.models.cmt.overfit import overfit
 
-    rows = overfit(steps=26, every=13, **TINY_OVERFIT)
+    reported = []
+    rows = overfit(steps=26, every=13, report=reported.append, **TINY_OVERFIT)
+    assert reported == rows  # each row passed on as it is made (the CLI prints them as they come)
     probes = [r for r in rows if "hits" in r]
     losses = [r for r in rows if "loss_cls" in r]
     assert [r["step"] for r in probes] == [0, 13, 26] and [r["step"] for r in losses] == [0, 25]
@@ -437,9 +439,13 @@ def test_overfit_check_renders_the_same_scenes_larger_for_a_larger_input(monkeyp
 
     base = check.FRAME_DATA["image_size"]
     double = (2 * base[0], 2 * base[1])
-    boxes = [[f.boxes for f in frames_from_devkit(open_nuscenes(synthetic_nuscenes(**check._scenes_data(2, size)),
-                                                                VERSION), "synthetic_train", 2)] for size in (base, double)]
-    assert all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(*boxes)) and len(boxes[0]) == 2
+
+    def boxes(size):
+        root = synthetic_nuscenes(**check._scenes_data(2, size))
+        return [f.boxes for f in frames_from_devkit(open_nuscenes(root, VERSION), "synthetic_train", 2)]
+
+    small, large = boxes(base), boxes(double)
+    assert all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(small, large)) and len(small) == 2
     seen = []
     monkeypatch.setattr(check, "_probe", lambda model, x, y: seen.append(x[0]["images"].shape) or
                         {"score_max": 0.5, "score_std": 0.0, "hits": 0, "top": 1})

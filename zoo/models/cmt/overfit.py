@@ -56,15 +56,16 @@ def _probe(model, inputs: list[dict], targets: list[dict]) -> dict:
 
 def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: int = 100, seed: int = 0,
             frames: int = 1, same_input: bool = False, render_size: tuple[int, int] = FRAME_DATA["image_size"],
-            **model_args) -> list[dict]:
+            report=None, **model_args) -> list[dict]:
     """Train ``cmt_tiny`` on ``frames`` frames (one: a keyframe of `FRAME_DATA`'s validation scene; more: one
     keyframe of each of that many scenes rendered at ``render_size``, `_scenes_data`), one frame per step in turn;
-    with ``same_input`` every frame's boxes come with frame 0's sensor data. Rows ``{"step", "loss_cls", "loss_bbox", "seconds"}`` every 25
-    steps and ``{"step", "score_max", "score_std", "hits", "top"}`` every ``every`` steps (and at the end)."""
+    with ``same_input`` every frame's boxes come with frame 0's sensor data. Rows ``{"step", "loss_cls",
+    "loss_bbox", "seconds"}`` every 25 steps and ``{"step", "score_max", "score_std", "hits", "top"}`` every
+    ``every`` steps (and at the end), each also passed to ``report`` (if given) as it is made."""
     torch.manual_seed(seed)
     if frames == 1 and tuple(render_size) != FRAME_DATA["image_size"]:
-        raise ValueError(f"render_size {tuple(render_size)}: the one-frame check renders at {FRAME_DATA['image_size']}; "
-                         "give frames > 1 to render at another size")
+        raise ValueError(f"render_size {tuple(render_size)}: the one-frame check renders at "
+                         f"{FRAME_DATA['image_size']}; give frames > 1 to render at another size")
     data, split = ((FRAME_DATA, "synthetic_val") if frames == 1
                    else (_scenes_data(frames, render_size), "synthetic_train"))
     chosen = frames_from_devkit(open_nuscenes(synthetic_nuscenes(**data), VERSION), split,
@@ -77,10 +78,16 @@ def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: in
     criterion = CMTCriterion(model.num_classes, dn_split=model.dn_split)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     rows, start = [], time.perf_counter()
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if report is not None:
+            report(row)
+
     model.train()
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
-            rows.append({"step": step, **_probe(model, inputs, targets)})
+            add({"step": step, **_probe(model, inputs, targets)})
         if step == steps:
             break
         x, y = inputs[step % len(targets)], targets[step % len(targets)]
@@ -91,8 +98,8 @@ def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: in
         torch.nn.utils.clip_grad_norm_(model.parameters(), 35)
         opt.step()
         if step % 25 == 0:
-            rows.append({"step": step, "loss_cls": losses["loss_cls"].item(), "loss_bbox": losses["loss_bbox"].item(),
-                         "seconds": time.perf_counter() - start})
+            add({"step": step, "loss_cls": losses["loss_cls"].item(), "loss_bbox": losses["loss_bbox"].item(),
+                 "seconds": time.perf_counter() - start})
     return rows
 
 
@@ -116,13 +123,11 @@ def main(argv=None) -> None:
         p.error(f"--frames {a.frames}: give 1 or more")
     torch.set_num_threads(1)
     try:
-        rows = overfit(a.modalities.split(","), a.steps, a.lr, frames=a.frames, same_input=a.same_input,
-                       render_size=tuple(a.render_size), num_query=a.queries, dn_groups=a.dn_groups,
-                       head_init=a.head_init, image_size=tuple(a.image_size))
+        overfit(a.modalities.split(","), a.steps, a.lr, frames=a.frames, same_input=a.same_input,
+                render_size=tuple(a.render_size), num_query=a.queries, dn_groups=a.dn_groups, head_init=a.head_init,
+                image_size=tuple(a.image_size), report=lambda row: print(row, flush=True))
     except ValueError as e:
         p.error(str(e))
-    for row in rows:
-        print(row, flush=True)
 
 
 if __name__ == "__main__":
