@@ -456,6 +456,26 @@ def test_overfit_check_renders_the_same_scenes_larger_for_a_larger_input(monkeyp
         check.overfit(modalities=("camera",), steps=1, render_size=double, **TINY_OVERFIT)
 
 
+def test_optimizer_groups_give_the_image_branch_the_authors_multipliers():
+    """Backbone lr x 0.01 and weight decay x 5, neck lr x 0.1, the rest at the base rate; every trainable parameter
+    in exactly one group (what `CMTModule.configure_optimizers` and the overfit check's ImageNet start use)."""
+    from zoo.models.cmt.module import optimizer_groups
+
+    m = zoo.create_model("cmt_tiny", modalities=("camera", "lidar"))
+    groups = optimizer_groups(m, 1e-3, 0.01, img_backbone_lr_mult=0.01, img_backbone_decay_mult=5.0,
+                              img_neck_lr_mult=0.1)
+
+    def count(prefix: str) -> int:
+        return sum(p.numel() for n, p in m.named_parameters() if n.startswith(prefix))
+
+    got = sorted((g["lr"], g["weight_decay"], sum(p.numel() for p in g["params"])) for g in groups)
+    want = sorted([(1e-5, 0.05, count("img_backbone.")), (1e-4, 0.01, count("img_neck.")),
+                   (1e-3, 0.01, count("") - count("img_backbone.") - count("img_neck."))])
+    assert [g[2] for g in got] == [w[2] for w in want] and min(w[2] for w in want) > 0
+    assert [g[:2] for g in got] == [pytest.approx(w[:2]) for w in want]
+    assert len({id(p) for g in groups for p in g["params"]}) == len(list(m.parameters()))
+
+
 def test_one_cycle_schedule_is_mmcvs_cosine_cycle():
     """lr factor: 1 -> peak by a cosine over the first 40 % of the steps, then -> end; beta1 follows the inverse."""
     from zoo.models.cmt.module import cyclic_factor

