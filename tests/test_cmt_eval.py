@@ -250,9 +250,10 @@ def test_det3d_eval_refuses_a_split_without_ground_truth(synth, tmp_path, capsys
 
 def test_released_lidar_detector_detects_on_an_unseen_generated_scene(tmp_path):
     """``cmt_tiny.synthetic_lidar`` (8 000 CPU steps on scenes of seed 0) finds objects in a scene of another seed
-    the way the devkit counts it (mAP 0.33 when written), the fusion model trained with GT-paste and CBGS
-    ``cmt_tiny.synthetic_fusion`` more (0.71), where the 480-step fusion checkpoint ``cmt_tiny.synthetic``
-    (classifier at its prior) finds almost none (0.002)."""
+    the way the devkit counts it (mAP 0.56 when written; 0.33 for the weights it replaced, trained from the heads'
+    declared init), the fusion model trained with GT-paste and CBGS ``cmt_tiny.synthetic_fusion`` more (0.71),
+    where the 480-step fusion checkpoint ``cmt_tiny.synthetic`` (classifier at its prior) finds almost none
+    (0.002)."""
     from zoo.cli import main
     from zoo.data.nuscenes_synthetic import synthetic_nuscenes
 
@@ -265,5 +266,5 @@ def test_released_lidar_detector_detects_on_an_unseen_generated_scene(tmp_path):
                 "synthetic_val", "--json", str(out), "--num-workers", "0"]
         assert main(argv) == 0
         maps[name] = json.loads(out.read_text())["mAP"]
-    assert maps["cmt_tiny.synthetic_lidar"] > 0.2 and maps["cmt_tiny.synthetic"] < 0.05
+    assert maps["cmt_tiny.synthetic_lidar"] > 0.4 and maps["cmt_tiny.synthetic"] < 0.05
     assert maps["cmt_tiny.synthetic_fusion"] > maps["cmt_tiny.synthetic_lidar"]
