@@ -22,7 +22,7 @@ from .object_sample import ObjectSample
 
 
 class NuScenesDataModule(pl.LightningDataModule):
-    """Train/val loaders over nuScenes-format data (see the module docstring for ``data``).
+    """Train/val loaders over nuScenes-format data (`zoo.models.cmt.dataset` says what ``data`` may be).
 
     Args:
         data, version, train_split, val_split, data_root: where the frames come from.
