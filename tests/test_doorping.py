@@ -447,21 +447,21 @@ def test_load_real_cache_follows_edits_of_the_folder_and_hits_when_unchanged(tmp
     give what a fresh cache gives, while an unchanged folder is read back without decoding."""
     from PIL import Image
 
-    from zoo.models.doorping import real_images as data
+    from zoo.models.doorping import real_images
 
     folder = _cifar_folder(tmp_path / "cifar")
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))  # after the catalogue copy: it is unpacked in ZOO_HOME
     decoded = []
-    decode = data._decode
-    monkeypatch.setattr(data, "_decode", lambda ds, size: decoded.append(1) or decode(ds, size))
-    first = data.load_real(str(folder), "test", image_size=32)
-    assert data.load_real(str(folder), "test", image_size=32).images.equal(first.images) and len(decoded) == 1
+    decode = real_images._decode
+    monkeypatch.setattr(real_images, "_decode", lambda ds, size: decoded.append(1) or decode(ds, size))
+    first = real_images.load_real(str(folder), "test", image_size=32)
+    assert real_images.load_real(str(folder), "test", image_size=32).images.equal(first.images) and len(decoded) == 1
     (folder / "test" / "automobile" / "0001.jpg").rename(folder / "test" / "bird" / "0001b.jpg")
     Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "test" / "automobile" / "0000.jpg")
-    edited = data.load_real(str(folder), "test", image_size=32)
+    edited = real_images.load_real(str(folder), "test", image_size=32)
     assert edited.labels.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2] and len(decoded) == 2
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh"))
-    fresh = data.load_real(str(folder), "test", image_size=32)
+    fresh = real_images.load_real(str(folder), "test", image_size=32)
     assert fresh.labels.equal(edited.labels) and fresh.images.equal(edited.images)
     (cache,) = (tmp_path / "home" / "data" / "doorping-arrays").iterdir()  # rewritten, not one more file
     assert cache.suffix == ".npz"

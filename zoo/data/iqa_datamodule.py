@@ -43,7 +43,8 @@ class IQADataModule(SplitDataModule):
         train_subset, val_subset, test_subset: use only this many rows of each part (seeded), for small recipes.
         batch_size: images per batch (each gives ``crops`` crops; the authors: 12); num_workers: loader workers.
         input_spec, num_levels: default to the fitted LightningModule's.
-        crop_seed: seed of the evaluation crops (combined with a hash of each image file, `image_seed`).
+        crop_seed: seed of the evaluation crops (combined with a hash of each image file,
+            `zoo.data.iqa_crops.image_seed`).
     """
 
     def __init__(self, data: str = "biq2021_subset", layout: str = "auto", csv: str | None = None,

@@ -20,6 +20,7 @@ import torch
 
 from ...data.nuscenes import frames_from_devkit, open_nuscenes
 from ...data.nuscenes_synthetic import VERSION, synthetic_nuscenes
+from ...errors import ZooError
 from ...registry import create_model
 from .dataset import CMTDataset, collate
 from .losses import CMTCriterion
@@ -68,8 +69,11 @@ def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: in
     authors' multipliers, as the recipes (backbone lr x 0.01 and weight decay x 5, neck lr x 0.1)."""
     torch.manual_seed(seed)
     if frames == 1 and tuple(render_size) != FRAME_DATA["image_size"]:
-        raise ValueError(f"render_size {tuple(render_size)}: the one-frame check renders at "
-                         f"{FRAME_DATA['image_size']}; give frames > 1 to render at another size")
+        raise ZooError(f"render size {tuple(render_size)} (--render-size): the one-frame check renders at "
+                       f"{FRAME_DATA['image_size']}; give 2 or more frames (--frames) to render at another size")
+    if img_imagenet and "camera" not in modalities:
+        raise ZooError(f"ImageNet weights (--img-imagenet) are for the image backbone, but the modalities are "
+                       f"{list(modalities)}: add camera, or drop the weights")
     data, split = ((FRAME_DATA, "synthetic_val") if frames == 1
                    else (_scenes_data(frames, render_size), "synthetic_train"))
     chosen = frames_from_devkit(open_nuscenes(synthetic_nuscenes(**data), VERSION), split,
@@ -138,7 +142,7 @@ def main(argv=None) -> None:
                 render_size=tuple(a.render_size), num_query=a.queries, dn_groups=a.dn_groups, head_init=a.head_init,
                 image_size=tuple(a.image_size), model=a.model, img_imagenet=a.img_imagenet,
                 report=lambda row: print(row, flush=True))
-    except ValueError as e:
+    except ZooError as e:
         p.error(str(e))
 
 

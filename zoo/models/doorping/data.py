@@ -47,7 +47,7 @@ class DistillationData(pl.LightningDataModule):
             image tree...).
         name: dataset name written into the distilled set (default: derived from ``data``).
         image_size: resize to this side; default: 32 px for MNIST, Fashion-MNIST and STL-10 (the authors' size,
-            `AUTHORS_SIZE`), the native size otherwise.
+            `zoo.models.doorping.real_images.AUTHORS_SIZE`), the native size otherwise.
     """
 
     def __init__(self, data: str = "cifar10_jpeg", name: str | None = None, image_size: int | None = None):

@@ -4,7 +4,7 @@ The kNN bank and the other scorers are fitted on the ID *training* split (eval t
 feature extraction); ID test images are the positives; each ``--ood`` folder is one OOD set. The ID data must have
 separate train and test splits with the same classes (`zoo.data.images.open_train_test`; the OOD sets are read by
 `zoo.data.images.open_ood`), matched to the model's class names when it records them
-(`zoo.data.classification.to_model_labels`); ID data of other classes is scored for OOD all the same (the scorers
+(`zoo.data.labels.to_model_labels`); ID data of other classes is scored for OOD all the same (the scorers
 need its labels only among themselves), and its ``id_accuracy`` is null. Metrics use the paper's convention (ID
 positive; see `zoo.metrics.ood`). JSON::
 
