@@ -251,16 +251,17 @@ def test_det3d_eval_refuses_a_split_without_ground_truth(synth, tmp_path, capsys
 def test_released_lidar_detector_detects_on_an_unseen_generated_scene(tmp_path):
     """``cmt_tiny.synthetic_lidar`` (8 000 CPU steps on scenes of seed 0) finds objects in a scene of another seed
     the way the devkit counts it (mAP 0.56 when written; 0.33 for the weights it replaced, trained from the heads'
-    declared init), the fusion model trained with GT-paste and CBGS ``cmt_tiny.synthetic_fusion`` more (0.71),
-    where the 480-step fusion checkpoint ``cmt_tiny.synthetic`` (classifier at its prior) finds almost none
-    (0.002)."""
+    declared init), the LiDAR model trained with GT-paste and CBGS ``cmt_tiny.synthetic_lidar_gtpaste`` more (0.69),
+    and the fusion model trained so ``cmt_tiny.synthetic_fusion`` (0.71), where the 480-step fusion checkpoint
+    ``cmt_tiny.synthetic`` (classifier at its prior) finds almost none (0.002)."""
     from zoo.cli import main
     from zoo.data.nuscenes_synthetic import synthetic_nuscenes
 
     root = synthetic_nuscenes(n_scenes=2, samples_per_scene=3, sweeps_per_sample=2, image_size=(200, 113),
                               val_scenes=1, seed=7)
     maps = {}
-    for name in ("cmt_tiny.synthetic_lidar", "cmt_tiny.synthetic_fusion", "cmt_tiny.synthetic"):
+    for name in ("cmt_tiny.synthetic_lidar", "cmt_tiny.synthetic_lidar_gtpaste", "cmt_tiny.synthetic_fusion",
+                 "cmt_tiny.synthetic"):
         out = tmp_path / name / "det3d.json"
         argv = ["eval", name, "--task", "det3d", "--data", str(root), "--version", "v1.0-synthetic", "--split",
                 "synthetic_val", "--json", str(out), "--num-workers", "0"]
@@ -268,3 +269,4 @@ def test_released_lidar_detector_detects_on_an_unseen_generated_scene(tmp_path):
         maps[name] = json.loads(out.read_text())["mAP"]
     assert maps["cmt_tiny.synthetic_lidar"] > 0.4 and maps["cmt_tiny.synthetic"] < 0.05
     assert maps["cmt_tiny.synthetic_fusion"] > maps["cmt_tiny.synthetic_lidar"]
+    assert maps["cmt_tiny.synthetic_lidar_gtpaste"] > maps["cmt_tiny.synthetic_lidar"] + 0.1
