@@ -3,6 +3,10 @@
 Key mapping (left: the authors' module names, right: `CMT`):
 
 * ``img_backbone.*`` (mmdet ResNet, torchvision names) -> ``img_backbone.body.*`` (timm features);
+  VoVNet-99 (the authors' DD3D module names) -> timm's ``ese_vovnet99b`` features with an eSE in every block
+  (`ImageBackbone`'s ``ese_every_block``): ``stem.stem_{n}/{conv,norm}`` -> ``stem_{n-1}.{conv,bn}``,
+  ``stage{s}.OSA{s}_{b}.layers.{i}.OSA{s}_{b}_{i}/{conv,norm}`` -> ``stages_{s-2}.blocks.{b-1}.conv_mid.{i}.{conv,bn}``,
+  ``...concat.OSA{s}_{b}_concat/{conv,norm}`` -> ``...conv_concat.{conv,bn}``, ``...ese.fc`` -> ``...attn.fc``
   ``img_neck.lateral_convs.i.conv`` / ``img_neck.fpn_convs.0.conv`` -> ``img_neck.lateral_convs.i`` / ``fpn_convs.0``
 * ``pts_middle_encoder.*`` -> ``lidar_encoder.*``, same structure; sparse-conv kernels are stored by mmdet3d's
   spconv-2 hook as [kD, kH, kW, C_in, C_out] and permuted to spconv 2's [C_out, kD, kH, kW, C_in]
@@ -18,9 +22,9 @@ Key mapping (left: the authors' module names, right: `CMT`):
 
 The configuration (point range, voxel size, grid, image size) is read from the checkpoint's ``meta['config']``
 when present, else taken from the released config matching the checkpoint's modules: R50 fusion -> 800x320,
-voxel 0.1 with the config's 1024-cell grid (its quirk, kept so the outputs match); LiDAR-only -> voxel 0.075.
-VoVNet-99 image backbones (CMT-C, V2-99 fusion) are not converted: their DD3D module layout has not been mapped
-to timm's ``ese_vovnet99b``.
+voxel 0.1 with the config's 1024-cell grid (its quirk, kept so the outputs match); V2-99 fusion and CMT-C ->
+1600x640, voxel 0.075; LiDAR-only -> voxel 0.075. Camera-only checkpoints (the authors' ``CmtImageHead``, no
+``shared_conv``) become the camera-only builders.
 """
 
 from __future__ import annotations
@@ -34,8 +38,23 @@ from ...errors import ZooError
 from ...hub import sha256_file
 from ...registry import create_model
 
+
+def _vov(stage: str, block: str) -> str:
+    """The zoo prefix of the authors' VoVNet block ``OSA{stage}_{block}`` (stages 2-5, blocks from 1)."""
+    return f"img_backbone.body.stages_{int(stage) - 2}.blocks.{int(block) - 1}."
+
+
+_NORM = {"conv": "conv", "norm": "bn"}
+
 RULES = (
-    (r"^img_backbone\.", "img_backbone.body."),
+    (r"^img_backbone\.stem\.stem_(\d)/(conv|norm)\.",
+     lambda m: f"img_backbone.body.stem_{int(m.group(1)) - 1}.{_NORM[m.group(2)]}."),
+    (r"^img_backbone\.stage(\d)\.OSA\1_(\d+)\.layers\.(\d+)\.OSA\1_\2_\3/(conv|norm)\.",
+     lambda m: f"{_vov(m.group(1), m.group(2))}conv_mid.{m.group(3)}.{_NORM[m.group(4)]}."),
+    (r"^img_backbone\.stage(\d)\.OSA\1_(\d+)\.concat\.OSA\1_\2_concat/(conv|norm)\.",
+     lambda m: f"{_vov(m.group(1), m.group(2))}conv_concat.{_NORM[m.group(3)]}."),
+    (r"^img_backbone\.stage(\d)\.OSA\1_(\d+)\.ese\.fc\.", lambda m: f"{_vov(m.group(1), m.group(2))}attn.fc."),
+    (r"^img_backbone\.(?!stem\.|stage\d)", "img_backbone.body."),
     (r"^img_neck\.(lateral_convs|fpn_convs)\.(\d+)\.conv\.", r"img_neck.\1.\2."),
     (r"^pts_middle_encoder\.", "lidar_encoder."),
     (r"^pts_backbone\.", "bev_backbone."),
@@ -73,13 +92,20 @@ def model_args_for(sd: dict, meta: dict) -> tuple[str, dict]:
     """(registry name, constructor arguments) for a state dict of the authors' keys."""
     camera = any(k.startswith("img_backbone.") for k in sd)
     lidar = any(k.startswith("pts_middle_encoder.") for k in sd)
-    if camera and "img_backbone.layer1.0.conv1.weight" not in sd:
-        raise ZooError("the checkpoint's image backbone is not a ResNet (VoVNet-99?): only ResNet-50 image "
-                       "branches are converted (see zoo/models/cmt/convert.py)")
+    vovnet = "img_backbone.stem.stem_1/conv.weight" in sd
+    if camera and not vovnet and "img_backbone.layer1.0.conv1.weight" not in sd:
+        raise ZooError("the checkpoint's image backbone is neither a ResNet (img_backbone.layer1.*) nor the "
+                       "authors' VoVNet (img_backbone.stem.stem_1/*): only ResNet-50 and VoVNet-99 are converted")
     if not (camera or lidar) or "pts_bbox_head.reference_points.weight" not in sd:
         raise ZooError(f"not a CMT checkpoint (first keys: {', '.join(list(sd)[:5])}): expected "
                        f"pts_bbox_head.reference_points and img_backbone.* or pts_middle_encoder.* keys")
-    if camera and sum(1 for k in sd if re.match(r"img_backbone\.layer3\.\d+\.conv1\.weight$", k)) != 6:
+    if vovnet:
+        concat = r"img_backbone\.stage4\.OSA4_\d+\.concat\.OSA4_\d+_concat/conv\.weight$"
+        blocks = sum(1 for k in sd if re.match(concat, k))
+        if blocks != 9:
+            raise ZooError(f"image backbone is a VoVNet with {blocks} blocks in stage4, not VoVNet-99 (9): only the "
+                           f"V2-99 configs are converted")
+    elif camera and sum(1 for k in sd if re.match(r"img_backbone\.layer3\.\d+\.conv1\.weight$", k)) != 6:
         raise ZooError("image backbone is a ResNet but not a ResNet-50 (layer3 must have 6 blocks)")
     needed = ["pts_bbox_head.task_heads.0.center.3.weight", "pts_bbox_head.bev_embedding.2.weight",
               "pts_bbox_head.task_heads.0.cls_logits.3.weight"]
@@ -94,12 +120,11 @@ def model_args_for(sd: dict, meta: dict) -> tuple[str, dict]:
             "num_classes": sd["pts_bbox_head.task_heads.0.cls_logits.3.weight"].shape[0] // (head.shape[0] // 2)}
     if "pts_bbox_head.rv_embedding.0.weight" in sd:
         args["depth_num"] = sd["pts_bbox_head.rv_embedding.0.weight"].shape[1] // 3
-    if camera:
-        args.update(img_backbone="resnet50", image_size=[320, 800])
+    r50 = camera and not vovnet
     if lidar:
         args["lidar_encoder"] = "sparse"
-        voxel = [0.1, 0.1, 0.2] if camera else [0.075, 0.075, 0.2]
-        grid = [1024, 1024, 40] if camera else None  # the R50 config's grid quirk
+        voxel = [0.1, 0.1, 0.2] if r50 else [0.075, 0.075, 0.2]
+        grid = [1024, 1024, 40] if r50 else None  # the R50 config's grid quirk
         config = meta.get("config") if isinstance(meta.get("config"), str) else ""
         voxel = _config_value(config, "voxel_size") or voxel
         if _config_value(config, "point_cloud_range"):
@@ -111,7 +136,9 @@ def model_args_for(sd: dict, meta: dict) -> tuple[str, dict]:
         args["voxel_size"] = voxel
         if grid:
             args["grid_size"] = grid
-    return "cmt_fusion_r50" if camera else "cmt_lidar_voxel0075", args
+    if not camera:
+        return "cmt_lidar_voxel0075", args
+    return f"cmt_{'fusion' if lidar else 'camera'}_{'vov99' if vovnet else 'r50'}", args
 
 
 def convert_state_dict(sd: dict, own: dict) -> dict:

@@ -34,19 +34,28 @@ class ImageBackbone(nn.Module):
             ``((0.5,) * 3, (0.5,) * 3)`` for TensorFlow's EfficientNet-Lite. CMT's images arrive normalised the
             authors' way (BGR, `CMT_MEAN` / `CMT_STD` on 0-255); with ``input_norm`` set they are mapped to the
             backbone's normalisation first. None: the backbone takes CMT's normalisation (ResNet, VoVNet).
+        ese_every_block: give every OSA block of a timm VoVNet an effective squeeze-excitation (eSE), as the
+            VoVNet of the authors' code (taken from DD3D) that their V2-99 configs use; timm's ``ese_vovnet*`` put
+            one only after each stage's last block.
     """
 
     def __init__(self, name: str = "resnet50", out_indices=(3, 4), norm_eval: bool = True,
                  weights_file: str | None = None, backbone_args: dict[str, Any] | None = None,
-                 input_norm: tuple | None = None):
+                 input_norm: tuple | None = None, ese_every_block: bool = False):
         super().__init__()
         self.renorm = Renormalise(*input_norm) if input_norm is not None else None
         timm = require("timm", "det3d")
+        if ese_every_block and weights_file:
+            raise ZooError(f"weights_file {weights_file} is a timm file, whose VoVNets have no eSE in most blocks, "
+                           f"but ese_every_block builds DD3D's layout: leave one of them out (weights in DD3D's "
+                           f"layout come from the authors' checkpoints through `zoo convert cmt`)")
         try:
             self.body = timm.create_model(name, features_only=True, out_indices=tuple(out_indices),
                                           **(backbone_args or {}), **timm_weights_kwargs(weights_file))
         except (RuntimeError, TypeError) as exc:
             raise ZooError(f"timm cannot build image backbone {name!r}: {exc}") from None
+        if ese_every_block:
+            _ese_every_block(self.body, name)
         reductions = self.body.feature_info.reduction()
         if list(reductions) != [16, 32]:
             raise ZooError(f"image backbone {name!r} with out_indices {tuple(out_indices)} gives strides "
@@ -83,6 +92,20 @@ class ImageBackbone(nn.Module):
         own = self.body.state_dict()  # the classifier's head and pooling are not part of the feature extractor
         sd = {k.removeprefix("net."): v for k, v in sd.items() if k.removeprefix("net.") in own}
         load_state_dict(self.body, sd, source=str(source))
+
+
+def _ese_every_block(body: nn.Module, name: str) -> None:
+    """Give each OSA block of a timm VoVNet feature extractor that lacks one an eSE (DD3D's layout, see
+    `ImageBackbone`)."""
+    from timm.layers import EffectiveSEModule
+    from timm.models.vovnet import OsaBlock
+
+    blocks = [m for m in body.modules() if isinstance(m, OsaBlock)]
+    if not blocks:
+        raise ZooError(f"ese_every_block applies to VoVNet backbones (ese_vovnet99b...), not {name!r}")
+    for block in blocks:
+        if block.attn is None:
+            block.attn = EffectiveSEModule(block.conv_concat.conv.out_channels)
 
 
 class Renormalise(nn.Module):

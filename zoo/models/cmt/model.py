@@ -56,8 +56,9 @@ class CMT(nn.Module):
         point_cloud_range: (x0, y0, z0, x1, y1, z1) m; box centres, anchors and PEs are normalised by it.
         image_size: (H, W) of the network input (after resize and crop); sweeps: previous LiDAR sweeps per frame;
             both recorded in ``input_spec`` (the data contract, not used by the network).
-        img_backbone, img_backbone_args, img_weights_file, img_norm_eval, img_input_norm: the timm image backbone
-            (`ImageBackbone`; ``img_input_norm`` is its ``input_norm``).
+        img_backbone, img_backbone_args, img_weights_file, img_norm_eval, img_input_norm, img_ese_every_block: the
+            timm image backbone (`ImageBackbone`; ``img_input_norm`` is its ``input_norm``, ``img_ese_every_block``
+            its ``ese_every_block``: True in the V2-99 builders, as the authors' VoVNet-99).
         img_channels: FPN width (256); grid_mask: GridMask on training images (the fusion configs).
         lidar_encoder: ``sparse`` (the authors' 3D sparse encoder, plain-torch sparse convs) or ``pillar``;
             sparse_backend: ``auto`` (spconv when installed, else plain torch), ``torch`` or ``spconv``;
@@ -84,7 +85,7 @@ class CMT(nn.Module):
                  image_size=(320, 800), sweeps: int = 10, img_backbone: str = "resnet50",
                  img_backbone_args: dict[str, Any] | None = None,
                  img_weights_file: str | None = None, img_norm_eval: bool = True,
-                 img_input_norm: tuple | None = None, img_channels: int = 256,
+                 img_input_norm: tuple | None = None, img_ese_every_block: bool = False, img_channels: int = 256,
                  grid_mask: bool = True, lidar_encoder: str = "sparse", sparse_backend: str = "auto",
                  lidar_channels: int = 256, pillar_max_points: int | None = None, bev_skip_empty: bool = False,
                  voxel_size=(0.1, 0.1, 0.2),
@@ -120,7 +121,8 @@ class CMT(nn.Module):
 
         if "camera" in modalities:
             self.img_backbone = ImageBackbone(img_backbone, norm_eval=img_norm_eval, weights_file=img_weights_file,
-                                              backbone_args=img_backbone_args, input_norm=img_input_norm)
+                                              backbone_args=img_backbone_args, input_norm=img_input_norm,
+                                              ese_every_block=img_ese_every_block)
             self.img_neck = CPFPN(self.img_backbone.channels, img_channels)
             self.grid_mask = GridMask() if grid_mask else None
             if img_channels != hidden_dim:
@@ -283,7 +285,8 @@ class CMT(nn.Module):
 # ---- builders (registry names) ---------------------------------------------------------------------------------
 
 _R50_800x320 = dict(image_size=(320, 800), img_backbone="resnet50", voxel_size=(0.1, 0.1, 0.2))
-_V299_1600x640 = dict(image_size=(640, 1600), img_backbone="ese_vovnet99b", voxel_size=(0.075, 0.075, 0.2))
+_V299_1600x640 = dict(image_size=(640, 1600), img_backbone="ese_vovnet99b", img_ese_every_block=True,
+                      voxel_size=(0.075, 0.075, 0.2))
 
 
 def cmt_fusion_r50(**kwargs) -> CMT:
