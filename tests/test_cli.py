@@ -485,3 +485,35 @@ def test_eval_task_options_are_checked_for_python_callers():
     with pytest.raises(ZooError, match="task 'classification' needs --data"):
         task(split="test")
     assert vars(task(data="x").options) == {"data": "x", "split": "test"}
+
+
+def test_sigterm_to_the_whole_process_group_saves_the_step_and_exits_143(shapes_data, tmp_path):
+    """A scheduler that stops a job signals all its processes (Slurm's scancel, systemd's stop): SIGTERM reaches
+    the DataLoader workers as well as the trainer. The workers leave the stop to the trainer, which ends the step,
+    saves ``interrupted.ckpt`` and exits 143 (a worker that died of the signal would crash the step instead)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "run"
+    args = _fit_args(shapes_data, root, "--trainer.max_epochs", "1000", "--data.init_args.num_workers", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", *args], stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (root / "checkpoints" / "last.ckpt").exists() and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert workers, "the fit runs no DataLoader worker to signal"
+        os.killpg(proc.pid, signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err[-2000:]
+    assert "fit interrupted (SIGTERM); resume with" in err and (root / "checkpoints" / "interrupted.ckpt").is_file()

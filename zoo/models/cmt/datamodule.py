@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from ...data.nuscenes import CLASSES
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
 from ...data.sampling import seeded_training
+from ...data.workers import ignore_sigterm
 from ...errors import ZooError
 from .cbgs import CBGSDataset
 from .dataset import CMTDataset, collate, dataroot, open_frames
@@ -141,8 +142,9 @@ class NuScenesDataModule(pl.LightningDataModule):
         hp = self.hparams
         data, sampler = seeded_training(self.train_set, hp.seed, hp.batch_size)
         return DataLoader(data, hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) > hp.batch_size)
+                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) > hp.batch_size,
+                          worker_init_fn=ignore_sigterm)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, self.hparams.batch_size, collate_fn=collate,
-                          num_workers=self.hparams.num_workers)
+                          num_workers=self.hparams.num_workers, worker_init_fn=ignore_sigterm)
