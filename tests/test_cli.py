@@ -490,30 +490,54 @@ def test_eval_task_options_are_checked_for_python_callers():
 def test_sigterm_to_the_whole_process_group_saves_the_step_and_exits_143(shapes_data, tmp_path):
     """A scheduler that stops a job signals all its processes (Slurm's scancel, systemd's stop): SIGTERM reaches
     the DataLoader workers as well as the trainer. The workers leave the stop to the trainer, which ends the step,
-    saves ``interrupted.ckpt`` and exits 143 (a worker that died of the signal would crash the step instead)."""
-    import os
+    saves ``interrupted.ckpt`` and exits 143 (a worker that died of the signal would crash the step instead), and
+    no process of the group is left."""
     import signal
-    import subprocess
-    import sys
     import time
 
-    root = tmp_path / "run"
-    args = _fit_args(shapes_data, root, "--trainer.max_epochs", "1000", "--data.init_args.num_workers", "1")
+    root, log = tmp_path / "run", tmp_path / "stderr.txt"
+    args = _fit_args(shapes_data, root, "--trainer.max_epochs", "1000")
+    args[args.index("--data.init_args.num_workers") + 1] = "1"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", *args], stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "zoo", *args], stderr=err, text=True, env=env,
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while not (root / "checkpoints" / "last.ckpt").exists() and proc.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert proc.poll() is None, proc.stderr.read()[-2000:]
-        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        assert workers, "the fit runs no DataLoader worker to signal"
+        assert proc.poll() is None and (root / "checkpoints" / "last.ckpt").exists(), log.read_text()[-2000:]
+        group = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(p) == proc.pid]
+        assert any((p / "comm").read_text().strip() == "pt_data_worker" for p in group), "no DataLoader worker"
         os.killpg(proc.pid, signal.SIGTERM)
-        err = proc.communicate(timeout=120)[1]
+        proc.wait(timeout=120)
+        time.sleep(2)
+        left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(p) == proc.pid]
     finally:
-        if proc.poll() is None:
+        try:
             os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    err = log.read_text()
     assert proc.returncode == 143, err[-2000:]
     assert "fit interrupted (SIGTERM); resume with" in err and (root / "checkpoints" / "interrupted.ckpt").is_file()
+    assert not left, f"processes of the stopped fit still running: {left}"
+
+
+def _pgid(proc_dir: Path) -> int | None:
+    try:
+        return os.getpgid(int(proc_dir.name))
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def test_a_script_that_leaves_a_loader_iterator_open_still_exits(tmp_path):
+    """`zoo.data.workers.ignore_sigterm` keeps PyTorch's own shutdown working: at interpreter exit,
+    multiprocessing terminates a worker whose iterator was never closed, and the worker must go."""
+    script = ("import torch\nfrom torch.utils.data import DataLoader\nfrom zoo.data.workers import ignore_sigterm\n"
+              "loader = DataLoader(torch.arange(100), batch_size=10, num_workers=1, persistent_workers=True, "
+              "worker_init_fn=ignore_sigterm)\nbatches = iter(loader)\nprint(next(batches).sum().item())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0 and out.stdout.strip() == "45", out.stderr[-2000:]
