@@ -243,10 +243,10 @@ def test_converted_vovnet99_computes_the_authors_backbone():
     ours = ImageBackbone("ese_vovnet99b", ese_every_block=True).eval()
     mapped = convert_state_dict(sd, {f"img_backbone.{k}": v for k, v in ours.state_dict().items()})
     load_state_dict(ours, {k.removeprefix("img_backbone."): v for k, v in mapped.items()})
-    x = torch.randn(1, 3, 96, 160)
+    x = torch.randn(1, 3, 100, 170)  # odd sizes on the way down: the pools' ceil mode counts
     with torch.no_grad():
         got, want = ours(x), authors_vovnet_forward(sd, x)
-    assert [tuple(t.shape) for t in got] == [(1, 768, 6, 10), (1, 1024, 3, 5)]
+    assert [tuple(t.shape) for t in got] == [(1, 768, 6, 10), (1, 1024, 3, 5)]  # floor mode: 5x10, 2x4
     for g, w in zip(got, want):
         assert w.std((2, 3)).mean() > 0.1 * w.abs().mean()  # the maps vary over the image
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-4 * w.abs().max())
@@ -261,11 +261,15 @@ def test_convert_v299_checkpoint(tmp_path, lidar):
     from zoo.cli import main
 
     sd = official_state_dict(lidar=lidar, backbone="vov99")
-    torch.save({"meta": {"epoch": 20}, "state_dict": sd}, tmp_path / "cmt_vov.pth")
+    config = ("point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]\n"
+              "ida_aug_conf = {\n        \"final_dim\": (320, 800),\n")
+    torch.save({"meta": {"epoch": 20, "config": config}, "state_dict": sd}, tmp_path / "cmt_vov.pth")
     assert main(["convert", "cmt", "--src", str(tmp_path / "cmt_vov.pth"), "--out", str(tmp_path / "out")]) == 0
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())
     assert cfg["architecture"] == ("cmt_fusion_vov99" if lidar else "cmt_camera_vov99")
     assert ("voxel_size" in cfg["model_args"]) == lidar and "grid_size" not in cfg["model_args"]
+    assert cfg["model_args"]["point_cloud_range"] == [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]  # from meta["config"]
+    assert cfg["model_args"]["image_size"] == [320, 800]
     ours = _read(tmp_path / "out")
     assert len(ours) == len(sd)  # every tensor mapped, none dropped
     pairs = {"img_backbone.body.stem_2.bn.running_var": "img_backbone.stem.stem_3/norm.running_var",

@@ -20,10 +20,10 @@ Key mapping (left: the authors' module names, right: `CMT`):
 * ``task_heads.0.<branch>`` -> ``task_head.<branch>``: the grouped per-layer convs and the box-code ordering are
   the authors' (see `head`), so no reordering is needed.
 
-The configuration (point range, voxel size, grid, image size) is read from the checkpoint's ``meta['config']``
-when present, else taken from the released config matching the checkpoint's modules: R50 fusion -> 800x320,
-voxel 0.1 with the config's 1024-cell grid (its quirk, kept so the outputs match); V2-99 fusion and CMT-C ->
-1600x640, voxel 0.075; LiDAR-only -> voxel 0.075. Camera-only checkpoints (the authors' ``CmtImageHead``, no
+The configuration (point range, voxel size, grid, image size: ``final_dim``) is read from the checkpoint's
+``meta['config']`` when present, else taken from the released config matching the checkpoint's modules: R50
+fusion -> 800x320, voxel 0.1 with the config's 1024-cell grid (its quirk, kept so the outputs match); V2-99 fusion
+and CMT-C -> 1600x640, voxel 0.075; LiDAR-only -> voxel 0.075. Camera-only checkpoints (the authors' ``CmtImageHead``, no
 ``shared_conv``) become the camera-only builders.
 """
 
@@ -121,14 +121,17 @@ def model_args_for(sd: dict, meta: dict) -> tuple[str, dict]:
     if "pts_bbox_head.rv_embedding.0.weight" in sd:
         args["depth_num"] = sd["pts_bbox_head.rv_embedding.0.weight"].shape[1] // 3
     r50 = camera and not vovnet
+    config = meta.get("config") if isinstance(meta.get("config"), str) else ""
+    if _config_value(config, "point_cloud_range"):
+        args["point_cloud_range"] = _config_value(config, "point_cloud_range")
+    final_dim = re.search(r"[\"']final_dim[\"']\s*:\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", config)
+    if camera and final_dim:
+        args["image_size"] = [int(v) for v in final_dim.groups()]  # (H, W), as the authors' ida_aug_conf
     if lidar:
         args["lidar_encoder"] = "sparse"
         voxel = [0.1, 0.1, 0.2] if r50 else [0.075, 0.075, 0.2]
         grid = [1024, 1024, 40] if r50 else None  # the R50 config's grid quirk
-        config = meta.get("config") if isinstance(meta.get("config"), str) else ""
         voxel = _config_value(config, "voxel_size") or voxel
-        if _config_value(config, "point_cloud_range"):
-            args["point_cloud_range"] = _config_value(config, "point_cloud_range")
         shape = re.search(r"sparse_shape\s*=\s*\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]", config)
         if shape:
             z, y, x = (int(v) for v in shape.groups())
