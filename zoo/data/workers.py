@@ -16,7 +16,10 @@ def ignore_sigterm(worker_id: int) -> None:
     Terminated") instead of ending and saving ``interrupted.ckpt`` (`zoo.training.cli.InterruptCheckpoint`).
     Here SIGTERM is blocked in the worker and taken by a thread that exits the worker when the parent sent it,
     as PyTorch does, and drops it otherwise: the trainer, which got the same signal, shuts its workers down.
+    Where Python has no ``sigwaitinfo`` (macOS, Windows) the worker keeps PyTorch's behaviour.
     """
+    if not hasattr(signal, "sigwaitinfo"):
+        return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     threading.Thread(target=_exit_on_parents_sigterm, args=(os.getppid(),), daemon=True,
                      name="zoo-worker-sigterm").start()
