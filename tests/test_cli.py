@@ -533,11 +533,11 @@ def _pgid(proc_dir: Path) -> int | None:
 
 
 def test_a_script_that_leaves_a_loader_iterator_open_still_exits(tmp_path):
-    """`zoo.data.workers.ignore_sigterm` keeps PyTorch's own shutdown working: at interpreter exit,
+    """`zoo.data.workers.ignore_foreign_sigterm` keeps PyTorch's own shutdown working: at interpreter exit,
     multiprocessing terminates a worker whose iterator was never closed, and the worker must go."""
-    script = ("import torch\nfrom torch.utils.data import DataLoader\nfrom zoo.data.workers import ignore_sigterm\n"
+    script = ("import torch\nfrom torch.utils.data import DataLoader\nfrom zoo.data.workers import ignore_foreign_sigterm\n"
               "loader = DataLoader(torch.arange(100), batch_size=10, num_workers=1, persistent_workers=True, "
-              "worker_init_fn=ignore_sigterm)\nbatches = iter(loader)\nprint(next(batches).sum().item())\n")
+              "worker_init_fn=ignore_foreign_sigterm)\nbatches = iter(loader)\nprint(next(batches).sum().item())\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0 and out.stdout.strip() == "45", out.stderr[-2000:]

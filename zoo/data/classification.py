@@ -18,7 +18,7 @@ from .sampling import seeded_training
 from .splits import SplitDataModule
 from .transforms import eval_transform, fit_transform
 from .views import TransformView, seeded_subset
-from .workers import ignore_sigterm
+from .workers import ignore_foreign_sigterm
 
 
 class ImageClassificationDataModule(SplitDataModule):
@@ -75,5 +75,5 @@ class ImageClassificationDataModule(SplitDataModule):
         ds, sampler = seeded_training(ds, hp.seed, hp.batch_size) if shuffle else (ds, None)
         return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0, drop_last=False,
-                          worker_init_fn=ignore_sigterm)
+                          worker_init_fn=ignore_foreign_sigterm)
 

@@ -21,7 +21,7 @@ from .iqa_crops import IQACrops
 from .iqa_splits import load_split_file, official_split, random_splits
 from .sampling import seeded_training
 from .splits import SplitDataModule
-from .workers import ignore_sigterm
+from .workers import ignore_foreign_sigterm
 
 SPLITS = ("random", "official")  # besides a path to a pyiqa .pkl split file
 
@@ -128,5 +128,5 @@ class IQADataModule(SplitDataModule):
         ds, sampler = seeded_training(ds, hp.seed, hp.batch_size) if shuffle else (ds, None)
         return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
-                          worker_init_fn=ignore_sigterm)
+                          worker_init_fn=ignore_foreign_sigterm)
 

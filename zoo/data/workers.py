@@ -7,7 +7,7 @@ import signal
 import threading
 
 
-def ignore_sigterm(worker_id: int) -> None:
+def ignore_foreign_sigterm(worker_id: int) -> None:
     """``worker_init_fn`` of the zoo's training loaders: the worker ignores a SIGTERM that its trainer did not send.
 
     A scheduler that stops a job signals every process of it (Slurm's scancel, systemd's stop), the DataLoader

@@ -23,8 +23,8 @@ Key mapping (left: the authors' module names, right: `CMT`):
 The configuration (point range, voxel size, grid, image size: ``final_dim``) is read from the checkpoint's
 ``meta['config']`` when present, else taken from the released config matching the checkpoint's modules: R50
 fusion -> 800x320, voxel 0.1 with the config's 1024-cell grid (its quirk, kept so the outputs match); V2-99 fusion
-and CMT-C -> 1600x640, voxel 0.075; LiDAR-only -> voxel 0.075. Camera-only checkpoints (the authors' ``CmtImageHead``, no
-``shared_conv``) become the camera-only builders.
+and CMT-C -> 1600x640, voxel 0.075; LiDAR-only -> voxel 0.075. Camera-only checkpoints (the authors'
+``CmtImageHead``, no ``shared_conv``) become the camera-only builders.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from ...data.nuscenes import CLASSES
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
 from ...data.sampling import seeded_training
-from ...data.workers import ignore_sigterm
+from ...data.workers import ignore_foreign_sigterm
 from ...errors import ZooError
 from .cbgs import CBGSDataset
 from .dataset import CMTDataset, collate, dataroot, open_frames
@@ -143,8 +143,8 @@ class NuScenesDataModule(pl.LightningDataModule):
         data, sampler = seeded_training(self.train_set, hp.seed, hp.batch_size)
         return DataLoader(data, hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) > hp.batch_size,
-                          worker_init_fn=ignore_sigterm)
+                          worker_init_fn=ignore_foreign_sigterm)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, self.hparams.batch_size, collate_fn=collate,
-                          num_workers=self.hparams.num_workers, worker_init_fn=ignore_sigterm)
+                          num_workers=self.hparams.num_workers, worker_init_fn=ignore_foreign_sigterm)

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...data.sampling import seeded_training
 from ...data.splits import SplitDataModule
-from ...data.workers import ignore_sigterm
+from ...data.workers import ignore_foreign_sigterm
 from ...errors import ZooError
 from .encoding import Example
 from .examples import open_examples
@@ -70,5 +70,5 @@ class GrooveMidiDataModule(SplitDataModule):
         ds, sampler = seeded_training(ds, hp.seed, hp.batch_size) if shuffle else (ds, None)
         return DataLoader(ds, batch_size=hp.batch_size, sampler=sampler,
                           num_workers=hp.num_workers, collate_fn=self.collate, persistent_workers=hp.num_workers > 0,
-                          worker_init_fn=ignore_sigterm)
+                          worker_init_fn=ignore_foreign_sigterm)
 
