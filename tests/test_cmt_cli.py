@@ -111,3 +111,15 @@ def test_data_that_do_not_match_the_model_stop_fit_at_setup(tmp_path):
     module.model = zoo.create_model("cmt_tiny", modalities=["lidar"], num_query=40, num_layers=1)
     with pytest.raises(ZooError, match=r"modalities is \['lidar'\] for the model but \['camera', 'lidar'\]"):
         dm.setup("validate")
+
+
+def test_validation_workers_persist_and_drop_a_sigterm_not_their_trainers():
+    """The validation loader's workers live across epochs, as the training loader's, so a job-wide SIGTERM
+    (`zoo.data.workers`) cannot reach a worker that is still starting at the next validation."""
+    from zoo.data.workers import ignore_foreign_sigterm
+    from zoo.models.cmt.datamodule import NuScenesDataModule
+
+    dm = NuScenesDataModule(num_workers=1)
+    dm.val_set = [0, 1]
+    loader = dm.val_dataloader()
+    assert loader.persistent_workers and loader.worker_init_fn is ignore_foreign_sigterm

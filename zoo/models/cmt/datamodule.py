@@ -146,5 +146,6 @@ class NuScenesDataModule(pl.LightningDataModule):
                           worker_init_fn=ignore_foreign_sigterm)
 
     def val_dataloader(self):
-        return DataLoader(self.val_set, self.hparams.batch_size, collate_fn=collate,
-                          num_workers=self.hparams.num_workers, worker_init_fn=ignore_foreign_sigterm)
+        hp = self.hparams
+        return DataLoader(self.val_set, hp.batch_size, collate_fn=collate, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, worker_init_fn=ignore_foreign_sigterm)
