@@ -45,6 +45,7 @@ from zoo.models.drums.events import (
 from zoo.models.drums.generate import PromptStreams, continue_grooves, draw, sample_ids
 from zoo.models.drums.kv_cache import preallocated_cache
 from zoo.models.drums.midi import read_performance, write_drum_midi
+from zoo.models.drums.tokenizer import DrumTokenizer
 
 TINY = "configs/drums/gpt2_tiny_groove.yaml"
 
@@ -192,8 +193,9 @@ def test_bad_midi_files_name_the_file(tmp_path, content, needle):
 
 
 def test_empty_truncated_and_unusual_midi_files_say_what_is_wrong(tmp_path):
-    """An empty or truncated file (here a real Groove MIDI file cut in half), SMPTE time or 0 ticks per beat, and a
-    0/4 time signature: one error each, naming the file and what is wrong with it."""
+    """An empty or truncated file (here a real Groove MIDI file cut in half), one mido cannot decode (a key
+    signature of 32 sharps), a folder, format 7, SMPTE time or 0 ticks per beat, a 0/4 time signature and a tempo
+    of 0: one error each, naming the file and what is wrong with it."""
     from zoo.models.drums.examples import groove_root
 
     require_data("groove_midi")
@@ -205,7 +207,21 @@ def test_empty_truncated_and_unusual_midi_files_say_what_is_wrong(tmp_path):
     (tmp_path / "smpte.mid").write_bytes(smpte)
     _midi(tmp_path / "zero_tpb.mid", [(0, 36)], tpb=0)
     _midi(tmp_path / "zero_metre.mid", [(0, 36)], signature=(0, 4))
+    header = b"MThd" + (6).to_bytes(4, "big") + bytes([0, 0, 0, 1, 1, 0xE0])  # type 0, one track, 480 per beat
+
+    def one_track(events: bytes) -> bytes:
+        body = events + bytes([0, 0x99, 36, 100, 0, 0xFF, 0x2F, 0])  # a kick on channel 10, end of track
+        return header + b"MTrk" + len(body).to_bytes(4, "big") + body
+
+    (tmp_path / "key.mid").write_bytes(one_track(bytes([0, 0xFF, 0x59, 2, 32, 5])))  # 32 sharps: mido can't decode
+    (tmp_path / "tempo.mid").write_bytes(one_track(bytes([0, 0xFF, 0x51, 3, 0, 0, 0])))  # 0 microseconds per beat
+    (tmp_path / "format.mid").write_bytes(one_track(b"").replace(bytes([0, 0, 0, 1, 1]), bytes([0, 7, 0, 1, 1]), 1))
+    (tmp_path / "folder.mid").mkdir()
     for name, needle in [("empty", r"not a readable MIDI file \(the file is empty, 0 bytes\)"),
+                         ("key", r"not a readable MIDI file \(Could not decode key"),
+                         ("tempo", "sets a tempo of 0 microseconds per beat"),
+                         ("format", "declares MIDI file format 7, which does not exist"),
+                         ("folder", "is a folder, not a MIDI file"),
                          ("cut", rf"after {len(real) // 2} bytes: the file is truncated\); give the complete file"),
                          ("smpte", "gives its time in SMPTE frames, not in ticks per beat"),
                          ("zero_tpb", "gives its time in 0 ticks per beat"),
@@ -804,6 +820,14 @@ def test_fit_eval_and_bench_through_the_cli(groove, runs_dir, tmp_path, capsys):
     assert {f"{name}.mid", f"{name}.human.mid", f"{name}.png", f"{name}.txt", "stability.png"} <= \
         {p.name for p in out.iterdir()}
     assert read_performance(out / f"{name}.human.mid").onsets
+    # this groove starts with an empty bar, which the prompt leaves out: the drummer's MIDI starts where the prompt
+    # does, so the two files play the same two prompt bars at the same ticks
+    assert groove["test"][0].window.split("\n") != groove["test"][0].lines
+    def prompt_hits(path):
+        performance = read_performance(path)
+        return sorted((o.tick, o.pitch) for o in performance.onsets if o.tick < 2 * 4 * performance.ticks_per_beat)
+
+    assert prompt_hits(out / f"{name}.human.mid") == prompt_hits(out / f"{name}.mid") != []
     # the reported numbers are those of the written continuations (prompt + generated text per groove)
     texts = [(out / f"{e.name}.txt").read_text() for e in groove["test"][:2]]
     generated = [groove_lines(t) for t in texts]
@@ -1001,3 +1025,43 @@ def test_drum_lm_module_docstring_has_a_summary_line():
     from zoo.models.drums.module import DrumLMModule
 
     assert not DrumLMModule.__doc__.startswith("Args:") and DrumLMModule.__doc__.split("\n")[0].strip()
+
+
+class _WordStartTokenizer:
+    """A SentencePiece-like view of another drum tokenizer: every text it encodes starts with a word-start piece
+    (id ``vocab_size - 1`` of the inner tokenizer's ids, shifted by one), so a lone newline is two tokens."""
+
+    def __init__(self, inner):
+        self.inner, self.vocab_size, self.pad_id = inner, inner.vocab_size + 1, inner.pad_id
+
+    def encode(self, text):
+        return [self.inner.vocab_size] + self.inner.encode(text)
+
+    def decode(self, ids):
+        return self.inner.decode([i for i in ids if i != self.inner.vocab_size])
+
+    newline_id = DrumTokenizer.newline_id
+    stop_ids = DrumTokenizer.stop_ids
+
+
+def test_line_budget_counts_the_newline_that_ends_a_line():
+    """A tokenizer that spells a lone "\\n" as two tokens still gives the line budget its newline id (the one
+    after a drum line), one whose newline merges into the line gets a warning instead of a silent budget; an
+    embedding padded past the tokenizer (here 4 extra rows, made the likeliest) never yields those ids."""
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    inner = m.tokenizer
+    newline = inner.encode("\n")[0]
+    m.tokenizer = _WordStartTokenizer(inner)
+    assert len(m.tokenizer.encode("\n")) == 2 and m.tokenizer.newline_id == newline
+    lines = sample_ids(m, [[1, 2]], max_new_tokens=400, max_new_lines=3, stop_at_end=False)
+    assert lines[0].count(newline) == 3 and lines[0][-1] == newline
+
+    class Merged(_WordStartTokenizer):  # "-\n" is one token: no line ends with a newline token of its own
+        def encode(self, text):
+            return self.inner.encode(text.replace("-\n", "o"))
+
+    m.tokenizer = Merged(inner)
+    assert m.tokenizer.newline_id is None
+    with pytest.warns(UserWarning, match="max_new_lines=3 cannot be counted"):
+        out = sample_ids(m, [[1, 2]], max_new_tokens=20, max_new_lines=3, stop_at_end=False)
+    assert len(out[0]) == 20

@@ -107,6 +107,23 @@ def test_stopping_early_once_every_row_ended(llama_drum_lm, monkeypatch):
     assert len(steps) == 3  # the host saw every row ended at its first check, after 4 sampled tokens
 
 
+@pytest.mark.parametrize("decoder", ["dynamic", "static"])
+def test_ids_past_the_tokenizer_are_never_drawn(llama_drum_lm, decoder):
+    """An LM whose output rows outnumber its tokenizer's ids (a padded embedding, as Pythia's) samples only the
+    tokenizer's ids, even where the padding rows are made the likeliest."""
+    m = llama_drum_lm
+    vocab = m.tokenizer.vocab_size
+    head = torch.nn.Linear(32, vocab + 4)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[vocab:] = 50.0
+    m.lm.lm_head = head
+    out = sample_ids(m, [[1, 2], [2]], max_new_tokens=30, stop_at_end=False, decoder=decoder,
+                     generator=torch.Generator().manual_seed(0))
+    assert max(max(r) for r in out) < vocab and all(len(r) == 30 for r in out)
+
+
 def test_decoder_choice_errors(llama_drum_lm):
     gpt2 = zoo.create_model("drums_gpt2_tiny").eval()
     assert not supports_static(gpt2.lm)

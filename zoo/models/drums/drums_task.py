@@ -210,15 +210,20 @@ class DrumsTask(EvalTask):
     def artifacts(self, result, scores, out_dir):
         from .plots import piano_roll, stability_figure
 
-        human, generated = self.grooves()
+        _, generated = self.grooves()
+        _, raw_generated = self.raw_grooves()
         paths = []
-        for e, (h_raw, g_raw), h, g in zip(self.examples, zip(*self.raw_grooves()), human, generated):
+        for e, g_raw, g in zip(self.examples, raw_generated, generated):
+            # the drummer's groove from the same prompt on (the metrics read the unstripped window, see
+            # `raw_grooves`), so that its MIDI and panel line up with the generated ones bar for bar
+            h_raw, h = e.lines, self._paper(e.lines)
             signature = (e.numerator, 4)
             paths.append(write_drum_midi(self._onsets(g_raw), out_dir / f"{e.name}.mid", time_signature=signature))
             paths.append(write_drum_midi(self._onsets(h_raw), out_dir / f"{e.name}.human.mid",
                                          time_signature=signature))
             write_text(out_dir / f"{e.name}.txt", e.prompt + self.generated[e.name] + "\n")
             paths.append(piano_roll({"human": h, "generated": g}, out_dir / f"{e.name}.png", e.name))
-        curves = {"human": [stabilities(h) for h in human], "generated": [stabilities(g) for g in generated]}
+        curves = {"human": [stabilities(h) for h in self.grooves()[0]],
+                  "generated": [stabilities(g) for g in generated]}
         paths.append(stability_figure(curves, out_dir / "stability.png"))
         return paths

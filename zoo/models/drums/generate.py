@@ -26,6 +26,8 @@ decoder's 1.12x with the scratch model; the model card's Performance section).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -121,14 +123,17 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     """`sample_ids` with ``lm`` (``model.lm``, LoRA adapters folded)."""
     device = next(model.parameters()).device
     stop = list(model.stop_ids) if stop_at_end else None
-    newline = model.tokenizer.encode("\n")
-    newline_id = newline[0] if len(newline) == 1 else None
+    newline_id, vocab = model.tokenizer.newline_id, model.tokenizer.vocab_size
+    if newline_id is None and max_new_lines is not None:
+        warnings.warn(f"the tokenizer does not end a drum line with one newline token, so max_new_lines="
+                      f"{max_new_lines} cannot be counted: continuations stop at END or after max_new_tokens="
+                      f"{max_new_tokens} tokens", stacklevel=3)
     ids, mask = _left_pad(prompt_ids, model.tokenizer.pad_id, device)
     decoder = _choose_decoder(decoder, lm, device)
     if decoder != "dynamic":
         def end(row):
             return _end(row, stop, newline_id, max_new_lines)
-        return _sample_static(lm, ids, mask, end, temperature=temperature, max_new_tokens=max_new_tokens,
+        return _sample_static(lm, ids, mask, end, vocab, temperature=temperature, max_new_tokens=max_new_tokens,
                               generator=generator, graph=decoder == "graph", check_every=check_every)
     positions = (mask.cumsum(1) - 1).clamp_min(0)
     cache = preallocated_cache(lm.config.get_text_config().num_hidden_layers, ids.shape[1] + max_new_tokens)
@@ -143,8 +148,8 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
     table = _uniform_table(generator, len(prompt_ids), max_new_tokens, device)
     for step in range(max_new_tokens):
         u = _step_uniforms(table, generator, len(rows), step, device)
-        token = draw(torch.softmax(logits.float() / temperature, dim=-1), u)
-        (sampled,) = _checked([token.tolist()], logits.shape[-1])  # the step's one read-back; the rest on the host
+        token = draw(probabilities(logits, temperature, vocab), u)
+        (sampled,) = _checked([token.tolist()], vocab)  # the step's one read-back; the rest on the host
         done = []
         for r, t in zip(rows, sampled):
             new[r].append(t)
@@ -203,6 +208,16 @@ def _step_uniforms(table: torch.Tensor | None, generator, rows: int, step: int, 
     return torch.rand(rows, 1, generator=generator, device=device, dtype=torch.float64)
 
 
+def probabilities(logits: torch.Tensor, temperature: float, vocab: int) -> torch.Tensor:
+    """Next-token logits [B, V'] -> probabilities [B, V'] (float32) at ``temperature``, zero past the tokenizer's
+    ``vocab`` ids: an LM whose embedding is padded beyond its tokenizer (Pythia: 50 304 rows for 50 277 tokens)
+    must not draw an id the tokenizer cannot decode."""
+    logits = logits.float() / temperature
+    if logits.shape[-1] > vocab:
+        logits[:, vocab:] = float("-inf")
+    return torch.softmax(logits, dim=-1)
+
+
 def draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """One token per row from ``probs`` [B, V] (each row sums to 1) and uniform numbers ``u`` [B, 1] in [0, 1)
     -> [B] long: the categorical distribution that ``torch.multinomial(probs, 1)`` samples, drawn by inverting each
@@ -245,33 +260,36 @@ def _end(row: list[int], stop: list[int] | None, newline_id: int | None, max_new
     return None
 
 
-def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, *, temperature: float, max_new_tokens: int,
+def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, vocab: int, *, temperature: float,
+                   max_new_tokens: int,
                    generator: torch.Generator | PromptStreams | None, graph: bool,
                    check_every: int) -> list[list[int]]:
-    """`sample_ids` with a `StaticDecoder`: ids, mask [B, P] left-padded; ``end(row) -> length or None``."""
+    """`sample_ids` with a `StaticDecoder`: ids, mask [B, P] left-padded; ``end(row) -> length or None``; ``vocab``:
+    the tokenizer's size."""
     decoder = StaticDecoder(lm, len(ids), ids.shape[1] + max_new_tokens)
     logits = decoder.prefill(ids, mask)
     table = _uniform_table(generator, len(ids), max_new_tokens, ids.device)
     tokens = torch.empty(len(ids), max_new_tokens, dtype=torch.long, device=ids.device)
     step = None
     for n in range(max_new_tokens):
-        tokens[:, n] = draw(torch.softmax(logits.float() / temperature, dim=-1),
+        tokens[:, n] = draw(probabilities(logits, temperature, vocab),
                             _step_uniforms(table, generator, len(ids), n, ids.device))
         decoder.token.copy_(tokens[:, n].clamp_max(logits.shape[-1] - 1))  # an invalid draw fails at the check
         if n == max_new_tokens - 1 or ((n + 1) % check_every == 0 and all(
-                end(r) is not None for r in _checked(tokens[:, :n + 1].tolist(), logits.shape[-1]))):
+                end(r) is not None for r in _checked(tokens[:, :n + 1].tolist(), vocab))):
             break
         if step is None:
             step = GraphedStep(decoder) if graph else decoder.step
         logits = step()
         decoder.advance()
-    rows = _checked(tokens[:, :n + 1].tolist(), logits.shape[-1])
+    rows = _checked(tokens[:, :n + 1].tolist(), vocab)
     return [r[:end(r) or len(r)] for r in rows]
 
 
 def _checked(rows: list[list[int]], vocab: int) -> list[list[int]]:
-    """``rows`` of token ids after checking that every one is a token: `draw` returns ``vocab`` for a row whose
-    probabilities have no finite positive sum, which NaN or infinite logits give."""
+    """``rows`` of token ids after checking that every one is below the tokenizer's ``vocab``: `draw` returns the
+    logits' width (at least ``vocab``) for a row whose probabilities have no finite positive sum, which NaN or
+    infinite logits give."""
     if max(max(r) for r in rows) >= vocab:
         raise ZooError("sampling met logits that are NaN or infinite (no token could be drawn); check the model's "
                        "weights and inputs, or run it in float32")

@@ -56,15 +56,20 @@ def read_performance(path: str | Path) -> Performance:
     """
     mido = require("mido", "drums")
     path = Path(path)
+    if path.is_dir():
+        raise ZooError(f"{path} is a folder, not a MIDI file; give the path of a .mid file")
     if not path.is_file():
         raise ZooError(f"MIDI file {path} does not exist")
     try:
         mid = mido.MidiFile(str(path), clip=True)
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+    except Exception as exc:  # mido's parser raises many kinds (its KeySignatureError is a bare Exception)
         raise ZooError(f"{path} is not a readable MIDI file ({_read_failure(path, exc)}); give the complete file, "
                        f"or re-export it as a standard MIDI file") from None
     if mid.type == 2:
         raise ZooError(f"{path} is a type-2 (asynchronous) MIDI file; re-export it as type 0 or 1")
+    if mid.type not in (0, 1):
+        raise ZooError(f"{path} declares MIDI file format {mid.type}, which does not exist (0, 1 or 2); re-export "
+                       f"it as a standard MIDI file of type 0 or 1")
     if not 0 < mid.ticks_per_beat < 0x8000:
         raise ZooError(f"{path} gives its time in {'SMPTE frames' if mid.ticks_per_beat else '0 ticks per beat'}, "
                        f"not in ticks per beat; re-export it with a musical time base (e.g. 480 ticks per beat)")
@@ -88,6 +93,9 @@ def read_performance(path: str | Path) -> Performance:
                 raise ZooError(f"{path} has a time signature of 0/{msg.denominator}; re-export it with its metre "
                                f"(e.g. 4/4)")
         elif msg.type == "set_tempo" and tempo is None:
+            if msg.tempo <= 0:
+                raise ZooError(f"{path} sets a tempo of {msg.tempo} microseconds per beat; re-export it with its "
+                               f"tempo (e.g. 500000, 120 bpm)")
             tempo = mido.tempo2bpm(msg.tempo)
     if other and not onsets:
         raise ZooError(f"{path} has no notes on the drum channel (MIDI channel 10), only on channel(s) "

@@ -24,7 +24,7 @@ def alphabet_text() -> str:
 
 class DrumTokenizer:
     """The interface the drum LM uses: ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``,
-    ``pad_id`` and ``stop_ids`` (the ids of ``END`` as it follows a newline)."""
+    ``pad_id``, ``newline_id`` and ``stop_ids`` (the ids of ``END`` as it follows a newline)."""
 
     vocab_size: int
     pad_id: int
@@ -34,6 +34,18 @@ class DrumTokenizer:
 
     def decode(self, ids) -> str:
         raise NotImplementedError
+
+    @property
+    def newline_id(self) -> int | None:
+        """The token that ends a drum line, as it follows the line (a lone ``"\\n"`` may encode otherwise: a
+        SentencePiece tokenizer writes it as a word-start piece then the newline); None when a line's newline is
+        not one token of its own, the same after a rest and after a hit."""
+        ends = set()
+        for line in ("------", "-----o"):
+            ids, body = self.encode(f"{line}\n"), self.encode(line)
+            tail = ids[len(body):] if ids[:len(body)] == body else []
+            ends.add(tail[0] if len(tail) == 1 else None)
+        return ends.pop() if len(ends) == 1 else None
 
     @property
     def stop_ids(self) -> list[int]:
