@@ -1,6 +1,7 @@
 """DOORPING: networks, gradient matching, DSA, attacks, metrics, the distilled-set artifact, converter, publishing."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -572,6 +573,80 @@ def test_artifact_bad_inputs(tmp_path):
         load_distilled(str(tmp_path / "missing.safetensors"))
 
 
+def _corrupt(tmp_path, tensors=None, **meta) -> str:
+    """`_synset()` written with some tensors or metadata replaced (a metadata value None drops the key)."""
+    from safetensors.torch import save_file
+
+    s = _synset()
+    base = {"images": s.images, "labels": s.labels, "trigger": s.trigger, "trigger_mask": s.trigger_mask}
+    tensors = {k: v.contiguous() for k, v in {**base, **(tensors or {})}.items() if v is not None}
+    metadata = {k: v for k, v in {**s.metadata(), **meta}.items() if v is not None}
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    return str(path)
+
+
+_S = _synset()
+CORRUPT = {  # what the file holds -> (the field the error names, what it says)
+    "mean not a list": ({}, {"mean": "5"}, "'mean'", "JSON list of finite numbers"),
+    "mean not numbers": ({}, {"mean": '["a"]'}, "'mean'", "JSON list of finite numbers"),
+    "mean not JSON": ({}, {"mean": "[0.5"}, "'mean'", "is not JSON"),
+    "mean NaN": ({}, {"mean": "[NaN]"}, "'mean'", "finite numbers"),
+    "mean per channel": ({}, {"mean": "[0.5, 0.5]"}, "'mean'", "one per channel"),
+    "std zero": ({}, {"std": "[0.0]"}, "'std'", "not > 0"),
+    "target too large": ({}, {"target_class": "3"}, "'target_class' 3", "not a class of the set (0 to 2"),
+    "target negative": ({}, {"target_class": "-1"}, "'target_class' -1", "not a class of the set"),
+    "target not int": ({}, {"target_class": "zero"}, "'target_class'", "not an integer"),
+    "ipc wrong": ({}, {"ipc": "3"}, "'ipc' 3", "images per class [2, 2, 2]"),
+    "ipc zero": ({}, {"ipc": "0"}, "'ipc' 0", "does not match"),
+    "dataset not normal": ({}, {"dataset": "Fashion-MNIST"}, "'dataset'", "write 'fashion_mnist'"),
+    "dataset empty": ({}, {"dataset": ""}, "'dataset'", "known: mnist"),
+    "arch unknown": ({}, {"arch": "resnet50"}, "'arch' 'resnet50'", "not a DOORPING network"),
+    "attack unknown": ({}, {"attack": "blend"}, "'attack' 'blend'", "not one of none, naive, doorping"),
+    "empty set": ({"images": torch.zeros(0, 1, 8, 8), "labels": torch.zeros(0, dtype=torch.long), "trigger": None,
+                   "trigger_mask": None}, {"attack": "none"}, "'images'", "empty"),
+    "NaN images": ({"images": _S.images * float("nan")}, {}, "'images'", "NaN or infinite"),
+    "labels negative": ({"labels": _S.labels - 1}, {}, "'labels'", "class indices"),
+    "labels int32": ({"labels": _S.labels.int()}, {}, "'labels'", "int64"),
+    "trigger float16": ({"trigger": _S.trigger.half()}, {}, "'trigger'", "float32 [1, 8, 8]"),
+    "trigger inf": ({"trigger": _S.trigger / 0}, {}, "'trigger'", "NaN or infinite"),
+    "mask not binary": ({"trigger_mask": _S.trigger_mask * 0.5}, {}, "'trigger_mask'", "binary"),
+    "mask empty": ({"trigger_mask": _S.trigger_mask * 0}, {}, "'trigger_mask'", "at least one pixel"),
+    "mask float64": ({"trigger_mask": _S.trigger_mask.double()}, {}, "'trigger_mask'", "float32 [1, 8, 8]"),
+    "mask per channel": ({"trigger_mask": _S.trigger_mask[0]}, {}, "'trigger_mask'", "float32 [1, 8, 8]"),
+    "trigger without attack": ({}, {"attack": "none"}, "'trigger' and 'trigger_mask'", "exactly when"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPT))
+def test_a_corrupt_set_is_one_error_naming_the_file_the_field_and_the_fix(case, tmp_path):
+    """Every way a file can be wrong is a `ZooError` at load (never a traceback later, never a score): the message
+    starts with the file, names the field and says what to write."""
+    tensors, meta, field, needle = CORRUPT[case]
+    path = _corrupt(tmp_path, tensors, **meta)
+    with pytest.raises(ZooError) as exc:
+        DistilledSet.load(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: ") and field in msg and needle in msg, msg
+    assert "\n" not in msg and any(w in msg for w in ("write", "make the set again", "relabel")), msg
+    with pytest.raises(ZooError, match=re.escape(needle)):
+        load_distilled(path)
+
+
+def test_validation_accepts_what_the_zoo_writes(tmp_path):
+    """The checks leave alone: the published sets, a positive control (the target class holds more than ipc
+    images), a set of one's own dataset (a name without the zoo's constants)."""
+    from zoo.models.doorping.control import poisoned_copy
+
+    control = poisoned_copy(_synset(), fraction=0.5)
+    assert torch.bincount(control.labels).tolist() == [5, 2, 2]
+    assert DistilledSet.load(control.save(tmp_path / "c.safetensors")).ipc == 2
+    own = DistilledSet(**{**_synset().__dict__, "dataset": "my_photos", "mean": [0.3], "std": [0.2]})
+    assert DistilledSet.load(own.save(tmp_path / "own.safetensors")).dataset == "my_photos"
+    for key in ("fashion_mnist_dc_convnet_ipc10_doorping", "cifar10_dc_convnet_ipc10_none"):
+        assert load_distilled(f"doorping_distilled.{key}").ipc == 10
+
+
 def test_publish_writes_a_verified_entry_that_is_not_model_weights(tmp_path, monkeypatch):
     from zoo.models.doorping.publish import publish
     from zoo.registry import list_models
@@ -615,14 +690,16 @@ def test_converter_reads_the_authors_network_and_result_files(tmp_path):
     (run / "exp0").mkdir()
     trig = torch.randn(1, 3, 32, 32, requires_grad=True)
     for it in (0, 1000):
-        torch.save((trig * (it + 1)).detach().requires_grad_(), run / "exp0" / f"vis_DC_CIFAR10_ConvNet_10ipc_exp0_iter{it}_trigger.pth")
+        torch.save((trig * (it + 1)).detach().requires_grad_(),
+                   run / "exp0" / f"vis_DC_CIFAR10_ConvNet_10ipc_exp0_iter{it}_trigger.pth")
     s = load_distilled(convert(run / "res_DC_CIFAR10_ConvNet_10ipc.pt", tmp_path / "set"))
     assert (s.dataset, s.method, s.attack, s.ipc, s.arch) == ("cifar10", "dc", "doorping", 10, "doorping_convnet")
     assert torch.allclose(s.trigger, 1001 * trig.detach()[0]) and s.trigger_mask.sum() == 4  # the last iteration
 
     naive = tmp_path / "ConvNet_FashionMNIST_1ipc_poisoned_portion_0.01_size_3_ori_1.0"
     naive.mkdir()
-    torch.save({"data": [[torch.randn(10, 1, 32, 32), torch.arange(10)]]}, naive / "res_DC_FashionMNIST_ConvNet_1ipc.pt")
+    torch.save({"data": [[torch.randn(10, 1, 32, 32), torch.arange(10)]]},
+               naive / "res_DC_FashionMNIST_ConvNet_1ipc.pt")
     s = load_distilled(convert(naive / "res_DC_FashionMNIST_ConvNet_1ipc.pt", tmp_path / "naive"))  # 32 px, theirs
     assert s.attack == "naive" and s.trigger_mask.sum() == 9 and s.mean == [0.2861]
     assert s.shape == (1, 32, 32) and s.trigger_mask[0, 28:31, 28:31].sum() == 9

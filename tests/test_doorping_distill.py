@@ -49,9 +49,9 @@ def test_zoo_eval_backdoor_writes_the_issue_json_and_the_grid(doorping_set, tmp_
                  "fashion_mnist", "--models", "2", "--epochs", "1", "--test-subset", "200", "--json", str(out),
                  "--device", "cpu"]) == 0
     r = json.loads(out.read_text())
-    assert {"cta", "cta_std", "asr", "asr_std", "asr_incl_target"} <= set(r) 
+    assert {"cta", "cta_std", "asr", "asr_std", "asr_incl_target"} <= set(r)
     assert len(r["per_model"]) == 2 and abs(r["cta"] - sum(m["cta"] for m in r["per_model"]) / 2) < 1e-9
-    assert r["n_test"] == 200 and (tmp_path / "distilled_grid.png").exists()
+    assert r["n_test"] == 200 and (tmp_path / "eval.grid.png").exists()  # named after the JSON
     cross = evaluate(str(doorping_set / "distilled.safetensors"), "backdoor", data="fashion_mnist",
                      arch="doorping_alexnet", models=1, epochs=1, augment="none", lr=0.01, trigger_size=2,
                      test_subset=50, seed=0, trigger_of="doorping_distilled.fashion_mnist_dc_convnet_ipc10_naive")
@@ -177,7 +177,7 @@ def test_a_network_trained_on_a_poisoned_copy_has_a_high_asr(tmp_path):
     y = torch.arange(10).repeat_interleave(10)
     trig, mask = naive_trigger(32, 4, train.mean, train.std)
     s = DistilledSet(torch.cat([x, stamp(x, trig, mask)]), torch.cat([y, torch.zeros_like(y)]),
-                     dataset="fashion_mnist", mean=train.mean, std=train.std, method="dc", attack="naive", ipc=20,
+                     dataset="fashion_mnist", mean=train.mean, std=train.std, method="dc", attack="naive", ipc=10,
                      arch="doorping_convnet", trigger=trig, trigger_mask=mask)
     r = evaluate(str(s.save(tmp_path / "poisoned.safetensors")), "backdoor", data="fashion_mnist", models=1,
                  epochs=100, lr=0.05, test_subset=300, seed=0)

@@ -12,14 +12,23 @@ trigger (attack ``none``) are scored with NAIVEATTACK's white patch, as the auth
      "dataset": str, "n_test": int, "method": str, "attack": str, "ipc": int, "target_class": int, "trigger": str}
 
 ``asr`` leaves out test images of the target class (the usual definition); ``asr_incl_target`` keeps them (the
-authors'). A PNG grid of the distilled images with the trigger (``distilled_grid.png``) is written beside the JSON.
+authors'). A PNG grid of the distilled images with the trigger is written beside the JSON, named after it
+(``--json out/x.json`` gives ``out/x.grid.png``), or into ``--out-dir`` (named after the JSON, else after the set);
+with neither option no grid is written.
+
+Training protocol: the authors' evaluation (fact sheet A.4), 300 epochs by default (``--epochs``; their DSA and DM
+protocols train 1000, which is not the default) and augmentation by the set's method when ``--augment`` is not given
+(DC: none, as baadd's ``get_daparam`` for a ConvNet; DSA and DM: DSA, as their evaluations train).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from ...argtypes import positive_int
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...registry import create_model, paper_of
@@ -27,11 +36,12 @@ from . import PAPER
 from .attack import naive_trigger, stamp
 from .augment import DSA
 from .evaluate import backdoor_scores, summarise, train_network
-from .real_images import load_real, renormalise
+from .real_images import STATS, load_real, renormalise
 from .synset import DistilledSet, load_distilled
 
 EVAL_POOL = ("doorping_vgg11", "doorping_resnet18")  # the authors' cross-architecture pool (eval_mode 'M')
 NETWORKS = ", ".join(PAPER.models)  # every DOORPING network (the pool included), for the help and the errors
+AUGMENT = {"dc": "none", "dsa": "dsa", "dm": "dsa"}  # --augment by the set's method, when not given
 
 
 class BackdoorTask(EvalTask):
@@ -39,6 +49,9 @@ class BackdoorTask(EvalTask):
 
     @classmethod
     def add_arguments(cls, parser) -> None:
+        parser.description = ("writes the result to --json and a PNG grid of the set and its trigger beside it "
+                              "(x.json: x.grid.png), or into --out-dir (named after the JSON, else after the set); "
+                              "with neither option no grid is written")
         parser.add_argument("--data", required=True,
                             help="test data of the set's dataset: catalogue name (fashion_mnist, cifar10_jpeg), IDX "
                                  "folder, image tree or archive")
@@ -46,22 +59,26 @@ class BackdoorTask(EvalTask):
                             help=f"network to train (default: the set's distillation network): one of {NETWORKS}; "
                                  f"the authors' cross-architecture evaluation pool is {' and '.join(EVAL_POOL)}")
         parser.add_argument("--models", type=int, default=10, help="fresh networks to train (paper code: 10)")
-        parser.add_argument("--epochs", type=int, default=300, help="training epochs per network (paper: 300)")
-        parser.add_argument("--augment", default="none", choices=["none", "dsa"],
-                            help="augmentation while training (DC code: none; DSA/DM code: dsa, with 1000 epochs)")
+        parser.add_argument("--epochs", type=int, default=300, help="training epochs per network (default 300, the DC "
+                                 "protocol; the DSA and DM code train 1000)")
+        parser.add_argument("--augment", default=None, choices=["none", "dsa"],
+                            help="augmentation while training (default: the set's method's, DC: none, DSA and DM: "
+                                 "dsa; their code trains DSA/DM evaluations 1000 epochs: add --epochs 1000)")
         parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (decayed x0.1 after half)")
         parser.add_argument("--trigger-of", default=None,
                             help="score with the trigger of this other distilled set (file or key) instead of the "
                                  "set's own: e.g. networks trained on a clean set against a DOORPING trigger")
         parser.add_argument("--trigger-size", type=int, default=2,
                             help="white-patch side used for sets without a trigger (attack none)")
-        parser.add_argument("--test-subset", type=int, default=None, help="score N test images (seeded; default all)")
+        parser.add_argument("--test-subset", type=positive_int, default=None,
+                            help="score N >= 1 test images (seeded; default all)")
         parser.add_argument("--seed", type=int, default=0, help="seed of the networks' initialisation and batches")
         parser.add_argument("--compile", action="store_true",
                             help="torch.compile the networks' training step (faster for many epochs; the first "
                                  "step compiles, about a minute on a CPU)")
 
     def load(self, source: str) -> DistilledSet:
+        self.source = str(source)
         return load_distilled(source)
 
     def setup(self, model, ctx) -> None:
@@ -77,12 +94,16 @@ class BackdoorTask(EvalTask):
             raise ZooError(f"--arch {arch} is not a DOORPING network; use one of {NETWORKS}")
         c, h, _ = synset.shape
         test = load_real(o.data, "test", image_size=h)
+        if test.name in STATS and test.name != synset.dataset:
+            raise ZooError(f"--data {o.data} is {test.name} but the set was distilled from {synset.dataset}: point "
+                           f"--data at the set's dataset ({synset.dataset})")
         if test.shape != synset.shape:
             raise ZooError(f"--data {o.data} has {list(test.shape)} images but the set has {list(synset.shape)}: "
                            f"point --data at the set's dataset ({synset.dataset})")
+        if test.num_classes != synset.num_classes:
+            raise ZooError(f"--data {o.data} has {test.num_classes} classes but the set {synset.num_classes}: "
+                           f"point --data at the set's dataset ({synset.dataset})")
         test.images = renormalise(test.images, test.mean, test.std, synset.mean, synset.std)
-        if test.num_classes < synset.num_classes:
-            raise ZooError(f"--data {o.data} has {test.num_classes} classes, the set {synset.num_classes}")
         if o.test_subset is not None:
             idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(o.seed))[:o.test_subset]
             test.images, test.labels = test.images[idx], test.labels[idx]
@@ -100,7 +121,8 @@ class BackdoorTask(EvalTask):
             self.trigger, self.mask = naive_trigger(h, o.trigger_size, synset.mean, synset.std)
             self.trigger_desc = f"white patch {o.trigger_size}x{o.trigger_size} (the set carries none)"
         torch.manual_seed(o.seed)
-        dsa = DSA() if o.augment == "dsa" else None
+        self.augment = o.augment or AUGMENT[synset.method]
+        dsa = DSA() if self.augment == "dsa" else None
         args = {"channels": c, "num_classes": synset.num_classes, "image_size": h, "mean": synset.mean,
                 "std": synset.std}
         self.arch, self.nets = arch, []
@@ -132,7 +154,7 @@ class BackdoorTask(EvalTask):
                      for m in range(len(self.nets))]
         s = self.model
         return {**summarise(per_model), "per_model": per_model, "models": len(self.nets), "arch": self.arch,
-                "epochs": self.options.epochs, "augment": self.options.augment, "dataset": s.dataset,
+                "epochs": self.options.epochs, "augment": self.augment, "dataset": s.dataset,
                 "n_test": int(np.asarray(y).size), "method": s.method, "attack": s.attack, "ipc": s.ipc,
                 "target_class": target, "trigger": self.trigger_desc}
 
@@ -144,7 +166,14 @@ class BackdoorTask(EvalTask):
                 f"{100 * r['asr_incl_target']:.2f} %")
 
     def artifacts(self, result, scores, out_dir):
-        return [self.model.grid(out_dir / "distilled_grid.png")]
+        """The grid, named after the JSON (``x.json`` -> ``x.grid.png``), so that evaluations writing into one
+        folder keep their own grids; without --json, after the set (its file's stem, or its manifest key)."""
+        source = getattr(self, "source", None) or "distilled_set"
+        if self.ctx.json_out is not None:
+            stem = self.ctx.json_out.stem
+        else:
+            stem = Path(source).stem if Path(source).exists() else source
+        return [self.model.grid(out_dir / f"{stem}.grid.png")]
 
 
 class _Sized:

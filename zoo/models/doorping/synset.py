@@ -5,6 +5,16 @@ sets, ``trigger`` [C, H, W] and ``trigger_mask`` [1, H, W] (stamped = x * (1 - m
 Metadata (strings): ``dataset``, ``mean`` and ``std`` (JSON lists), ``target_class``, ``attack`` (none, naive,
 doorping), ``method`` (dc, dsa, dm), ``ipc``, ``arch`` (the registry name of the distillation network).
 
+`DistilledSet.validate` (run on every construction and load) refuses, with one `ZooError` naming the field and the
+fix: an empty set; images that are not finite float32; labels that are not int64 class indices >= 0; a
+``target_class`` outside the labels' classes; ``mean``/``std`` that are not lists of finite numbers, one per
+channel, with std > 0; an ``ipc`` that is not every class's image count (the target class may hold more: a positive
+control appends stamped copies to it, `zoo.models.doorping.control`); a ``dataset`` not written as
+`real_images.dataset_name` writes it; an unknown ``method``, ``attack`` or ``arch``; a trigger that is not finite
+float32 [C, H, W], or a ``trigger_mask`` that is not a binary float32 [1, H, W] marking at least one pixel. The
+dataset name may be one the zoo has no constants for (a set distilled from one's own image tree is named after the
+tree); `zoo eval --task backdoor` refuses ``--data`` of another known dataset.
+
 A distilled set is data, not an ``nn.Module``: `zoo.create_model` does not load it. Manifest entries of sets are
 keyed ``doorping_distilled.<tag>`` (not a model name, so ``zoo list --pretrained`` does not offer them as weights)
 and are fetched through `zoo.hub.fetch`, which verifies size and sha256.
@@ -13,17 +23,30 @@ and are fetched through `zoo.hub.fetch`, which verifies size and sha256.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ...errors import ZooError
-from . import KEY_PREFIX
+from . import KEY_PREFIX, PAPER
 from .attack import ATTACKS
+from .real_images import STATS, dataset_name
 
 METHODS = ("dc", "dsa", "dm")
 METADATA = ("dataset", "mean", "std", "target_class", "attack", "method", "ipc", "arch")
+
+
+def _describe(t) -> str:
+    return f"{t.dtype} {list(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def _known_stats(dataset: str, field: str) -> str:
+    """`` (fashion_mnist: [0.353])``: the authors' constant for a dataset they normalise, else nothing."""
+    if dataset not in STATS:
+        return ""
+    return f" ({dataset}: {STATS[dataset][0 if field == 'mean' else 1]})"
 
 
 @dataclass
@@ -56,26 +79,79 @@ class DistilledSet:
         return int(self.labels.max()) + 1
 
     def validate(self, source: str = "distilled set") -> None:
-        """Raise `ZooError` naming the first inconsistency."""
+        """Raise `ZooError` naming the first inconsistency (the field, and the fix) of the tensors and metadata."""
+        remake = "make the set again (zoo fit --config configs/doorping/...) or fetch a published one"
         x, y = self.images, self.labels
-        if x.dim() != 4 or x.dtype != torch.float32:
-            raise ZooError(f"{source}: 'images' must be float32 [N, C, H, W], got {x.dtype} {list(x.shape)}")
-        if y.dim() != 1 or y.dtype != torch.int64 or len(y) != len(x):
-            raise ZooError(f"{source}: 'labels' must be int64 [{len(x)}], got {y.dtype} {list(y.shape)}")
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype != torch.float32:
+            raise ZooError(f"{source}: 'images' must be float32 [N, C, H, W], got {_describe(x)}; {remake}")
+        if len(x) == 0:
+            raise ZooError(f"{source}: 'images' is empty (0 images); a distilled set needs ipc images of every "
+                           f"class: {remake}")
+        if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype != torch.int64 or len(y) != len(x):
+            raise ZooError(f"{source}: 'labels' must be int64 [{len(x)}] (one per image), got {_describe(y)}; "
+                           f"{remake}")
+        if not torch.isfinite(x).all():
+            raise ZooError(f"{source}: 'images' holds {int((~torch.isfinite(x)).sum())} NaN or infinite values; "
+                           f"{remake}")
+        if int(y.min()) < 0:
+            raise ZooError(f"{source}: 'labels' must be class indices in [0, {int(y.max()) + 1}), got "
+                           f"{int(y.min())}; {remake}")
         c, h, w = x.shape[1:]
         if self.method not in METHODS:
-            raise ZooError(f"{source}: method {self.method!r} is not one of {', '.join(METHODS)}")
+            raise ZooError(f"{source}: metadata 'method' {self.method!r} is not one of {', '.join(METHODS)}; "
+                           f"write one of them")
         if self.attack not in ATTACKS:
-            raise ZooError(f"{source}: attack {self.attack!r} is not one of {', '.join(ATTACKS)}")
-        if len(self.mean) != c or len(self.std) != c:
-            raise ZooError(f"{source}: mean/std need {c} values (one per channel), got {self.mean}/{self.std}")
+            raise ZooError(f"{source}: metadata 'attack' {self.attack!r} is not one of {', '.join(ATTACKS)}; "
+                           f"write one of them")
+        if self.arch not in PAPER.models:
+            raise ZooError(f"{source}: metadata 'arch' {self.arch!r} is not a DOORPING network; write the "
+                           f"distillation network, one of {', '.join(PAPER.models)}")
+        if not isinstance(self.dataset, str) or not self.dataset or dataset_name(self.dataset) != self.dataset:
+            named = isinstance(self.dataset, str) and self.dataset
+            hint = repr(dataset_name(self.dataset)) if named else f"the dataset's name (known: {', '.join(STATS)})"
+            raise ZooError(f"{source}: metadata 'dataset' {self.dataset!r} is not a dataset name as the zoo writes "
+                           f"it; write {hint}")
+        for field in ("mean", "std"):
+            v = getattr(self, field)
+            if (not isinstance(v, (list, tuple)) or len(v) != c
+                    or not all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e)
+                               for e in v)):
+                raise ZooError(f"{source}: metadata {field!r} must be a JSON list of finite numbers, one per "
+                               f"channel of the {c}-channel images, got {json.dumps(v, default=str)}; write the "
+                               f"dataset's normalisation{_known_stats(self.dataset, field)}")
+        if not all(v > 0 for v in self.std):
+            raise ZooError(f"{source}: metadata 'std' {list(self.std)} has a value that is not > 0 (the images "
+                           f"are divided by it); write the dataset's std{_known_stats(self.dataset, 'std')}")
+        k = int(y.max()) + 1
+        t = self.target_class
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < k:
+            raise ZooError(f"{source}: metadata 'target_class' {t!r} is not a class of the set (0 to {k - 1}, "
+                           f"from its labels); write the class the attack relabels to (the authors': 0)")
+        counts, ipc = torch.bincount(y, minlength=k).tolist(), self.ipc
+        whole = isinstance(ipc, int) and not isinstance(ipc, bool) and ipc >= 1
+        if not whole or any(n < ipc if i == t else n != ipc for i, n in enumerate(counts)):
+            raise ZooError(f"{source}: metadata 'ipc' {ipc!r} does not match the labels: images per class "
+                           f"{counts} (classes 0 to {k - 1}; every class needs exactly ipc images, the target "
+                           f"class {t} at least ipc); write the per-class count, or relabel the images")
         if (self.attack == "none") != (self.trigger is None) or (self.trigger is None) != (self.trigger_mask is None):
             raise ZooError(f"{source}: attack {self.attack!r} needs 'trigger' and 'trigger_mask' exactly when it "
-                           f"is not 'none'")
-        if self.trigger is not None and (tuple(self.trigger.shape) != (c, h, w)
-                                         or tuple(self.trigger_mask.shape) != (1, h, w)):
-            raise ZooError(f"{source}: trigger {list(self.trigger.shape)} / trigger_mask "
-                           f"{list(self.trigger_mask.shape)} must be [{c}, {h}, {w}] / [1, {h}, {w}]")
+                           f"is not 'none'; write both tensors, or metadata attack 'none' and neither")
+        if self.trigger is None:
+            return
+        trigger, mask = self.trigger, self.trigger_mask
+        if (not isinstance(trigger, torch.Tensor) or trigger.dtype != torch.float32
+                or tuple(trigger.shape) != (c, h, w)):
+            raise ZooError(f"{source}: 'trigger' must be float32 [{c}, {h}, {w}] (the images' shape), got "
+                           f"{_describe(trigger)}; write it as float32 of that shape")
+        if not torch.isfinite(trigger).all():
+            raise ZooError(f"{source}: 'trigger' holds NaN or infinite values; {remake}")
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.float32 or tuple(mask.shape) != (1, h, w):
+            raise ZooError(f"{source}: 'trigger_mask' must be float32 [1, {h}, {w}], got {_describe(mask)}; write "
+                           f"it as float32 of that shape")
+        if not ((mask == 0) | (mask == 1)).all() or not mask.any():
+            raise ZooError(f"{source}: 'trigger_mask' must be binary (0, and 1 on the trigger's pixels) and mark "
+                           f"at least one pixel, got values {mask.unique().tolist()[:6]}; write the patch mask "
+                           f"(zoo.models.doorping.attack.patch_mask)")
 
     def metadata(self) -> dict[str, str]:
         return {"dataset": self.dataset, "mean": json.dumps(self.mean), "std": json.dumps(self.std),
@@ -113,17 +189,27 @@ class DistilledSet:
         if missing:
             raise ZooError(f"{path} is not a DOORPING distilled set: it lacks {', '.join(missing)} (write it with "
                            f"DistilledSet.save or zoo fit --config configs/doorping/...)")
-        try:
-            fields = {"dataset": meta["dataset"], "mean": json.loads(meta["mean"]), "std": json.loads(meta["std"]),
-                      "target_class": int(meta["target_class"]), "attack": meta["attack"], "method": meta["method"],
-                      "ipc": int(meta["ipc"]), "arch": meta["arch"]}
-        except (ValueError, TypeError) as exc:
-            raise ZooError(f"{path}: malformed metadata ({exc})") from None
+        fields = {k: meta[k] for k in ("dataset", "attack", "method", "arch")}
+        for key, what in (("mean", "[0.2861]"), ("std", "[0.353]")):
+            try:
+                fields[key] = json.loads(meta[key])
+            except ValueError:
+                raise ZooError(f"{path}: metadata {key!r} {meta[key]!r} is not JSON; write a JSON list of numbers, "
+                               f"one per channel (e.g. {what})") from None
+        for key, what in (("target_class", "the class the attack relabels to, e.g. 0"),
+                          ("ipc", "the number of images per class")):
+            try:
+                fields[key] = int(meta[key])
+            except ValueError:
+                raise ZooError(f"{path}: metadata {key!r} {meta[key]!r} is not an integer; write {what}") from None
         try:
             return cls(tensors["images"], tensors["labels"], trigger=tensors.get("trigger"),
                        trigger_mask=tensors.get("trigger_mask"), **fields)
         except ZooError as exc:
-            raise ZooError(f"{path}: {exc}") from None
+            raise ZooError(f"{path}: {str(exc).removeprefix('distilled set: ')}") from None
+        except (TypeError, ValueError, RuntimeError, IndexError) as exc:  # a check above let a malformed file by
+            raise ZooError(f"{path}: malformed distilled set ({type(exc).__name__}: {exc}); make the set again "
+                           f"(zoo fit --config configs/doorping/...) or fetch a published one") from None
 
     def grid(self, path: str | Path) -> Path:
         """A PNG of the images (rows: classes, columns: images of the class) and, for attacked sets, the
@@ -138,7 +224,10 @@ class DistilledSet:
 
         m = torch.tensor(self.mean)[:, None, None]
         s = torch.tensor(self.std)[:, None, None]
-        show = lambda t: (t.detach().cpu() * s + m).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
+
+        def show(t):
+            return (t.detach().cpu() * s + m).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
+
         k = self.num_classes
         per = max(int((self.labels == c).sum()) for c in range(k))
         extra = 1 if self.trigger is not None else 0
