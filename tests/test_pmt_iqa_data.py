@@ -70,6 +70,29 @@ def test_logistic_fit_recovers_the_curve_and_straightens_plcc():
     assert set(iqa_metrics(x, y, logistic=True)) == {"srcc", "plcc", "krcc", "plcc_logistic"}
 
 
+def test_logistic_plcc_keeps_the_sign_of_a_decreasing_relation():
+    """The fitted logistic follows the scores, so PLCC(fitted, scores) is positive even where the scores fall as the
+    predictions rise; plcc_logistic carries the fit's direction. Checked against scipy: its own curve_fit of the
+    VQEG logistic, pearsonr of the fitted values, and the sign of the fitted curve's direction (spearmanr)."""
+    from scipy import optimize, stats
+
+    def vqeg(x, b1, b2, b3, b4):
+        return (b1 - b2) / (1 + np.exp(-(x - b3) / abs(b4))) + b2
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-3, 3, 300)
+    for y in (1 / (1 + np.exp(-2 * x)) + rng.normal(scale=0.02, size=300),  # increasing
+              3 - 5 / (1 + np.exp(-2 * x)) + rng.normal(scale=0.05, size=300),  # decreasing (DMOS-like)
+              -0.3 * x + rng.normal(scale=1.0, size=300)):  # weak, decreasing
+        params, _ = optimize.curve_fit(vqeg, x, y, p0=[y.max(), y.min(), x.mean(), x.std()], maxfev=20000)
+        fitted = vqeg(x, *params)
+        ref = np.sign(stats.spearmanr(x, fitted)[0]) * stats.pearsonr(fitted, y)[0]
+        got = plcc(x, y, logistic=True)
+        assert got == pytest.approx(ref, abs=1e-6)
+        assert np.sign(got) == np.sign(plcc(x, y)) == np.sign(srcc(x, y))
+    assert iqa_metrics(x, -(1 / (1 + np.exp(-2 * x))), logistic=True)["plcc_logistic"] == pytest.approx(-1, abs=1e-6)
+
+
 def test_metric_errors_and_constant_input():
     """A constant side has no correlation: every metric refuses it, naming the side, instead of returning NaN."""
     for metric in (srcc, plcc, krcc, iqa_metrics):
@@ -175,6 +198,45 @@ def test_csv_layout_pyiqa_meta_and_column_options(tmp_path):
     _write_csv(tmp_path / "bad.csv", ["img_name", "mos"], [["x.png", "good"]])
     with pytest.raises(ZooError, match=r"bad.csv, row 2: score 'good' is not a number"):
         read_table(tmp_path, csv_path=tmp_path / "bad.csv")
+
+
+def test_given_csv_or_columns_select_the_csv_layout_over_marker_files(tmp_path):
+    """A user CSV named like a dataset's marker file (dmos.csv: KADID-10k; Test.csv: BIQ2021) is read as the CSV it
+    is when --csv, --image-col or --score-col is given with --layout auto."""
+    rows = [["a.png", "0.1"], ["b.png", "0.9"], ["c.png", "0.5"]]
+    _write_csv(tmp_path / "k" / "dmos.csv", ["image", "mos"], rows)
+    _write_csv(tmp_path / "b" / "Test.csv", ["image", "mos"], rows)
+    assert detect_layout(tmp_path / "k") == "kadid10k" and detect_layout(tmp_path / "b") == "biq2021"
+    for folder, name in ((tmp_path / "k", "dmos.csv"), (tmp_path / "b", "Test.csv")):
+        for given in ({"csv_path": folder / name}, {"score_col": "mos"}, {"image_col": "image"}):
+            t = read_table(folder, **given)
+            assert t.name == folder.name and t.scores.tolist() == [0.1, 0.9, 0.5] and t.split is None, given
+            assert t.higher_better and t.paths[0] == folder / "a.png"
+    with pytest.raises(ZooError, match=r"dmos\.csv has no column 'dist_img'"):  # a named layout is still that layout
+        read_table(tmp_path / "k", layout="kadid10k", score_col="mos")
+    with pytest.raises(ZooError, match=r"BIQ2021 needs Train\.csv; .*or read a CSV of your own with --layout csv"):
+        read_table(tmp_path / "b")  # nothing given: the marker decides, and the error says how to read it as a CSV
+
+
+def test_given_column_names_match_regardless_of_case_and_spaces(tmp_path):
+    """As the header's names do: --image-col IMAGE and --score-col ' Quality ' find 'image' and 'quality'."""
+    _write_csv(tmp_path / "m.csv", ["image", " Quality ", "mos"], [["a.png", "3", "9"], ["b.png", "1", "8"]])
+    t = read_table(tmp_path, image_col="IMAGE", score_col=" quality")
+    assert [p.name for p in t.paths] == ["a.png", "b.png"] and t.scores.tolist() == [3.0, 1.0]
+    _write_csv(tmp_path / "m.csv", ["image", "MOS", "mos"], [["a.png", "3", "9"], ["b.png", "1", "8"]])
+    assert read_table(tmp_path, score_col="mos").scores.tolist() == [9.0, 8.0]  # the exact name wins
+    assert read_table(tmp_path, score_col="MOS").scores.tolist() == [3.0, 1.0]
+    with pytest.raises(ZooError, match=r"has no column 'score' \(columns: 'image', 'MOS', 'mos'\)"):
+        read_table(tmp_path, score_col="score")
+
+
+def test_pyiqa_live_meta_csv_keeps_dmos_in_mos_and_is_read_as_higher_better(tmp_path):
+    """pyiqa's LIVE meta CSV stores DMOS in a column named mos; the csv layout cannot tell, so it reads as
+    higher-is-better (the documented case for --target-sign -1); LIVE's own .mat files read as DMOS."""
+    _write_csv(tmp_path / "meta_info_LIVEIQADataset.csv", ["ref_name", "dist_name", "mos"],
+               [["r1.bmp", "jp2k/img1.bmp", "40.2"], ["r1.bmp", "jp2k/img2.bmp", "10.5"]])
+    assert read_table(tmp_path).higher_better
+    assert not read_table(_layouts(tmp_path / "layouts")["live"]).higher_better
 
 
 def test_missing_csv_or_wrong_forced_layout_is_a_user_error(tmp_path):
@@ -512,3 +574,36 @@ def test_datamodule_refuses_bad_subsets_resize_and_constant_or_missing_parts(tmp
     _write_csv(tmp_path / "m.csv", ["image", "mos_0_1", "split"], [[r[0], r[1], "train"] for r in rows])
     with pytest.raises(ZooError, match=r"the official split has no 'test' rows \(its labels: train\)"):
         IQADataModule(**common).setup("fit")
+
+
+def test_selection_on_validation_needs_three_validation_images(tmp_path):
+    """With select_on_val, a validation part of fewer than 3 images has no SRCC: no epoch was selected and the last
+    one kept without a word. It is refused when fitting starts, naming val_fraction / val_subset and the way out;
+    a module that does not select, and a test-only run, go on."""
+    from types import SimpleNamespace
+
+    spec = {"input_size": [3, 64, 64], "mean": [0.5] * 3, "std": [0.5] * 3}
+    for i in range(8):
+        _image(tmp_path / "images" / f"{i}.png", size=(64, 64), seed=i)
+    _write_csv(tmp_path / "m.csv", ["image", "mos_0_1", "split"],
+               [[f"{i}.png", i / 8, "test" if i >= 4 else "train"] for i in range(8)])
+
+    def setup(select_on_val, stage="fit", **kwargs):
+        dm = IQADataModule(data=str(tmp_path), split="official", num_workers=0, input_spec=spec, num_levels=10,
+                           **kwargs)
+        dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(hparams={"select_on_val": select_on_val}))
+        dm.setup(stage)
+        return dm
+
+    with pytest.raises(ZooError, match=r"the validation part has 2 image\(s\), and selecting the epoch on validation "
+                                       r"SRCC \(select_on_val\) needs at least 3; raise val_fraction \(now 0\.5\) or "
+                                       r"val_subset \(now None\), or keep the last epoch with the model's "
+                                       r"select_on_val: false"):
+        setup(True, val_fraction=0.5)
+    with pytest.raises(ZooError, match=r"validation part has 0 image\(s\)"):
+        setup(True, val_fraction=0.0)
+    with pytest.raises(ZooError, match=r"validation part has 2 image\(s\).*val_subset \(now 2\)"):
+        setup(True, val_fraction=0.75, val_subset=2)
+    assert len(setup(True, val_fraction=0.75).rows["val"]) == 3
+    assert len(setup(False, val_fraction=0.5).rows["val"]) == 2
+    assert len(setup(True, "test", val_fraction=0.5).rows["val"]) == 2

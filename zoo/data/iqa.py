@@ -33,6 +33,12 @@ number, header = row 1).
 
 LIVE and CSIQ give DMOS (lower is better); as the paper does, the score is regressed as given, and
 ``higher_better`` records the direction (``zoo eval --task iqa`` correlates quality predictions with -DMOS there).
+In the ``csv`` layout the direction comes from the score column's name alone (``dmos``: lower is better): pyiqa's
+LIVE meta CSV (``meta_info_LIVEIQADataset.csv``) keeps LIVE's DMOS in a column named ``mos`` and is read as
+higher-is-better; evaluate it with ``--target-sign -1``, or read LIVE in the ``live`` layout.
+
+A CSV file or column given (``csv_path``, ``image_col``, ``score_col``; ``--csv`` ...) selects the ``csv`` layout
+when the layout is ``auto``, whatever marker files the folder holds.
 """
 
 from __future__ import annotations
@@ -180,14 +186,16 @@ def _need(rows: list[tuple[str, dict]], path: Path, columns) -> None:
 
 
 def _pick(columns, candidates, given, path, what) -> str | None:
-    """The column of ``columns`` named ``given`` (exactly), else the first of ``candidates`` (any case); None for an
-    optional column (``what`` not image or score) that is absent."""
+    """The column of ``columns`` named ``given``, else the first of ``candidates``; None for an optional column
+    (``what`` not image or score) that is absent. Names match regardless of case and surrounding spaces, as the
+    header's do (an exact match wins over one that differs in case)."""
     names = ", ".join(map(repr, columns))
-    if given:
-        if given not in columns:
-            raise ZooError(f"{path} has no column {given!r} (columns: {names}); pass one of these")
-        return given
     by_lower = {c.lower(): c for c in reversed(columns)}
+    if given:
+        found = given.strip() if given.strip() in columns else by_lower.get(given.strip().lower())
+        if found is None:
+            raise ZooError(f"{path} has no column {given!r} (columns: {names}); pass one of these")
+        return found
     found = next((by_lower[c] for c in candidates if c in by_lower), None)
     if found is None and what in ("image", "score"):
         raise ZooError(f"{path}: no {what} column found (looked for {', '.join(candidates)}; columns: {names}); "
@@ -261,7 +269,7 @@ def read_biq2021(root: Path) -> IQATable:
         f = next((root / n for n in (f"{name}.csv", f"{name} (Images and MOS).csv") if (root / n).exists()), None)
         if f is None:
             raise ZooError(f"{root}: BIQ2021 needs {name}.csv; point at the folder holding Train.csv, Test.csv "
-                           f"and Images/")
+                           f"and Images/, or read a CSV of your own with --layout csv (--csv FILE)")
         rows = _csv_rows(f)
         _need(rows, f, ("Image Name", "MOS"))
         for where, r in rows:
@@ -413,7 +421,9 @@ def read_table(spec: str | Path, layout: str = "auto", csv_path: str | Path | No
     """The IQA table of ``spec``: a catalogue name (``biq2021_subset``) or a folder in one of the layouts above.
 
     Args:
-        layout: ``auto`` (detect) or a layout name; csv_path, image_col, score_col: for the ``csv`` layout.
+        layout: ``auto`` (detect from the marker files) or a layout name; csv_path, image_col, score_col: for the
+            ``csv`` layout, which ``auto`` takes when any of them is given (a user CSV named ``dmos.csv`` or
+            ``Test.csv`` is then read as a CSV, not as KADID-10k or BIQ2021).
         score_range: (low, high) override of the score scale.
     """
     from .catalog import catalog, locate
@@ -424,7 +434,8 @@ def read_table(spec: str | Path, layout: str = "auto", csv_path: str | Path | No
         raise ZooError(f"IQA data {spec} is neither a folder nor a catalogue dataset; pass a folder of images with a "
                        f"CSV of scores, or one of {', '.join(catalog())}")
     score_range = _scale(score_range) if score_range is not None else None
-    layout = detect_layout(root) if layout == "auto" else layout
+    if layout == "auto":  # a CSV or a column given means the csv layout, whatever marker files the folder holds
+        layout = "csv" if (csv_path or image_col or score_col) else detect_layout(root)
     if layout == "csv":
         table = read_csv_table(root, Path(csv_path) if csv_path else None, image_col, score_col, score_range)
     elif layout in READERS:

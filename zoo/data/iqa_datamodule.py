@@ -103,7 +103,7 @@ class IQADataModule(SplitDataModule):
         self.table = read_table(hp.data, hp.layout, hp.csv, hp.image_col, hp.score_col, hp.score_range)
         self.table.check_files()
         self.rows = self.split_rows(self.table)
-        self.check_eval_scores()
+        self.check_eval_scores(stage)
         levels = torch.from_numpy(self.table.levels(num_levels))
         size = spec["input_size"][-1]
 
@@ -113,9 +113,20 @@ class IQADataModule(SplitDataModule):
 
         self.train_set, self.val_set, self.test_set = crops("train", True), crops("val", False), crops("test", False)
 
-    def check_eval_scores(self) -> None:
+    def check_eval_scores(self, stage: str | None = None) -> None:
         """Refuse a validation or test part of 3 or more images whose scores are all equal: its SRCC / PLCC would
-        be undefined (parts of 1 or 2 images get no correlations at all)."""
+        be undefined (parts of 1 or 2 images get no correlations at all). When fitting (``stage`` ``fit`` or None) a
+        module that selects its epoch on validation (``select_on_val``), refuse a validation part of fewer than 3
+        images too: it has no SRCC, so no epoch would be selected and the last one would be kept without a word."""
+        hp = self.hparams
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        selects = bool(getattr(module, "hparams", {}).get("select_on_val", False))
+        n_val = len(self.rows["val"])
+        if selects and n_val < 3 and stage in (None, "fit"):
+            raise ZooError(f"{self.table.name}: the validation part has {n_val} image(s), and selecting the epoch on "
+                           f"validation SRCC (select_on_val) needs at least 3; raise val_fraction (now "
+                           f"{hp.val_fraction}) or val_subset (now {hp.val_subset}), or keep the last epoch with "
+                           f"the model's select_on_val: false (--model.init_args.select_on_val false)")
         for part in ("val", "test"):
             scores = self.table.scores[self.rows[part]]
             if len(scores) >= 3 and (scores == scores[0]).all():

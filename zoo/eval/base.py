@@ -37,6 +37,7 @@ class EvalContext:
     num_workers: int
     out_dir: Path | None
     distributed: bool = False
+    json_out: Path | None = None  # the result JSON's path, if one is written (tasks name their artifacts after it)
 
     def loader(self, dataset, batch_size: int | None = None) -> DataLoader:
         sampler = DistributedSampler(dataset, shuffle=False) if self.distributed else None
@@ -190,7 +191,8 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
         if sharded and dev.type == "cuda":
             dev = torch.device("cuda", torch.cuda.current_device())
         out = Path(out_dir) if out_dir else (Path(json_out).parent if json_out else None)
-        ctx = EvalContext(dev, autocast_dtype(precision), batch_size, num_workers, out, sharded)
+        ctx = EvalContext(dev, autocast_dtype(precision), batch_size, num_workers, out, sharded,
+                          Path(json_out) if json_out else None)
         model = model if model is not None else t.load(source)
         t.setup(model, ctx)
         scores: dict[str, dict[str, np.ndarray]] = {}
@@ -217,9 +219,9 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
                 with atomic_path(folder / f"{name}.npz") as tmp:
                     with open(tmp, "wb") as f:
                         np.savez(f, **arrays)
+        if out is not None:  # before the JSON: a JSON on disk means its plots are there too
+            t.artifacts(result, scores, out)
         if json_out:
             write_json(json_out, result)
-        if out is not None:
-            t.artifacts(result, scores, out)
         print(t.table(result))
         return result

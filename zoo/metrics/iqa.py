@@ -2,7 +2,10 @@
 
 * SRCC: Spearman's rank correlation (Pearson correlation of average ranks, so ties count as scipy counts them);
 * PLCC: Pearson's linear correlation, raw (the paper, pyiqa's benchmark) or after the VQEG 4-parameter logistic
-  fit of predictions to scores (``logistic=True``; the fit uses scipy.optimize.curve_fit);
+  fit of predictions to scores (``logistic=True``; the fit uses scipy.optimize.curve_fit). The fit may come out
+  increasing or decreasing; the PLCC of the fitted values with the scores is positive either way (the fit follows
+  the scores), so it is given the sign of the fit's direction: negative when the scores fall as the predictions
+  rise, as SRCC, KRCC and the raw PLCC are (pyiqa drops that sign);
 * KRCC: Kendall's tau-b.
 
 All take predictions and ground-truth scores of the same length: at least 3, finite and not all equal. A constant
@@ -90,11 +93,17 @@ def fit_logistic(pred, target) -> np.ndarray:
 
 
 def plcc(pred, target, logistic: bool = False) -> float:
+    """Pearson's r of predictions and scores; with ``logistic``, of the `logistic4` fit of the predictions and the
+    scores, times the fit's direction (sign(b1 - b2): -1 where the fitted curve decreases), so that a decreasing
+    relation gives a negative PLCC here too. That equals the PLCC of the increasing logistic map of the predictions
+    (the fitted curve, negated where it decreases) with the scores."""
     p, t = _pair(pred, target)
-    if logistic:
-        p = check_values(logistic4(p, *fit_logistic(p, t)), "logistic-fitted predictions",
-                         "the fit is degenerate; report PLCC without --logistic")
-    return _pearson(p, t)
+    if not logistic:
+        return _pearson(p, t)
+    params = fit_logistic(p, t)
+    fitted = check_values(logistic4(p, *params), "logistic-fitted predictions",
+                          "the fit is degenerate; report PLCC without --logistic")
+    return float(np.sign(params[0] - params[1])) * _pearson(fitted, t)
 
 
 def krcc(pred, target) -> float:

@@ -5,8 +5,10 @@ the backbone's 7x7-average-pooled taps of each crop (`PMTIQA.pool_taps`): 3 904 
 EfficientNet-Lite0 instead of a 150 528-pixel crop. This DataModule computes them once for ``cache_crops``
 random crops of every image of the table (each flipped with p = 0.5, seeded by ``crop_seed`` and a hash of the
 image file, `zoo.data.iqa_crops.image_seed`), stores them under ``<ZOO_HOME>/cache/pmt_iqa/`` keyed by the
-backbone's weights and the crop settings, and then serves the same splits as `IQADataModule`: training batches take
-``crops`` of an image's cached crops at random each epoch; evaluation takes its first ``test_crops``. The result is
+backbone's weights, the crop settings and each image's path, size and modification time (an image replaced in
+place gets new taps; a copy of the data set with new file times builds its own cache), and then serves the same
+splits as `IQADataModule`: training batches take ``crops`` of an image's cached crops at random each epoch;
+evaluation takes its first ``test_crops``. The result is
 the model `zoo fit` on images would train with a frozen backbone, except that the crops are drawn from a fixed pool
 (what makes the CPU reproduction affordable).
 """
@@ -68,9 +70,10 @@ class CachedTapsDataModule(IQADataModule):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         hp = self.hparams
-        # "image_seed": the crops are seeded by the image file, no longer by the row; caches of row-seeded crops miss
-        h.update(repr(("image_seed", model.image_size, self.cache_crops, hp.crop_seed, hp.resize,
-                       [str(p) for p in self.table.paths])).encode())
+        # "image_seed": the crops are seeded by the image file, no longer by the row; caches of row-seeded crops miss.
+        # Each image's size and modification time too: an image replaced in place must not reuse its old taps.
+        files = [(str(p), st.st_size, st.st_mtime_ns) for p, st in ((p, p.stat()) for p in self.table.paths)]
+        h.update(repr(("image_seed", model.image_size, self.cache_crops, hp.crop_seed, hp.resize, files)).encode())
         return h.hexdigest()[:16]
 
     @torch.no_grad()  # not inference_mode: the cached tensors are inputs of training steps later

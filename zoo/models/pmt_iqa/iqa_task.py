@@ -3,29 +3,34 @@
 ``PATH`` is a catalogue name (``biq2021_subset``) or a folder in any layout `zoo.data.iqa.read_table` reads: a
 folder with images and one CSV (image column ``image`` / ``img_name`` / ``dis_img_path``, score column ``mos`` /
 ``mos_0_1`` / ``score``, or named with ``--image-col`` / ``--score-col``), or the layouts of BIQ2021, KonIQ-10k,
-LIVE Challenge, LIVE, CSIQ, TID2013 and KADID-10k. Datasets with an official split are scored on its ``test``
-part unless ``--split`` says otherwise. Each image is scored as the mean regression output over ``--crops``
-random crops (seeded by ``--crop-seed`` and a hash of the image file, so an image gets the same crops whichever
-rows are scored). JSON::
+LIVE Challenge, LIVE, CSIQ, TID2013 and KADID-10k (``--csv``, ``--image-col`` or ``--score-col`` with
+``--layout auto`` select the csv layout, whatever marker files the folder holds). Datasets with an official split
+are scored on its ``test`` part unless ``--split`` says otherwise. Each image is scored as the mean regression
+output over ``--crops`` random crops (seeded by ``--crop-seed`` and a hash of the image file, so an image gets the
+same crops whichever rows are scored). JSON::
 
-    {"srcc": f, "plcc": f, "krcc": f, "n": int, "target_sign": 1 | -1}   (+ "plcc_logistic": f with --logistic)
+    {"srcc": f, "plcc": f, "krcc": f, "n": int}   (+ "plcc_logistic": f with --logistic, "target_sign": -1 if so)
 
-The correlations are taken against ``target_sign`` x the true score. ``--target-sign auto`` gives -1 for
-lower-is-better (DMOS) data (LIVE, CSIQ, a CSV whose score column is ``dmos``), so that a model predicting
-quality, higher = better (every published zoo weight), gets positive correlations where it agrees with the
-observers; pass ``--target-sign 1`` for a model trained on that DMOS scale itself (it predicts DMOS), or for
-pyiqa's KADID-10k CSV, whose ``dmos`` column is a 1-5 rating, higher = better.
+The correlations are taken against ``target_sign`` x the true score, and ``target_sign`` is written only when it is
+-1. ``--target-sign auto`` gives -1 for lower-is-better (DMOS) data (LIVE, CSIQ, a CSV whose score column is
+``dmos``), so that a model predicting quality, higher = better (every published zoo weight), gets positive
+correlations where it agrees with the observers; pass ``--target-sign 1`` for a model trained on that DMOS scale
+itself (it predicts DMOS), or for pyiqa's KADID-10k CSV, whose ``dmos`` column is a 1-5 rating, higher = better.
+Auto goes by the layout and the column's name only: pyiqa's LIVE meta CSV (``meta_info_LIVEIQADataset.csv``) keeps
+LIVE's DMOS in a column named ``mos``, so read in the csv layout it gets +1; pass ``--target-sign -1`` for it (or
+read LIVE from its distributed ``.mat`` files, ``--layout live``, which knows the scale is DMOS).
 
-and ``iqa_scatter.png`` (predicted versus true score) beside it. A missing image is an error naming the file; so
-are fewer than 3 images and true scores that are all equal (no correlation is defined), found before any image is
-scored. The metrics refuse constant predictions too, so no NaN reaches the report.
+A scatter plot (predicted versus true score) is written beside the JSON as ``<stem>_scatter.png`` (``iqa.json``:
+``iqa_scatter.png``), so evaluations writing their JSON into one folder keep their own plots; with ``--out-dir`` and
+no ``--json`` it is ``iqa_scatter.png``. A missing image is an error naming the file; so are fewer than 3 images and
+true scores that are all equal (no correlation is defined), found before any image is scored. The metrics refuse
+constant predictions too, so no NaN reaches the report.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ...data.iqa import read_table
 from ...data.iqa_crops import IQACrops
@@ -45,16 +50,21 @@ class IQATask(EvalTask):
                             help="rows to score; auto: the official test split when the data has one, else all")
         parser.add_argument("--layout", default="auto", help="auto, csv, biq2021, koniq10k, livec, live, csiq, "
                                                              "tid2013, kadid10k")
-        parser.add_argument("--csv", default=None, help="the CSV to read (csv layout; default: the folder's only CSV)")
-        parser.add_argument("--image-col", default=None, help="image column of the CSV")
-        parser.add_argument("--score-col", default=None, help="score column of the CSV")
+        parser.add_argument("--csv", default=None, help="the CSV to read (csv layout, which --layout auto then "
+                                                        "takes; default: the folder's only CSV)")
+        parser.add_argument("--image-col", default=None, help="image column of the CSV (any case; selects the csv "
+                                                              "layout under --layout auto)")
+        parser.add_argument("--score-col", default=None, help="score column of the CSV (any case; selects the csv "
+                                                              "layout under --layout auto)")
         parser.add_argument("--resize", type=int, nargs=2, default=None, metavar=("H", "W"),
                             help="resize images before cropping (paper: 512 512 for BID)")
         parser.add_argument("--logistic", action="store_true", help="also report PLCC after a 4-parameter logistic fit")
         parser.add_argument("--crop-seed", type=int, default=0, help="seed of the evaluation crops")
         parser.add_argument("--target-sign", default="auto", choices=["auto", "1", "-1"],
                             help="correlate predictions with this sign times the true scores; auto: -1 for "
-                                 "lower-is-better (DMOS) data, 1 otherwise; 1 for a model trained on that DMOS")
+                                 "lower-is-better (DMOS) data (LIVE, CSIQ, a CSV column named dmos), 1 otherwise; "
+                                 "1 for a model trained on that DMOS; -1 for a CSV whose score column holds DMOS "
+                                 "under another name, e.g. pyiqa's LIVE meta CSV (DMOS in its mos column)")
 
     def setup(self, model, ctx) -> None:
         if not (hasattr(model, "predict") and hasattr(model, "input_spec")):
@@ -78,7 +88,7 @@ class IQATask(EvalTask):
         crops = IQACrops(table, np.arange(len(table)), no_levels, spec["input_size"][-1], spec["mean"], spec["std"],
                          o.crops, train=False, resize=o.resize, seed=o.crop_seed)
         batch = max(1, ctx.batch_size // o.crops)
-        self.loader = DataLoader(crops, batch_size=batch, num_workers=ctx.num_workers)
+        self.loader = ctx.loader(crops, batch_size=batch)  # sharded across processes under torchrun
         model.eval().to(ctx.device)
 
     def split_rows(self, table, split: str):
@@ -105,11 +115,12 @@ class IQATask(EvalTask):
     def finalize(self, scores) -> dict:
         s = scores["data"]
         m = iqa_metrics(s["pred"], self.target_sign * s["score"], logistic=self.options.logistic)
-        return {**m, "n": int(s["pred"].size), "target_sign": self.target_sign}
+        flipped = {"target_sign": self.target_sign} if self.target_sign != 1 else {}  # +1 goes without saying
+        return {**m, "n": int(s["pred"].size), **flipped}
 
     def table(self, r) -> str:
         extra = f"  PLCC (logistic) {r['plcc_logistic']:.4f}" if "plcc_logistic" in r else ""
-        extra += "  (against -score: lower score = better)" if r["target_sign"] < 0 else ""
+        extra += "  (against -score: lower score = better)" if r.get("target_sign", 1) < 0 else ""
         return (f"{self.data.name} [{self.split}], n={r['n']}, {self.options.crops} crops/image: "
                 f"SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}  KRCC {r['krcc']:.4f}{extra}")
 
@@ -131,7 +142,8 @@ class IQATask(EvalTask):
         ax.set_ylabel("predicted score")
         ax.set_title(f"SRCC {result['srcc']:.3f}  PLCC {result['plcc']:.3f}  n={result['n']}", fontsize=9)
         fig.tight_layout()
-        path = out_dir / "iqa_scatter.png"
+        json_out = self.ctx.json_out
+        path = out_dir / f"{json_out.stem if json_out else 'iqa'}_scatter.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         plt.close(fig)

@@ -48,7 +48,9 @@ class PMTIQAModule(pl.LightningModule):
         reset_optimizer: reset Adam's state at each epoch, as the authors' per-epoch re-creation does.
         freeze_backbone: train only MS and the heads; the backbone stays in eval mode (fixed BatchNorm).
         select_on_val: restore the best-validation-SRCC weights at the end of training. Checkpoints then carry a
-            copy of those weights besides the current ones (`on_save_checkpoint`): about twice the size.
+            copy of those weights besides the current ones (`on_save_checkpoint`): about twice the size. It needs a
+            validation part of at least 3 images (`IQADataModule` refuses fewer at setup; with another DataModule
+            a validation epoch of fewer images warns that no epoch can be selected).
     """
 
     def __init__(self, model: str = "pmt_iqa_resnet50", model_args: dict[str, Any] | None = None,
@@ -155,6 +157,10 @@ class PMTIQAModule(pl.LightningModule):
     def _log_metrics(self, stage: str) -> dict:
         preds, scores = self._gathered()
         if len(preds) < 3:
+            if stage == "val" and self.hparams.select_on_val and not self.trainer.sanity_checking:
+                rank_zero_warn(f"val: {len(preds)} validation image(s) have no SRCC (it needs 3), so no epoch can be "
+                               f"selected on validation and the last one is kept; give the validation part at "
+                               f"least 3 images (val_fraction, val_subset), or set select_on_val: false")
             return {}
         if bool((preds == preds[0]).all()):  # a collapsed model, early in training: no correlation is defined
             rank_zero_warn(f"{stage}: the model gives all {len(preds)} images the score {float(preds[0]):.4g}; SRCC "

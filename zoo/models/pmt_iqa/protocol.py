@@ -112,25 +112,36 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+MEDIAN_KEYS = ("selected_srcc", "selected_plcc", "last_srcc", "last_plcc", "best_test_srcc", "best_test_plcc")
+
+
 def medians(rows: list[dict]) -> list[dict]:
-    """Median of every number over rounds, per variant (over the rounds where it is defined)."""
-    keys = ("selected_srcc", "selected_plcc", "last_srcc", "last_plcc", "best_test_srcc", "best_test_plcc")
+    """Median of every number over rounds, per variant, over the rounds where it is defined: ``rounds`` is the
+    number of rounds run, ``rounds_in_median`` the number that entered each number's median (fewer where a round's
+    value was undefined, 0 where none was: the median is then None)."""
     out = []
     for v in dict.fromkeys(r["variant"] for r in rows):
         vr = [r for r in rows if r["variant"] == v]
-        out.append({"variant": v, "rounds": len(vr), **{k: _median([r[k] for r in vr]) for k in keys}})
+        out.append({"variant": v, "rounds": len(vr), **{k: _median([r[k] for r in vr]) for k in MEDIAN_KEYS},
+                    "rounds_in_median": {k: sum(r[k] is not None for r in vr) for k in MEDIAN_KEYS}})
     return out
 
 
 def markdown(summary: list[dict]) -> str:
+    """The summary as a table; a median over fewer rounds than were run says over how many (``0.5000 (4 of 5)``)."""
     head = ("| variant | schedule | MS | SRCC (val-selected) | PLCC (val-selected) | SRCC (last epoch) | "
             "SRCC (best test epoch, authors' selection) | rounds |")
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         schedule, ms = VARIANTS[s["variant"]]
-        lines.append(f"| {s['variant']} | {schedule} | {'yes' if ms else 'no'} | {_fmt(s['selected_srcc'])} | "
-                     f"{_fmt(s['selected_plcc'])} | {_fmt(s['last_srcc'])} | {_fmt(s['best_test_srcc'])} | "
-                     f"{s['rounds']} |")
+        used = s.get("rounds_in_median", {})
+
+        def cell(k: str) -> str:
+            n = used.get(k, s["rounds"])
+            return _fmt(s[k]) + (f" ({n} of {s['rounds']})" if 0 < n < s["rounds"] else "")
+
+        lines.append(f"| {s['variant']} | {schedule} | {'yes' if ms else 'no'} | {cell('selected_srcc')} | "
+                     f"{cell('selected_plcc')} | {cell('last_srcc')} | {cell('best_test_srcc')} | {s['rounds']} |")
     return "\n".join(lines)
 
 
