@@ -409,3 +409,22 @@ def test_a_synthetic_dataroot_at_a_given_dest_is_reused_only_with_the_parameters
     (tmp_path / "mine").mkdir()
     with pytest.raises(ZooError, match=r"mine exists but has no readable synthetic.json"):
         synthetic_nuscenes(**tiny, dest=tmp_path / "mine")
+
+
+def test_fitting_on_one_pickle_needs_its_validation_frames(tmp_path):
+    """An info pickle holds one split (the splits do not apply to it): fitting on one with validation is refused
+    until ``val_data`` names the validation frames, which then come from there (here a pickle of the keyframe
+    twice)."""
+    from zoo.models.cmt.datamodule import NuScenesDataModule
+
+    folder = require_data("nuscenes_keyframe")
+    with pytest.raises(ZooError, match=r"holds one split .*score the training frames; give the validation frames as "
+                                       r"--data.init_args.val_data"):
+        NuScenesDataModule(data="nuscenes_keyframe", num_workers=0).setup("fit")
+    infos = read_info_pickle(folder / KEYFRAME_PKL)
+    infos["data_list"] = infos["data_list"] * 2
+    (tmp_path / "val.pkl").write_bytes(pickle.dumps(infos))
+    dm = NuScenesDataModule(data="nuscenes_keyframe", val_data=str(tmp_path / "val.pkl"), data_root=str(folder),
+                            num_workers=0)
+    dm.setup("fit")
+    assert len(dm.train_set) == 1 and len(dm.val_set) == 2

@@ -205,6 +205,9 @@ def test_det3d_eval_user_errors(synth, tmp_path, extra, needle, capsys):
 
         evaluate(str(folder), "det3d", data=str(root), version="v1.0-synthetic", split="synthetic_val",
                  drop_modality="camera", sweeps=None, score_threshold=0.3, num_workers=0)
+    with pytest.raises(ZooError, match="it is the model's only input, so nothing would be left"):
+        evaluate(str(folder), "det3d", data=str(root), version="v1.0-synthetic", split="synthetic_val",
+                 drop_modality="lidar", sweeps=None, score_threshold=0.3, num_workers=0)
 
 
 def _det3d_argv(tmp_path, data) -> list[str]:
@@ -270,3 +273,19 @@ def test_released_lidar_detector_detects_on_an_unseen_generated_scene(tmp_path):
     assert maps["cmt_tiny.synthetic_lidar"] > 0.4 and maps["cmt_tiny.synthetic"] < 0.05
     assert maps["cmt_tiny.synthetic_fusion"] > maps["cmt_tiny.synthetic_lidar"]
     assert maps["cmt_tiny.synthetic_lidar_gtpaste"] > maps["cmt_tiny.synthetic_lidar"] + 0.1
+
+
+def test_the_plotting_tool_reads_as_many_sweeps_as_its_model(synth, tmp_path, monkeypatch):
+    """``python -m zoo.models.cmt.visualize --model M`` feeds M the sweeps it was trained with (10 without a
+    model), and draws the frame and M's detections."""
+    from zoo.models.cmt import dataset, visualize
+
+    seen, read = [], dataset.open_frames
+    monkeypatch.setattr(dataset, "open_frames", lambda *a: seen.append(a[3]) or read(*a))
+    model = zoo.create_model("cmt_tiny", num_query=10, num_layers=1, modalities=("lidar",))
+    folder = zoo.save_pretrained(model, tmp_path / "m")
+    common = ["--data", str(synth[0]), "--version", "v1.0-synthetic", "--split", "synthetic_val"]
+    visualize.main([*common, "--model", str(folder), "--out", str(tmp_path / "with")])
+    visualize.main([*common, "--out", str(tmp_path / "without")])
+    assert seen == [model.input_spec["sweeps"], 10] and model.input_spec["sweeps"] != 10
+    assert {"bev.png", "cameras_gt.png", "cameras_det.png"} <= {p.name for p in (tmp_path / "with").iterdir()}

@@ -245,6 +245,9 @@ def test_denoising_queries_and_mask():
     assert (dn.anchors[1, :12] == 0).all()  # the second sample has no box: its DN rows stay padding
     none = prepare_dn(anchors, [torch.zeros(0, 9)] * 2, [torch.zeros(0, dtype=torch.long)] * 2, (-1, -1, -1, 1, 1, 1), 10)
     assert none.pad_size == 0 and none.attn_mask is None
+    crowded = torch.tensor([[1.0, 2.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]]).repeat(31, 1)  # 31 boxes, 30 queries
+    no_group = prepare_dn(anchors, [crowded], [torch.zeros(31, dtype=torch.long)], (-10, -10, -5, 10, 10, 3), 10)
+    assert no_group.pad_size == 0 and no_group.attn_mask is None and no_group.anchors.shape == (1, 30, 3)
 
 
 def test_focal_loss_and_cost_against_direct_formulas():

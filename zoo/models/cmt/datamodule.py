@@ -16,7 +16,7 @@ from ...data.sampling import seeded_training
 from ...data.workers import ignore_foreign_sigterm
 from ...errors import ZooError
 from .cbgs import CBGSDataset
-from .dataset import CMTDataset, collate, dataroot, open_frames
+from .dataset import CMTDataset, collate, dataroot, holds_one_split, open_frames
 from .gt_database import build_gt_database
 from .model import CMT
 from .object_sample import ObjectSample
@@ -27,6 +27,9 @@ class NuScenesDataModule(pl.LightningDataModule):
 
     Args:
         data, version, train_split, val_split, data_root: where the frames come from.
+        val_data: where the validation frames come from, when not from ``data``: an info pickle holds one split
+            (mmdet3d's ``nuscenes_infos_train.pkl``; its ``_val.pkl`` goes here), so fitting on a pickle (or a
+            catalogue dataset) with validation needs it; the splits do not apply to pickles.
         synthetic: `zoo.data.nuscenes_synthetic.synthetic_nuscenes` arguments when ``data="synthetic"``.
         point_cloud_range, image_size, resize_lim, sweeps, modalities, modal_mask, rot_range, scale_range,
         translation_std, flip, min_points: the pipeline (`CMTDataset`); the defaults are the authors' R50 fusion
@@ -51,7 +54,7 @@ class NuScenesDataModule(pl.LightningDataModule):
                  modal_mask: bool | list[float] = True,
                  rot_range=(-0.785, 0.785), scale_range=(0.9, 1.1), translation_std=(0.5, 0.5, 0.5),
                  flip: bool = True, min_points: int = 1, batch_size: int = 2, num_workers: int = 2, seed: int = 0,
-                 gt_paste: dict[str, Any] | None = None, cbgs: bool = False):
+                 gt_paste: dict[str, Any] | None = None, cbgs: bool = False, val_data: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         if data == "synthetic":
@@ -84,7 +87,8 @@ class NuScenesDataModule(pl.LightningDataModule):
 
     def _dataset(self, split: str, training: bool):
         hp = self.hparams
-        frames, source = open_frames(hp.data, hp.version, split, hp.sweeps, hp.data_root, hp.synthetic)
+        data = hp.data if training else (hp.val_data or hp.data)
+        frames, source = open_frames(data, hp.version, split, hp.sweeps, hp.data_root, hp.synthetic)
         paste = None
         if training and hp.gt_paste is not None:
             args = {k: v for k, v in hp.gt_paste.items() if k not in ("database", "epochs")}
@@ -123,6 +127,12 @@ class NuScenesDataModule(pl.LightningDataModule):
             self._base_train_set, self._object_sample = self.train_set, self.train_set.gt_paste
             if self.hparams.cbgs:
                 self.train_set = CBGSDataset(self.train_set, len(CLASSES), self.hparams.seed)
+        if stage in (None, "fit") and self.hparams.val_data is None and holds_one_split(self.hparams.data) and (
+                self.trainer is None or self.trainer.limit_val_batches != 0):
+            raise ZooError(f"data {self.hparams.data} holds one split (an info pickle or a catalogue dataset), so "
+                           f"validating while fitting would score the training frames; give the validation "
+                           f"frames as --data.init_args.val_data (e.g. nuscenes_infos_val.pkl), or turn "
+                           f"validation off with --trainer.limit_val_batches 0")
         if stage in (None, "fit", "validate"):
             self.val_set, self.eval_source = self._dataset(self.val_split, False)
 

@@ -115,6 +115,13 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
+def holds_one_split(data: str) -> bool:
+    """True for data that `open_frames` reads whole whatever the split: an info pickle or a catalogue dataset."""
+    from ...data.catalog import catalog
+
+    return data != "synthetic" and (data in catalog() or Path(data).suffix == ".pkl")
+
+
 def open_frames(data: str, version: str, split: str, sweeps: int, data_root: str | None = None,
                 synthetic: dict | None = None) -> tuple[list[Frame], dict]:
     """Frames of a split, and where they came from: ``{"dataroot", "version", "split", "nusc"}`` (``dataroot``

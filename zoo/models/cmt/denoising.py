@@ -37,16 +37,17 @@ def prepare_dn(anchors: torch.Tensor, gt_boxes: list[torch.Tensor], gt_labels: l
     Args:
         anchors: the learnt anchors [Q, 3] (normalised); gt_boxes: per sample [n_i, 9] (gravity centre, l, w, h,
             yaw, vx, vy); gt_labels: per sample [n_i].
-        max_groups: G = min(max_groups, Q // max n_i) (the authors' ``scalar``).
+        max_groups: G = min(max_groups, Q // max n_i) (the authors' ``scalar``); G = 0 (a frame with more boxes
+            than queries, where the authors' code fails) gives the batch no DN queries.
     """
     b, q, dev = len(gt_boxes), anchors.shape[0], anchors.device
     counts = [len(g) for g in gt_boxes]
     single = max(counts, default=0)
     base = anchors[None].expand(b, -1, -1)
-    if single == 0:
+    groups = min(max_groups, q // single) if single else 0
+    if groups == 0:  # no boxes, or more boxes in a frame than queries: no group fits, the batch goes without DN
         empty = torch.zeros(0, dtype=torch.long, device=dev)
         return DNQueries(base, None, 0, empty, empty, empty, anchors.new_zeros(0, 9))
-    groups = min(max_groups, q // single)
     boxes = torch.cat(gt_boxes).repeat(groups, 1)
     labels = torch.cat(gt_labels).repeat(groups).clone()
     batch = torch.cat([torch.full((n,), i, device=dev) for i, n in enumerate(counts)]).repeat(groups)

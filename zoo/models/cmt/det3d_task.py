@@ -12,8 +12,9 @@ and ``DetectionEval`` with ``detection_cvpr_2019`` scores it. ``--drop-modality 
 
 A model that submits no box at all (untrained, or every box outside the range) scores mAP 0 and NDS 0.
 
-Beside it: ``det3d_results_nusc.json`` (the submission), ``det3d_bev.png`` and ``det3d_cameras.png`` (the first
-frame's detections with score >= 0.3 over its ground truth).
+Beside it: ``det3d_results_nusc.json`` (the submission), ``det3d_bev.png`` (the first frame's detections with score
+>= 0.3 over its ground truth and points) and ``det3d_cameras.png`` (the same detections projected into its six
+cameras).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class Det3DTask(EvalTask):
         if o.drop_modality and o.drop_modality not in model.modalities:
             raise ZooError(f"--drop-modality {o.drop_modality}: the model does not use it (modalities "
                            f"{list(model.modalities)})")
+        if o.drop_modality and len(model.modalities) == 1:
+            raise ZooError(f"--drop-modality {o.drop_modality}: it is the model's only input, so nothing would be "
+                           f"left to detect from; drop a modality of a fusion model (cmt_fusion_*, cmt_tiny)")
         sweeps = o.sweeps if o.sweeps is not None else model.input_spec.get("sweeps", 10)
         self.frames, source = open_frames(o.data, o.version, o.split, sweeps)
         if not any(len(f.boxes) for f in self.frames):  # the devkit's ground-truth loader fails on an empty set

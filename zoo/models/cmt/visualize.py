@@ -132,22 +132,26 @@ def main(argv=None) -> None:
     p.add_argument("--score", type=float, default=0.3, help="score threshold for drawn detections")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    frames, _ = open_frames(a.data, a.version, a.split, 10)
-    frame = frames[a.index]
-    out = Path(a.out)
-    det, det_names = None, []
+    model = None
     if a.model:
         from ...checkpoint import from_pretrained
 
         model = from_pretrained(a.model).eval()
-        ds = CMTDataset([frame], False, model.pc_range, model.input_spec["image_size"], modalities=model.modalities)
+    sweeps = model.input_spec.get("sweeps", 10) if model is not None else 10  # the model's own, as it was trained
+    frames, _ = open_frames(a.data, a.version, a.split, sweeps)
+    frame = frames[a.index]
+    out = Path(a.out)
+    det, det_names = None, []
+    if model is not None:
+        ds = CMTDataset([frame], False, model.pc_range, model.input_spec["image_size"], sweeps=sweeps,
+                        modalities=model.modalities)
         batch = collate([ds[0]])
         with torch.no_grad():
             pred = model.predict(batch.get("images"), batch["points"], batch.get("lidar2img"))[0]
         keep = pred["scores"] >= a.score
         det = pred["boxes"][keep].numpy()
         det_names = [CLASSES[i] for i in pred["labels"][keep].tolist()]
-    points = load_points(frame, 10)
+    points = load_points(frame, sweeps)
     print(plot_bev(points, frame.boxes, frame.names, det, det_names, out / "bev.png"))
     print(plot_cameras(frame, frame.boxes, frame.names, out / "cameras_gt.png", title="ground truth (projected)"))
     if det is not None:
