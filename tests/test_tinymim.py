@@ -315,6 +315,22 @@ def test_distill_views_share_one_crop():
     assert torch.equal(jittered[0], same[0]) and not torch.equal(jittered[1], same[1])
 
 
+def test_finetune_view_jitters_colour_only_without_randaugment():
+    """timm's rule, made a named setting: the fine-tuning view's colour jitter applies where RandAugment is off
+    (the CIFAR recipe: 0.4), never beside RandAugment (MAE's recipe), and 0 turns it off."""
+    from torchvision.transforms import ColorJitter
+
+    from zoo.models.tinymim.data import finetune_transform
+
+    def jitters(**kwargs) -> bool:
+        return any(isinstance(t, ColorJitter) for t in finetune_transform(small_vit().input_spec, **kwargs)
+                   .transforms[-1].transforms)
+
+    assert jitters(rand_augment=None, color_jitter=0.4)
+    assert not jitters(rand_augment=None, color_jitter=0)
+    assert not jitters(rand_augment="rand-m9-mstd0.5-inc1", color_jitter=0.4)
+
+
 def test_layer_decay_groups():
     from zoo.models.tinymim.optim import layer_decay_groups
 
@@ -409,6 +425,13 @@ def test_bad_layer_and_module_arguments(tmp_path):
         DistillModule("tinymim_vit", SMALL, teacher=str(tmp_path / "missing" / "dir"))
     with pytest.raises(ZooError, match="num_heads: 4 .*student_layer is 2 of 3"):
         DistillModule("tinymim_vit", {**SMALL, "last_block_heads": 4}, teacher=str(teacher), student_layer=2)
+    for layer in ("teacher_layer", "student_layer"):  # 0 is no block (1-based), not "the last"
+        with pytest.raises(ZooError, match=r"layer 0 does not exist: this ViT has blocks 1\.\.3"):
+            DistillModule("tinymim_vit", {**SMALL, "last_block_heads": 4}, teacher=str(teacher), **{layer: 0})
+    with pytest.raises(ZooError, match=r"the teacher reads images normalised with mean \[0\.485.*student_args: "
+                                       r"\{mean: \[0\.485"):
+        DistillModule("tinymim_vit", {**SMALL, "last_block_heads": 4, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+                      teacher=str(teacher))
     resnet = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "resnet")
     with pytest.raises(ZooError, match="is a knn_ood_resnet20 model .*must be a TinyMIM/MAE ViT.*zoo convert tinymim"):
         DistillModule("tinymim_vit", SMALL, teacher=str(resnet))

@@ -167,3 +167,27 @@ def test_published_weights_reproduce_their_manifest_results(cifar, tmp_path):
                           "{pretrained: true}", "--data.init_args.num_workers", "0", "--trainer.logger", "false",
                           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)])
     assert float(cli.trainer.callback_metrics["val/loss"]) == pytest.approx(result["zoo_value"], abs=5.01e-5)
+
+
+def test_training_checkpoints_leave_the_frozen_teacher_out_and_check_it_on_resume(cifar, teacher, tmp_path, capsys):
+    """A distillation checkpoint holds the student, not the teacher (rebuilt from its source on resume), and a
+    fingerprint of it: a teacher folder whose weights changed since is refused on resume."""
+    mine = shutil.copytree(teacher, tmp_path / "teacher")
+    fit("distill", tmp_path / "run", "--model.init_args.teacher", str(mine), "--checkpoint.every_n_train_steps", "2")
+    ckpt = next((tmp_path / "run").rglob("final.ckpt"))
+    saved = torch.load(ckpt, weights_only=False)
+    assert not any(k.startswith("teacher.") for k in saved["state_dict"]) and "tinymim_teacher_fingerprint" in saved
+    assert any(k.startswith("model.") for k in saved["state_dict"])
+    resume = ["fit", "--config", CFG.format("distill"), *FEW[:-8], "--trainer.max_steps", "3",
+              "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", "--trainer.logger",
+              "false", "--trainer.default_root_dir", str(tmp_path / "run"), "--model.init_args.teacher", str(mine),
+              "--ckpt_path", str(ckpt)]
+    torch.manual_seed(1)
+    other = zoo.create_model("tinymim_vit", embed_dim=64, depth=8, num_heads=4, img_size=32, patch_size=8,
+                             num_classes=0, global_pool="token", fixed_pos_embed=True)
+    zoo.save_pretrained(other, tmp_path / "other")
+    shutil.copytree(tmp_path / "other", mine, dirs_exist_ok=True)  # the teacher's folder now holds other weights
+    assert main(resume) == 2
+    assert "is not the one this checkpoint was trained with" in capsys.readouterr().err
+    shutil.copytree(teacher, mine, dirs_exist_ok=True)
+    assert main(resume) == 0

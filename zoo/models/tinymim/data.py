@@ -55,14 +55,16 @@ class DistillViews:
 
 
 def finetune_transform(spec: dict, crop_scale=(0.08, 1.0), rand_augment: str | None = "rand-m9-mstd0.5-inc1",
-                       random_erasing: float = 0.25):
-    """MAE fine-tuning view (timm ``create_transform``): PIL image -> ``[C, H, W]``."""
+                       random_erasing: float = 0.25, color_jitter: float = 0.4):
+    """MAE fine-tuning view (timm ``create_transform``): PIL image -> ``[C, H, W]``. ``color_jitter`` applies only
+    without RandAugment (timm's rule; MAE's recipe has RandAugment, so no jitter); 0 turns it off."""
     timm_data = require("timm.data", "tinymim", package="timm")
     c, h, w = spec["input_size"]
     return T.Compose([ConvertMode(c), timm_data.create_transform(
         input_size=(c, h, w), is_training=True, scale=tuple(crop_scale), interpolation=spec.get("interpolation",
                                                                                                 "bicubic"),
-        auto_augment=rand_augment or None, re_prob=random_erasing, re_mode="pixel", re_count=1,
+        auto_augment=rand_augment or None, color_jitter=color_jitter or None, re_prob=random_erasing,
+        re_mode="pixel", re_count=1,
         mean=tuple(spec["mean"]), std=tuple(spec["std"]))])
 
 
@@ -73,7 +75,8 @@ class TinyMIMDataModule(ImageClassificationDataModule):
         data, batch_size, num_workers, val_fraction, train_subset, test_subset, input_spec, seed: as the parent.
         views: ``mae``, ``distill`` or ``finetune``.
         crop_scale: random-resized-crop area range (MAE/TinyMIM pre-training 0.2-1; fine-tuning 0.08-1).
-        color_jitter: student-only colour jitter strength of the ``distill`` views (0 disables it).
+        color_jitter: colour jitter strength (0 disables it): the student-only jitter of the ``distill`` views, and
+            the ``finetune`` view's when ``rand_augment`` is off (with RandAugment timm applies none).
         rand_augment: timm RandAugment policy of the ``finetune`` view (empty or None disables it).
         random_erasing: random-erasing probability of the ``finetune`` view.
     """
@@ -100,7 +103,7 @@ class TinyMIMDataModule(ImageClassificationDataModule):
             return mae_transform(spec, hp.crop_scale)
         if hp.views == "distill":
             return DistillViews(spec, hp.crop_scale, hp.color_jitter)
-        return finetune_transform(spec, hp.crop_scale, hp.rand_augment, hp.random_erasing)
+        return finetune_transform(spec, hp.crop_scale, hp.rand_augment, hp.random_erasing, hp.color_jitter)
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)

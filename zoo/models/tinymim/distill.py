@@ -84,8 +84,8 @@ class DistillModule(pl.LightningModule):
         self.save_hyperparameters()
         self.model = create_model(student, **(student_args or {}))
         self.teacher = load_frozen(teacher, teacher_args)
-        self.teacher_layer = teacher_layer or len(self.teacher.blocks)
-        self.student_layer = student_layer or len(self.model.blocks)
+        self.teacher_layer = teacher_layer if teacher_layer is not None else len(self.teacher.blocks)
+        self.student_layer = student_layer if student_layer is not None else len(self.model.blocks)
         self.teacher.check_layer(self.teacher_layer)
         self.model.check_layer(self.student_layer)
         if self.model.input_spec["input_size"] != self.teacher.input_spec["input_size"] or \
@@ -94,6 +94,12 @@ class DistillModule(pl.LightningModule):
                            f"{self.model.patch_embed.patch_size} differ from the teacher's "
                            f"{self.teacher.input_spec['input_size']} / {self.teacher.patch_embed.patch_size}: "
                            f"both must see the same tokens")
+        t_norm, s_norm = ([spec["mean"], spec["std"]] for spec in (self.teacher.input_spec, self.model.input_spec))
+        if [list(map(float, v)) for v in t_norm] != [list(map(float, v)) for v in s_norm]:
+            raise ZooError(f"the teacher reads images normalised with mean {t_norm[0]} / std {t_norm[1]}, the "
+                           f"student with {s_norm[0]} / {s_norm[1]}; both views are normalised with the student's, "
+                           f"so build the student with the teacher's (student_args: {{mean: {t_norm[0]}, std: "
+                           f"{t_norm[1]}}})")
         if target == "relation":
             t_heads, s_heads = self.teacher.heads_at(self.teacher_layer), self.model.heads_at(self.student_layer)
             if t_heads != s_heads:
@@ -147,6 +153,26 @@ class DistillModule(pl.LightningModule):
         out = self.losses(x, x)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, prog_bar=True, on_epoch=True, batch_size=len(x),
                       sync_dist=True)
+
+    def _teacher_fingerprint(self) -> torch.Tensor:
+        """[T] float64: the sum of each of the teacher's tensors, to tell its weights from another teacher's."""
+        return torch.stack([t.detach().double().sum().cpu() for t in self.teacher.state_dict().values()])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The frozen teacher is left out of training checkpoints (the ImageNet ViT-B recipe's ViT-L teacher would
+        add 1.2 GB to each); `on_load_checkpoint` takes it from ``teacher`` again, with a fingerprint to check it is
+        the same one."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("teacher.")]:
+            del state[key]
+        checkpoint["tinymim_teacher_fingerprint"] = self._teacher_fingerprint()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("tinymim_teacher_fingerprint")
+        if saved is not None and not torch.allclose(saved, self._teacher_fingerprint(), rtol=1e-6, atol=1e-6):
+            raise ZooError(f"the teacher {self.hparams.teacher} is not the one this checkpoint was trained with (its "
+                           f"weights differ); resume with the run's teacher (model.init_args.teacher)")
+        checkpoint["state_dict"].update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
 
     def configure_optimizers(self):
         hp = self.hparams
