@@ -643,6 +643,13 @@ def test_validation_accepts_what_the_zoo_writes(tmp_path):
     assert DistilledSet.load(control.save(tmp_path / "c.safetensors")).ipc == 2
     own = DistilledSet(**{**_synset().__dict__, "dataset": "my_photos", "mean": [0.3], "std": [0.2]})
     assert DistilledSet.load(own.save(tmp_path / "own.safetensors")).dataset == "my_photos"
+    from zoo.models.doorping.real_images import dataset_name
+
+    for folder in ("pets_jpeg_images", "Pets-JPEG", "CIFAR-10_images"):  # the name a set of a tree records
+        name = dataset_name(folder)
+        assert dataset_name(name) == name
+        own = DistilledSet(**{**own.__dict__, "dataset": name})
+        assert DistilledSet.load(own.save(tmp_path / "named.safetensors")).dataset == name
     for key in ("fashion_mnist_dc_convnet_ipc10_doorping", "cifar10_dc_convnet_ipc10_none"):
         assert load_distilled(f"doorping_distilled.{key}").ipc == 10
 

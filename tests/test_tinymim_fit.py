@@ -186,8 +186,14 @@ def test_training_checkpoints_leave_the_frozen_teacher_out_and_check_it_on_resum
     other = zoo.create_model("tinymim_vit", embed_dim=64, depth=8, num_heads=4, img_size=32, patch_size=8,
                              num_classes=0, global_pool="token", fixed_pos_embed=True)
     zoo.save_pretrained(other, tmp_path / "other")
+    # a checkpoint written before the teacher was left out holds it, and is checked against it instead
+    old_style = {**saved, "state_dict": {**saved["state_dict"], **{f"teacher.{k}": v for k, v in
+                                                                    zoo.from_pretrained(teacher).state_dict().items()}}}
+    del old_style["tinymim_teacher_fingerprint"]
+    torch.save(old_style, tmp_path / "old.ckpt")
     shutil.copytree(tmp_path / "other", mine, dirs_exist_ok=True)  # the teacher's folder now holds other weights
-    assert main(resume) == 2
-    assert "is not the one this checkpoint was trained with" in capsys.readouterr().err
+    for ckpt_path in (str(ckpt), str(tmp_path / "old.ckpt")):
+        assert main([*resume[:-1], ckpt_path]) == 2
+        assert "is not the one this checkpoint was trained with" in capsys.readouterr().err
     shutil.copytree(teacher, mine, dirs_exist_ok=True)
     assert main(resume) == 0

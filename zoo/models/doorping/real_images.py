@@ -46,8 +46,9 @@ AUTHORS_SIZE = {"mnist": 32, "fashion_mnist": 32, "stl10": 32}
 
 def dataset_name(name: str) -> str:
     """``cifar10_jpeg`` / ``CIFAR-10`` / ``fashion-mnist`` -> ``cifar10`` / ``cifar10`` / ``fashion_mnist``."""
-    n = name.lower().replace("-", "_")
-    n = n.removesuffix("_jpeg").removesuffix("_images")
+    n, before = name.lower().replace("-", "_"), None
+    while n != before:  # idempotent: ``pets_jpeg_images`` -> ``pets`` (a set records the name, and is checked by it)
+        before, n = n, n.removesuffix("_jpeg").removesuffix("_images")
     return {"cifar_10": "cifar10", "cifar_100": "cifar100", "stl_10": "stl10", "fashionmnist": "fashion_mnist"}.get(n, n)
 
 

@@ -168,11 +168,20 @@ class DistillModule(pl.LightningModule):
         checkpoint["tinymim_teacher_fingerprint"] = self._teacher_fingerprint()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("tinymim_teacher_fingerprint")
-        if saved is not None and not torch.allclose(saved, self._teacher_fingerprint(), rtol=1e-6, atol=1e-6):
+        """Put the teacher back into ``checkpoint`` (a `ZooError` when ``teacher`` now holds other weights than the
+        checkpoint's run had: its fingerprint, or, in a checkpoint written with the teacher, its tensors)."""
+        state, teacher = checkpoint["state_dict"], self.teacher.state_dict()
+        if any(k.startswith("teacher.") for k in state):  # written before the teacher was left out
+            differs = state.keys() & {f"teacher.{k}" for k in teacher} != {f"teacher.{k}" for k in teacher} or any(
+                not torch.equal(state[f"teacher.{k}"].to(v.device), v) for k, v in teacher.items())
+        else:
+            saved, mine = checkpoint.get("tinymim_teacher_fingerprint"), self._teacher_fingerprint()
+            differs = saved is not None and (saved.shape != mine.shape
+                                             or not torch.allclose(saved, mine, rtol=1e-6, atol=1e-6))
+        if differs:
             raise ZooError(f"the teacher {self.hparams.teacher} is not the one this checkpoint was trained with (its "
                            f"weights differ); resume with the run's teacher (model.init_args.teacher)")
-        checkpoint["state_dict"].update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
+        state.update({f"teacher.{k}": v for k, v in teacher.items()})
 
     def configure_optimizers(self):
         hp = self.hparams
