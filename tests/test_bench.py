@@ -124,7 +124,11 @@ def test_a_suite_key_the_loader_does_not_know_is_refused_before_any_job(tmp_path
 
 @pytest.mark.parametrize("lists, error", [("modes: []", r"modes must be a non-empty list \(of infer, train, "),
                                           ("batch_sizes: 4", "batch_sizes must be a non-empty list"),
-                                          ("precisions: [fp16]", "precisions has 'fp16'; choose from 32, ")])
+                                          ("precisions: [fp16]", "precisions has 'fp16'; choose from 32, "),
+                                          ("iters: abc", "iters must be a whole number >= 1, not 'abc'"),
+                                          ("warmup: -1", "warmup must be a whole number >= 0, not -1"),
+                                          ("compile: 'false'", "compile must be true or false, not 'false'"),
+                                          ("model_args: [1]", r"model_args must be a mapping .*not \[1\]")])
 def test_a_suite_run_that_would_expand_to_no_job_or_a_wrong_one_is_refused(lists, error, tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text(f"name: t\nruns:\n  - {{model: doorping_convnet, {lists}}}\n")

@@ -73,6 +73,16 @@ def test_verify_passes_then_fails_after_tampering(tmp_path, monkeypatch, capsys)
     assert "1 manifest entries failed verification" in captured.err
 
 
+def test_a_real_closed_pipe_ends_quietly(tmp_path):
+    """`zoo list | head -1` through a real pipe, several times (a write into the closed pipe drops the buffer, so
+    the flush that follows succeeds: the pipe itself must say that its reader is gone)."""
+    cmd = f"{sys.executable} -m zoo list 2>>{tmp_path / 'err'} | head -1"
+    for _ in range(4):
+        out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip()
+    assert "Broken pipe" not in (tmp_path / "err").read_text()
+
+
 def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
     """`zoo list | head -1`: the reader closes the pipe; zoo stops with 141 (128 + SIGPIPE) and no error line."""
     class ClosedPipe:
@@ -308,6 +318,25 @@ def test_resume_from_last_checkpoint(shapes_data, tmp_path):
 
     ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4
+
+
+def test_last_resumes_the_newest_checkpoint_of_a_run_without_last_ckpt(shapes_data, tmp_path, monkeypatch):
+    """``--checkpoint.save_last false`` writes no last.ckpt; ``--ckpt_path last`` then resumes the run's newest
+    checkpoint (it used to start afresh, Lightning only warning): the second fit trains the second epoch only."""
+    from zoo.training.resume import SeededTraining
+
+    root = tmp_path / "run"
+    base = ["--config", SMALL, "--data.init_args.data", str(shapes_data), "--data.init_args.num_workers", "0",
+            "--data.init_args.batch_size", "16", "--trainer.limit_val_batches", "1", "--trainer.default_root_dir",
+            str(root), "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "false"]
+    steps, seed_step = [], SeededTraining.on_train_batch_start
+    monkeypatch.setattr(SeededTraining, "on_train_batch_start",
+                        lambda self, trainer, *a: steps.append(trainer.current_epoch) or seed_step(self, trainer, *a))
+    assert main(["fit", *base, "--trainer.max_epochs", "1"]) == 0
+    assert not (root / "checkpoints" / "last.ckpt").exists() and set(steps) == {0}
+    first = len(steps)
+    assert main(["fit", *base, "--trainer.max_epochs", "2", "--ckpt_path", "last"]) == 0
+    assert steps[first:] == [1] * first
 
 
 def test_a_run_killed_midway_resumes_from_its_last_epoch(shapes_data, tmp_path, monkeypatch):

@@ -315,3 +315,19 @@ def test_symlinked_folders_are_followed_and_a_broken_link_is_named(tmp_path):
     (ood / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     with pytest.raises(ZooError, match=r"ood/gone.jpg is a broken symbolic link \(to .*nowhere.jpg\)"):
         image_folder(ood, labelled=False)
+
+
+@pytest.mark.parametrize("module", ["zoo.data.classification.ImageClassificationDataModule",
+                                    "zoo.data.iqa_datamodule.IQADataModule",
+                                    "zoo.models.drums.data.GrooveMidiDataModule",
+                                    "zoo.models.cmt.datamodule.NuScenesDataModule"])
+def test_every_datamodule_refuses_a_batch_below_one_or_negative_workers(module):
+    """One error naming the option, at construction (PyTorch's DataLoader fails later, with a traceback)."""
+    import importlib
+
+    path, name = module.rsplit(".", 1)
+    cls = getattr(importlib.import_module(path), name)
+    with pytest.raises(ZooError, match=r"batch_size must be a whole number >= 1, got 0 \(--data\.init_args\.batch"):
+        cls(batch_size=0)
+    with pytest.raises(ZooError, match=r"num_workers must be a whole number >= 0, got -1"):
+        cls(num_workers=-1)

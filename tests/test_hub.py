@@ -33,6 +33,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(5)
             return
+        if self.path.startswith("/chunked/"):  # a chunked body whose connection drops before its last chunk
+            self.protocol_version = "HTTP/1.1"
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n" % (1000, PAYLOAD[:1000]))
+            self.wfile.write(b"%x\r\n" % 5000)  # a chunk announced, then nothing
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if self.path.startswith("/truncated/"):
             body = PAYLOAD[: len(PAYLOAD) // 2]
             self.send_response(200)
@@ -88,6 +99,27 @@ def test_dead_url_falls_through_to_next_mirror(server, tmp_path):
     path = download("w.safetensors", [dead, missing, f"{url}/w.safetensors"], SHA, len(PAYLOAD),
                     dest_dir=tmp_path / "c")
     assert path.read_bytes() == PAYLOAD
+
+
+def test_a_chunked_body_cut_short_falls_through_to_the_next_mirror(server, tmp_path):
+    """http.client's IncompleteRead (an HTTPException, not an OSError) is one mirror failing, not a crash."""
+    _, url = server
+    path = download("w.safetensors", [f"{url}/chunked/w.safetensors", f"{url}/w.safetensors"], SHA, len(PAYLOAD),
+                    dest_dir=tmp_path / "c")
+    assert path.read_bytes() == PAYLOAD
+    with pytest.raises(ZooError, match="IncompleteRead"):
+        download("w.safetensors", [f"{url}/chunked/w.safetensors"], SHA, None, dest_dir=tmp_path / "d")
+    assert not any((tmp_path / "d").iterdir())
+
+
+def test_a_corrupt_cached_copy_is_named_when_no_mirror_serves(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "w.safetensors").write_bytes(b"tampered")
+    with pytest.raises(ZooError, match=r"the cached copy at .*w\.safetensors had sha256 [0-9a-f]{64}, not the "
+                                       r"manifest's \(removed\); http://127\.0\.0\.1:9/w\.safetensors: skipped"):
+        download("w.safetensors", ["http://127.0.0.1:9/w.safetensors"], SHA, None, dest_dir=cache)
 
 
 def test_stale_cache_copy_is_replaced(server, tmp_path):

@@ -233,6 +233,12 @@ def test_ivf_is_approximate_but_close():
     approx = KNNIndex(bank, backend="faiss-ivf", nprobe=32).search(q, 10)[1]
     recall = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(exact, approx)])
     assert recall > 0.8
+    # one probed cell of ~141 rows cannot give 1000 neighbours: faiss pads with -1, which is refused, not scored
+    with pytest.raises(ZooError, match=r"found fewer than k=1000 neighbours for \d+ of 100 queries: its 1 probed"):
+        KNNIndex(bank, backend="faiss-ivf", nprobe=1).search(q, 1000)
+    # the torch search with chunks smaller than k gathers its k over several chunks
+    assert torch.equal(KNNIndex(bank[:500], backend="torch", chunk=7).search(q, 20)[1],
+                       KNNIndex(bank[:500], backend="torch").search(q, 20)[1])
 
 
 def _features(n=600, c=3, d=16, seed=0, shift=0.0):
@@ -294,6 +300,11 @@ def test_detector_saves_and_reloads_index(tmp_path, shapes_data):
     x = next(iter(loader))[0]
     a, b = det.score(x), det2.score(x)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    torch.manual_seed(1)  # the folder's backbone replaced (zoo convert --force), its old scorers left beside it
+    zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "det")
+    with pytest.raises(ZooError, match="was fitted on the features of another backbone than .*fit the detector on "
+                                       "this backbone"):
+        OODDetector.load(tmp_path / "det")
 
 
 def test_supcon_loss_matches_direct_formula():

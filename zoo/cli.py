@@ -292,6 +292,18 @@ def _user_message(exc: ZooError) -> str:
     return " ".join(msg.split())
 
 
+def _reader_gone(stream) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed (poll reports an error on its writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no file descriptor
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("ZOO_DEBUG") == "1"
@@ -323,7 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError as exc:
         try:
             sys.stdout.flush()
-        except BrokenPipeError:  # stdout's reader went away (`zoo list | head -1`): stop quietly, as shell tools do
+            gone = _reader_gone(sys.stdout)  # a failed write may have dropped the buffer, so the flush succeeds
+        except BrokenPipeError:
+            gone = True
+        if gone:  # stdout's reader went away (`zoo list | head -1`): stop quietly, as shell tools do
             with contextlib.suppress(Exception):  # and let Python's final flush of stdout write nowhere
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141

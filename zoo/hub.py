@@ -13,6 +13,7 @@ file and where to get it. ``file:`` URLs (absolute, or relative to the manifest'
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import urllib.error
@@ -138,11 +139,13 @@ def download(filename: str, urls: list[str], sha256: str, size: int | None = Non
     dest_dir = dest_dir or cache_dir() / "weights"
     base = base or manifest_path().parent
     dest = dest_dir / filename
+    errors = []
     if dest.exists():
-        if sha256_file(dest) == sha256:
+        found = sha256_file(dest)
+        if found == sha256:
             return dest
         dest.unlink()  # a stale or tampered copy: fetch again
-    errors = []
+        errors.append(f"the cached copy at {dest} had sha256 {found}, not the manifest's (removed)")
     for raw in urls:
         url = _resolve_url(raw, base)
         if offline() and not url.startswith("file:"):
@@ -153,7 +156,8 @@ def download(filename: str, urls: list[str], sha256: str, size: int | None = Non
             return dest
         except ZooError as exc:
             errors.append(str(exc))
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed URL
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError, ValueError) as exc:
+            # HTTPException: a chunked body cut short (IncompleteRead), a bad status line; ValueError: a malformed URL
             errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
     hint = (f"place the file at {dest} by hand (sha256 {sha256})" if offline()
             else f"check the network, or place the file at {dest} (sha256 {sha256})")

@@ -53,12 +53,14 @@ def load_suite(path: str | Path) -> dict:
     if not isinstance(suite, dict) or not isinstance(suite.get("runs"), list) or not suite["runs"]:
         raise ZooError(f"{path}: a suite needs a non-empty 'runs' list")
     check_keys(suite, SUITE_KEYS, str(path))
+    check_scalars(suite, str(path))
     for i, run in enumerate(suite["runs"]):
         if not isinstance(run, dict) or "model" not in run:
             raise ZooError(f"{path}: run {i} has no 'model' (a run is a mapping: {{model: NAME, modes: [...]}})")
         where = f"{path}: run {i} ({run['model']})"
         check_keys(run, RUN_KEYS, where)
         check_lists(run, where)
+        check_scalars(run, where)
     suite.setdefault("name", path.stem)
     return suite
 
@@ -71,6 +73,18 @@ def check_keys(given: dict, valid: tuple[str, ...], where: str) -> None:
                  else repr(k) for k in unknown]
         raise ZooError(f"{where}: unknown key{'s' * (len(unknown) > 1)} {', '.join(named)}; the valid keys are "
                        f"{', '.join(valid)}")
+
+
+def check_scalars(given: dict, where: str) -> None:
+    """``warmup`` a whole number >= 0, ``iters`` >= 1, ``compile`` true or false, ``model_args`` a mapping
+    (``compile: "false"``, a string, would be true in Python and compile the model)."""
+    checks = {"warmup": (lambda v: type(v) is int and v >= 0, "a whole number >= 0"),
+              "iters": (lambda v: type(v) is int and v >= 1, "a whole number >= 1"),
+              "compile": (lambda v: type(v) is bool, "true or false"),
+              "model_args": (lambda v: v is None or isinstance(v, dict), "a mapping of the model's arguments")}
+    for key, (valid, what) in checks.items():
+        if key in given and not valid(given[key]):
+            raise ZooError(f"{where}: {key} must be {what}, not {given[key]!r}")
 
 
 def check_lists(run: dict, where: str) -> None:

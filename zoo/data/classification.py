@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from ..errors import ZooError
 from .images import open_train_test
 from .sampling import seeded_training
-from .splits import SplitDataModule
+from .splits import SplitDataModule, check_loader_args
 from .transforms import eval_transform, fit_transform
 from .views import TransformView, seeded_subset
 from .workers import ignore_foreign_sigterm
@@ -41,6 +41,7 @@ class ImageClassificationDataModule(SplitDataModule):
                  val_fraction: float = 0.1, train_subset: int | None = None, test_subset: int | None = None,
                  augment: str = "standard", input_spec: dict[str, Any] | None = None, seed: int = 0):
         super().__init__()
+        check_loader_args(batch_size, num_workers)
         if not 0.0 <= val_fraction < 1.0:
             raise ZooError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.save_hyperparameters()

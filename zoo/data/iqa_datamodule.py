@@ -20,7 +20,7 @@ from .iqa import IQATable, read_table
 from .iqa_crops import IQACrops
 from .iqa_splits import load_split_file, official_split, random_splits
 from .sampling import seeded_training
-from .splits import SplitDataModule
+from .splits import SplitDataModule, check_loader_args
 from .workers import ignore_foreign_sigterm
 
 SPLITS = ("random", "official")  # besides a path to a pyiqa .pkl split file
@@ -56,6 +56,7 @@ class IQADataModule(SplitDataModule):
                  test_subset: int | None = None, batch_size: int = 12, num_workers: int = 2,
                  input_spec: dict[str, Any] | None = None, num_levels: int | None = None, crop_seed: int = 0):
         super().__init__()
+        check_loader_args(batch_size, num_workers)
         if crops < 1 or test_crops < 1:
             raise ZooError(f"crops and test_crops must be >= 1, got {crops} and {test_crops}")
         subsets = {"train_subset": train_subset, "val_subset": val_subset, "test_subset": test_subset}

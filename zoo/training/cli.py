@@ -203,6 +203,8 @@ class ZooLightningCLI(LightningCLI):
             names = ("last.ckpt", "interrupted.ckpt", "final.ckpt")  # on an mtime tie the later name (written later)
             newest = max((p for p in (Path(dirpath) / name for name in names) if p.exists()),
                          key=lambda p: (p.stat().st_mtime, names.index(p.name)), default=None)
+            if newest is None:  # a run without last.ckpt (checkpoint.save_last false): its newest checkpoint
+                newest = max(Path(dirpath).glob("*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
             if newest is not None:  # Lightning would load it into the config's model, whatever that is
                 _check_checkpoint_model(newest, _checkpoint_hparams(newest), self.config.fit.get("model"))
                 self.config_init.fit.ckpt_path = str(newest)

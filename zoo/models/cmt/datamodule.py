@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from ...data.nuscenes import CLASSES
 from ...data.nuscenes_synthetic import VERSION as SYNTHETIC_VERSION, synthetic_nuscenes
 from ...data.sampling import seeded_training
+from ...data.splits import check_loader_args
 from ...data.workers import ignore_foreign_sigterm
 from ...errors import ZooError
 from .cbgs import CBGSDataset
@@ -56,6 +57,7 @@ class NuScenesDataModule(pl.LightningDataModule):
                  flip: bool = True, min_points: int = 1, batch_size: int = 2, num_workers: int = 2, seed: int = 0,
                  gt_paste: dict[str, Any] | None = None, cbgs: bool = False, val_data: str | None = None):
         super().__init__()
+        check_loader_args(batch_size, num_workers)
         self.save_hyperparameters()
         if data == "synthetic":
             train_split, val_split = "synthetic_train", "synthetic_val"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch.utils.data import DataLoader, Dataset
 
 from ...data.sampling import seeded_training
-from ...data.splits import SplitDataModule
+from ...data.splits import SplitDataModule, check_loader_args
 from ...data.workers import ignore_foreign_sigterm
 from ...errors import ZooError
 from .encoding import Example
@@ -44,6 +44,7 @@ class GrooveMidiDataModule(SplitDataModule):
     def __init__(self, data: str = "groove_midi", batch_size: int = 4, num_workers: int = 0,
                  train_subset: int | None = None, encoding: str = "paper", seed: int = 0):
         super().__init__()
+        check_loader_args(batch_size, num_workers)
         self.save_hyperparameters()
 
     def setup(self, stage: str | None = None) -> None:

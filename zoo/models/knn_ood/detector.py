@@ -2,7 +2,7 @@
 
 The folder is what `zoo.save_pretrained` writes (``config.json``, ``model.safetensors``, ``README.md``) plus
 ``ood_scorers.safetensors``: the kNN bank (normalised training features), the Mahalanobis statistics, and the
-scorer settings in the file's metadata.
+scorer settings and the backbone weights' sha256 (checked on load) in the file's metadata.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class OODDetector:
         for s in self.scorers:
             settings.append({"name": s.name, **s.settings()})
             tensors.update({f"{s.name}.{k}": v.detach().cpu().contiguous() for k, v in s.state().items()})
-        save_safetensors(tensors, directory / SCORERS_FILE, metadata={"scorers": json.dumps(settings)})
+        backbone = json.loads((directory / "config.json").read_text())["weights_sha256"]
+        save_safetensors(tensors, directory / SCORERS_FILE, metadata={"scorers": json.dumps(settings),
+                                                                      "backbone_sha256": backbone})
         return directory
 
     @classmethod
@@ -102,11 +104,18 @@ class OODDetector:
         model = from_pretrained(directory)
         try:
             with safe_open(str(path), "pt") as f:
-                settings = json.loads((f.metadata() or {})["scorers"])
+                meta = f.metadata() or {}
+                settings = json.loads(meta["scorers"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
         except (SafetensorError, OSError, KeyError, ValueError) as exc:
             raise ZooError(f"cannot read {path}: truncated, corrupt or not written by OODDetector.save "
                            f"({type(exc).__name__}: {exc}); fit the detector and save it again") from None
+        backbone = json.loads((directory / "config.json").read_text()).get("weights_sha256")
+        if meta.get("backbone_sha256") not in (None, backbone):  # files saved before the sum was kept: None
+            raise ZooError(f"{path} was fitted on the features of another backbone than {directory}'s weights (its "
+                           f"sha256 {meta['backbone_sha256'][:12]}..., the folder's {str(backbone)[:12]}...): the "
+                           f"folder's model was replaced after the detector was saved; fit the detector on this "
+                           f"backbone and save it again")
         scorers = []
         for cfg in settings:
             name = cfg.pop("name")

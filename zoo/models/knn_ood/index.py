@@ -87,6 +87,11 @@ class KNNIndex:
         if self._faiss_index is not None:
             q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
             dist, idx = self._faiss_index.search(q, k)
+            short = int((idx < 0).any(axis=1).sum())  # faiss pads with -1 (and FLT_MAX) where too few were found
+            if short:
+                raise ZooError(f"the IVF index found fewer than k={k} neighbours for {short} of {len(q)} queries: "
+                               f"its {self.nprobe} probed cells hold fewer bank rows; raise nprobe, lower k, or use "
+                               f"the exact search (backend faiss or torch)")
             return torch.from_numpy(dist).to(queries.device), torch.from_numpy(idx).to(queries.device)
         return self._torch_search(queries, k)
 
@@ -100,7 +105,8 @@ class KNNIndex:
             s, i = sim.topk(min(k, sim.shape[1]), dim=1)
             i = i + start
             if best_sim is not None:
-                s, j = torch.cat([best_sim, s], 1).topk(k, dim=1)
+                s = torch.cat([best_sim, s], 1)
+                s, j = s.topk(min(k, s.shape[1]), dim=1)  # chunks smaller than k fill up over several
                 i = torch.cat([best_idx, i], 1).gather(1, j)
             best_sim, best_idx = s, i
         dist = (2.0 - 2.0 * best_sim.float()).clamp_min_(0.0)
