@@ -87,6 +87,10 @@ def test_ood_eval_of_an_untrained_classifier_uses_the_feature_scorers_only(tmp_p
     assert r["classifier"] == "untrained" and r["id_accuracy"] is None
     assert main(common + ["--scorers", "knn,msp"]) == 2
     assert "--scorers msp: this model's classifier was never trained" in capsys.readouterr().err
+    assert main(common + ["--scorers", "knn,mahalanobis,knn"]) == 2  # one row per scorer, not two alike
+    assert "--scorers names knn more than once; name each scorer once" in capsys.readouterr().err
+    assert main(common + ["--alpha", "0.5"]) == 0  # the table's bank is the kept share, not all the features
+    assert "alpha=0.5, bank 20 of 40 training features" in capsys.readouterr().out
 
 
 def test_converter_rejects_unknown_layout(tmp_path):

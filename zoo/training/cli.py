@@ -58,8 +58,8 @@ class ExportModel(pl.Callback):
         from ..checkpoint import save_pretrained
 
         if trainer.global_step == 0:  # max_epochs 0 or max_steps 0: the weights are the initial ones
-            print(f"zoo: no training step ran (max_epochs or max_steps 0?), so {self.dirname}/ is not written",
-                  file=sys.stderr)
+            print(f"zoo: no training step ran, so {self.dirname}/ is not written: max_epochs or max_steps 0, or a "
+                  f"training split with no batch (check train_subset, val_fraction and batch_size)", file=sys.stderr)
             return
         out = Path(trainer.default_root_dir) / self.dirname
         save_pretrained(model, out, metadata={"epochs": trainer.current_epoch, "global_step": trainer.global_step})

@@ -46,6 +46,8 @@ def scorer_names(option: str, classifier: str) -> list[str]:
     """The scorers to run: ``option`` split on commas; for an ``untrained`` classifier the logit scorers are
     dropped from the default list and refused when named."""
     names = [s.strip() for s in option.split(",") if s.strip()]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ZooError(f"--scorers names {', '.join(twice)} more than once; name each scorer once")
     if classifier != UNTRAINED:
         return names
     if option == DEFAULT_SCORERS:
@@ -158,8 +160,10 @@ class OODTask(EvalTask):
     def table(self, r) -> str:
         acc = ("n/a (untrained classifier)" if r.get("classifier") == UNTRAINED
                else "n/a" if r["id_accuracy"] is None else f"{100 * r['id_accuracy']:.2f} %")
+        bank = max(1, int(r["alpha"] * r["n_id_train"]))  # the kNN bank: an alpha share of the training features
         lines = [(f"ID accuracy {acc} (n={r['n_id_test']}{labels_note(r)}); kNN k={r['k']}, "
-                  f"alpha={r['alpha']}, bank {r['n_id_train']}; FPR95 (ID positive) / AUROC / AUPR-in / AUPR-out, %"),
+                  f"alpha={r['alpha']}, bank {bank} of {r['n_id_train']} training features; FPR95 (ID positive) / "
+                  f"AUROC / AUPR-in / AUPR-out, %"),
                  f"{'OOD set':<20} {'scorer':<12} {'FPR95':>7} {'AUROC':>7} {'AUPR-in':>8} {'AUPR-out':>8}"]
         for row in r["results"] + [{"ood": "average", **a} for a in r["average"]]:
             lines.append(f"{row['ood']:<20} {row['scorer']:<12} {100 * row['fpr95']:7.2f} {100 * row['auroc']:7.2f} "
