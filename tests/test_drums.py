@@ -1027,7 +1027,7 @@ def test_drum_lm_module_docstring_has_a_summary_line():
     assert not DrumLMModule.__doc__.startswith("Args:") and DrumLMModule.__doc__.split("\n")[0].strip()
 
 
-class _WordStartTokenizer:
+class _WordStartTokenizer(DrumTokenizer):
     """A SentencePiece-like view of another drum tokenizer: every text it encodes starts with a word-start piece
     (id ``vocab_size - 1`` of the inner tokenizer's ids, shifted by one), so a lone newline is two tokens."""
 
@@ -1039,9 +1039,6 @@ class _WordStartTokenizer:
 
     def decode(self, ids):
         return self.inner.decode([i for i in ids if i != self.inner.vocab_size])
-
-    newline_id = DrumTokenizer.newline_id
-    stop_ids = DrumTokenizer.stop_ids
 
 
 def test_line_budget_counts_the_newline_that_ends_a_line():

@@ -39,7 +39,8 @@ def _locked(manifest: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _fp16_copy(src: Path, dest: Path) -> None:
+def fp16_copy(src: Path, dest: Path) -> None:
+    """The safetensors file ``src`` written to ``dest`` with its floating tensors as float16."""
     from safetensors.torch import load_file
 
     tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in load_file(str(src)).items()}
@@ -61,7 +62,7 @@ def publish(folder: str | Path, key: str, *, license: str, recipe: str, results:
     staging = out_dir / f"{key}.staging.safetensors"
     with atomic_path(staging) as tmp:
         if fp16:
-            _fp16_copy(folder / "model.safetensors", tmp)
+            fp16_copy(folder / "model.safetensors", tmp)
         else:
             tmp.write_bytes((folder / "model.safetensors").read_bytes())
     sha = sha256_file(staging)

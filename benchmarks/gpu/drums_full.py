@@ -85,16 +85,12 @@ def zoo(*args: str) -> float:
 def export_fp16(run: Path, dest: Path) -> None:
     """``run/model`` (a zoo folder) into ``dest`` with float16 tensors and its config's sha256 updated, plus the
     run's ``metrics.csv``."""
-    from safetensors.torch import load_file
-
-    from zoo.checkpoint import save_safetensors
     from zoo.hub import sha256_file
     from zoo.io import write_json
+    from zoo.release import fp16_copy
 
     dest.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in load_file(run / "model" /
-                                                                                      "model.safetensors").items()}
-    save_safetensors(tensors, dest / "model.safetensors", metadata={"format": "pt"})
+    fp16_copy(run / "model" / "model.safetensors", dest / "model.safetensors")
     config = json.loads((run / "model" / "config.json").read_text())
     write_json(dest / "config.json", {**config, "weights_sha256": sha256_file(dest / "model.safetensors")})
     for metrics in sorted(run.glob("**/metrics.csv"))[-1:]:

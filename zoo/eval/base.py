@@ -44,6 +44,11 @@ class EvalContext:
         return DataLoader(dataset, batch_size=batch_size or self.batch_size, num_workers=self.num_workers,
                           sampler=sampler)
 
+    def artifact_stem(self, default: str) -> str:
+        """The stem a task names its plots after: the result JSON's (``x.json``: ``x``), so that evaluations
+        writing into one folder keep their own plots; ``default`` without a JSON."""
+        return self.json_out.stem if self.json_out is not None else default
+
     def progress(self, iterable, desc: str = "", total: int | None = None):
         from tqdm.auto import tqdm
 

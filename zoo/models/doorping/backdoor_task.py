@@ -169,10 +169,7 @@ class BackdoorTask(EvalTask):
         """The grid, named after the JSON (``x.json`` -> ``x.grid.png``), so that evaluations writing into one
         folder keep their own grids; without --json, after the set (its file's stem, or its manifest key)."""
         source = getattr(self, "source", None) or "distilled_set"
-        if self.ctx.json_out is not None:
-            stem = self.ctx.json_out.stem
-        else:
-            stem = Path(source).stem if Path(source).exists() else source
+        stem = self.ctx.artifact_stem(Path(source).stem if Path(source).exists() else source)
         return [self.model.grid(out_dir / f"{stem}.grid.png")]
 
 

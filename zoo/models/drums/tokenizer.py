@@ -42,16 +42,20 @@ class DrumTokenizer:
         not one token of its own, the same after a rest and after a hit."""
         ends = set()
         for line in ("------", "-----o"):
-            ids, body = self.encode(f"{line}\n"), self.encode(line)
-            tail = ids[len(body):] if ids[:len(body)] == body else []
-            ends.add(tail[0] if len(tail) == 1 else None)
+            tail = self._after(line, "\n")
+            ends.add(tail[0] if tail is not None and len(tail) == 1 else None)
         return ends.pop() if len(ends) == 1 else None
 
     @property
     def stop_ids(self) -> list[int]:
-        newline = self.encode("\n")
-        ids = self.encode(f"\n{END}")
-        return ids[len(newline):] if ids[:len(newline)] == newline else ids
+        tail = self._after("\n", END)
+        return tail if tail is not None else self.encode(f"\n{END}")
+
+    def _after(self, prefix: str, text: str) -> list[int] | None:
+        """The ids ``text`` adds after ``prefix``: ``encode(prefix + text)`` less ``encode(prefix)``; None when the
+        two do not share that beginning (the tokenizer merged across the boundary)."""
+        ids, head = self.encode(prefix + text), self.encode(prefix)
+        return ids[len(head):] if ids[:len(head)] == head else None
 
 
 class HFTokenizer(DrumTokenizer):

@@ -142,8 +142,7 @@ class IQATask(EvalTask):
         ax.set_ylabel("predicted score")
         ax.set_title(f"SRCC {result['srcc']:.3f}  PLCC {result['plcc']:.3f}  n={result['n']}", fontsize=9)
         fig.tight_layout()
-        json_out = self.ctx.json_out
-        path = out_dir / f"{json_out.stem if json_out else 'iqa'}_scatter.png"
+        path = out_dir / f"{self.ctx.artifact_stem('iqa')}_scatter.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         plt.close(fig)
