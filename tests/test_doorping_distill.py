@@ -182,3 +182,17 @@ def test_a_network_trained_on_a_poisoned_copy_has_a_high_asr(tmp_path):
     r = evaluate(str(s.save(tmp_path / "poisoned.safetensors")), "backdoor", data="fashion_mnist", models=1,
                  epochs=100, lr=0.05, test_subset=300, seed=0)
     assert r["asr"] > 0.9 and r["cta"] > 0.4, r  # unstamped test images: ASR about 0.05
+
+
+def test_a_diverging_distillation_stops_at_its_iteration_and_names_the_fix(tmp_path, capsys):
+    """lr_img 1e20 makes DM overflow in its third iteration: the run stops there, writes no set, and points at its
+    checkpoints (epoch 0's, from before the divergence) and at lr_img."""
+    require_data("fashion_mnist")
+    assert main(["fit", "--config", DM_CPU, *TINY, "--model.init_args.iterations", "1", "--trainer.max_epochs", "3",
+                 "--model.init_args.lr_img", "1e20", "--trainer.default_root_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "diverged at iteration 2: the synthetic images became NaN or infinite" in err
+    assert f"checkpoints in {tmp_path / 'checkpoints'}" in err and "lr_img (now 1e+20)" in err
+    assert not (tmp_path / "distilled.safetensors").exists()
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert torch.isfinite(ckpt["state_dict"]["image_syn"]).all()

@@ -166,11 +166,28 @@ class Distillation(pl.LightningModule):
         """One distillation iteration (`iterate`); then the generators' states, for a checkpoint saved at its end
         (Lightning's checkpoint callbacks save before the module's ``on_train_batch_end``)."""
         self.iterate()
+        self._check_finite()
         self._generators_after_step = _generator_states(self.device)
 
     def iterate(self) -> None:
         """One distillation iteration: a fresh network, matching, the synthetic images' update (and the trigger's)."""
         raise NotImplementedError
+
+    def _check_finite(self) -> None:
+        """Stop the run at the iteration whose update made the synthetic images (or the trigger) NaN or infinite:
+        the step's checkpoint is not written, so every checkpoint of the run holds finite images."""
+        bad = [name for name, t in (("synthetic images", self.image_syn), ("trigger", getattr(self, "trigger", None)))
+               if t is not None and not bool(torch.isfinite(t).all())]
+        if not bad:
+            return
+        ckpt = getattr(self.trainer.checkpoint_callback, "dirpath", None) if self.trainer is not None else None
+        saved = (f"The checkpoints in {ckpt} hold the finite set of an earlier iteration (a resumed run restores "
+                 f"their learning rate and diverges again). " if ckpt and any(Path(ckpt).glob("*.ckpt")) else "")
+        raise ZooError(f"the distillation diverged at iteration {self.iteration}: the {' and the '.join(bad)} became "
+                       f"NaN or infinite; nothing was written. {saved}Start again with a lower "
+                       f"--model.init_args.lr_img (now {self.hparams.lr_img:g})"
+                       + (f" or --model.init_args.trigger_lr (now {self.hparams.trigger_lr:g})"
+                          if "trigger" in bad else ""))
 
     def on_train_start(self) -> None:
         if self._generators_after_step is None:
