@@ -230,12 +230,20 @@ def test_given_column_names_match_regardless_of_case_and_spaces(tmp_path):
         read_table(tmp_path, score_col="score")
 
 
-def test_pyiqa_live_meta_csv_keeps_dmos_in_mos_and_is_read_as_higher_better(tmp_path):
-    """pyiqa's LIVE meta CSV stores DMOS in a column named mos; the csv layout cannot tell, so it reads as
-    higher-is-better (the documented case for --target-sign -1); LIVE's own .mat files read as DMOS."""
-    _write_csv(tmp_path / "meta_info_LIVEIQADataset.csv", ["ref_name", "dist_name", "mos"],
-               [["r1.bmp", "jp2k/img1.bmp", "40.2"], ["r1.bmp", "jp2k/img2.bmp", "10.5"]])
-    assert read_table(tmp_path).higher_better
+def test_pyiqa_meta_csvs_whose_column_names_mislead_are_read_in_the_right_direction(tmp_path):
+    """pyiqa's LIVE meta CSV stores DMOS in a column named mos (lower is better), its KADID-10k one a 1-5 rating in a
+    column named dmos (higher is better); both are recognised by file name, as LIVE's own .mat files read as DMOS.
+    Another column of those files, and the same columns in other files, go by the column's name."""
+    rows = [["r1.bmp", "jp2k/img1.bmp", "40.2", "3"], ["r1.bmp", "jp2k/img2.bmp", "10.5", "4"]]
+    _write_csv(tmp_path / "live" / "meta_info_LIVEIQADataset.csv", ["ref_name", "dist_name", "mos", "dmos"], rows)
+    _write_csv(tmp_path / "kadid" / "META_INFO_KADID10KDATASET.csv", ["ref_name", "dist_name", "dmos", "mos"], rows)
+    _write_csv(tmp_path / "other" / "scores.csv", ["ref_name", "dist_name", "mos", "dmos"], rows)
+    assert not read_table(tmp_path / "live").higher_better
+    assert read_table(tmp_path / "live", score_col="dmos").higher_better is False
+    assert read_table(tmp_path / "kadid").higher_better
+    assert read_table(tmp_path / "kadid", score_col="mos").higher_better
+    assert read_table(tmp_path / "other").higher_better
+    assert not read_table(tmp_path / "other", score_col="dmos").higher_better
     assert not read_table(_layouts(tmp_path / "layouts")["live"]).higher_better
 
 

@@ -33,9 +33,10 @@ number, header = row 1).
 
 LIVE and CSIQ give DMOS (lower is better); as the paper does, the score is regressed as given, and
 ``higher_better`` records the direction (``zoo eval --task iqa`` correlates quality predictions with -DMOS there).
-In the ``csv`` layout the direction comes from the score column's name alone (``dmos``: lower is better): pyiqa's
-LIVE meta CSV (``meta_info_LIVEIQADataset.csv``) keeps LIVE's DMOS in a column named ``mos`` and is read as
-higher-is-better; evaluate it with ``--target-sign -1``, or read LIVE in the ``live`` layout.
+In the ``csv`` layout the direction comes from the score column's name (``dmos``: lower is better), except in the
+two pyiqa meta CSVs whose column names mislead (`PYIQA_DIRECTIONS`, recognised by file name): LIVE's
+(``meta_info_LIVEIQADataset.csv``) keeps LIVE's DMOS in a column named ``mos`` (lower is better) and KADID-10k's
+(``meta_info_KADID10kDataset.csv``) keeps its 1-5 rating in a column named ``dmos`` (higher is better).
 
 A CSV file or column given (``csv_path``, ``image_col``, ``score_col``; ``--csv`` ...) selects the ``csv`` layout
 when the layout is ``auto``, whatever marker files the folder holds.
@@ -58,6 +59,8 @@ SCORE_COLUMNS = ("mos", "mos_0_1", "score", "dmos")
 REF_COLUMNS = ("ref_name", "ref_img", "ref_img_path")
 LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
 DELIMITERS = (",", ";", "\t")  # comma first: it wins a tie
+# pyiqa meta CSVs whose score column's name says the wrong direction: file name (lower case) -> (column, higher_better)
+PYIQA_DIRECTIONS = {"meta_info_liveiqadataset.csv": ("mos", False), "meta_info_kadid10kdataset.csv": ("dmos", True)}
 SCALE_SLACK = 1e-3  # scores this fraction of the scale's width outside it are rounding, clamped to its ends
 
 
@@ -245,9 +248,18 @@ def read_csv_table(root: Path, csv_path: Path | None = None, image_col: str | No
     if score_range is None:
         score_range = (0.0, 1.0) if score.lower() == "mos_0_1" else (float(scores.min()), float(scores.max()))
     return IQATable(name=root.name, paths=[_resolve(root, _image_name(r[img], where)) for where, r in rows],
-                    scores=scores, score_range=tuple(score_range), higher_better=score.lower() != "dmos",
+                    scores=scores, score_range=tuple(score_range), higher_better=_higher_better(csv_path, score),
                     refs=[r[ref] for _, r in rows] if ref else None,
                     split=[r[split] for _, r in rows] if split else None, origins=[where for where, _ in rows])
+
+
+def _higher_better(csv_path: Path, score: str) -> bool:
+    """Whether a higher score in column ``score`` of ``csv_path`` means better quality: lower only for ``dmos``,
+    except in the pyiqa meta CSVs of `PYIQA_DIRECTIONS`."""
+    column, higher = PYIQA_DIRECTIONS.get(csv_path.name.lower(), (None, None))
+    if score.lower() == column:
+        return higher
+    return score.lower() != "dmos"
 
 
 def _only_csv(root: Path) -> Path:

@@ -13,12 +13,11 @@ same crops whichever rows are scored). JSON::
 
 The correlations are taken against ``target_sign`` x the true score, and ``target_sign`` is written only when it is
 -1. ``--target-sign auto`` gives -1 for lower-is-better (DMOS) data (LIVE, CSIQ, a CSV whose score column is
-``dmos``), so that a model predicting quality, higher = better (every published zoo weight), gets positive
-correlations where it agrees with the observers; pass ``--target-sign 1`` for a model trained on that DMOS scale
-itself (it predicts DMOS), or for pyiqa's KADID-10k CSV, whose ``dmos`` column is a 1-5 rating, higher = better.
-Auto goes by the layout and the column's name only: pyiqa's LIVE meta CSV (``meta_info_LIVEIQADataset.csv``) keeps
-LIVE's DMOS in a column named ``mos``, so read in the csv layout it gets +1; pass ``--target-sign -1`` for it (or
-read LIVE from its distributed ``.mat`` files, ``--layout live``, which knows the scale is DMOS).
+``dmos``, pyiqa's LIVE meta CSV, which keeps DMOS in a column named ``mos``), so that a model predicting quality,
+higher = better (every published zoo weight), gets positive correlations where it agrees with the observers; pass
+``--target-sign 1`` for a model trained on that DMOS scale itself (it predicts DMOS). pyiqa's KADID-10k CSV, whose
+``dmos`` column is a 1-5 rating (higher = better), gets +1 (`zoo.data.iqa.PYIQA_DIRECTIONS`); pass
+``--target-sign -1`` for a CSV of your own that holds DMOS under another column name.
 
 A scatter plot (predicted versus true score) is written beside the JSON as ``<stem>_scatter.png`` (``iqa.json``:
 ``iqa_scatter.png``), so evaluations writing their JSON into one folder keep their own plots; with ``--out-dir`` and
@@ -63,8 +62,8 @@ class IQATask(EvalTask):
         parser.add_argument("--target-sign", default="auto", choices=["auto", "1", "-1"],
                             help="correlate predictions with this sign times the true scores; auto: -1 for "
                                  "lower-is-better (DMOS) data (LIVE, CSIQ, a CSV column named dmos), 1 otherwise; "
-                                 "1 for a model trained on that DMOS; -1 for a CSV whose score column holds DMOS "
-                                 "under another name, e.g. pyiqa's LIVE meta CSV (DMOS in its mos column)")
+                                 "1 for a model trained on that DMOS; -1 for a CSV of your own whose score column "
+                                 "holds DMOS under another name (pyiqa's LIVE meta CSV is recognised)")
 
     def setup(self, model, ctx) -> None:
         if not (hasattr(model, "predict") and hasattr(model, "input_spec")):
