@@ -82,3 +82,14 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_converting(out, force,
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle.format(tmp=tmp_path) in err and "--force" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("paper", ["cmt", "pmt_iqa", "doorping", "knn_ood"])
+def test_model_args_are_refused_by_name_for_a_converter_that_takes_none(paper, tmp_path, capsys):
+    """Only a converter with a ``model_args`` parameter (TinyMIM's) takes --model-args; the others are refused
+    before the checkpoint is read (x.pth does not exist) or anything is written."""
+    argv = ["convert", paper, "--src", "x.pth", "--out", str(tmp_path / "out"), "--model-args", "{num_heads: 6}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--model-args is not supported for paper {paper}" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

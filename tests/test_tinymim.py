@@ -300,6 +300,153 @@ def test_zoo_convert_cli(tmp_path, capsys):
     assert main(["convert", "tinymim", "--src", str(tmp_path / "none.pth"), "--out", str(tmp_path / "y")]) == 2
 
 
+def _head_split_vit(dim: int, heads: int, last_heads: int):
+    """timm's ViT encoder (2 blocks, final norm, no head) with ``heads`` heads and a last block of ``last_heads``:
+    the reference for a checkpoint whose head split the converter cannot see. Its attention LayerNorms scale by
+    about 1 and its qkv weights are 5x larger than `_randomised` makes them, so that attention is far from uniform
+    and the split shows in the outputs."""
+    from functools import partial
+
+    from timm.models.vision_transformer import Block
+
+    ref = _official_vit(img_size=32, patch_size=8, embed_dim=dim, depth=2, num_heads=heads, num_classes=0)
+    ref.blocks[-1] = Block(dim, last_heads, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
+    sd = _randomised(ref.state_dict())
+    sd |= {k: v + 1 for k, v in sd.items() if k.endswith("norm1.weight")}
+    ref.load_state_dict({k: v * 5 if k.endswith("attn.qkv.weight") else v for k, v in sd.items()})
+    return ref.eval()
+
+
+def _attention_outputs(vit, x: torch.Tensor) -> torch.Tensor:
+    """The outputs of every block's attention (before the residual sum), stacked."""
+    outs = []
+    hooks = [b.attn.register_forward_hook(lambda mod, inp, out: outs.append(out)) for b in vit.blocks]
+    with torch.no_grad():
+        vit.forward_features(x)
+    for h in hooks:
+        h.remove()
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("file_name, dim, heads, overrides", [
+    ("mae_pretrain_custom.pth", 64, (4, 4), {"num_heads": 4}),  # read as MAE: 1 head planned
+    ("tinymim_student.pth", 192, (3, 12), {"num_heads": 3}),  # a 3-head student: the planned 12-head last block stays
+    ("tinymim_student.pth", 192, (6, 6), {"last_block_heads": 6}),  # a student without the wider last block
+])
+def test_converter_model_args_give_the_head_split_the_weights_do_not_show(file_name, dim, heads, overrides, tmp_path):
+    """The planned split gives other attention outputs than the reference; with the overrides the converted model
+    equals it, and the folder's metadata records the overrides."""
+    ref = _head_split_vit(dim, *heads)
+    torch.save({"model": ref.state_dict()}, tmp_path / file_name)
+    x = torch.randn(2, 3, 32, 32)
+    guessed = zoo.from_pretrained(convert(tmp_path / file_name, tmp_path / "guessed")).eval()
+    out = convert(tmp_path / file_name, tmp_path / "zoo", model_args=overrides)
+    model = zoo.from_pretrained(out).eval()
+    assert (model.heads_at(1), model.heads_at(2)) == heads != (guessed.heads_at(1), guessed.heads_at(2))
+    assert not torch.allclose(_attention_outputs(guessed, x), _attention_outputs(ref, x), atol=1e-2)
+    assert torch.allclose(_attention_outputs(model, x), _attention_outputs(ref, x), atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(model.forward_features(x), ref.forward_features(x), atol=1e-5)
+    assert zoo.model_info(str(out))["metadata"]["model_args_overrides"] == overrides
+    assert "model_args_overrides" not in zoo.model_info(str(tmp_path / "guessed"))["metadata"]
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    ({"embed_dim": 128}, ["embed_dim", "fixed by the weights"]),
+    ({"depth": 3, "patch_size": 4, "num_heads": 2}, ["depth, patch_size", "fixed by the weights"]),
+    ({"num_heads": 5}, ["num_heads=5", "does not divide the width 64"]),
+    ({"last_block_heads": 0}, ["last_block_heads=0", "does not divide the width 64"]),
+    ({"num_heads": "2"}, ["num_heads='2'", "does not divide the width 64"]),
+    ({"qkv_bias": False}, ["qkv_bias", "not an override", "num_heads, last_block_heads"]),
+])
+def test_converter_refuses_model_args_the_weights_fix_or_that_do_not_fit(overrides, needles, tmp_path):
+    torch.save({"model": _head_split_vit(64, 1, 1).state_dict()}, tmp_path / "enc.pth")
+    with pytest.raises(ZooError) as err:
+        convert(tmp_path / "enc.pth", tmp_path / "out", model_args=overrides)
+    assert all(n in str(err.value) for n in needles) and "\n" not in str(err.value), err.value
+    assert not (tmp_path / "out").exists()
+
+
+def test_zoo_convert_model_args_option(tmp_path, capsys):
+    from zoo.cli import _convert_parser, main
+
+    assert "--model-args" in _convert_parser([]).format_help()
+    ref = _head_split_vit(64, 4, 4)
+    torch.save({"model": ref.state_dict()}, tmp_path / "enc.pth")
+    argv = ["convert", "tinymim", "--src", str(tmp_path / "enc.pth"), "--out", str(tmp_path / "z")]
+    assert main(argv + ["--model-args", "{num_heads: 4}"]) == 0
+    assert zoo.from_pretrained(tmp_path / "z").heads_at(2) == 4
+    capsys.readouterr()
+    for bad in ("[4]", "{num_heads: 4", "num_heads"):
+        assert main(argv[:-1] + [str(tmp_path / "y"), "--model-args", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--model-args" in err and "mapping" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "y").exists()
+
+
+def _segmentation_heads() -> dict:
+    """Keys a segmentation checkpoint holds beside its backbone (UperNet in mmseg: neck, decode and auxiliary
+    heads)."""
+    return {"decode_head.conv_seg.weight": torch.zeros(150, 64, 1, 1), "auxiliary_head.conv_seg.bias": torch.zeros(150),
+            "neck.lateral_convs.0.conv.weight": torch.zeros(64, 64, 1, 1)}
+
+
+@pytest.mark.parametrize("prefix", ["encoder.", "backbone."])
+def test_converter_strips_a_downstream_backbone_prefix_and_drops_the_heads(prefix, tmp_path):
+    ref = _head_split_vit(64, 1, 1)
+    sd = {prefix + k: v for k, v in ref.state_dict().items()} | _segmentation_heads()
+    torch.save({"state_dict": sd, "meta": {"iter": 160000}}, tmp_path / "seg.pth")
+    out = convert(tmp_path / "seg.pth", tmp_path / "zoo")
+    meta = zoo.model_info(str(out))["metadata"]
+    assert meta["dropped"] == ["auxiliary_head", "decode_head", "neck"] and meta["key_prefix"] == prefix
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(zoo.from_pretrained(out).forward_features(x), ref.forward_features(x), atol=1e-5)
+
+
+def _mmseg_names(sd: dict) -> dict:
+    """mmsegmentation's ViT/MAE backbone names (patch_embed.projection, layers.N.ln1, ffn.layers)."""
+    renames = [("patch_embed.proj", "patch_embed.projection"), ("blocks.", "layers."), ("norm1", "ln1"),
+               ("norm2", "ln2"), ("mlp.fc1", "ffn.layers.0.0"), ("mlp.fc2", "ffn.layers.1")]
+    out = {}
+    for k, v in sd.items():
+        for old, new in renames:
+            k = k.replace(old, new)
+        out[k] = v
+    return out
+
+
+def _with_layer_scale_and_relative_bias(sd: dict) -> dict:
+    """The BEiT-style backbone of TinyMIM's and MAE's segmentation code: per-block layer scale (gamma_1, gamma_2)
+    and relative position bias tables, and the fpn1-4 feature pyramid."""
+    out = dict(sd)
+    for i in range(2):
+        out |= {f"blocks.{i}.gamma_1": torch.ones(64), f"blocks.{i}.gamma_2": torch.ones(64),
+                f"blocks.{i}.attn.relative_position_bias_table": torch.zeros(7 * 7 + 3, 1)}
+    return out | {"fpn1.0.weight": torch.zeros(64, 128, 2, 2)}
+
+
+@pytest.mark.parametrize("make, needles", [
+    (lambda sd: {"backbone." + k: v for k, v in _with_layer_scale_and_relative_bias(sd).items()},
+     ["layer scale (blocks.0.gamma_1)", "relative position bias (blocks.0.attn.relative_position_bias_table)",
+      "convert the pre-trained encoder"]),
+    (lambda sd: {"backbone." + k: v for k, v in _mmseg_names(sd).items()},
+     ["mmsegmentation", "backbone.patch_embed.projection.weight", "timm names"]),
+    (lambda sd: {p + k: v for k, v in sd.items() for p in ("encoder.", "backbone.")},
+     ["two ViTs", "encoder.", "backbone."]),
+    (lambda sd: {"backbone.net." + k: v for k, v in sd.items() if k != "cls_token"}  # ViTDet: no class token
+     | {f"backbone.net.blocks.{i}.attn.rel_pos_{hw}": torch.zeros(7, 64) for i in range(2) for hw in "hw"},
+     ["relative position embeddings (backbone.net.blocks.0.attn.rel_pos_h)"]),
+])
+def test_converter_refuses_downstream_backbones_it_cannot_hold(make, needles, tmp_path):
+    sd = make(_head_split_vit(64, 1, 1).state_dict()) | _segmentation_heads()
+    torch.save({"state_dict": sd}, tmp_path / "seg.pth")
+    with pytest.raises(ZooError) as err:
+        convert(tmp_path / "seg.pth", tmp_path / "out")
+    assert all(n in str(err.value) for n in needles) and "\n" not in str(err.value), err.value
+    assert not (tmp_path / "out").exists()
+
+
 def test_distill_views_share_one_crop():
     from PIL import Image
 

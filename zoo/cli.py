@@ -104,7 +104,38 @@ def _convert_parser(argv):
     p.add_argument("--src", required=True, help="the authors' checkpoint")
     p.add_argument("--out", required=True, help="output folder (new or empty, unless --force)")
     p.add_argument("--force", action="store_true", help="replace the files of an existing --out folder")
+    p.add_argument("--model-args", type=_model_args, metavar="YAML",
+                   help="a YAML/JSON mapping of model arguments the checkpoint does not show, which replace the "
+                        "converter's guess, e.g. '{num_heads: 6, last_block_heads: 12}' (tinymim: head counts; "
+                        "recorded in the folder's metadata; refused for a paper whose converter takes none)")
     return p
+
+
+def _model_args(text: str) -> dict:
+    """``--model-args``: a YAML (or JSON) mapping of argument names to values."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YAML/JSON mapping of argument names to values, e.g. "
+                                         f"'{{num_heads: 6}}'")
+    return value
+
+
+def _converter_kwargs(paper, converter, model_args: dict | None) -> dict:
+    """The keyword arguments beside (src, out) for ``converter``: ``model_args`` when given, which only a converter
+    with a ``model_args`` parameter takes."""
+    import inspect
+
+    if model_args is None:
+        return {}
+    if "model_args" not in inspect.signature(converter).parameters:
+        raise ZooError(f"--model-args is not supported for paper {paper.id}: its converter reads every model argument "
+                       f"from the checkpoint; run `zoo convert {paper.id}` without --model-args")
+    return {"model_args": model_args}
 
 
 def _cmd_convert(a):
@@ -114,13 +145,15 @@ def _cmd_convert(a):
     paper = get_paper(a.paper)
     if not paper.converter:
         raise ZooError(f"paper {paper.id} has no converter")
+    converter = load_object(paper.converter)
+    kwargs = _converter_kwargs(paper, converter, a.model_args)
     check_outputs(folders={"--out": a.out})
     out = Path(a.out)
     if not a.force and out.is_dir() and any(out.iterdir()):
         raise ZooError(f"--out {out} already exists and is not an empty folder: choose a new folder, or pass --force "
                        f"to replace its model files")
     try:
-        out = load_object(paper.converter)(a.src, a.out)
+        out = converter(a.src, a.out, **kwargs)
     except ZooError as exc:  # one line that names the --src file, whichever converter raised it
         if Path(a.src).name in str(exc):
             raise

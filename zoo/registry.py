@@ -37,8 +37,10 @@ class Paper:
         models: model name -> builder ``"module:function"``; the builder takes keyword arguments only and
             returns a plain ``nn.Module``.
         tasks: ``zoo eval --task`` name -> ``"module:Class"`` (a `zoo.eval.EvalTask`).
-        converter: ``"module:function"``, called by ``zoo convert`` as ``converter(src, out_dir)``; it returns the
-            path it wrote (a model folder, or a data file such as DOORPING's distilled set).
+        converter: ``"module:function"``, called by ``zoo convert`` as ``converter(src, out_dir)``, or
+            ``converter(src, out_dir, model_args=...)`` with ``--model-args`` when it has that parameter (TinyMIM's:
+            what the weights do not show); it returns the path it wrote (a model folder, or a data file such as
+            DOORPING's distilled set).
         bench: ``"module:function"`` returning a `zoo.bench.BenchAdapter` for a model of this paper.
         demo: ``"module:function"`` with signature ``(workdir: Path) -> list[dict]`` for ``zoo demo`` (rows with
             the keys of `zoo.demo.COLUMNS` but ``paper``).
