@@ -3,6 +3,7 @@
 import itertools
 import json
 import random
+import re
 
 import mido
 import numpy as np
@@ -42,10 +43,18 @@ from zoo.models.drums.events import (
     lines_to_events,
     performance_to_events,
 )
-from zoo.models.drums.generate import PromptStreams, continue_grooves, draw, sample_ids
+from zoo.models.drums.generate import (
+    PromptStreams,
+    RowEnds,
+    continue_grooves,
+    draw,
+    finished,
+    sample_ids,
+    text_end,
+)
 from zoo.models.drums.kv_cache import preallocated_cache
 from zoo.models.drums.midi import read_performance, write_drum_midi
-from zoo.models.drums.tokenizer import DrumTokenizer
+from zoo.models.drums.tokenizer import DrumTokenizer, HFTokenizer, SymbolTokenizer
 
 TINY = "configs/drums/gpt2_tiny_groove.yaml"
 
@@ -1042,23 +1051,134 @@ class _WordStartTokenizer(DrumTokenizer):
 
 
 def test_line_budget_counts_the_newline_that_ends_a_line():
-    """A tokenizer that spells a lone "\\n" as two tokens still gives the line budget its newline id (the one
-    after a drum line), one whose newline merges into the line gets a warning instead of a silent budget; an
-    embedding padded past the tokenizer (here 4 extra rows, made the likeliest) never yields those ids."""
+    """A tokenizer that spells a lone "\\n" as two tokens (a SentencePiece word-start piece, then the newline)
+    still counts a drum line's newline."""
     m = zoo.create_model("drums_gpt2_tiny").eval()
     inner = m.tokenizer
     newline = inner.encode("\n")[0]
     m.tokenizer = _WordStartTokenizer(inner)
-    assert len(m.tokenizer.encode("\n")) == 2 and m.tokenizer.newline_id == newline
+    assert len(m.tokenizer.encode("\n")) == 2
     lines = sample_ids(m, [[1, 2]], max_new_tokens=400, max_new_lines=3, stop_at_end=False)
     assert lines[0].count(newline) == 3 and lines[0][-1] == newline
 
-    class Merged(_WordStartTokenizer):  # "-\n" is one token: no line ends with a newline token of its own
-        def encode(self, text):
-            return self.inner.encode(text.replace("-\n", "o"))
 
-    m.tokenizer = Merged(inner)
-    assert m.tokenizer.newline_id is None
-    with pytest.warns(UserWarning, match="max_new_lines=3 cannot be counted"):
-        out = sample_ids(m, [[1, 2]], max_new_tokens=20, max_new_lines=3, stop_at_end=False)
-    assert len(out[0]) == 20
+class _ToyBPE(SymbolTokenizer):
+    """The symbol tokenizer with the tokens a BPE could learn: ``merges`` (which `encode` prefers, longest first,
+    as a BPE encodes) and ``spellings`` (which only a model writes: other spellings of the same text)."""
+
+    def __init__(self, merges=(), spellings=()):
+        super().__init__()
+        self.SYMBOLS = SymbolTokenizer.SYMBOLS + tuple(merges) + tuple(spellings)
+        self.index = {s: i for i, s in enumerate(self.SYMBOLS)}
+        self.vocab_size = len(self.SYMBOLS)
+        longest = sorted(merges, key=len, reverse=True)
+        self._SPLIT = re.compile("".join(f"{re.escape(t)}|" for t in longest) + f"{SEP}|{END}|.", re.DOTALL)
+
+
+def _toy_lm(tmp_path, tokenizer):
+    """A 2-block Llama DrumLM (the static decoder's architecture) whose embedding fits ``tokenizer``."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2).save_pretrained(tmp_path / "llama")
+    m = zoo.create_model("drums_lm", base=str(tmp_path / "llama"), init="scratch", vocab="symbols")
+    m.lm.resize_token_embeddings(tokenizer.vocab_size)
+    m.tokenizer = tokenizer
+    return m.eval()
+
+
+def _script(monkeypatch, tokens, then):
+    """Make sampling write ``tokens`` (ids), then ``then`` for ever, in every row."""
+    from zoo.models.drums import generate
+
+    ids = itertools.chain(tokens, itertools.repeat(then))
+    monkeypatch.setattr(generate, "draw", lambda probs, u: torch.full((len(probs),), next(ids)))
+
+
+END_SPELLINGS = {"one token": ["-\n", "END"], "E+ND": ["-\n", "E", "ND"], "E+N+D": ["-\n", "E", "N", "D"],
+                 "newline+EN, D": ["-", "\nEN", "D"], "END merged with what follows": ["-\n", "ENDo"]}
+
+
+@pytest.mark.parametrize("decoder", ["dynamic", "static"])
+@pytest.mark.parametrize("spelling", END_SPELLINGS)
+def test_sampling_stops_where_the_text_writes_end(tmp_path, monkeypatch, decoder, spelling):
+    """A model may spell END in other tokens than the tokenizer's own (here one token, its ``stop_ids``): every row
+    ends at the token that completes END in its text, whatever the spelling, and the continuation is cut right
+    after END (nothing of "ENDo"'s "o"). Before the text rule, only ``stop_ids`` stopped a row."""
+    tok = _ToyBPE(merges=["-\n"], spellings=["E", "N", "D", "ND", "\nEN", "ENDo"])
+    assert tok.stop_ids == [tok.index[END]]
+    m = _toy_lm(tmp_path, tok)
+    written = [tok.index[t] for t in ["o", "-", "-", "-", "-"] + END_SPELLINGS[spelling]]
+    _script(monkeypatch, written, then=tok.index["o"])
+    assert sample_ids(m, [[1, 3], [2]], max_new_tokens=30, decoder=decoder, check_every=4) == [written] * 2
+    _script(monkeypatch, written, then=tok.index["o"])
+    texts = continue_grooves(m, ["o-----\n", "---o--\n"], max_new_tokens=30, decoder=decoder, check_every=4)
+    assert texts == ["o-----\nEND"] * 2 and all(map(finished, texts))
+
+
+@pytest.mark.parametrize("decoder", ["dynamic", "static"])
+@pytest.mark.parametrize("merges, text, cut", [
+    (["-\n", "o\n", "\n\n"], "o-----\nSEP\n\n---o--\n", "o-----\nSEP\n\n"),
+    (["SEP\n", "\n\n"], "o-----\nSEP\n---o--\n\n-o----\n", "o-----\nSEP\n---o--\n"),
+], ids=["line ends merged", "SEP merged"])
+def test_line_budget_counts_the_newlines_of_the_text(tmp_path, monkeypatch, decoder, merges, text, cut):
+    """The line budget counts the newlines of a row's text, also where a BPE merges them with a line's last cell,
+    with "SEP" or with each other (a blank line): the row ends at the token that holds its 3rd newline, and the
+    continuation is cut right after that newline. Before, a newline token was counted, so with "-\\n" merged no
+    line ended in one (the budget was dropped with a warning) and with "SEP\\n" merged the count was silently
+    short."""
+    tok = _ToyBPE(merges=merges)
+    m = _toy_lm(tmp_path, tok)
+    written = tok.encode(text + "o-----\n" * 5)
+    length = next(k for k in range(len(written)) if tok.decode(written[:k]).count("\n") >= 3)
+    assert written[length - 1] == tok.index["\n\n"]  # the 3rd newline is the first of a blank line's token
+    _script(monkeypatch, written, then=tok.index["o"])
+    out = sample_ids(m, [[1, 3], [2]], max_new_tokens=30, max_new_lines=3, decoder=decoder, check_every=4)
+    assert out == [written[:length]] * 2
+    _script(monkeypatch, written, then=tok.index["o"])
+    texts = continue_grooves(m, ["o-----\n"] * 2, max_new_tokens=30, max_new_lines=3, decoder=decoder)
+    assert texts == [cut] * 2 and not any(map(finished, texts))
+    with pytest.raises(ZooError, match="max_new_lines must be >= 1 or None"):
+        sample_ids(m, [[1]], max_new_lines=0)
+
+
+def test_text_end_is_the_first_end_or_the_line_budget():
+    """The text rule that sampling follows and `continue_grooves` cuts by: the first END, anywhere (what
+    `groove_lines` reads up to), or the n-th newline, whichever comes first; `finished` agrees."""
+    assert text_end("o-----\nEND\n---o--\nEND") == len("o-----\nEND")
+    assert text_end("o-END--\n") == len("o-END")
+    assert text_end("o-----\n\n---o--\nEND", max_new_lines=2) == len("o-----\n\n")
+    assert text_end("o-----\nEND\n", max_new_lines=2) == len("o-----\nEND")
+    assert text_end("o-----\nEND", stop_at_end=False, max_new_lines=2) is None
+    assert text_end("o-----\n---o--\n") is None
+    assert finished("o-----\nEND") and finished("o-END") and not finished("o-----\nEN")
+
+
+def test_row_ends_agree_with_the_text_under_a_trained_bpe():
+    """A BPE trained in memory on drum text, without a split at newlines, learns tokens that hold whole lines,
+    several lines, "SEP\\n" and a line with END ("------\\nEND"): fed one token at a time, `RowEnds` ends a row
+    at the first token after which its decoded text has an end (`text_end`), for END and for line budgets."""
+    from tokenizers import Tokenizer, decoders, models, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rng = random.Random(0)
+
+    def lines(n):
+        return "".join("".join(rng.choice("o---") for _ in range(6)) + "\n" for _ in range(n))
+
+    bpe = Tokenizer(models.BPE())
+    bpe.decoder = decoders.Fuse()
+    bpe.train_from_iterator([lines(16) + "SEP\n" + lines(8) + "END" for _ in range(100)],
+                            trainers.BpeTrainer(vocab_size=120, special_tokens=["<pad>"]))
+    tok = HFTokenizer(PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>"))
+    vocab = bpe.get_vocab()
+    assert "SEP\n" in vocab and any(t.endswith("\nEND") for t in vocab) and any(t.count("\n") > 1 for t in vocab)
+    for _ in range(100):
+        tail = rng.choice(["END", "SEP\nEND", "-END--\n", "\n\n", "EN"])
+        ids = tok.encode(lines(rng.randint(1, 6)) + tail + lines(3))
+        for budget in (None, 1, 4):
+            ends = RowEnds(tok, 1, stop_at_end=True, max_new_lines=budget)
+            ends.add_columns([ids])
+            prefixes = [text_end(tok.decode(ids[:k]), max_new_lines=budget) for k in range(len(ids) + 1)]
+            first = next((k for k, e in enumerate(prefixes) if e is not None), None)
+            assert ends.ends[0] == first and ends.ids[0] == ids[:first or len(ids)]

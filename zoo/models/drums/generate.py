@@ -1,15 +1,17 @@
 """Batched sampling of drum continuations with a KV cache: the paper's decoding (temperature 0.9, stop at ``END``,
 at most 1000 new tokens), written for throughput.
 
-Per batch of prompts: one left-padded prefill (logits of the last position only), then one token per step for
-every unfinished row. The KV cache is allocated once for the whole generation (`kv_cache`), so a step writes only
-the new token's keys and values where transformers' default cache copies all of them. A row that emits ``END`` (or
-fills its line budget) leaves the batch at once: its KV-cache rows are dropped, so the remaining steps cost only
-what the unfinished rows need, where transformers' default ``generate`` keeps computing padded rows until the
-longest one ends. Sampling is plain temperature sampling from the
-full softmax (no top-k, no top-p), as the OpenAI completions API the authors called. LoRA adapters are folded into
-the base weights for the length of a generation (`lora_fold.folded_lora`: one matmul per projection instead of
-three, the original weights restored bit-exactly after).
+Per batch of prompts: one left-padded prefill (logits of the last position only), then one token per step for every
+unfinished row. The KV cache is allocated once for the whole generation (`kv_cache`), so a step writes only the new
+token's keys and values where transformers' default cache copies all of them. A row that writes ``END`` (or fills
+its line budget) leaves the batch at once: its KV-cache rows are dropped, so the remaining steps cost only what the
+unfinished rows need, where transformers' default ``generate`` keeps computing padded rows until the longest one
+ends. Where a row ends is read from its text, not from token ids (`RowEnds`, `text_end`): ``END`` however the tokens
+spell it ("END", "E" + "ND", "\\nEN" + "D", "ENDo"), and newlines wherever a token holds them (a BPE may merge a
+line's last cell, or a blank line, with its newline). Sampling is plain temperature sampling from the full softmax
+(no top-k, no top-p), as the OpenAI completions API the authors called. LoRA adapters are folded into the base
+weights for the length of a generation (`lora_fold.folded_lora`: one matmul per projection instead of three, the
+original weights restored bit-exactly after).
 
 On a GPU the per-step cost is kernel launches, not arithmetic, which ``decoder="graph"`` addresses: a static-shape
 step (`static_decode.StaticDecoder`) replayed as one CUDA graph. Static shapes mean finished rows stay in the batch
@@ -26,8 +28,6 @@ decoder's 1.12x with the scratch model; the model card's Performance section).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -38,6 +38,7 @@ from .kv_cache import preallocated_cache
 from .lm import DrumLM
 from .lora_fold import folded_lora
 from .static_decode import GraphedStep, StaticDecoder
+from .tokenizer import DrumTokenizer
 
 PAPER_TEMPERATURE = 0.9
 PAPER_MAX_NEW_TOKENS = 1000
@@ -59,18 +60,21 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
                max_new_tokens: int = PAPER_MAX_NEW_TOKENS, max_new_lines: int | None = None,
                stop_at_end: bool = True, generator: torch.Generator | PromptStreams | None = None,
                decoder: str = "auto", check_every: int = 16) -> list[list[int]]:
-    """Continue each prompt (one batch); returns the new token ids of every row, ``END`` included when emitted.
+    """Continue each prompt (one batch); returns the new token ids of every row, up to and including the token that
+    ends it (`RowEnds`: the one whose text completes the first ``END``, or holds the ``max_new_lines``-th newline).
+    That token's text may go on past the end ("ENDo", "\\n\\n"); `continue_grooves` cuts the text there.
 
     Args:
         prompt_ids: B token-id lists (any lengths >= 1, ids below the tokenizer's ``vocab_size``).
         temperature: softmax temperature (> 0).
         max_new_tokens: hard cap per row (>= 1); the longest prompt plus this must fit the model's context
             (`context_length`): no window slides over longer text.
-        max_new_lines: stop a row at its this-many-th newline token; None: no line budget. The rest of a 16-bar
-            window after a 2-bar prompt is 237 lines (224 drum lines and 13 SEP lines) and its ``END`` follows the
-            237th newline, so a budget that lets a full-length groove end with ``END`` is 238 (`DrumsTask`).
-        stop_at_end: stop a row when it emits ``END``; False generates exactly ``max_new_tokens`` per row
-            (benchmarks).
+        max_new_lines: stop a row at its this-many-th newline (>= 1), counted in its text (a token may hold a
+            newline with other characters, or two); None: no line budget. The rest of a 16-bar window after a 2-bar
+            prompt is 237 lines (224 drum lines and 13 SEP lines) and its ``END`` follows the 237th newline, so a
+            budget that lets a full-length groove end with ``END`` is 238 (`DrumsTask`).
+        stop_at_end: stop a row when its text holds ``END`` (anywhere, in whatever tokens); False generates exactly
+            ``max_new_tokens`` per row unless ``max_new_lines`` stops it (benchmarks).
         generator: the random numbers that make sampling reproducible: a ``torch.Generator`` on the model's device
             (one stream for the batch, so a row's tokens depend on the batch it is in), `PromptStreams` (one per
             prompt, as `continue_grooves` uses), or None (torch's global generator).
@@ -83,6 +87,8 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
         raise ZooError(f"temperature must be > 0 (the paper samples at {PAPER_TEMPERATURE}), got {temperature}")
     if max_new_tokens < 1:
         raise ZooError(f"max_new_tokens must be >= 1 (the paper allows {PAPER_MAX_NEW_TOKENS}), got {max_new_tokens}")
+    if max_new_lines is not None and max_new_lines < 1:
+        raise ZooError(f"max_new_lines must be >= 1 or None (no line budget), got {max_new_lines}")
     vocab = model.tokenizer.vocab_size
     for i, row in enumerate(prompt_ids):
         bad = [t for t in row if not 0 <= t < vocab]
@@ -122,18 +128,12 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
             decoder: str, check_every: int) -> list[list[int]]:
     """`sample_ids` with ``lm`` (``model.lm``, LoRA adapters folded)."""
     device = next(model.parameters()).device
-    stop = list(model.stop_ids) if stop_at_end else None
-    newline_id, vocab = model.tokenizer.newline_id, model.tokenizer.vocab_size
-    if newline_id is None and max_new_lines is not None:
-        warnings.warn(f"the tokenizer does not end a drum line with one newline token, so max_new_lines="
-                      f"{max_new_lines} cannot be counted: continuations stop at END or after max_new_tokens="
-                      f"{max_new_tokens} tokens", stacklevel=3)
+    vocab = model.tokenizer.vocab_size
+    ends = RowEnds(model.tokenizer, len(prompt_ids), stop_at_end=stop_at_end, max_new_lines=max_new_lines)
     ids, mask = _left_pad(prompt_ids, model.tokenizer.pad_id, device)
     decoder = _choose_decoder(decoder, lm, device)
     if decoder != "dynamic":
-        def end(row):
-            return _end(row, stop, newline_id, max_new_lines)
-        return _sample_static(lm, ids, mask, end, vocab, temperature=temperature, max_new_tokens=max_new_tokens,
+        return _sample_static(lm, ids, mask, ends, vocab, temperature=temperature, max_new_tokens=max_new_tokens,
                               generator=generator, graph=decoder == "graph", check_every=check_every)
     positions = (mask.cumsum(1) - 1).clamp_min(0)
     cache = preallocated_cache(lm.config.get_text_config().num_hidden_layers, ids.shape[1] + max_new_tokens)
@@ -141,21 +141,13 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
              logits_to_keep=1)
     logits = out.logits[:, -1]
     rows = list(range(len(prompt_ids)))  # which prompt each live batch row belongs to
-    new = [[] for _ in prompt_ids]
-    lines = [0] * len(prompt_ids)
-    count_lines = newline_id is not None and max_new_lines is not None
     last_pos = positions[:, -1]
     table = _uniform_table(generator, len(prompt_ids), max_new_tokens, device)
     for step in range(max_new_tokens):
         u = _step_uniforms(table, generator, len(rows), step, device)
         token = draw(probabilities(logits, temperature, vocab), u)
         (sampled,) = _checked([token.tolist()], vocab)  # the step's one read-back; the rest on the host
-        done = []
-        for r, t in zip(rows, sampled):
-            new[r].append(t)
-            lines[r] += count_lines and t == newline_id
-            done.append((stop is not None and new[r][-len(stop):] == stop)
-                        or (count_lines and lines[r] >= max_new_lines))
+        done = [ends.add(r, t) for r, t in zip(rows, sampled)]
         if step == max_new_tokens - 1 or all(done):
             break
         if any(done):
@@ -170,7 +162,77 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
         out = lm(input_ids=token[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                  past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]
-    return new
+    return ends.ids
+
+
+def text_end(text: str, *, stop_at_end: bool = True, max_new_lines: int | None = None) -> int | None:
+    """Where sampling ends a continuation's ``text``: right after its first ``END`` (when ``stop_at_end``) or its
+    ``max_new_lines``-th newline, whichever comes first; None when it holds neither.
+
+    ``END`` counts anywhere, not only at a line's start: `encoding.groove_lines` (what the evaluation reads) drops
+    everything from the first ``END`` on, wherever it is, and so must sampling, or a continuation would hold text
+    after an ``END`` that nothing reads. In the paper's text ``END`` always starts a line."""
+    ends = []
+    if stop_at_end and END in text:
+        ends.append(text.index(END) + len(END))
+    if max_new_lines is not None and text.count("\n") >= max_new_lines:
+        ends.append(len("\n".join(text.split("\n", max_new_lines)[:max_new_lines])) + 1)
+    return min(ends, default=None)
+
+
+class RowEnds:
+    """The new tokens of a batch's rows as they are sampled, and where each row ends: at the token after which its
+    decoded text has an end under `text_end` (the first ``END``, or the ``max_new_lines``-th newline).
+
+    The check is incremental, O(1) per token: a token's text is its own decoding (cached per id) for the newline
+    count, and only a token whose text holds ``D`` (``END``'s last letter, which the token that completes an
+    ``END`` must write) is checked in context: the row's last `WINDOW` tokens decoded with and without it, so that
+    an ``END`` spelled by several tokens ("E" + "ND", "\\nEN" + "D") or joined by the decoder (WordPiece's
+    "##ND") is found. This assumes what holds for byte-level BPE, SentencePiece and the symbol tokenizer: a token
+    writes the same newlines and ``D`` in context as alone.
+
+    Attributes:
+        ids: B lists, each row's new token ids up to and including the token that ended it.
+        ends: B lengths of ``ids`` once the row has ended, None before.
+    """
+
+    WINDOW = 8  # tokens of context for an END check: END is 3 characters, a few empty-text tokens may sit between
+
+    def __init__(self, tokenizer: DrumTokenizer, rows: int, *, stop_at_end: bool, max_new_lines: int | None):
+        self.tokenizer, self.stop_at_end, self.max_new_lines = tokenizer, stop_at_end, max_new_lines
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.ends: list[int | None] = [None] * rows
+        self._lines = [0] * rows
+        self._texts: dict[int, str] = {}
+
+    def add(self, row: int, token: int) -> bool:
+        """Append ``token`` to ``row``, which has not ended; whether the row ends with it."""
+        ids = self.ids[row]
+        ids.append(token)
+        text = self._texts.get(token)
+        if text is None:
+            text = self._texts[token] = self.tokenizer.decode([token])
+        if self.max_new_lines is not None:
+            self._lines[row] += text.count("\n")
+            if self._lines[row] >= self.max_new_lines:
+                self.ends[row] = len(ids)
+        if self.stop_at_end and END[-1] in text and self._completes_end(ids):
+            self.ends[row] = len(ids)
+        return self.ends[row] is not None
+
+    def add_columns(self, columns: list[list[int]]) -> bool:
+        """Append B rows of new tokens (``columns`` [B][k], the next k tokens of each row) to the rows that have not
+        ended, each up to where it ends; whether every row has ended."""
+        for row, tokens in enumerate(columns):
+            for token in tokens:
+                if self.ends[row] is not None or self.add(row, token):
+                    break
+        return all(e is not None for e in self.ends)
+
+    def _completes_end(self, ids: list[int]) -> bool:
+        """Whether the last of ``ids`` completes an ``END`` in the text of the last `WINDOW` ids."""
+        window = ids[-self.WINDOW:]
+        return self.tokenizer.decode(window).count(END) > self.tokenizer.decode(window[:-1]).count(END)
 
 
 class PromptStreams:
@@ -246,44 +308,34 @@ def _choose_decoder(decoder: str, lm, device: torch.device) -> str:
     return decoder
 
 
-def _end(row: list[int], stop: list[int] | None, newline_id: int | None, max_new_lines: int | None) -> int | None:
-    """Length of ``row`` up to its end (the ``stop`` sequence, or the ``max_new_lines``-th newline), None if it
-    has not ended."""
-    lines = 0
-    for i, t in enumerate(row):
-        if stop and row[max(0, i + 1 - len(stop)):i + 1] == stop:
-            return i + 1
-        if newline_id is not None and max_new_lines is not None and t == newline_id:
-            lines += 1
-            if lines >= max_new_lines:
-                return i + 1
-    return None
-
-
-def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, end, vocab: int, *, temperature: float,
-                   max_new_tokens: int,
-                   generator: torch.Generator | PromptStreams | None, graph: bool,
+def _sample_static(lm, ids: torch.Tensor, mask: torch.Tensor, ends: RowEnds, vocab: int, *, temperature: float,
+                   max_new_tokens: int, generator: torch.Generator | PromptStreams | None, graph: bool,
                    check_every: int) -> list[list[int]]:
-    """`sample_ids` with a `StaticDecoder`: ids, mask [B, P] left-padded; ``end(row) -> length or None``; ``vocab``:
-    the tokenizer's size."""
+    """`sample_ids` with a `StaticDecoder`: ids, mask [B, P] left-padded; ``ends``: the batch's empty `RowEnds`, fed
+    the tokens sampled since the last check every ``check_every`` steps (the rows run on past their ends, which
+    ``ends`` leaves out); ``vocab``: the tokenizer's size."""
     decoder = StaticDecoder(lm, len(ids), ids.shape[1] + max_new_tokens)
     logits = decoder.prefill(ids, mask)
     table = _uniform_table(generator, len(ids), max_new_tokens, ids.device)
     tokens = torch.empty(len(ids), max_new_tokens, dtype=torch.long, device=ids.device)
-    step = None
+    step, seen = None, 0  # seen: the columns of ``tokens`` given to ``ends``
     for n in range(max_new_tokens):
         tokens[:, n] = draw(probabilities(logits, temperature, vocab),
                             _step_uniforms(table, generator, len(ids), n, ids.device))
         decoder.token.copy_(tokens[:, n].clamp_max(logits.shape[-1] - 1))  # an invalid draw fails at the check
-        if n == max_new_tokens - 1 or ((n + 1) % check_every == 0 and all(
-                end(r) is not None for r in _checked(tokens[:, :n + 1].tolist(), vocab))):
+        if n == max_new_tokens - 1:
             break
+        if (n + 1) % check_every == 0:
+            every_row_ended = ends.add_columns(_checked(tokens[:, seen:n + 1].tolist(), vocab))
+            seen = n + 1
+            if every_row_ended:
+                return ends.ids
         if step is None:
             step = GraphedStep(decoder) if graph else decoder.step
         logits = step()
         decoder.advance()
-    rows = _checked(tokens[:, :n + 1].tolist(), vocab)
-    return [r[:end(r) or len(r)] for r in rows]
+    ends.add_columns(_checked(tokens[:, seen:n + 1].tolist(), vocab))
+    return ends.ids
 
 
 def _checked(rows: list[list[int]], vocab: int) -> list[list[int]]:
@@ -298,10 +350,11 @@ def _checked(rows: list[list[int]], vocab: int) -> list[list[int]]:
 
 def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64, seed: int = 0, keys=None,
                      **sampling) -> list[str]:
-    """Prompt texts -> continuation texts (everything after the prompt, up to and including ``END`` when the
-    model wrote it). Prompts are processed longest first in batches of ``batch_size``; results keep the input
-    order. Each prompt samples from its own stream (`PromptStreams`: ``seed`` and its key, by default its position
-    in ``prompts``), so ``batch_size`` changes the speed, not the grooves. ``sampling``: see `sample_ids`."""
+    """Prompt texts -> continuation texts (everything after the prompt, up to and including the first ``END`` when the
+    model wrote one, or the ``max_new_lines``-th newline: `text_end`, nothing after it). Prompts are processed longest
+    first in batches of ``batch_size``; results keep the input order. Each prompt samples from its own stream
+    (`PromptStreams`: ``seed`` and its key, by default its position in ``prompts``), so ``batch_size`` changes the
+    speed, not the grooves. ``sampling``: see `sample_ids`."""
     if isinstance(prompts, str):
         raise ZooError("continue_grooves takes a list of prompt strings, got one str (wrap it: [prompt])")
     if batch_size < 1:
@@ -315,6 +368,7 @@ def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64,
         raise ZooError(f"keys must give one stream key per prompt: {len(streams.keys)} keys for {len(prompts)} prompts")
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     texts: list[str] = [""] * len(prompts)
+    rule = {"stop_at_end": sampling.get("stop_at_end", True), "max_new_lines": sampling.get("max_new_lines")}
     was_training = model.training
     model.eval()
     try:
@@ -322,12 +376,14 @@ def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64,
             chunk = order[start:start + batch_size]
             for i, ids in zip(chunk, sample_ids(model, [encoded[i] for i in chunk], generator=streams.take(chunk),
                                                 **sampling)):
-                texts[i] = model.tokenizer.decode(ids)
+                text = model.tokenizer.decode(ids)
+                texts[i] = text[:text_end(text, **rule)]
     finally:
         model.train(was_training)
     return texts
 
 
 def finished(text: str) -> bool:
-    """Whether a continuation ended with ``END`` (rather than at a token or line budget)."""
-    return text.rstrip().endswith(END)
+    """Whether a continuation ended at ``END`` (rather than at a token or line budget): whether it holds one, as
+    sampling stops at the first (`text_end`)."""
+    return END in text

@@ -149,7 +149,8 @@ class DrumLM(nn.Module):
 
     @property
     def stop_ids(self) -> list[int]:
-        """Token ids of ``END`` after a newline: generation stops when a sequence ends with them."""
+        """Token ids of ``END`` after a newline, for callers that stop on ids (transformers' ``generate``); the zoo's
+        sampling stops where the text holds ``END``, however the tokens spell it (`generate.RowEnds`)."""
         return self.tokenizer.stop_ids
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

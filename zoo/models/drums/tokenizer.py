@@ -24,7 +24,9 @@ def alphabet_text() -> str:
 
 class DrumTokenizer:
     """The interface the drum LM uses: ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``,
-    ``pad_id``, ``newline_id`` and ``stop_ids`` (the ids of ``END`` as it follows a newline)."""
+    ``pad_id`` and ``stop_ids`` (the ids of ``END`` as it follows a newline). Sampling finds a row's ``END`` and
+    newlines in its decoded text (`generate.RowEnds`), so it needs no token of theirs: a BPE may merge ``END``, or a
+    line's newline, with other characters."""
 
     vocab_size: int
     pad_id: int
@@ -36,18 +38,9 @@ class DrumTokenizer:
         raise NotImplementedError
 
     @property
-    def newline_id(self) -> int | None:
-        """The token that ends a drum line, as it follows the line (a lone ``"\\n"`` may encode otherwise: a
-        SentencePiece tokenizer writes it as a word-start piece then the newline); None when a line's newline is
-        not one token of its own, the same after a rest and after a hit."""
-        ends = set()
-        for line in ("------", "-----o"):
-            tail = self._after(line, "\n")
-            ends.add(tail[0] if tail is not None and len(tail) == 1 else None)
-        return ends.pop() if len(ends) == 1 else None
-
-    @property
     def stop_ids(self) -> list[int]:
+        """The usual spelling of ``END`` (after a newline) in ids, for callers that stop on ids, as transformers'
+        ``generate`` in ``benchmarks/compare_drums.py``."""
         tail = self._after("\n", END)
         return tail if tail is not None else self.encode(f"\n{END}")
 
