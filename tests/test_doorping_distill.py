@@ -196,3 +196,8 @@ def test_a_diverging_distillation_stops_at_its_iteration_and_names_the_fix(tmp_p
     assert not (tmp_path / "distilled.safetensors").exists()
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert torch.isfinite(ckpt["state_dict"]["image_syn"]).all()
+    # as the message says: resumed with a lower lr_img (not the checkpoint's 1e20), the run finishes
+    assert main(["fit", "--config", DM_CPU, *TINY, "--model.init_args.iterations", "1", "--trainer.max_epochs", "3",
+                 "--model.init_args.lr_img", "1.0", "--trainer.default_root_dir", str(tmp_path),
+                 "--ckpt_path", "last"]) == 0
+    assert torch.isfinite(DistilledSet.load(tmp_path / "distilled.safetensors").images).all()

@@ -355,8 +355,8 @@ def test_converter_model_args_give_the_head_split_the_weights_do_not_show(file_n
     ({"embed_dim": 128}, ["embed_dim", "fixed by the weights"]),
     ({"depth": 3, "patch_size": 4, "num_heads": 2}, ["depth, patch_size", "fixed by the weights"]),
     ({"num_heads": 5}, ["num_heads=5", "does not divide the width 64"]),
-    ({"last_block_heads": 0}, ["last_block_heads=0", "does not divide the width 64"]),
-    ({"num_heads": "2"}, ["num_heads='2'", "does not divide the width 64"]),
+    ({"last_block_heads": 0}, ["last_block_heads=0", "must be a positive integer"]),
+    ({"num_heads": "2"}, ["num_heads='2'", "must be a positive integer"]),
     ({"qkv_bias": False}, ["qkv_bias", "not an override", "num_heads, last_block_heads"]),
 ])
 def test_converter_refuses_model_args_the_weights_fix_or_that_do_not_fit(overrides, needles, tmp_path):
@@ -399,6 +399,8 @@ def test_converter_strips_a_downstream_backbone_prefix_and_drops_the_heads(prefi
     out = convert(tmp_path / "seg.pth", tmp_path / "zoo")
     meta = zoo.model_info(str(out))["metadata"]
     assert meta["dropped"] == ["auxiliary_head", "decode_head", "neck"] and meta["key_prefix"] == prefix
+    assert meta["layout"].startswith(f"backbone of a downstream checkpoint (under {prefix}")
+    assert zoo.from_pretrained(out).pos_embed.requires_grad  # learnt downstream: not frozen as MAE's sin-cos
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(zoo.from_pretrained(out).forward_features(x), ref.forward_features(x), atol=1e-5)

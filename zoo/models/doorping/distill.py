@@ -181,17 +181,19 @@ class Distillation(pl.LightningModule):
         if not bad:
             return
         ckpt = getattr(self.trainer.checkpoint_callback, "dirpath", None) if self.trainer is not None else None
-        saved = (f"The checkpoints in {ckpt} hold the finite set of an earlier iteration (a resumed run restores "
-                 f"their learning rate and diverges again). " if ckpt and any(Path(ckpt).glob("*.ckpt")) else "")
+        lower = f"a lower --model.init_args.lr_img (now {self.hparams.lr_img:g})" + (
+            f" or --model.init_args.trigger_lr (now {self.hparams.trigger_lr:g})" if "trigger" in bad else "")
+        then = (f"resume from its last finite checkpoint with {lower} and --ckpt_path last (the checkpoints in {ckpt} "
+                f"were saved before the divergence), or start again with it" if ckpt and any(Path(ckpt).glob("*.ckpt"))
+                else f"start again with {lower}")
         raise ZooError(f"the distillation diverged at iteration {self.iteration}: the {' and the '.join(bad)} became "
-                       f"NaN or infinite; nothing was written. {saved}Start again with a lower "
-                       f"--model.init_args.lr_img (now {self.hparams.lr_img:g})"
-                       + (f" or --model.init_args.trigger_lr (now {self.hparams.trigger_lr:g})"
-                          if "trigger" in bad else ""))
+                       f"NaN or infinite; nothing was written. {then[0].upper()}{then[1:]}")
 
     def on_train_start(self) -> None:
         if self._generators_after_step is None:
             self._generators_after_step = _generator_states(self.device)
+        for group in self.optimizers().param_groups:  # a resumed run takes this run's lr_img, not the checkpoint's
+            group["lr"] = self.hparams.lr_img
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["distillation"] = {"trigger_log": self.trigger_log, "generators": self._generators_after_step}

@@ -385,5 +385,5 @@ def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64,
 
 def finished(text: str) -> bool:
     """Whether a continuation ended at ``END`` (rather than at a token or line budget): whether it holds one, as
-    sampling stops at the first (`text_end`)."""
+    sampling with ``stop_at_end`` (the default) stops at the first (`text_end`)."""
     return END in text

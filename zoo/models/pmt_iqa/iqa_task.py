@@ -61,7 +61,8 @@ class IQATask(EvalTask):
         parser.add_argument("--crop-seed", type=int, default=0, help="seed of the evaluation crops")
         parser.add_argument("--target-sign", default="auto", choices=["auto", "1", "-1"],
                             help="correlate predictions with this sign times the true scores; auto: -1 for "
-                                 "lower-is-better (DMOS) data (LIVE, CSIQ, a CSV column named dmos), 1 otherwise; "
+                                 "lower-is-better (DMOS) data (LIVE, CSIQ, a CSV column named dmos but in pyiqa's "
+                                 "KADID-10k CSV), 1 otherwise; "
                                  "1 for a model trained on that DMOS; -1 for a CSV of your own whose score column "
                                  "holds DMOS under another name (pyiqa's LIVE meta CSV is recognised)")
 

@@ -183,7 +183,10 @@ def apply_overrides(args: dict, overrides: dict, width: int) -> dict:
         raise ZooError(f"--model-args {', '.join(unknown)}: not an override the TinyMIM converter takes; give only "
                        f"{', '.join(OVERRIDABLE)} (the head split the weights do not show)")
     for key, heads in overrides.items():
-        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or width % heads:
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise ZooError(f"--model-args {key}={heads!r}: a head count must be a positive integer (e.g. "
+                           f"{max(1, width // 64)})")
+        if width % heads:
             raise ZooError(f"--model-args {key}={heads!r} does not divide the width {width}: give a head count that "
                            f"divides {width} (e.g. {max(1, width // 64)})")
     return {**args, **overrides}
@@ -196,6 +199,9 @@ def convert(src: str | Path, out_dir: str | Path, model_args: dict | None = None
     sd, meta = read_checkpoint(src)
     sd, prefix, dropped = strip_backbone_prefix(sd)
     arch, args, zoo_sd, layout = plan(src, sd, meta)
+    if prefix:  # trained further downstream: its position embedding was learnt, whatever the encoder's was
+        args.pop("fixed_pos_embed", None)
+        layout = f"backbone of a downstream checkpoint (under {prefix}; read as: {layout})"
     if model_args:
         args = apply_overrides(args, model_args, zoo_sd["patch_embed.proj.weight"].shape[0])
     try:
