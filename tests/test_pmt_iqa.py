@@ -101,6 +101,7 @@ def test_predict_averages_crops_and_wrong_sizes_are_user_errors(lite0):
         assert torch.allclose(lite0.predict(crops), per_crop, atol=1e-5)
         assert torch.allclose(lite0.predict(crops, chunk=1), per_crop, atol=1e-5)  # one crop per forward
         assert torch.allclose(lite0.predict(crops, chunk=3), per_crop, atol=1e-5)  # chunks across images
+    assert not lite0.predict(crops).requires_grad  # an inference API: keeps no graph, outside no_grad too
     with pytest.raises(ZooError, match=r"takes 224x224 crops, got \(256, 256\)"):
         lite0(torch.randn(1, 3, 256, 256))
     with pytest.raises(ZooError, match="unknown PMT-IQA backbone 'vgg16'"):

@@ -28,6 +28,8 @@ decoder's 1.12x with the scratch model; the model card's Performance section).
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
@@ -137,8 +139,9 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
                               generator=generator, graph=decoder == "graph", check_every=check_every)
     positions = (mask.cumsum(1) - 1).clamp_min(0)
     cache = preallocated_cache(lm.config.get_text_config().num_hidden_layers, ids.shape[1] + max_new_tokens)
-    out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-             logits_to_keep=1)
+    cache_arg = {_cache_keyword(lm): cache}
+    out = lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+             **cache_arg)
     logits = out.logits[:, -1]
     rows = list(range(len(prompt_ids)))  # which prompt each live batch row belongs to
     last_pos = positions[:, -1]
@@ -160,9 +163,15 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         last_pos = last_pos + 1
         out = lm(input_ids=token[:, None], attention_mask=mask, position_ids=last_pos[:, None],
-                 past_key_values=cache, use_cache=True)
+                 use_cache=True, **cache_arg)
         logits = out.logits[:, -1]
     return ends.ids
+
+
+def _cache_keyword(lm) -> str:
+    """The name under which ``lm.forward`` takes its KV cache: ``cache`` (transformers 5.24 on, which warns that
+    ``past_key_values`` goes in 5.40) or ``past_key_values`` (earlier 5.x)."""
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
 
 def text_end(text: str, *, stop_at_end: bool = True, max_new_lines: int | None = None) -> int | None:

@@ -147,10 +147,11 @@ class PMTIQA(nn.Module):
         """Crops [N, 3, S, S] -> {"mos": [N], "logits": [N, num_levels]} (no logits unless ``with_levels``)."""
         return self.forward_pooled(self.pool_taps(x), with_levels)
 
+    @torch.no_grad()
     def predict(self, crops: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """Crops [B, K, 3, S, S] -> image scores [B]: the regression head averaged over the K crops, the B*K crops
         in forwards of ``chunk`` crops (None: all at once; on CPUs one crop at a time is fastest, larger batches
-        of 224-pixel crops outgrow the caches)."""
+        of 224-pixel crops outgrow the caches). Without gradients, as `CMT.predict`; train through ``forward``."""
         if crops.dim() != 5 or crops.shape[2] != 3 or crops.shape[1] < 1 or not crops.is_floating_point():
             hint = "; for one crop per image add the crop dimension (x[:, None])" if crops.dim() == 4 else ""
             raise ZooError(f"PMT-IQA predict takes normalised float crops [B, K, 3, {self.image_size}, "
