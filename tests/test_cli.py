@@ -60,7 +60,10 @@ def test_verify_passes_then_fails_after_tampering(tmp_path, monkeypatch, capsys)
     cached = tmp_path / "home" / "weights" / "tiny.bin"
     cached.write_bytes(b"tampered")  # a corrupt cache copy is reported (exit 2), then fetched again
     assert main(["verify"]) == 2 and cached.read_bytes() == weights.read_bytes()
-    assert f"the cached copy {cached} did not match its sha256 (corrupt or tampered)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"the cached copy {cached} did not match its sha256 (corrupt or tampered)" in captured.out
+    assert captured.err == ("zoo: error: 1 manifest entry was corrupt in the cache and has been replaced with a "
+                            "verified copy\n")
     assert main(["verify", "knn_ood_resnet20"]) == 0  # a name: its default weights only
     assert capsys.readouterr().out.strip() == "knn_ood_resnet20.tiny: ok"
     assert main(["verify", "knn_ood_resnet20.nosuch"]) == 2
@@ -70,7 +73,7 @@ def test_verify_passes_then_fails_after_tampering(tmp_path, monkeypatch, capsys)
     assert main(["verify"]) == 2
     captured = capsys.readouterr()
     assert "does not match the manifest's" in captured.out
-    assert "1 manifest entries failed verification" in captured.err
+    assert captured.err == "zoo: error: 1 manifest entry failed verification\n"
 
 
 def test_a_real_closed_pipe_ends_quietly(tmp_path):
@@ -175,6 +178,32 @@ def test_list_of_a_tag_pattern_without_pretrained_points_to_it(capsys):
     assert capsys.readouterr().out.strip() == "no models match 'zzz'"
 
 
+def test_list_of_a_data_prefix_points_to_zoo_info(capsys):
+    """DOORPING's distilled sets are manifest entries but not models: a pattern that matches only them says so."""
+    hint = "doorping_distilled.* entries are data, not models (distilled sets): zoo info doorping_distilled"
+    assert main(["list", "doorping_distilled"]) == 0
+    assert capsys.readouterr().out.strip() == f"no models match 'doorping_distilled'; {hint}"
+    assert main(["list", "--pretrained", "doorping"]) == 0
+    assert capsys.readouterr().out.strip() == f"no weights match 'doorping'; {hint}"
+
+
+def test_convert_reads_a_relative_src_from_the_data_folder(tmp_path, monkeypatch, capsys):
+    """The manifest's recipes name converted checkpoints by their place in ZOO_DATA_DIR; a relative --src that is
+    not in the working directory is read from there (and said so), one that is in neither stays an error."""
+    data = tmp_path / "data"
+    (data / "ckpts").mkdir(parents=True)
+    sd = zoo.create_model("knn_ood_cifar_resnet", depth=20).state_dict()  # in akamaster's names, as they save it
+    torch.save({"state_dict": {"module." + k.replace("fc.", "linear."): v for k, v in sd.items()
+                               if not k.endswith("num_batches_tracked")}}, data / "ckpts" / "r20.th")
+    monkeypatch.setenv("ZOO_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert", "knn_ood", "--src", "ckpts/r20.th", "--out", str(tmp_path / "out")]) == 0
+    assert f"--src ckpts/r20.th read from the data folder: {data / 'ckpts' / 'r20.th'}" in capsys.readouterr().err
+    assert zoo.model_info(str(tmp_path / "out"))["metadata"]["converted_from"] == "r20.th"
+    assert main(["convert", "knn_ood", "--src", "ckpts/none.th", "--out", str(tmp_path / "out2")]) == 2
+    assert "ckpts/none.th" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["info", "knn_ood_resnet2"], "did you mean"),
     (["eval", "/no/such/folder", "--task", "classification", "--data", "x"], "/no/such/folder does not exist"),
@@ -208,7 +237,13 @@ def test_list_of_a_tag_pattern_without_pretrained_points_to_it(capsys):
     (["convert", "nopaper", "--src", "a", "--out", "b"], "unknown paper"),
     (["bench", "knn_ood_resnet20", "--iters", "0"], "argument --iters: 0 is less than 1"),
     (["bench", "knn_ood_resnet20", "--iter", "3"], "unrecognized arguments: --iter"),  # no abbreviations
-    (["eval", "knn_ood_resnet20", "--ta", "ood"], "the following arguments are required: --task"),
+    (["eval", "knn_ood_resnet20", "--ta", "ood"], "zoo eval: unrecognized arguments: --ta ood; did you mean --task?"),
+    # a mistyped option is named before the required one it leaves missing
+    (["eval", "knn_ood_resnet20.cifar10", "--task", "classification", "--dta", "cifar10_jpeg"],
+     "zoo eval: unrecognized arguments: --dta cifar10_jpeg; did you mean --data? (see `zoo eval --help`)"),
+    (["eval", "knn_ood_resnet20.cifar10", "--task", "classification"], "the following arguments are required: --data"),
+    (["bench", "knn_ood_resnet20", "--iter", "3", "--devic", "cpu"],
+     "unrecognized arguments: --iter 3 --devic cpu; did you mean --iters (for --iter), --device (for --devic)?"),
     (["fit", "--config", SMALL, "--model.init_args.model", "knn_ood_resnet2", "--trainer.fast_dev_run", "1"],
      "did you mean"),
     (["fit", "--config", "configs/tinymim/cifar10_distill.yaml", "--model.init_args.teacher", "/no/such/teacher",
@@ -570,3 +605,18 @@ def test_a_script_that_leaves_a_loader_iterator_open_still_exits(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0 and out.stdout.strip() == "45", out.stderr[-2000:]
+
+
+def test_fit_shows_no_deprecation_notice_from_lightnings_own_use_of_torch(shapes_data, tmp_path):
+    """torch deprecates `isinstance(treespec, LeafSpec)`, which Lightning's CombinedLoader still runs as every fit
+    starts: noise about Lightning, not about the user's run, so `zoo fit` drops it."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", "--config", SMALL, "--data.init_args.data", str(shapes_data),
+                     "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "16",
+                     "--trainer.limit_val_batches", "1",
+                     "--trainer.max_steps", "1", "--trainer.enable_progress_bar", "false",
+                     "--trainer.default_root_dir", str(tmp_path)]) == 0
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]

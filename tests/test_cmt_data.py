@@ -24,6 +24,7 @@ from zoo.data.nuscenes import (
     open_nuscenes,
     read_info_pickle,
     read_lidar_file,
+    split_scenes,
 )
 from zoo.errors import ZooError
 
@@ -393,6 +394,24 @@ def test_folder_without_the_version_says_what_it_holds(synth, tmp_path):
     (tmp_path / "infos" / "val.pkl").write_bytes(b"")
     with pytest.raises(ZooError, match="it holds the info pickle val.pkl, which is read when given itself"):
         open_nuscenes(tmp_path / "infos", "v1.0-mini")
+
+
+def test_a_wrong_version_or_split_names_what_the_dataroot_holds(synth, tmp_path):
+    """`--version v1.0-mini` on a synthetic dataroot said "pass --version" to a user who had; `--split val` listed
+    the splits of v1.0-mini and v1.0-trainval instead of the dataroot's own (its splits.json)."""
+    root, nusc = synth[0], synth[1]
+    with pytest.raises(ZooError, match=r"v1.0-mini is missing \(it holds v1.0-synthetic\); pass --version "
+                                       r"v1.0-synthetic$"):
+        open_nuscenes(root, "v1.0-mini")
+    for split, needle in (("val", "split 'val' has no scene in"), ("nosuch", "unknown split 'nosuch': Custom split")):
+        with pytest.raises(ZooError, match=f"{needle}.*; its splits are synthetic_train, synthetic_val: pass one as "
+                                           f"--split$"):
+            split_scenes(nusc, split)
+    copy = _tables_copy(root, tmp_path)
+    (copy / "v1.0-synthetic" / "splits.json").unlink()  # no split of its own: the devkit's are named
+    with pytest.raises(ZooError, match="no scene in .*; v1.0-mini has mini_train/mini_val, v1.0-trainval has "
+                                       "train/val"):
+        split_scenes(open_nuscenes(copy, "v1.0-synthetic"), "val")
 
 
 def test_a_synthetic_dataroot_at_a_given_dest_is_reused_only_with_the_parameters_it_was_made_with(tmp_path):

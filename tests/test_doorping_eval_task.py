@@ -85,3 +85,21 @@ def test_augment_defaults_to_the_sets_method(method, augment, expected, shapes_d
     r = evaluate(_set(tmp_path, method), "backdoor", data=str(shapes_data), augment=augment, json_out=out, **FAST)
     assert r["augment"] == expected and json.loads(out.read_text())["augment"] == expected
     assert r["epochs"] == 1 and r["method"] == method
+
+
+def test_model_weights_given_as_the_set_are_named_as_such(tmp_path, capsys):
+    """`zoo eval knn_ood_resnet20.cifar10 --task backdoor` named the cache path of the weights and told how to write
+    a set; a manifest key, a zoo model folder or a model name now say they are a model, as the user typed them."""
+    import zoo
+
+    folder = zoo.save_pretrained(zoo.create_model("doorping_convnet"), tmp_path / "m")
+    advice = ("not a distilled set: --task backdoor evaluates a DOORPING distilled set (see `zoo info "
+              "doorping_distilled`)")
+    for source, what in (("knn_ood_resnet20.cifar10", "is model weights"),
+                         (str(folder), "is model weights (a zoo model folder)"),
+                         ("doorping_convnet", "names a model")):
+        assert main(["eval", source, "--task", "backdoor", "--data", "cifar10_jpeg", "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert f"zoo: error: {source} {what}, {advice}" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ZooError, match="model.safetensors is not a DOORPING distilled set: it lacks dataset"):
+        evaluate(str(folder / "model.safetensors"), "backdoor", data="cifar10_jpeg", **FAST)  # a file keeps its detail

@@ -222,3 +222,33 @@ def test_only_dead_or_day_old_partials_are_swept(tmp_path):
         tmp.write_text("{}")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([mine.name, young.name, other.name, "r.json"])
+
+
+def test_verify_says_a_corrupt_cache_copy_was_replaced(tmp_path, monkeypatch, capsys):
+    """`zoo verify` on corrupt cached copies it fetched again ended with "N manifest entries failed verification",
+    as if they were still bad: it says they were replaced (exit status 2 still, so scripts notice), apart from the
+    entries that did fail, each count with its own grammatical number."""
+    from zoo.cli import main
+
+    manifest = {}
+    for name in ("a", "b", "gone"):
+        data = name.encode() * 100
+        (tmp_path / f"{name}.bin").write_bytes(data)
+        manifest[f"knn_ood_resnet20.{name}"] = {"file": f"{name}.bin", "sha256": hashlib.sha256(data).hexdigest(),
+                                                "size": len(data), "urls": [f"file:{name}.bin"], "license": "MIT",
+                                                "recipe": "test", "results": []}
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    monkeypatch.setenv("ZOO_MANIFEST", str(tmp_path / "manifest.yaml"))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    assert main(["verify"]) == 0
+    capsys.readouterr()
+    for name in ("a", "b", "gone"):
+        (tmp_path / "home" / "weights" / f"{name}.bin").write_bytes(b"tampered")
+    (tmp_path / "gone.bin").unlink()  # its copy cannot be fetched again
+    assert main(["verify"]) == 2
+    assert capsys.readouterr().err == ("zoo: error: 2 manifest entries were corrupt in the cache and have been "
+                                       "replaced with verified copies; 1 manifest entry failed verification\n")
+    (tmp_path / "home" / "weights" / "a.bin").write_bytes(b"tampered")
+    assert main(["verify", "knn_ood_resnet20.a"]) == 2
+    assert capsys.readouterr().err == ("zoo: error: 1 manifest entry was corrupt in the cache and has been replaced "
+                                       "with a verified copy\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import json
 import os
 import sys
@@ -41,6 +42,42 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise ZooError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
+    def parse_args(self, args=None, namespace=None):
+        """Unrecognised arguments are reported before missing required ones (a mistyped ``--dta`` is the error,
+        not the ``--data`` it leaves missing), with the closest known option."""
+        required = [(a, a.required) for a in [*self._actions, *self._mutually_exclusive_groups]]
+        try:
+            for a, _ in required:
+                a.required = False
+            _, unknown = self.parse_known_args(args, argparse.Namespace())
+        finally:
+            for a, was in required:
+                a.required = was
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}{self._suggest(unknown)}")
+        return super().parse_args(args, namespace)
+
+    def _suggest(self, unknown: list[str]) -> str:
+        import difflib
+
+        known = [s for a in self._actions for s in a.option_strings]
+        options = [u.split("=", 1)[0] for u in unknown if u.startswith("-") and not _is_number(u)]
+        close = {o: difflib.get_close_matches(o, known, n=1) for o in options}
+        close = {o: c[0] for o, c in close.items() if c}
+        if not close:
+            return ""
+        if len(close) == 1:
+            return f"; did you mean {next(iter(close.values()))}?"
+        return f"; did you mean {', '.join(f'{c} (for {o})' for o, c in close.items())}?"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="zoo", description="A PyTorch Lightning model zoo of six papers.")
@@ -70,13 +107,26 @@ def _cmd_list(a):
     if not names:
         hint = (f"; weights entries (name.tag) are listed with --pretrained: zoo list --pretrained {a.pattern!r}"
                 if "." in a.pattern and not a.pretrained else "")
-        print(f"no models match {a.pattern!r}{hint}")
+        print(f"no {'weights' if a.pretrained else 'models'} match {a.pattern!r}{hint}{_data_hint(a.pattern)}")
     for n in names:
         if a.pretrained:
             print(n)
         else:
             tags = tags_for(n)
             print(f"{n:<32} {paper_of(n).id:<10} {'weights: ' + ', '.join(tags) if tags else ''}")
+
+
+def _data_hint(pattern: str) -> str:
+    """For a `zoo list` pattern that matches no model: the manifest's data entries (DOORPING's distilled sets) it
+    matches, which `zoo list` does not show, and where to see them."""
+    from .hub import load_manifest
+    from .registry import list_papers, split_name
+
+    prefixes = {prefix for paper in list_papers() for prefix in paper.data}
+    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    found = sorted({split_name(k)[0] for k in load_manifest() if split_name(k)[0] in prefixes
+                    and fnmatch.fnmatchcase(k.lower(), glob.lower())})
+    return "".join(f"; {p}.* entries are data, not models (distilled sets): zoo info {p}" for p in found)
 
 
 def _info_parser(argv):
@@ -152,6 +202,7 @@ def _cmd_convert(a):
     if not a.force and out.is_dir() and any(out.iterdir()):
         raise ZooError(f"--out {out} already exists and is not an empty folder: choose a new folder, or pass --force "
                        f"to replace its model files")
+    a.src = _convert_source(a.src)
     try:
         out = converter(a.src, a.out, **kwargs)
     except ZooError as exc:  # one line that names the --src file, whichever converter raised it
@@ -159,6 +210,18 @@ def _cmd_convert(a):
             raise
         raise ZooError(f"{a.src}: {exc}") from None
     print(f"wrote {out}; {_next_step(paper, Path(out))}")
+
+
+def _convert_source(src: str) -> str:
+    """``--src`` as given, or, when it is a relative path that is not here but is under ``ZOO_DATA_DIR``, that file
+    (the manifest's recipes name the authors' checkpoints they converted by their place in the data folder)."""
+    from .data.catalog import data_root
+
+    root = data_root()
+    if Path(src).exists() or Path(src).is_absolute() or root is None or not (root / src).is_file():
+        return src
+    print(f"zoo: --src {src} read from the data folder: {root / src}", file=sys.stderr)
+    return str(root / src)
 
 
 def _next_step(paper, out: Path) -> str:
@@ -198,16 +261,24 @@ def _verify_parser(argv):
 
 
 def _cmd_verify(a):
-    from .hub import verify_all
+    from .hub import REPLACED, verify_all
     from .registry import resolve_entry
 
     keys = [resolve_entry(n)[0] for n in a.names]
-    bad = 0
+    replaced = failed = 0
     for key, status in verify_all(keys or None):
         print(f"{key}: {status}")
-        bad += status != "ok"
-    if bad:
-        raise ZooError(f"{bad} manifest entries failed verification")
+        replaced += status != "ok" and status.endswith(REPLACED)
+        failed += status != "ok" and not status.endswith(REPLACED)
+    problems = []
+    if replaced:  # still exit status 2: a corrupt disk or a tampered cache should be noticed by scripts too
+        problems.append("1 manifest entry was corrupt in the cache and has been replaced with a verified copy"
+                        if replaced == 1 else f"{replaced} manifest entries were corrupt in the cache and have been "
+                                              f"replaced with verified copies")
+    if failed:
+        problems.append(f"{failed} manifest {'entry' if failed == 1 else 'entries'} failed verification")
+    if problems:
+        raise ZooError("; ".join(problems))
 
 
 def _eval_parser(argv):

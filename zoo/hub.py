@@ -173,10 +173,14 @@ def fetch(key: str) -> Path:
     return download(e["file"], e["urls"], e["sha256"], e.get("size"), base=manifest_path().parent)
 
 
+REPLACED = "fetched again, now verified"  # how `verify_all`'s status for a corrupt cached copy it replaced ends
+
+
 def verify_all(keys: list[str] | None = None) -> list[tuple[str, str]]:
     """Hash the cached copy of every (or the given) manifest entries, fetching the ones not cached yet; returns
     ``[(key, "ok" | problem)]``. A cached copy that does not match its sha256 is a problem even though it is then
-    fetched again (a corrupt disk or a tampered cache should be seen, not silently repaired)."""
+    fetched again (a corrupt disk or a tampered cache should be seen, not silently repaired); its status ends with
+    `REPLACED`."""
     manifest = load_manifest()
     out = []
     for key in keys or list(manifest):
@@ -187,8 +191,8 @@ def verify_all(keys: list[str] | None = None) -> list[tuple[str, str]]:
         bad = cached is not None and cached.exists()
         try:
             fetch(key)  # a stale copy is replaced
-            out.append((key, f"the cached copy {cached} did not match its sha256 (corrupt or tampered); fetched "
-                             f"again, now verified" if bad else "ok"))
+            out.append((key, f"the cached copy {cached} did not match its sha256 (corrupt or tampered); {REPLACED}"
+                        if bad else "ok"))
         except ZooError as exc:
             out.append((key, str(exc)))
     return out

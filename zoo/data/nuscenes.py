@@ -133,10 +133,10 @@ def open_nuscenes(dataroot: str | Path, version: str):
 
 def _dataroot_hint(root: Path) -> str:
     """What a folder without the requested version folder holds instead, as the end of an error message."""
-    found = sorted(p.name for p in root.glob("v1.0-*"))
+    found = sorted(p.name for p in root.glob("v1.0-*") if p.is_dir())
     pickles = sorted(p.name for p in root.glob("*.pkl"))
     if found:
-        return f" (found {found}); pass --version"
+        return f" (it holds {', '.join(found)}); pass --version {' or --version '.join(found)}"
     if (root / "sample.json").is_file():
         return f"; {root} looks like the version folder itself: pass its parent {root.parent}"
     if pickles:
@@ -184,16 +184,34 @@ def split_scenes(nusc, split: str) -> list[str]:
         except json.JSONDecodeError as exc:
             raise ZooError(f"{path} is not valid JSON ({exc}): fix it or restore it") from None
         except ValueError as exc:
-            raise ZooError(f"unknown split {split!r}: {exc}") from None
+            raise ZooError(f"unknown split {split!r}: {str(exc).rstrip('.')}{_splits_hint(nusc)}") from None
         except (AttributeError, AssertionError):
             raise ZooError(f"{path} must map each split name to a list of scene names, e.g. "
                            f'{{"{split}": ["scene-0001"]}}') from None
     present = {s["name"] for s in nusc.scene}
     names = [n for n in names if n in present]
     if not names:
-        raise ZooError(f"split {split!r} has no scene in {nusc.dataroot} ({nusc.version}); "
-                       f"v1.0-mini has mini_train/mini_val, v1.0-trainval has train/val")
+        raise ZooError(f"split {split!r} has no scene in {nusc.dataroot} ({nusc.version}){_splits_hint(nusc)}")
     return names
+
+
+def _splits_hint(nusc) -> str:
+    """The splits that ``nusc``'s dataroot and version hold, as the end of an error message (the error path
+    only): those of its ``splits.json`` with a scene it holds, then the devkit's predefined splits all of whose
+    scenes it holds."""
+    from nuscenes.utils.splits import create_splits_scenes
+
+    present = {s["name"] for s in nusc.scene}
+    try:
+        custom = json.loads((Path(nusc.dataroot) / nusc.version / "splits.json").read_text())
+    except (OSError, ValueError):
+        custom = {}
+    own = [name for name, scenes in (custom.items() if isinstance(custom, dict) else ())
+           if isinstance(scenes, list) and present.intersection(map(str, scenes))]
+    own += [name for name, scenes in create_splits_scenes().items() if name not in own and set(scenes) <= present]
+    if not own:
+        return "; v1.0-mini has mini_train/mini_val, v1.0-trainval has train/val (or name your own in splits.json)"
+    return f"; its splits are {', '.join(own)}: pass one as --split"
 
 
 def frames_from_devkit(nusc, split: str, sweeps: int = 10) -> list[Frame]:

@@ -339,17 +339,19 @@ def _not_litlogger_advert(record: logging.LogRecord) -> bool:
 
 
 def _quiet_lightning_notices() -> None:
-    """Drop four Lightning notices that say nothing true about the run: the advertisement for its cloud logger,
+    """Drop five Lightning notices that say nothing true about the run: the advertisement for its cloud logger,
     the warning that `tensorboardX` is not installed (the default logger is then a CSVLogger in the run folder), the
     one that a mid-epoch resume's loader is not resumable (`SeededTraining` resumes a seeded loader exactly, and
-    warns itself for the others), and the one that ``args`` is given while ``sys.argv`` holds arguments (the zoo
-    builds ``args`` itself: `main` from its own verb's, ``zoo demo``'s papers from their recipes). Calling it again
-    adds nothing."""
+    warns itself for the others), the one that ``args`` is given while ``sys.argv`` holds arguments (the zoo
+    builds ``args`` itself: `main` from its own verb's, ``zoo demo``'s papers from their recipes), and torch's
+    deprecation of ``LeafSpec``, which Lightning's own CombinedLoader still uses (as a fit or validation starts).
+    Calling it again adds nothing."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_litlogger_advert)
     warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python "
                                               r"like if it were from the command line")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def main(args: list[str] | None = None) -> ZooLightningCLI:

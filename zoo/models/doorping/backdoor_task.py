@@ -79,7 +79,7 @@ class BackdoorTask(EvalTask):
 
     def load(self, source: str) -> DistilledSet:
         self.source = str(source)
-        return load_distilled(source)
+        return load_distilled(source, use="--task backdoor evaluates a DOORPING distilled set")
 
     def setup(self, model, ctx) -> None:
         if not isinstance(model, DistilledSet):
@@ -109,7 +109,7 @@ class BackdoorTask(EvalTask):
             test.images, test.labels = test.images[idx], test.labels[idx]
         self.test = test
         if o.trigger_of is not None:
-            other = load_distilled(o.trigger_of)
+            other = load_distilled(o.trigger_of, use="--trigger-of takes a DOORPING distilled set")
             if other.trigger is None or other.shape != synset.shape or other.mean != synset.mean:
                 raise ZooError(f"--trigger-of {o.trigger_of} needs an attacked set of the same dataset as the "
                                f"evaluated one ({synset.dataset}, {list(synset.shape)})")

@@ -255,17 +255,30 @@ class DistilledSet:
         return path
 
 
-def load_distilled(source: str | Path) -> DistilledSet:
+def load_distilled(source: str | Path, *, use: str = "a DOORPING distilled set is needed here") -> DistilledSet:
     """A distilled set from a ``.safetensors`` path or a manifest key ``doorping_distilled.<tag>`` (fetched and
-    sha256-verified by `zoo.hub.fetch`)."""
+    sha256-verified by `zoo.hub.fetch`). ``use`` ends the error for a model (its name, weights key or folder) given
+    instead of a set, saying what needs the set (``--task backdoor evaluates a DOORPING distilled set``)."""
+    from ...checkpoint import CONFIG_NAME
+    from ...hub import fetch, load_manifest
+    from ...registry import paper_of, split_name
+
+    not_a_set = f"not a distilled set: {use} (see `zoo info {KEY_PREFIX}`)"
     path = Path(source)
+    if path.is_dir():
+        what = "model weights (a zoo model folder)" if (path / CONFIG_NAME).is_file() else "a folder"
+        raise ZooError(f"{source} is {what}, {not_a_set}")
     if path.exists():
         return DistilledSet.load(path)
-    from ...hub import fetch, load_manifest
-
     key = str(source)
     if key in load_manifest():
+        if not key.startswith(KEY_PREFIX + "."):
+            raise ZooError(f"{source} is model weights, {not_a_set}")
         return DistilledSet.load(fetch(key))
-    known = [k for k in load_manifest() if k.startswith(KEY_PREFIX + ".")]
-    raise ZooError(f"{source} is neither a distilled-set file nor a manifest key; published sets: "
-                   f"{', '.join(known) if known else 'none'}")
+    try:
+        paper_of(split_name(key)[0])
+    except ZooError:
+        known = [k for k in load_manifest() if k.startswith(KEY_PREFIX + ".")]
+        raise ZooError(f"{source} is neither a distilled-set file nor a manifest key; published sets: "
+                       f"{', '.join(known) if known else 'none'}") from None
+    raise ZooError(f"{source} names a model, {not_a_set}")
