@@ -1207,8 +1207,9 @@ def test_sampling_passes_the_cache_under_the_name_transformers_takes():
     the sampler uses the name forward takes, so sampling warns nothing."""
     import warnings
 
-    m = zoo.create_model("drums_gpt2_tiny").eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
-        rows = sample_ids(m, [[1, 2, 3], [2]], max_new_tokens=4, stop_at_end=False, decoder="dynamic")
-    assert [len(r) for r in rows] == [4, 4]
+    for m in (zoo.create_model("drums_gpt2_tiny").eval(),
+              zoo.create_model("drums_gpt2_tiny", lora={"r": 4, "alpha": 8}).eval()):  # peft-wrapped, as the adapter
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            rows = sample_ids(m, [[1, 2, 3], [2]], max_new_tokens=4, stop_at_end=False, decoder="dynamic")
+        assert [len(r) for r in rows] == [4, 4]

@@ -169,9 +169,11 @@ def _sample(model: DrumLM, lm, prompt_ids: list[list[int]], *, temperature: floa
 
 
 def _cache_keyword(lm) -> str:
-    """The name under which ``lm.forward`` takes its KV cache: ``cache`` (transformers 5.24 on, which warns that
-    ``past_key_values`` goes in 5.40) or ``past_key_values`` (earlier 5.x)."""
-    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+    """The name under which ``lm``'s transformers model (under a peft wrapper, whose forward passes it on) takes
+    its KV cache: ``cache`` (transformers 5.24 on, which warns that ``past_key_values`` goes in 5.40) or
+    ``past_key_values`` (earlier 5.x)."""
+    model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def text_end(text: str, *, stop_at_end: bool = True, max_new_lines: int | None = None) -> int | None:
