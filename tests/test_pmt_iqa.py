@@ -587,14 +587,15 @@ def test_iqa_eval_aligns_lower_is_better_scores(tmp_path, lite0):
     assert "target_sign" not in given and given["srcc"] == pytest.approx(-r["srcc"])
     with pytest.raises(ZooError, match="target_sign=2 is not accepted: choose from auto, 1, -1"):
         evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign=2, **common)
-    # DMOS under another column name (pyiqa's LIVE meta CSV: DMOS in "mos") cannot be told apart: auto gives +1,
-    # and the option's help says to pass -1
+    # DMOS under another column name in a CSV of one's own cannot be told apart: auto gives +1, and the option's help
+    # says to pass -1 (pyiqa's LIVE meta CSV, DMOS in "mos", is recognised by its file name: test_pmt_iqa_data.py)
     (data / "scores.csv").write_text((data / "scores.csv").read_text().replace("img_name,dmos", "img_name,mos"))
     assert "target_sign" not in evaluate("pmt_iqa_efficientnet_lite0", "iqa", **common)
     assert evaluate("pmt_iqa_efficientnet_lite0", "iqa", target_sign="-1", **common)["srcc"] == r["srcc"]
     parser = argparse.ArgumentParser()
     IQATask.add_arguments(parser)
-    assert "pyiqa's LIVE meta CSV (DMOS in its mos column)" in " ".join(parser.format_help().split())
+    assert "-1 for a CSV of your own whose score column holds DMOS under another name" in " ".join(
+        parser.format_help().split())
 
 
 def test_iqa_eval_errors_are_one_line(tmp_path, lite0, capsys):

@@ -78,7 +78,7 @@ def test_model_info_shows_a_papers_data_entries(capsys):
     info = zoo.model_info("doorping_distilled.cifar10_dc_convnet_ipc10_doorping")
     assert info["kind"].startswith("data") and info["paper"]["id"] == "doorping"
     assert list(info["weights"]) == ["doorping_distilled.cifar10_dc_convnet_ipc10_doorping"]
-    assert len(zoo.model_info("doorping_distilled")["weights"]) == 6
+    assert len(zoo.model_info("doorping_distilled")["weights"]) == 12  # DC and DM, 2 datasets x 3 attacks each
     assert main(["info", "doorping_distilled.cifar10_dc_convnet_ipc10_doorping"]) == 0
     assert "asr_incl_target" in capsys.readouterr().out
     with pytest.raises(ZooError, match="is data made by the doorping code, not model weights"):
