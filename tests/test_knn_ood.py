@@ -565,6 +565,9 @@ def test_ood_eval_rejects_a_non_classifier(tmp_path, shapes_data, textures_data)
                  ood_subset=None)
 
 
+# slow (43.8 s in a `pytest --durations` run on the shared CPU, 2026-12-07): the default suite keeps the gather
+# through test_feature_extraction_gathers_across_processes
+@pytest.mark.slow
 def test_torchrun_sharded_eval_matches_single_process(tmp_path, shapes_data, textures_data):
     """`torchrun --nproc_per_node 2 -m zoo eval ...` shards every dataset (gloo on CPU) and gathers the scores."""
     import os
