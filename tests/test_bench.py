@@ -26,6 +26,16 @@ def test_bench_fields_and_ordering(mode, tmp_path, capsys):
     assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert r["samples_per_s"] > 0 and 0 < r["mfu"] < 1.5 and r["peak_source"].startswith("measured")
     assert {"device_name", "torch", "cuda", "zoo", "git_commit", "driver"} <= set(r["env"])
+    check_rates(r, iters=3)
+
+
+def check_rates(r: dict, iters: int) -> None:
+    """A result's rates follow from its batch, its median step time and its FLOPs, over the ``iters`` steps asked."""
+    step_s = r["latency_ms"]["p50"] / 1e3
+    assert r["latency_ms"]["iters"] == r["iters"] == iters  # the steps timed, not only the argument echoed
+    assert r["samples_per_s"] == pytest.approx(r["batch_size"] / step_s)
+    assert r["tflops"] == pytest.approx(r["flops_per_sample"] * r["batch_size"] / step_s / 1e12)
+    assert r["mfu"] == pytest.approx(r["tflops"] / r["peak_tflops"])
 
 
 def _conv(cin, cout, hw, k=3):
@@ -170,7 +180,8 @@ def test_command_line_warmup_and_iters_override_every_row_of_a_suite(tmp_path):
     out = tmp_path / "out.json"
     assert main(["bench", "--suite", str(suite), "--device", "cpu", "--warmup=1", "--iters", "2",
                  "--json", str(out)]) == 0
-    assert [(r["warmup"], r["iters"]) for r in json.loads(out.read_text())["results"]] == [(1, 2), (1, 2)]
+    results = json.loads(out.read_text())["results"]
+    assert [(r["warmup"], r["iters"], r["latency_ms"]["iters"]) for r in results] == [(1, 2, 2), (1, 2, 2)]
 
 
 def test_a_failing_suite_job_is_recorded_and_the_others_run(tmp_path):

@@ -11,7 +11,7 @@ import zoo
 from zoo.bench.harness import adapter_for, load_bench_model
 from zoo.cli import main
 
-from test_bench import FIELDS
+from test_bench import FIELDS, check_rates
 
 # fp32 CPU train steps larger than the 24 GiB development machine at this test's batch of 2: one frame of the
 # V2-99 camera detector at 1600x640 (six images) peaks at 20.9 GB resident (2026-12-05, `/usr/bin/time -f %M zoo
@@ -37,6 +37,7 @@ def _bench(name: str, mode: str, out) -> dict:
     lat = r["latency_ms"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert r["samples_per_s"] > 0 and r["params"] > 0 and r["flops_per_sample"] > 0
+    check_rates(r, iters=3)
     return r
 
 

@@ -260,7 +260,13 @@ def test_knn_score_is_negative_kth_squared_distance_and_alpha_subsamples():
     direct = -torch.cdist(F.normalize(test.features, dim=1), bank).pow(2).topk(5, largest=False).values[:, -1]
     assert torch.allclose(s.score(test), direct, atol=1e-5)
     half = KNNScorer(k=5, alpha=0.5, seed=3).setup(train)
-    assert len(half.index) == 300
+    kept = half.index.bank
+    rows = torch.cdist(kept, bank).argmin(1)  # which training feature each bank row is
+    assert len(half.index) == 300 and len(set(rows.tolist())) == 300 and torch.equal(bank[rows], kept)
+    assert torch.equal(KNNScorer(k=5, alpha=0.5, seed=3).setup(train).index.bank, kept)  # seeded
+    assert not torch.equal(KNNScorer(k=5, alpha=0.5, seed=4).setup(train).index.bank, kept)  # drawn, not a prefix
+    on_kept = -torch.cdist(F.normalize(test.features, dim=1), kept).pow(2).topk(5, largest=False).values[:, -1]
+    assert torch.allclose(half.score(test), on_kept, atol=1e-5)
     with pytest.raises(ZooError, match="larger than the kNN bank"):
         KNNScorer(k=601).setup(train)
 
@@ -269,6 +275,7 @@ def test_baseline_scorers_against_direct_formulas():
     train, test = _features(), _features(n=40, seed=2)
     assert torch.allclose(MSPScorer().score(test), test.logits.softmax(1).max(1).values)
     assert torch.allclose(EnergyScorer().score(test), torch.logsumexp(test.logits, 1))
+    assert torch.allclose(EnergyScorer(temperature=2.0).score(test), 2 * torch.logsumexp(test.logits / 2, 1))
     maha = MahalanobisScorer().setup(train)
     f, y = train.features.double(), train.labels
     mu = torch.stack([f[y == c].mean(0) for c in range(3)])

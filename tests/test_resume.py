@@ -36,6 +36,12 @@ def _weights(root):
     return load_file(str(root / "model" / "model.safetensors"))
 
 
+def _checkpointed(root, name: str = "last.ckpt") -> dict:
+    """The zoo model's weights in a Lightning checkpoint of the run at ``root``, named as ``model/`` names them."""
+    state = torch.load(root / "checkpoints" / name, weights_only=False)["state_dict"]
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
 def _equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
 
@@ -91,6 +97,7 @@ def test_a_resumed_run_draws_the_uninterrupted_runs_order_and_weights(shapes_dat
     assert whole[2] != whole[0] and whole[2] != whole[1]
     assert orders == whole
     assert _equal(_weights(tmp_path / "whole"), _weights(tmp_path / "parts"))
+    assert _equal(_weights(tmp_path / "parts"), _checkpointed(tmp_path / "parts"))  # model/ holds the trained weights
 
 
 def test_a_run_interrupted_mid_epoch_resumes_that_epochs_order_where_it_stopped(shapes_data, tmp_path, orders,
@@ -111,15 +118,20 @@ def test_a_run_that_saves_every_n_steps_keeps_its_final_state_and_an_extension_r
                                                                                               orders):
     """Saving every 2 of an epoch's 3 steps, ``last.ckpt`` holds step 2; ``final.ckpt`` holds the end (step 3), so a
     run extended by an epoch with ``--ckpt_path last`` trains only the new epoch (it redid epoch 0's third batch),
-    also when both files have the same modification time."""
+    also when both files have the same modification time. The exported ``model/`` holds the end's weights each
+    time (not step 2's, nor, after the extension, the first run's)."""
     steps = ["--checkpoint.every_n_train_steps", "2"]
     assert _fit(shapes_data, tmp_path, "--trainer.max_epochs", "1", *steps) == 0
     assert torch.load(tmp_path / "checkpoints" / "final.ckpt", weights_only=False)["global_step"] == 3
+    exported, at_step_2 = _weights(tmp_path), _checkpointed(tmp_path)
+    assert _equal(exported, _checkpointed(tmp_path, "final.ckpt")) and not _equal(exported, at_step_2)
     for name in ("last.ckpt", "final.ckpt"):  # written in one second (a coarse-mtime filesystem): final still wins
         os.utime(tmp_path / "checkpoints" / name, (1e9, 1e9))
     orders.clear()
     assert _fit(shapes_data, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last", *steps) == 0
     assert list(orders) == [1] and len(orders[1]) == 22
+    extended = _weights(tmp_path)
+    assert _equal(extended, _checkpointed(tmp_path, "final.ckpt")) and not _equal(extended, exported)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
