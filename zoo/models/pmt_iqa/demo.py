@@ -51,7 +51,7 @@ def run(workdir: Path) -> list[dict]:
         "--data.init_args.data", str(data), "--data.init_args.split", "official",
         "--data.init_args.val_fraction", "0.25",
         "--data.init_args.cache_crops", "2", "--data.init_args.crops", "2", "--data.init_args.test_crops", "2",
-        "--data.init_args.num_workers", "0", "--trainer.max_epochs", "5",
+        "--data.init_args.num_workers", "0", "--trainer.max_epochs", "5", "--trainer.log_every_n_steps", "1",
         "--trainer.default_root_dir", str(workdir / "fit")])
     cli.trainer.fit(cli.model, cli.datamodule)
     srcc = float(cli.trainer.callback_metrics["val/srcc"])
