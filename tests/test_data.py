@@ -122,12 +122,14 @@ def test_datamodule_splits_are_seeded_and_use_the_model_spec(shapes_data):
 
 def test_grey_images_become_rgb_for_rgb_models(tmp_path):
     (tmp_path / "g").mkdir()
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "g" / "a.png")
+    grey = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "g" / "a.png")
     from zoo.data.transforms import eval_transform
 
-    spec = {"input_size": [3, 32, 32], "mean": [0.0] * 3, "std": [1.0] * 3}
+    spec = {"input_size": [3, 32, 32], "mean": [0.0] * 3, "std": [1.0] * 3, "crop_pct": 1.0}
     x = eval_transform(spec)(image_folder(tmp_path, labelled=False)[0][0])
     assert x.shape == (3, 32, 32)
+    assert all(torch.allclose(x[c], torch.from_numpy(grey) / 255.0) for c in range(3))  # the grey value in each channel
 
 
 def test_eval_transform_keeps_the_aspect_ratio_of_a_wide_image_as_mae_and_timm():
