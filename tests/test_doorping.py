@@ -121,6 +121,33 @@ def test_compiled_training_steps_train_like_eager_ones():
         assert not torch.equal(eager.features[0].weight, _small_net().features[0].weight)
 
 
+def test_evaluation_training_divides_the_learning_rate_by_ten_in_a_new_optimiser_after_half_the_epochs(monkeypatch):
+    """The paper's evaluation (the authors' ``if ep == Epoch // 2 + 1``: a fresh SGD at lr / 10); none without
+    ``lr_decay`` (DC's inner loop)."""
+    from zoo.models.doorping.evaluate import train_network
+
+    made, epoch = [], [None]
+
+    class RecordingSGD(torch.optim.SGD):
+        def __init__(self, params, lr, **kwargs):
+            made.append((lr, epoch[0]))
+            super().__init__(params, lr=lr, **kwargs)
+
+    def progress(epochs):
+        for ep in epochs:
+            epoch[0] = ep
+            yield ep
+
+    monkeypatch.setattr(torch.optim, "SGD", RecordingSGD)
+    x, y = torch.randn(6, 1, 12, 12), torch.arange(3).repeat_interleave(2)
+    train_network(_small_net(), x, y, epochs=6, lr=0.01, progress=progress)
+    assert made == [(0.01, None), (pytest.approx(0.001), 4)]
+    made.clear()
+    epoch[0] = None
+    train_network(_small_net(), x, y, epochs=6, lr=0.01, lr_decay=False, progress=progress)
+    assert made == [(0.01, None)]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_cuda_graph_inner_loop_trains_like_eager_steps():
     """DC's inner loop (one whole batch per epoch, plain SGD) replayed from a CUDA graph gives the eager result up to
@@ -251,6 +278,21 @@ def test_doorping_update_moves_only_the_patch_within_the_pixel_range_towards_the
     z0, z1 = rec.activation_start, rec.activation_end
     target = z0 + 9 * abs(z0)
     assert abs(z1 - target) < abs(z0 - target)
+
+
+def test_both_objectives_target_ten_times_a_firing_units_activation_and_relative_pushes_a_silent_one_to_fire():
+    """The first step's loss is (z0 - target)^2 = 81 z0^2: target 10 z0 for a firing unit under both objectives;
+    under ``relative`` a silent unit (z0 < 0 here) gets z0 + 9 |z0| > 0, under ``authors`` nothing (relu)."""
+    net, trig, mask, bounds = _net_and_trigger()
+    _, silent = update_trigger(net, trig, mask, bounds, max_steps=1, threshold=0.0)
+    assert silent.activation_start < 0 and silent.loss == pytest.approx(81 * silent.activation_start ** 2, rel=1e-5)
+    layer = net.get_submodule(net.penultimate)
+    with torch.no_grad():
+        layer.bias[select_neuron(layer)] += 2.0  # the same unit (chosen by its incoming weights), now firing
+    for objective in ("relative", "authors"):
+        _, firing = update_trigger(net, trig, mask, bounds, max_steps=1, threshold=0.0, objective=objective)
+        assert firing.activation_start > 0
+        assert firing.loss == pytest.approx(81 * firing.activation_start ** 2, rel=1e-5), objective
 
 
 def test_authors_objective_stops_before_the_first_step_on_small_activations():

@@ -103,3 +103,25 @@ def test_model_weights_given_as_the_set_are_named_as_such(tmp_path, capsys):
         assert f"zoo: error: {source} {what}, {advice}" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ZooError, match="model.safetensors is not a DOORPING distilled set: it lacks dataset"):
         evaluate(str(folder / "model.safetensors"), "backdoor", data="cifar10_jpeg", **FAST)  # a file keeps its detail
+
+
+def test_finalize_scores_the_triggered_predictions_and_leaves_target_class_images_out_of_the_asr():
+    """Per network (a column): CTA from the clean predictions, ASR from the triggered ones over the images whose label
+    is not the target class (0 here), ``asr_incl_target`` over all of them; the summary is their mean and std."""
+    from types import SimpleNamespace
+
+    from zoo.models.doorping.backdoor_task import BackdoorTask
+
+    task = BackdoorTask(data="unused")
+    task.model = SimpleNamespace(target_class=0, dataset="shapes", method="dc", attack="naive", ipc=1)
+    task.nets, task.arch, task.augment, task.trigger_desc = [None, None], "doorping_convnet", "none", "patch"
+    task.options = SimpleNamespace(epochs=1)
+    labels = torch.tensor([0, 0, 1, 2, 3])
+    clean = torch.stack([labels, torch.tensor([0, 0, 1, 2, 0])], 1)  # network 1 misses the last image
+    triggered = torch.stack([torch.tensor([0, 1, 0, 0, 3]), torch.zeros(5, dtype=torch.long)], 1)
+    r = task.finalize({"clean": {"pred": clean, "label": labels}, "triggered": {"pred": triggered, "label": labels}})
+    assert [m["cta"] for m in r["per_model"]] == pytest.approx([1.0, 0.8])
+    assert [m["asr"] for m in r["per_model"]] == pytest.approx([2 / 3, 1.0])  # 2 of the 3 non-target images; all
+    assert [m["asr_incl_target"] for m in r["per_model"]] == pytest.approx([3 / 5, 1.0])
+    assert r["cta"] == pytest.approx(0.9) and r["asr"] == pytest.approx(5 / 6) and r["asr_incl_target"] == 0.8
+    assert r["cta_std"] == pytest.approx(0.1) and r["asr_std"] == pytest.approx(1 / 6)  # population std, as the authors

@@ -329,10 +329,10 @@ def test_zoo_fit_small_recipe_fine_tunes_the_whole_network(tmp_path):
 
 class _Record(pl.Callback):
     """Before each epoch's first step: the learning rate and how many parameters hold Adam state; at each epoch's
-    end: the validation SRCC."""
+    end: the validation SRCC and the epoch's mean training loss, L1 and cross-entropy."""
 
     def __init__(self):
-        self.rows, self.val = [], []
+        self.rows, self.val, self.losses = [], [], []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if batch_idx == 0:
@@ -340,7 +340,9 @@ class _Record(pl.Callback):
             self.rows.append((opt.param_groups[0]["lr"], len(opt.state)))
 
     def on_train_epoch_end(self, trainer, module):
-        self.val.append(float(trainer.callback_metrics["val/srcc"]))
+        m = trainer.callback_metrics
+        self.val.append(float(m["val/srcc"]))
+        self.losses.append(tuple(float(m[f"train/{k}_epoch"]) for k in ("loss", "l1", "ce")))
 
 
 def test_frozen_cached_training_schedule_reset_and_selection(tmp_path, monkeypatch):
@@ -360,6 +362,9 @@ def test_frozen_cached_training_schedule_reset_and_selection(tmp_path, monkeypat
     trainer.fit(module, dm)
     assert [lr for lr, _ in rec.rows] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])  # lr_factor with a 1-epoch step
     assert [n for _, n in rec.rows] == [0] * 4  # Adam's state is reset at every epoch, as the authors rebuild it
+    for epoch, (loss, l1, ce) in enumerate(rec.losses):  # the progressive weights reach the loss: regression rises
+        lam_reg = epoch / 3
+        assert loss == pytest.approx(lam_reg * l1 + (1 - lam_reg) * ce, rel=1e-5), epoch
     assert all(torch.equal(v, backbone[k]) for k, v in module.model.backbone.state_dict().items())
     assert len(list((tmp_path / "home" / "cache" / "pmt_iqa").glob("*.pt"))) == 1
     assert module.best_val_srcc == pytest.approx(max(rec.val))
