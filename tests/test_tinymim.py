@@ -158,6 +158,65 @@ def test_patchify_masking_and_pixel_loss():
     assert dec(torch.randn(3, 5, 32), ids_restore).shape == (3, 16, 192)
 
 
+def test_mae_decoder_puts_each_visible_latent_back_at_its_patch_and_the_mask_token_at_the_dropped_ones():
+    """With the decoder's linear maps, norm and blocks taken out, its output less the position embedding is the
+    un-shuffled sequence: each kept token at the patch it came from (so the pixel loss compares a prediction with
+    its own patch), the shared mask token at every dropped patch."""
+    tokens = torch.randn(3, 16, 8)
+    torch.manual_seed(0)
+    kept, mask, ids_restore = random_masking(tokens, 0.75)
+    dec = MAEDecoder(embed_dim=8, num_patches=16, patch_size=1, in_chans=8, decoder_dim=8, depth=0, num_heads=2)
+    dec.decoder_embed = dec.decoder_norm = dec.decoder_pred = torch.nn.Identity()
+    with torch.no_grad():
+        out = dec(torch.cat([torch.randn(3, 1, 8), kept], 1), ids_restore) - dec.decoder_pos_embed[:, 1:]
+    visible = mask == 0
+    assert torch.allclose(out[visible], tokens[visible], atol=1e-6)
+    assert torch.allclose(out[~visible], dec.mask_token[0, 0].expand(int((~visible).sum()), 8), atol=1e-6)
+
+
+def _distill_module(folder, **kw):
+    """A `DistillModule` from a 4-block 64-wide teacher (4 heads, saved as a zoo folder under ``folder``) into a
+    3-block student whose last block has the teacher's 4 heads."""
+    from zoo.models.tinymim.distill import DistillModule
+
+    torch.manual_seed(0)
+    teacher = zoo.save_pretrained(small_vit(embed_dim=64, num_heads=4, depth=4).eval(), folder / "teacher")
+    return DistillModule(student="tinymim_vit", student_args={**SMALL, "last_block_heads": 4},
+                         teacher=str(teacher), **kw).eval()
+
+
+def test_distillation_targets_the_teachers_chosen_block(tmp_path):
+    """``teacher_layer`` picks the teacher block whose Q, K, V the relations come from (the paper's intermediate
+    layer), against the student's last block; the default is the teacher's last block."""
+    x = torch.randn(2, 3, 32, 32)
+    for layer, module in ((2, _distill_module(tmp_path / "2", teacher_layer=2)), (4, _distill_module(tmp_path / "4"))):
+        with torch.no_grad():
+            direct = relation_loss(module.teacher.block_qkv(x, layer), module.model.block_qkv(x, 3))["loss"]
+            assert torch.allclose(module.losses(x, x)["loss"], direct), layer
+            other = relation_loss(module.teacher.block_qkv(x, 6 - layer), module.model.block_qkv(x, 3))["loss"]
+            assert not torch.allclose(direct, other)  # the two blocks give the student different targets
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_a_distillation_step_gives_the_teacher_the_plain_view_and_the_student_the_jittered_one(tmp_path):
+    """A batch is [B, 2, C, H, W] = (teacher view, student view) of one crop (`DistillViews`: colour jitter for the
+    student only, the paper's split): the step feeds view 0 to the teacher and view 1 to the student."""
+    module = _distill_module(tmp_path)
+    seen = {}
+
+    def spy(name, block_qkv):
+        def record(images, layer):
+            seen[name] = images
+            return block_qkv(images, layer)
+        return record
+
+    module.teacher.block_qkv = spy("teacher", module.teacher.block_qkv)
+    module.model.block_qkv = spy("student", module.model.block_qkv)
+    views = torch.randn(2, 2, 3, 32, 32)
+    module.training_step((views, torch.zeros(2, dtype=torch.long)), 0)
+    assert torch.equal(seen["teacher"], views[:, 0]) and torch.equal(seen["student"], views[:, 1])
+
+
 def _official_vit(**kw):
     """timm's VisionTransformer as the authors' fine-tuning model: qkv bias, LayerNorm eps 1e-6."""
     from functools import partial
