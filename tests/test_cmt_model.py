@@ -90,6 +90,31 @@ def test_image_pe_rays_pass_through_their_pixels():
     assert torch.allclose(proj[0, :, 2], depth_bins(8, pc), atol=1e-3)
 
 
+def test_image_token_ij_encodes_the_ray_through_the_top_left_corner_pixel_of_its_cell():
+    """`image_pe` with its MLP taken out gives each token's ray points; projected back with lidar2img, every point of
+    token (i, j) of an (h, w) map over an (H, W) image lands on pixel (u, v) = (j * W / w, i * H / h), the cell's
+    top-left corner (the authors' ``_rv_pe``: index x stride, no +0.5; fact sheet 1.3), at the depth bins
+    1 + k * (x1 - 1) / D. Different strides on the two axes (16 rows, 12 columns) tell u from v."""
+    from zoo.models.cmt.encoding import CoordinateEncoding
+
+    pc = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
+    enc = CoordinateEncoding(hidden_dim=8, depth_num=4, pc_range=pc)
+    enc.rv_embedding = torch.nn.Identity()
+    l2i = _batch()["lidar2img"][:1]  # [1, 6, 4, 4]
+    h, w, big_h, big_w = 4, 8, 64, 96
+    pts = enc.image_pe((h, w), (big_h, big_w), torch.linalg.inv(l2i.double()).float())
+    assert pts.shape == (1, 6, h, w, 4 * 3)
+    lo, hi = torch.tensor(pc[:3]), torch.tensor(pc[3:])
+    xyz = pts.view(1, 6, h, w, 4, 3).double() * (hi - lo) + lo
+    proj = torch.einsum("bnhwdk,bnck->bnhwdc", torch.cat([xyz, torch.ones_like(xyz[..., :1])], -1), l2i.double())
+    i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    corner = torch.stack([j * 12.0, i * 16.0], -1).double()  # 96 / 8 = 12 pixels a column, 64 / 4 = 16 a row
+    torch.testing.assert_close(proj[..., :2] / proj[..., 2:3], corner[:, :, None].expand(1, 6, h, w, 4, 2),
+                               rtol=0, atol=1e-2)
+    depths = torch.tensor([1 + k * 53 / 4 for k in range(4)], dtype=torch.float64)
+    torch.testing.assert_close(proj[..., 2], depths.expand(1, 6, h, w, 4), rtol=0, atol=1e-3)
+
+
 def test_encodings_and_box_code_stay_fp32_under_bf16_autocast():
     """Under the trainer's bf16 autocast the coordinate encodings equal the fp32 ones (in bf16 a ray point 50 m
     out was off by metres, a projected anchor near a camera by hundreds of pixels) and the box code is fp32."""
@@ -248,6 +273,35 @@ def test_denoising_queries_and_mask():
     crowded = torch.tensor([[1.0, 2.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]]).repeat(31, 1)  # 31 boxes, 30 queries
     no_group = prepare_dn(anchors, [crowded], [torch.zeros(31, dtype=torch.long)], (-10, -10, -5, 10, 10, 3), 10)
     assert no_group.pad_size == 0 and no_group.attn_mask is None and no_group.anchors.shape == (1, 30, 3)
+
+
+def test_denoising_queries_noised_beyond_the_split_must_predict_background():
+    """Each DN query's unit noise, recovered from its anchor and its box as (anchor in metres - centre) / (size / 2)
+    (boxes well inside the range, so nothing is clamped), lies in [-1, 1]^3; the query keeps its box's label where
+    the noise's L2 norm is at most 0.75 and gets the background label (num_classes) where it is larger (fact sheet
+    1.10). Rows: group g holds frame f's box k at slot 3 g + k (3 = the most boxes in a frame)."""
+    pc = (-10.0, -10.0, -5.0, 10.0, 10.0, 3.0)
+    gt = [torch.tensor([[1.0, 2.0, 0.0, 4.0, 2.0, 1.5, 0.3, 0.0, 0.0], [-3.0, 0.5, -1.0, 0.8, 0.6, 1.7, 0.0, 0.0, 0.0],
+                        [4.0, -4.0, 1.0, 2.5, 3.0, 2.0, 1.0, 0.0, 0.0]]),
+          torch.tensor([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+                        [-5.0, 5.0, -2.0, 3.0, 1.0, 1.0, 0.0, 0.0, 0.0]])]
+    gt_labels = [torch.tensor([0, 5, 7]), torch.tensor([8, 2])]
+    dn = prepare_dn(torch.zeros(30, 3), gt, gt_labels, pc, 10, max_groups=4, generator=torch.Generator().manual_seed(0))
+    expected = {(f, 3 * g + k): (box, int(label)) for g in range(4) for f in range(2)
+                for k, (box, label) in enumerate(zip(gt[f], gt_labels[f]))}
+    assert sorted(zip(dn.batch.tolist(), dn.slot.tolist())) == sorted(expected)
+    lo, hi = torch.tensor(pc[:3]), torch.tensor(pc[3:])
+    norms = []
+    for f, s, label, target in zip(dn.batch.tolist(), dn.slot.tolist(), dn.labels.tolist(), dn.boxes):
+        box, box_label = expected[(f, s)]
+        assert torch.equal(target, box)
+        unit = (dn.anchors[f, s] * (hi - lo) + lo - box[:3]) / (box[3:6] / 2)
+        assert unit.abs().max() <= 1 + 1e-4
+        norm = float(unit.norm())
+        assert abs(norm - 0.75) > 1e-3  # the seed's draws are clear of the split, so float error cannot flip one
+        assert label == (10 if norm > 0.75 else box_label), (f, s, norm)
+        norms.append(norm)
+    assert min(norms) < 0.75 < max(norms)  # both kinds occur
 
 
 def test_focal_loss_and_cost_against_direct_formulas():
