@@ -87,7 +87,7 @@ def test_a_result_is_checked_against_its_source_file(tmp_path, monkeypatch):
     """JSON (dotted key, mean over files, scale) and CSV (last value of a column) sources; publish refuses a number
     its source does not hold."""
     from zoo.errors import ZooError
-    from zoo.results import check_result, stated_tolerance
+    from zoo.results import check_result, stated_tolerance, written_to
 
     (tmp_path / "a.json").write_text('{"generated": {"nds": 0.27237}}')
     (tmp_path / "b.json").write_text('{"generated": {"nds": 0.27243}}')
@@ -100,6 +100,12 @@ def test_a_result_is_checked_against_its_source_file(tmp_path, monkeypatch):
     assert check_result({"zoo_value": 0.1}, tmp_path) is None
     assert stated_tolerance(0.8103) == pytest.approx(5e-5) and stated_tolerance(27.2) == pytest.approx(0.05)
     assert stated_tolerance(0.0) == 5e-5  # YAML's 0.0 may have been 0.0000
+    # YAML reads 0.6300 back as 0.63: a fraction is held to its 4th decimal, a number in per cent to its 2nd
+    assert written_to(0.63) == pytest.approx(5e-5) and written_to(46.3, scale=100) == pytest.approx(5e-3)
+    assert written_to(9.3075) == pytest.approx(5e-5) and written_to(0.83, scale=100) == pytest.approx(5e-3)
+    (tmp_path / "asr.json").write_text('{"asr": 0.634}')
+    with pytest.raises(ZooError, match="zoo_value 0.63 but its source reads 0.634"):
+        check_result({"zoo_value": 0.63, "source": {"files": ["asr.json"], "key": "asr"}}, tmp_path)
     for result, needle in [({**mean, "zoo_value": 27.25}, "source reads 27.24"),
                            ({**mean, "source": {"files": ["a.json"], "key": "generated.map"}}, "no key"),
                            ({**mean, "source": {"files": ["c.json"], "key": "nds"}}, "does not exist"),

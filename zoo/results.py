@@ -9,9 +9,8 @@ the number is in them::
       # in a JSON list, a part is an index or selects the one item with those fields: average.scorer=knn.fpr95
       scale: 100                      # optional: the number is stated in per cent
 
-`check_result` re-reads the number and compares it with ``zoo_value`` to the precision ``zoo_value`` is written
-with; `zoo.release.publish` refuses a result that disagrees with its source, and the tests check every published
-one.
+`check_result` re-reads the number and compares it with ``zoo_value`` to the manifest's precision (`written_to`);
+`zoo.release.publish` refuses a result that disagrees with its source, and the tests check every published one.
 """
 
 from __future__ import annotations
@@ -78,14 +77,26 @@ def stated_tolerance(value: float) -> float:
     return 0.5 * 10.0 ** exponent + 1e-12
 
 
+# The decimals a manifest number is written to: YAML drops trailing zeros (0.6300 reads back as 0.63), so the
+# number read is taken to this precision, or a finer one where it is written finer (9.3075).
+PERCENT_DECIMALS, DECIMALS = 2, 4
+
+
+def written_to(value: float, scale: float = 1) -> float:
+    """Half a unit in the last decimal of a manifest ``zoo_value`` (`stated_tolerance`), at most half a unit in
+    the manifest's precision: the 2nd decimal for a number in per cent (``scale`` 100), the 4th otherwise."""
+    decimals = PERCENT_DECIMALS if float(scale) == 100 else DECIMALS
+    return min(stated_tolerance(value), 0.5 * 10.0 ** -decimals + 1e-12)
+
+
 def check_result(result: dict, root: Path) -> float | None:
     """The measured number of ``result`` when it has a ``source`` (None when it has none); a ZooError when it does
-    not round to ``zoo_value``."""
+    not round to ``zoo_value`` at the manifest's precision (`written_to`)."""
     if "source" not in result:
         return None
     measured = source_value(result["source"], root)
     stated = result["zoo_value"]
-    if abs(measured - stated) > stated_tolerance(stated):
+    if abs(measured - stated) > written_to(stated, result["source"].get("scale", 1)):
         raise ZooError(f"result {result.get('metric')!r}: zoo_value {stated} but its source reads {measured:.6g} "
                        f"({', '.join(result['source']['files'])}, key {result['source']['key']!r})")
     return measured
