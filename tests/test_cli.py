@@ -236,6 +236,8 @@ def test_convert_reads_a_relative_src_from_the_data_folder(tmp_path, monkeypatch
     (["download", "knn_ood_resnet2"], "did you mean"),
     (["convert", "nopaper", "--src", "a", "--out", "b"], "unknown paper"),
     (["bench", "knn_ood_resnet20", "--iters", "0"], "argument --iters: 0 is less than 1"),
+    (["eval", "cmt_tiny.synthetic", "--task", "det3d", "--data", "x", "--score-threshold", "2"],
+     "argument --score-threshold: 2.0 is not between 0 and 1"),
     (["bench", "knn_ood_resnet20", "--iter", "3"], "unrecognized arguments: --iter"),  # no abbreviations
     (["eval", "knn_ood_resnet20", "--ta", "ood"], "zoo eval: unrecognized arguments: --ta ood; did you mean --task?"),
     # a mistyped option is named before the required one it leaves missing

@@ -64,6 +64,16 @@ def test_test_subset_below_one_is_refused(shapes_data, tmp_path, capsys):
         evaluate(path, "backdoor", data=str(shapes_data), **{**FAST, "test_subset": 0})
 
 
+def test_a_learning_rate_that_is_not_positive_is_refused(shapes_data, tmp_path, capsys):
+    """`--lr -1` ended in a traceback from torch's SGD, and `--lr 0` trained nothing (CTA at chance) without a word:
+    both are a usage error now."""
+    path = _set(tmp_path)
+    for lr in ("-1", "0", "nan"):
+        assert main(["eval", path, "--task", "backdoor", "--data", str(shapes_data), "--lr", lr]) == 2
+        err = capsys.readouterr().err
+        assert f"argument --lr: {float(lr)} is not greater than 0" in err and "Traceback" not in err
+
+
 def test_the_grid_is_named_after_the_json(shapes_data, tmp_path):
     """Two evaluations writing into one folder keep their own grids; with --out-dir alone the set names it."""
     path = _set(tmp_path)

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from ...data.catalog import catalog
 from ...data.nuscenes import ARCHIVE_SUFFIXES, CLASSES, load_points
-from ...argtypes import non_negative_int
+from ...argtypes import non_negative_int, unit_interval
 from ...errors import ZooError
 from ...eval.base import EvalTask
 from ...metrics.det3d import TP_METRICS, detection_config, evaluate_submission, submission_entries, write_submission
@@ -52,7 +52,7 @@ class Det3DTask(EvalTask):
         parser.add_argument("--max-distance", type=float, default=None,
                             help="score only boxes within this many metres of the ego (caps the devkit's class "
                                  "ranges of 30-50 m); default: the benchmark's ranges")
-        parser.add_argument("--score-threshold", type=float, default=0.3, help="for the plots only")
+        parser.add_argument("--score-threshold", type=unit_interval, default=0.3, help="for the plots only")
 
     def setup(self, model, ctx) -> None:
         if not hasattr(model, "predict") or not hasattr(model, "modalities"):
