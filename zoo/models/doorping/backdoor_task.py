@@ -64,7 +64,8 @@ class BackdoorTask(EvalTask):
         parser.add_argument("--augment", default=None, choices=["none", "dsa"],
                             help="augmentation while training (default: the set's method's, DC: none, DSA and DM: "
                                  "dsa; their code trains DSA/DM evaluations 1000 epochs: add --epochs 1000)")
-        parser.add_argument("--lr", type=positive_float, default=0.01, help="SGD learning rate (decayed x0.1 after half)")
+        parser.add_argument("--lr", type=positive_float, default=0.01,
+                            help="SGD learning rate (decayed x0.1 after half)")
         parser.add_argument("--trigger-of", default=None,
                             help="score with the trigger of this other distilled set (file or key) instead of the "
                                  "set's own: e.g. networks trained on a clean set against a DOORPING trigger")
