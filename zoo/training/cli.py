@@ -10,7 +10,9 @@ after ``fit``, the trained model as a zoo folder (``model/``: config.json + mode
 `zoo.from_pretrained` loads.
 
 A fresh ``fit`` into a folder that holds checkpoints is refused (it would replace that run's ``model/``), and so
-are ``--ckpt_path last`` with nothing to resume and a ``--ckpt_path`` file of another model or module class.
+are ``--ckpt_path last`` with nothing to resume, a ``--ckpt_path`` file of another model or module class, a
+``--ckpt_path`` that is no Lightning checkpoint file (a missing path, a run folder, a zoo model's weights) and a
+``--trainer.default_root_dir`` that is a file, each before a run folder is made or any work is done.
 """
 
 from __future__ import annotations
@@ -161,7 +163,9 @@ class ZooLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         ckpt = cfg.get("ckpt_path")
-        if not cfg.trainer.get("default_root_dir"):
+        if cfg.trainer.get("default_root_dir"):
+            _check_root_dir(cfg.trainer.default_root_dir)
+        else:
             if ckpt == "last":  # a new run folder has nothing to resume: Lightning would warn and start afresh
                 raise ZooError("--ckpt_path last resumes the run in --trainer.default_root_dir; give that folder "
                                "(runs/<config name>/<timestamp> by default)")
@@ -170,9 +174,6 @@ class ZooLightningCLI(LightningCLI):
         _loggers_into(root, cfg.trainer.get("logger"))
         if not cfg.checkpoint.get("dirpath"):
             cfg.checkpoint.dirpath = str(Path(root) / "checkpoints")
-        if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not Path(ckpt).is_file():
-            raise ZooError(f"--ckpt_path {ckpt} does not exist: give a Lightning .ckpt file, or `last` to resume "
-                           f"the newest checkpoint of --trainer.default_root_dir")
         saved = sorted(Path(cfg.checkpoint.dirpath).glob("*.ckpt"))
         if ckpt == "last" and not saved:  # Lightning would warn and start afresh (a mistyped folder, say)
             raise ZooError(f"--ckpt_path last: {cfg.checkpoint.dirpath} holds no checkpoint to resume; give the "
@@ -183,10 +184,12 @@ class ZooLightningCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """Before Lightning reads a ``--ckpt_path`` file's hyper-parameters into the config (they replace the config's
-        model arguments), refuse a file that is not a Lightning checkpoint and one of another model."""
+        model arguments), and before `before_instantiate_classes` makes a run folder, refuse a path that is no
+        Lightning checkpoint file (`_check_ckpt_file`) and a checkpoint of another model."""
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt and Path(ckpt).is_file():
+        if ckpt and ckpt not in ("last", "best", "hpc", "registry"):
+            _check_ckpt_file(ckpt, self.config[sub].get("model"), sub)
             _check_checkpoint_model(ckpt, _checkpoint_hparams(ckpt), self.config[sub].get("model"))
         super()._parse_ckpt_path()
 
@@ -287,6 +290,62 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str, code: int):
         super().__init__(message)
         self.code = code
+
+
+def _check_root_dir(root: str) -> None:
+    """Refuse a ``--trainer.default_root_dir`` that is a file or lies under one, before any work (the run would
+    fail at its first write into it: logs, checkpoints, or ``model/`` at the end of a ``fast_dev_run``)."""
+    found = next((p for p in (Path(root), *Path(root).parents) if p.exists()), None)
+    if found is not None and not found.is_dir():
+        where = "is a file" if found == Path(root) else f"lies under the file {found}"
+        raise ZooError(f"--trainer.default_root_dir {root} {where}: give a folder")
+
+
+def _check_ckpt_file(ckpt: str, model_cfg, verb: str) -> None:
+    """Refuse a ``--ckpt_path`` that names no Lightning checkpoint file: a missing path, a folder (a run's, say),
+    and a zoo model's weights (``<run>/model/model.safetensors``, or its folder), on which Lightning would fail
+    with a traceback after the data's setup."""
+    from ..checkpoint import WEIGHTS_NAME
+
+    path = Path(ckpt)
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if weights.is_file() and _is_safetensors(weights):
+        raise _zoo_weights_error(ckpt, model_cfg, verb)
+    if path.is_dir():
+        run = path.parent if path.name == "checkpoints" else path
+        raise ZooError(f"--ckpt_path {ckpt} is a folder: give a checkpoint file in it ({run / 'checkpoints'}"
+                       f"/last.ckpt), or resume that run with --trainer.default_root_dir {run} --ckpt_path last")
+    if not path.is_file():
+        raise ZooError(f"--ckpt_path {ckpt} does not exist: give a Lightning .ckpt file, or `last` to resume "
+                       f"the newest checkpoint of --trainer.default_root_dir")
+
+
+def _zoo_weights_error(ckpt: str, model_cfg, verb: str) -> ZooError:
+    """The error for a ``--ckpt_path`` that is a zoo model's weights: it names the run's checkpoints (the run
+    folder above ``model/`` where it has them) and the config module's argument that starts from such weights
+    (``pretrained``: ClassifierModule and most; ``pretrained_encoder``: TinyMIM's fine-tuning)."""
+    path = Path(ckpt)
+    run = path.parent if path.is_dir() else path.parent.parent
+    run = run if (run / "checkpoints").is_dir() else "<run>"
+    init = model_cfg.get("init_args") or {}
+    arg = next((a for a in ("pretrained", "pretrained_encoder") if a in init), None)
+    use = "start training from" if verb == "fit" else f"{verb} with"
+    how = f"give --model.init_args.{arg} {ckpt} instead" if arg else \
+        f"use a recipe whose module takes them ({str(model_cfg.get('class_path')).rsplit('.', 1)[-1]} takes none)"
+    return ZooError(f"--ckpt_path {ckpt} is a zoo model's weights (safetensors), not a Lightning checkpoint: give a "
+                    f".ckpt from {run}/checkpoints/ (or `last` with --trainer.default_root_dir {run}); to {use} "
+                    f"these weights, {how}")
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether file ``path`` is in the safetensors format (a zoo model's ``model.safetensors``)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt"):
+            return True
+    except Exception:  # safetensors raises its own error, or OSError, for bytes that are not its format
+        return False
 
 
 def _checkpoint_hparams(path) -> dict:
