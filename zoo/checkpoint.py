@@ -223,6 +223,23 @@ def read_config(directory: str | Path) -> dict:
     return cfg
 
 
+def check_folder(directory: str | Path) -> dict:
+    """The ``config.json`` of zoo model folder ``directory`` (`read_config`), once the folder is known to be complete
+    (its weights file is there) and its architecture a registered model; a ZooError naming the problem otherwise."""
+    from .registry import list_models, suggest
+
+    path = Path(directory)
+    cfg = read_config(path)
+    if not (path / WEIGHTS_NAME).is_file():
+        raise ZooError(f"{path} is not a complete zoo model folder: {WEIGHTS_NAME} is missing; save the model again "
+                       f"(zoo.save_pretrained), or copy the whole folder")
+    arch = cfg["architecture"]
+    if arch not in list_models():
+        raise ZooError(f"unknown architecture {arch!r} in {path / CONFIG_NAME}{suggest(arch, list_models())}; correct "
+                       f"its 'architecture' (see `zoo list`) or save the model again")
+    return cfg
+
+
 def save_pretrained(model, directory: str | Path, *, model_card: str | None = None,
                     metadata: dict | None = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``.
@@ -296,10 +313,8 @@ def from_pretrained(source: str | Path):
 
     path = Path(source)
     if path.is_dir():
-        cfg = read_config(path)
+        cfg = check_folder(path)
         weights = path / WEIGHTS_NAME
-        if not weights.is_file():
-            raise ZooError(f"{path} is not a complete zoo model folder: {WEIGHTS_NAME} is missing")
         expected = cfg.get("weights_sha256")
         if expected and sha256_file(weights) != expected:
             raise ZooError(f"{weights} does not match the sha256 recorded in its {CONFIG_NAME} (the file is corrupt "

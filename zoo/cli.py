@@ -7,6 +7,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -54,8 +55,18 @@ class _Parser(argparse.ArgumentParser):
             for a, was in required:
                 a.required = was
         if unknown:
+            self._refuse_json_file(args, unknown)
             self.error(f"unrecognized arguments: {' '.join(unknown)}{self._suggest(unknown)}")
         return super().parse_args(args, namespace)
+
+    def _refuse_json_file(self, args: list[str], unknown: list[str]) -> None:
+        """Where ``--json`` takes no value (`zoo list`, `zoo info`: it prints JSON to stdout), the argument after it
+        is taken for the file it was meant to write when it was left unrecognised, or when others were and it is a
+        file path (`_is_path`): `_json_file_error` for it, instead of "unrecognized arguments"."""
+        flag = any(a.option_strings == ["--json"] and a.nargs == 0 for a in self._actions)
+        at = args.index("--json") + 1 if "--json" in args else len(args)
+        if flag and at < len(args) and (args[at] in unknown or _is_path(args[at])):
+            raise _json_file_error(self.prog, args[:at] + args[at + 1:], args[at])
 
     def _suggest(self, unknown: list[str]) -> str:
         import difflib
@@ -69,6 +80,19 @@ class _Parser(argparse.ArgumentParser):
         if len(close) == 1:
             return f"; did you mean {next(iter(close.values()))}?"
         return f"; did you mean {', '.join(f'{c} (for {o})' for o, c in close.items())}?"
+
+
+def _is_path(text: str) -> bool:
+    """Whether ``text`` is a file path rather than a model name: it holds a path separator or ends in .json."""
+    return "/" in text or os.sep in text or text.lower().endswith(".json")
+
+
+def _json_file_error(prog: str, args: list[str], file: str) -> ZooError:
+    """The error for ``file``, given to `zoo list` or `zoo info` (``prog``) as the file of its ``--json``, which
+    takes none (unlike eval's and bench's ``--json FILE``): the command (``prog`` with ``args``, its other arguments)
+    that redirects the JSON it prints into that file."""
+    return ZooError(f"{prog}: --json takes no file name (it prints JSON to stdout); redirect it: "
+                    f"`{shlex.join([*prog.split(), *args])} > {shlex.quote(file)}`")
 
 
 def _is_number(text: str) -> bool:
@@ -99,6 +123,8 @@ def _list_parser(argv):
 def _cmd_list(a):
     from .registry import list_models, paper_of, tags_for
 
+    if a.json and _is_path(a.pattern):  # `zoo list --json out.json`: not a pattern, which would match nothing
+        raise _json_file_error("zoo list", ["--pretrained"] * a.pretrained + ["--json"], a.pattern)
     names = list_models(a.pattern, pretrained=a.pretrained)
     if a.json:
         print(json.dumps(names if a.pretrained else {n: {"paper": paper_of(n).id, "tags": tags_for(n)}
@@ -137,8 +163,11 @@ def _info_parser(argv):
 
 
 def _cmd_info(a):
+    from .checkpoint import check_folder
     from .registry import model_info
 
+    if Path(a.name).is_dir():  # a folder that would not load is reported, not shown as if it were a model
+        check_folder(a.name)
     info = model_info(a.name)
     if a.json:
         print(json.dumps(info, indent=2, default=str))
@@ -373,7 +402,7 @@ def _demo_parser(argv):
 def _cmd_demo(a):
     from .demo import main as demo_main
 
-    demo_main(workdir=a.workdir, only=a.only.split(",") if a.only else None)
+    demo_main(workdir=a.workdir, only=None if a.only is None else [p.strip() for p in a.only.split(",")])
 
 
 def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from .errors import ZooError
+from .io import check_outputs
 from .registry import as_missing_dependency, list_papers, load_object
 
 COLUMNS = ("paper", "step", "data", "result", "seconds")
@@ -24,13 +25,18 @@ def main(workdir: str | None = None, only: list[str] | None = None) -> list[dict
     the table and return its rows.
 
     Raises:
+        ZooError: for an empty or unknown paper id in ``only``, or a ``workdir`` that is a file (before any demo).
         SystemExit: naming the papers whose demo failed, after all of them ran (papers skipped for a missing extra
             are not failures).
     """
     known = [p.id for p in list_papers() if p.demo]
+    if only is not None and not all(only):  # `--only ''` or `--only knn_ood,`: not every paper, nor a paper ''
+        raise ZooError(f"--only has an empty paper id ({','.join(only)!r}): give comma-separated paper ids (papers "
+                       f"with a demo: {', '.join(known)}), or drop --only to run every paper's demo")
     unknown = sorted(set(only or ()) - set(known))
     if unknown:
         raise ZooError(f"no demo for {', '.join(unknown)}; papers with a demo: {', '.join(known)}")
+    check_outputs(folders={"--workdir": workdir})  # before the first paper's demo, not when it writes there
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="zoo-demo-"))
     rows, failures, skipped = [], [], []
     for paper in list_papers():

@@ -143,7 +143,7 @@ def get_paper(paper_id: str) -> Paper:
     """The `Paper` registered under ``paper_id`` (a folder name under ``zoo/models``, e.g. ``knn_ood``)."""
     papers = _papers()
     if paper_id not in papers:
-        raise ZooError(f"unknown paper {paper_id!r}{_suggest(paper_id, papers)}; known papers: {', '.join(papers)}")
+        raise ZooError(f"unknown paper {paper_id!r}{suggest(paper_id, papers)}; known papers: {', '.join(papers)}")
     return papers[paper_id]
 
 
@@ -152,7 +152,7 @@ def paper_of(name: str) -> Paper:
     arch, _ = split_name(name)
     index = _model_index()
     if arch not in index:
-        raise ZooError(f"unknown model {arch!r}{_suggest(arch, index)}; see `zoo list`")
+        raise ZooError(f"unknown model {arch!r}{suggest(arch, index)}; see `zoo list`")
     return index[arch]
 
 
@@ -160,7 +160,8 @@ def _natural_key(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def _suggest(name: str, choices) -> str:
+def suggest(name: str, choices) -> str:
+    """`` (did you mean a, b, c?)`` with the up to three ``choices`` closest to a misspelt ``name``, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
@@ -218,7 +219,7 @@ def resolve_entry(name: str, pretrained: bool | str = True) -> tuple[str, dict]:
     if key not in manifest:
         known = [f"{arch}.{t}" for t in tags_for(arch)]
         raise ZooError(
-            f"no weights named {key!r}{_suggest(key, manifest)}; "
+            f"no weights named {key!r}{suggest(key, manifest)}; "
             f"weights for {arch}: {', '.join(known) if known else 'none'}"
         )
     return key, manifest[key]

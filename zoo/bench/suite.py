@@ -42,14 +42,17 @@ LISTS = {"modes": (lambda v: v in MODES, ", ".join(MODES)),
 
 
 def load_suite(path: str | Path) -> dict:
-    """Read and check a suite file: every key known (a misspelt one would silently benchmark the defaults) and
-    every list a run expands over non-empty, so that each run has at least one job."""
-    import yaml
-
+    """Read and check a suite file: every key known (a misspelt one would silently benchmark the defaults), every
+    list a run expands over non-empty, so that each run has at least one job, and every run's model one that loads
+    (`check_model`), so that a misspelt name fails before the other jobs run rather than after them."""
     path = Path(path)
     if not path.exists():
         raise ZooError(f"suite file {path} does not exist")
-    suite = yaml.safe_load(path.read_text()) or {}
+    if path.is_dir():
+        named = ", ".join(sorted(str(p) for p in path.glob("*.yaml")))
+        raise ZooError(f"suite {path} is a folder: give a suite YAML file, "
+                       f"{'one of ' + named if named else 'e.g. configs/bench/NAME.yaml'}")
+    suite = _read_yaml(path) or {}
     if not isinstance(suite, dict) or not isinstance(suite.get("runs"), list) or not suite["runs"]:
         raise ZooError(f"{path}: a suite needs a non-empty 'runs' list")
     check_keys(suite, SUITE_KEYS, str(path))
@@ -61,8 +64,61 @@ def load_suite(path: str | Path) -> dict:
         check_keys(run, RUN_KEYS, where)
         check_lists(run, where)
         check_scalars(run, where)
+        check_model(run["model"], where)
     suite.setdefault("name", path.stem)
     return suite
+
+
+def _read_yaml(path: Path):
+    """The contents of suite file ``path``; a ZooError naming the line and column of a YAML syntax error, or saying
+    that the file is not text."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ZooError(f"{path} is not a text file: give a suite YAML file, e.g. configs/bench/NAME.yaml") from None
+    except yaml.YAMLError as exc:
+        raise ZooError(f"{path} is not valid YAML ({_yaml_problem(exc)}): fix the file") from None
+
+
+def _yaml_problem(exc) -> str:
+    """Where and what a PyYAML error is, on one line: ``line 2, column 1: expected ',' or ']', but got '<stream end>',
+    while parsing a flow sequence started at line 1, column 7``."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    problem, context = getattr(exc, "problem", None), getattr(exc, "context", None)
+    if problem is None:  # a YAMLError without a position
+        return str(exc)
+    text = f"{at(exc.problem_mark)}: {problem}" if exc.problem_mark else problem
+    if context:
+        text += f", {context}" + (f" started at {at(exc.context_mark)}" if exc.context_mark else "")
+    return text
+
+
+def check_model(source, where: str) -> None:
+    """A run's ``model`` is a zoo model folder that loads (`zoo.checkpoint.check_folder`), a registered model name
+    (`zoo list`) or a ``name.tag`` of the manifest (`zoo list --pretrained`), as `load_bench_model` reads them;
+    otherwise a ZooError prefixed with ``where``, with the registry's closest names for a misspelt one."""
+    from ..checkpoint import check_folder
+    from ..registry import paper_of, resolve_entry, split_name
+
+    if not isinstance(source, str):
+        raise ZooError(f"{where}: model must be a model name, a name.tag or a zoo model folder, not {source!r}")
+    try:
+        if Path(source).is_dir():
+            check_folder(source)
+        elif "/" in source:
+            raise ZooError(f"{source} {'is not a folder' if Path(source).exists() else 'does not exist'}: give a "
+                           f"folder written by zoo.save_pretrained, a model name (`zoo list`) or a name.tag (`zoo "
+                           f"list --pretrained`)")
+        elif split_name(source)[1]:
+            resolve_entry(source)
+        else:
+            paper_of(source)
+    except ZooError as exc:
+        raise ZooError(f"{where}: {exc}") from None
 
 
 def check_keys(given: dict, valid: tuple[str, ...], where: str) -> None:
@@ -131,7 +187,7 @@ def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = No
     command = "zoo bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     results, failed = [], []
 
-    def write():  # after every job, so that a run stopped part-way keeps what it measured
+    def write():  # after every job that leaves a measurement, so that a run stopped part-way keeps what it measured
         write_json(dest, {"suite": suite["name"], "suite_file": str(path), "command": command, "env": env,
                           "results": results, "failed": failed})
 
@@ -152,9 +208,10 @@ def run_suite(path: str | Path, device: str = "cpu", out: str | Path | None = No
             r.pop("env")
             print(format_result(r), flush=True)
             results.append(r)
-        write()
+        if results:  # a file of failures only would replace an earlier file of the same name with nothing measured
+            write()
     if failed and not results:
-        raise ZooError(f"every job of {path} failed; the first: {failed[0]['error']}")
+        raise ZooError(f"every job of {path} failed, so nothing was written; the first: {failed[0]['error']}")
     return dest
 
 
