@@ -176,6 +176,8 @@ def test_list_of_a_tag_pattern_without_pretrained_points_to_it(capsys):
     assert "knn_ood_resnet20.cifar10" in capsys.readouterr().out
     assert main(["list", "zzz"]) == 0
     assert capsys.readouterr().out.strip() == "no models match 'zzz'"
+    assert main(["list", "knn_od"]) == 0  # a misspelt paper or model name
+    assert capsys.readouterr().out.strip().startswith("no models match 'knn_od' (did you mean knn_ood, ")
 
 
 def test_list_of_a_data_prefix_points_to_zoo_info(capsys):
@@ -250,6 +252,10 @@ def test_convert_reads_a_relative_src_from_the_data_folder(tmp_path, monkeypatch
      "did you mean"),
     (["fit", "--config", "configs/tinymim/cifar10_distill.yaml", "--model.init_args.teacher", "/no/such/teacher",
       "--trainer.fast_dev_run", "1"], "is not a zoo model folder"),
+    (["eval", "knn_ood_resnet20.cifar10", "--task", "classificaton", "--data", "x"],
+     "unknown eval task 'classificaton' (did you mean classification?)"),
+    (["eval", "knn_ood_resnet20.cifar10", "--id-data", "x", "--ood", "y"],
+     "zoo eval: --task is required (--id-data, --ood belong to --task ood)"),
 ])
 def test_user_errors_are_one_line_without_traceback(argv, needle, capsys):
     assert main(argv) == 2

@@ -194,6 +194,8 @@ def test_train_test_sources_need_both_splits_and_descend_into_a_lone_top_folder(
     only_train = _tree(tmp_path / "only_train", {"train/cat": 1})
     with pytest.raises(ZooError, match=r"\(found train/\)"):
         open_train_test(only_train)
+    with pytest.raises(ZooError, match=r"only_train has no tset/ folder; its splits: train$"):  # a mistyped split
+        open_split(only_train, "tset")
     _tree(tmp_path / "wrap" / "top", {"train/cat": 3, "train/dog": 3, "test/cat": 1, "test/dog": 2})
     archive = tmp_path / "toplevel.tar.gz"
     with tarfile.open(archive, "w:gz") as t:

@@ -121,7 +121,7 @@ def _list_parser(argv):
 
 
 def _cmd_list(a):
-    from .registry import list_models, paper_of, tags_for
+    from .registry import list_models, list_papers, paper_of, suggest, tags_for
 
     if a.json and _is_path(a.pattern):  # `zoo list --json out.json`: not a pattern, which would match nothing
         raise _json_file_error("zoo list", ["--pretrained"] * a.pretrained + ["--json"], a.pattern)
@@ -133,7 +133,10 @@ def _cmd_list(a):
     if not names:
         hint = (f"; weights entries (name.tag) are listed with --pretrained: zoo list --pretrained {a.pattern!r}"
                 if "." in a.pattern and not a.pretrained else "")
-        print(f"no {'weights' if a.pretrained else 'models'} match {a.pattern!r}{hint}{_data_hint(a.pattern)}")
+        data = _data_hint(a.pattern)
+        known = [*list_models(pretrained=a.pretrained), *(p.id for p in list_papers())]
+        close = "" if data or hint else suggest(a.pattern, known)  # a misspelt name, not a data or tag pattern
+        print(f"no {'weights' if a.pretrained else 'models'} match {a.pattern!r}{close}{hint}{data}")
     for n in names:
         if a.pretrained:
             print(n)
@@ -330,7 +333,31 @@ def _eval_parser(argv):
     p.add_argument("--num-workers", type=non_negative_int, default=min(4, os.cpu_count() or 1))
     if known.task:
         get_task(known.task).add_arguments(p.add_argument_group(f"{known.task} options"))
+    else:
+        _refuse_task_options(p, argv)
     return p
+
+
+def _refuse_task_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Without ``--task``, options that only tasks take (``--id-data``) are a ZooError saying that ``--task`` is
+    required and which task each belongs to (argparse would call them unrecognised and suggest a general option)."""
+    from .eval import get_task, list_tasks
+
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    unknown = given - {o for action in parser._actions for o in action.option_strings}
+    owners = {}
+    for name in sorted(list_tasks()):
+        options = argparse.ArgumentParser(add_help=False)
+        get_task(name).add_arguments(options)
+        for flag in unknown & {o for action in options._actions for o in action.option_strings}:
+            owners.setdefault(flag, []).append(name)
+    by_tasks = {}
+    for flag, tasks in sorted(owners.items()):
+        by_tasks.setdefault(" or ".join(tasks), []).append(flag)
+    if by_tasks:
+        belong = "; ".join(f"{', '.join(flags)} {'belongs' if len(flags) == 1 else 'belong'} to --task {tasks}"
+                           for tasks, flags in by_tasks.items())
+        raise ZooError(f"zoo eval: --task is required ({belong})")
 
 
 def _cmd_eval(a):

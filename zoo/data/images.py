@@ -253,7 +253,8 @@ def _split_of(folder: Path, split: str, labelled: bool, name: str):
     if (folder / split).is_dir():
         return image_folder(folder / split, labelled=labelled, name=name)
     if labelled and any((folder / s).is_dir() for s in _SPLITS):
-        raise ZooError(f"{folder} has no {split}/ folder")
+        there = ", ".join(s for s in _SPLITS if (folder / s).is_dir())
+        raise ZooError(f"{folder} has no {split}/ folder; its splits: {there}")
     return image_folder(folder, labelled=labelled, name=name)
 
 

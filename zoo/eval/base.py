@@ -18,7 +18,7 @@ from ..devices import torch_device
 from ..errors import ZooError
 from ..io import atomic_path, check_outputs, write_json
 from ..precision import autocast_dtype
-from ..registry import list_papers, load_object
+from ..registry import list_papers, load_object, suggest
 
 CORE_TASKS = {"classification": "zoo.eval.classification:ClassificationTask"}
 
@@ -158,7 +158,7 @@ def get_task(name: str) -> type[EvalTask]:
     unknown name is a `ZooError` listing the tasks there are. Its options: ``get_task(name).add_arguments``."""
     tasks = list_tasks()
     if name not in tasks:
-        raise ZooError(f"unknown eval task {name!r}; available: {', '.join(sorted(tasks))}")
+        raise ZooError(f"unknown eval task {name!r}{suggest(name, tasks)}; available: {', '.join(sorted(tasks))}")
     return load_object(tasks[name])
 
 
