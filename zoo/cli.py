@@ -345,6 +345,8 @@ def _refuse_task_options(parser: argparse.ArgumentParser, argv: list[str]) -> No
 
     given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
     unknown = given - {o for action in parser._actions for o in action.option_strings}
+    if not unknown:  # nothing to place: leave the missing --task to argparse, without importing every task
+        return
     owners = {}
     for name in sorted(list_tasks()):
         options = argparse.ArgumentParser(add_help=False)
