@@ -26,6 +26,7 @@ CURVE_RUNS = {
     "cmt_tiny_fusion_nomask_pytorchinit_8000steps",
     "cmt_tiny_lidar_pytorchinit_8000steps",
     "cmt_tiny_lidar_pytorchinit_gtpaste_cbgs_8000steps",
+    "cmt_tiny_lite0_camera_pytorchinit_8000steps",
     "cmt_tiny_lite0_fusion_pytorchinit_8000steps",
 }
 
@@ -220,6 +221,7 @@ RUNS_LITE0_DEFAULT_INIT = {
     "masked, `cmt_tiny_lite0`, default init": "cmt_tiny_lite0_fusion_pytorchinit_8000steps",
     "masked, `cmt_tiny_lite0`, declared init (\"From ImageNet weights...\" above)": "cmt_tiny_lite0_fusion_8000steps",
     "not masked, `cmt_tiny`, default init (above)": "cmt_tiny_fusion_nomask_pytorchinit_8000steps",
+    "camera only, `cmt_tiny_lite0`, default init (below)": "cmt_tiny_lite0_camera_pytorchinit_8000steps",
 }
 
 
