@@ -212,6 +212,12 @@ def test_zoo_eval_det3d_end_to_end(synth, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "eval" / "det3d_bev.png").stat().st_size > 5000
     assert (tmp_path / "eval" / "det3d_cameras.png").stat().st_size > 5000
     assert "NDS" in capsys.readouterr().out
+    # a second evaluation into the same folder names its files after its own JSON and leaves the first one's
+    first = (tmp_path / "eval" / "det3d_bev.png").read_bytes()
+    assert main([*argv[:argv.index("--json") + 1], str(tmp_path / "eval" / "all.json"), "--num-workers", "0"]) == 0
+    assert {p.name for p in (tmp_path / "eval").iterdir()} >= {"all.json", "all_results_nusc.json", "all_devkit",
+                                                               "all_bev.png", "all_cameras.png"}
+    assert (tmp_path / "eval" / "det3d_bev.png").read_bytes() == first
 
 
 def test_det3d_eval_drop_camera_feeds_black_images(synth, tmp_path, monkeypatch):

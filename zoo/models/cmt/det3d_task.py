@@ -12,9 +12,10 @@ and ``DetectionEval`` with ``detection_cvpr_2019`` scores it. ``--drop-modality 
 
 A model that submits no box at all (untrained, or every box outside the range) scores mAP 0 and NDS 0.
 
-Beside it: ``det3d_results_nusc.json`` (the submission), ``det3d_bev.png`` (the first frame's detections with score
->= 0.3 over its ground truth and points) and ``det3d_cameras.png`` (the same detections projected into its six
-cameras).
+Beside it, named after the JSON (``x.json``: ``x_bev.png``; without ``--json``: ``det3d_bev.png``), so that
+evaluations writing into one folder keep their own files: ``x_results_nusc.json`` (the submission), ``x_devkit/``
+(the devkit's output), ``x_bev.png`` (the first frame's detections with score >= 0.3 over its ground truth and
+points) and ``x_cameras.png`` (the same detections projected into its six cameras).
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ class Det3DTask(EvalTask):
         out = self.ctx.out_dir
         work = Path(out) if out else Path(tempfile.mkdtemp(prefix="zoo-det3d-"))
         used = [m for m in self.model.modalities if m != self.options.drop_modality]
-        path = write_submission(work / "det3d_results_nusc.json", self.results, used)
-        metrics = evaluate_submission(self.nusc, path, self.options.split, work / "det3d_devkit",
+        stem = self.ctx.artifact_stem("det3d")
+        path = write_submission(work / f"{stem}_results_nusc.json", self.results, used)
+        metrics = evaluate_submission(self.nusc, path, self.options.split, work / f"{stem}_devkit",
                                       self.options.max_distance)
         return {"dataroot": str(self.options.data), "version": self.options.version, "split": self.options.split,
                 "n_samples": len(self.results), "drop_modality": self.options.drop_modality,
@@ -145,8 +147,9 @@ class Det3DTask(EvalTask):
         det = s["boxes"][first][keep]
         names = [CLASSES[i] for i in s["labels"][first][keep].astype(int)]
         title = f"{frame.token}: {len(det)} detections with score >= {self.options.score_threshold}"
+        stem = self.ctx.artifact_stem("det3d")
         return [plot_bev(load_points(frame, self.sweeps), frame.boxes, frame.names, det, names,
-                         Path(out_dir) / "det3d_bev.png", extent=max(abs(v) for v in self.model.pc_range[:2]) + 2,
+                         Path(out_dir) / f"{stem}_bev.png", extent=max(abs(v) for v in self.model.pc_range[:2]) + 2,
                          title=title),
-                plot_cameras(frame, det, names, Path(out_dir) / "det3d_cameras.png", upright_in_world=False,
+                plot_cameras(frame, det, names, Path(out_dir) / f"{stem}_cameras.png", upright_in_world=False,
                              title=title)]
