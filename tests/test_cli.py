@@ -305,12 +305,31 @@ def test_fit_fast_dev_run_gets_its_own_folder_and_exports(shapes_data, runs_dir)
     (["--config", SMALL, "--model.init_args.nope", "3"], "Option 'nope' is not accepted"),
     (["--config", SMALL, "--trainer.max_epochs", "x"], "Given value: x"),
     (["--config", SMALL, "--model.init_args.lr", "fast"], "Got value: fast"),
-    (["--config", SMALL, "--trainer.max_step", "1"], "unrecognized arguments: --trainer.max_step"),  # no abbreviations
+    (["--config", SMALL, "--trainer.max_step", "1"],  # no abbreviations
+     "unrecognized arguments: --trainer.max_step 1; did you mean --trainer.max_steps?"),
+    (["--config", SMALL, "--model.init_args.lrr", "1"], "Option 'lrr' is not accepted; did you mean lr?"),
 ])
 def test_fit_usage_errors_are_one_line(extra, needle, capsys):
     assert main(["fit", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("zoo: error: zoo fit: ") and needle in err and err.count("\n") == 1 and "usage" not in err
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("trainer:\n  max_epoch: 1\n", "does not accept option 'trainer.max_epoch'; set in {file}; did you mean "
+                                    "trainer.max_epochs? (see `zoo fit --help`)"),
+    ("data:\n  init_args:\n    batch_sise: 8\n", "Option 'batch_sise' is not accepted; set in {file}; did you mean "
+                                                 "batch_size? (see `zoo fit --help`)"),
+    ("model:\n  init_args:\n    zzzzzz: 8\n", "Option 'zzzzzz' is not accepted; set in {file} (see"),  # nothing close
+])
+def test_fit_names_the_config_file_with_an_unaccepted_option_and_its_closest_name(override, needle, tmp_path, capsys):
+    """LightningCLI says neither which of the ``--config`` files holds a mistyped option nor what was meant."""
+    file = tmp_path / "override.yaml"
+    file.write_text(override)
+    assert main(["fit", "--config", SMALL, "--config", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert needle.format(file=file) in err and err.count("\n") == 1
+    assert err.count("set in") == ("set in" in needle)  # the recipe, which does not set it, is not named
 
 
 def test_fit_names_its_run_folder_and_keeps_a_recipes_logs_in_it(shapes_data, tmp_path, monkeypatch, capsys):

@@ -38,6 +38,7 @@ from pytorch_lightning.utilities.exceptions import (
 
 from ..errors import ZooError
 from ..registry import as_missing_dependency
+from .option_hint import option_hint
 from .resume import SeededTraining
 
 
@@ -159,6 +160,14 @@ class ZooLightningCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": "link", "checkpoint.save_top_k": 1,
                              "checkpoint.save_on_train_epoch_end": True})
         parser.add_lightning_class_args(ExportModel, "export")
+
+    def parse_arguments(self, parser, args) -> None:
+        """LightningCLI's parse, with `option_hint` added to the error for an option that nothing accepts."""
+        try:
+            super().parse_arguments(parser, args)
+        except argparse.ArgumentError as exc:
+            exc.zoo_hint = option_hint(str(exc), parser, list(sys.argv[1:] if args is None else args))
+            raise
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -425,5 +434,7 @@ def main(args: list[str] | None = None) -> ZooLightningCLI:
             raise missing from None
         lines = [line.strip() for line in str(exc).splitlines()]
         verb = (args or sys.argv[1:] or ["fit"])[0]
-        raise ZooError(f"zoo {verb}: {' '.join(line for line in lines if line and not _NOISE.match(line))} "
-                       f"(see `zoo {verb} --help`)") from None
+        hint = getattr(exc, "zoo_hint", "")  # it says where the option was: the value jsonargparse repeats is noise
+        message = " ".join(line for line in lines
+                           if line and not _NOISE.match(line) and not (hint and line.startswith("Given value:")))
+        raise ZooError(f"zoo {verb}: {message}{hint} (see `zoo {verb} --help`)") from None
