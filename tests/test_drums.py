@@ -312,6 +312,45 @@ def test_groove_examples_follow_edits_of_the_midi_files_and_info_csv(tmp_path):
         open_examples(str(root), "train")
 
 
+@pytest.mark.parametrize("rows, reason", [
+    (ROW + "train\n", "has 0 rows of the test split (the paper's selection)"),
+    (ROW.replace(",beat,", ",fill,") + "test\n", "has 1 row of the test split, 0 of them beats (beat_type beat; "
+                                                 "fills are left out) (the paper's selection)"),
+    (ROW.replace("/session1,", "/eval_session,") + "test\n", "has 1 row of the test split, 1 of them beats (beat_type "
+     "beat; fills are left out), 0 of those from session1, 2 or 3 (eval_session is left out) (the paper's selection)"),
+    (ROW + "test\n", "has 1 row of the test split, 1 of them beats (beat_type beat; fills are left out), 1 of those "
+     "from session1, 2 or 3 (eval_session is left out), and none of those 1 MIDI files is in x/4 time with more than "
+     "8 bars (the paper's selection)"),
+])
+def test_an_empty_split_says_which_step_of_the_selection_left_nothing(tmp_path, rows, reason):
+    """`zoo eval --task drums` on a Groove MIDI folder whose selection of the split is empty names the step that
+    emptied it."""
+    from zoo.eval import evaluate
+
+    root = _groove_folder(tmp_path / "groove", INFO + rows)
+    write_drum_midi(lines_to_onsets(_lines(160)), root / "drummer1" / "session1" / "0_rock_120_beat_4-4.mid",
+                    time_signature=(6, 8))  # not x/4
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    with pytest.raises(ZooError) as exc:
+        evaluate("x", "drums", model=m, data=str(root), split="test", samples=1)
+    assert str(exc.value) == f"split 'test' of {root} has no examples: {root / 'info.csv'} {reason}"
+
+
+def test_a_groove_folder_without_training_examples_says_why_before_a_fit(tmp_path):
+    from types import SimpleNamespace
+
+    from zoo.models.drums.data import GrooveMidiDataModule
+
+    root = _groove_folder(tmp_path / "groove", INFO + ROW + "test\n")
+    data = GrooveMidiDataModule(data=str(root))
+    module = SimpleNamespace(collate=list, model=SimpleNamespace(encoding="paper"))
+    data.trainer = SimpleNamespace(lightning_module=module)
+    with pytest.raises(ZooError) as exc:
+        data.setup("fit")
+    assert str(exc.value) == (f"no training examples in {root}: {root / 'info.csv'} has 0 rows of the train split "
+                              f"(the paper's selection)")
+
+
 def test_paper_selection_counts(groove):
     assert {s: len(v) for s, v in groove.items()} == {"train": 372, "validation": 47, "test": 37}
     e = groove["test"][0]

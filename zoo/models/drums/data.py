@@ -10,7 +10,7 @@ from ...data.splits import SplitDataModule, check_loader_args
 from ...data.workers import ignore_foreign_sigterm
 from ...errors import ZooError
 from .encoding import Example
-from .examples import open_examples
+from .examples import open_examples, why_no_examples
 
 
 class ExampleSet(Dataset):
@@ -64,7 +64,7 @@ class GrooveMidiDataModule(SplitDataModule):
         self.val_set = ExampleSet(open_examples(hp.data, "validation", hp.encoding))
         self.test_set = ExampleSet(open_examples(hp.data, "test", hp.encoding))
         if not len(self.train_set):
-            raise ZooError(f"no training examples in {hp.data}")
+            raise ZooError(f"no training examples in {hp.data}: {why_no_examples(hp.data, 'train')}")
 
     def _loader(self, ds: ExampleSet, shuffle: bool) -> DataLoader:
         hp = self.hparams

@@ -47,7 +47,7 @@ from .encoding import (
     lines_to_onsets,
 )
 from .events import event_lines_to_paper_lines, events_to_onsets, lines_to_events
-from .examples import open_examples
+from .examples import open_examples, why_no_examples
 from .generate import (
     PAPER_MAX_NEW_TOKENS,
     PAPER_TEMPERATURE,
@@ -127,7 +127,7 @@ class DrumsTask(EvalTask):
         examples = open_examples(o.data, o.split, o.encoding)
         self.examples = examples[: o.samples] if o.samples else examples
         if not self.examples:
-            raise ZooError(f"split {o.split!r} of {o.data} has no examples")
+            raise ZooError(f"split {o.split!r} of {o.data} has no examples: {why_no_examples(o.data, o.split)}")
         self.train = [self._paper(e.lines) for e in open_examples(o.data, "train", o.encoding)]
         self.generated: dict[str, str] = {}
         model.eval().to(ctx.device)

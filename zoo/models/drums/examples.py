@@ -99,15 +99,36 @@ def _info_rows(path: Path) -> list[dict[str, str]]:
 
 def select_files(root: Path, split: str) -> list[tuple[str, Path]]:
     """(name, MIDI path) of the paper's files of one split, in ``info.csv`` order, before the metre filter."""
-    split = canonical_split(split)
     out = []
-    for row in _info_rows(root / "info.csv"):
-        drummer, _, session = row["session"].partition("/")
-        if row["split"] != split or row["beat_type"] != "beat" or not re.fullmatch(r"session[123]", session):
-            continue
+    for row in _selection_funnel(root, split)[-1]:
+        drummer = row["session"].partition("/")[0]
         stem = Path(row["midi_filename"]).stem
         out.append((f"{drummer.removeprefix('drummer')}_{stem}", root / row["midi_filename"]))
     return out
+
+
+def _selection_funnel(root: Path, split: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """The ``info.csv`` rows of ``split``; those of them that are beats; those of these from session1-3."""
+    rows = [r for r in _info_rows(root / "info.csv") if r["split"] == canonical_split(split)]
+    beats = [r for r in rows if r["beat_type"] == "beat"]
+    return rows, beats, [r for r in beats if re.fullmatch(r"session[123]", r["session"].partition("/")[2])]
+
+
+def why_no_examples(data: str | Path, split: str) -> str:
+    """Why `open_examples` found no example of ``split`` in ``data``, for the error that says so: for Groove MIDI,
+    how many ``info.csv`` rows each step of the paper's selection kept."""
+    path = Path(data)
+    if path.suffix == ".jsonl" or (path.is_dir() and _jsonl_file(path, canonical_split(split))):
+        return "its prompt-completion file holds no lines"
+    root = groove_root(data)
+    rows, beats, sessions = _selection_funnel(root, split)
+    steps = [f"{root / 'info.csv'} has {len(rows)} row{'s' * (len(rows) != 1)} of the {canonical_split(split)} split",
+             f"{len(beats)} of them beats (beat_type beat; fills are left out)",
+             f"{len(sessions)} of those from session1, 2 or 3 (eval_session is left out)"]
+    reason = ", ".join(steps[:1 + min(len(rows), 1) + min(len(beats), 1)])
+    if sessions:
+        reason += f", and none of those {len(sessions)} MIDI files is in x/4 time with more than 8 bars"
+    return reason + " (the paper's selection)"
 
 
 def encode_file(name: str, path: Path, encoding: str = "paper") -> Example | None:
