@@ -53,7 +53,7 @@ def test_zoo_eval_backdoor_writes_the_issue_json_and_the_grid(doorping_set, tmp_
     assert len(r["per_model"]) == 2 and abs(r["cta"] - sum(m["cta"] for m in r["per_model"]) / 2) < 1e-9
     assert r["n_test"] == 200 and (tmp_path / "eval.grid.png").exists()  # named after the JSON
     cross = evaluate(str(doorping_set / "distilled.safetensors"), "backdoor", data="fashion_mnist",
-                     arch="doorping_alexnet", models=1, epochs=1, augment="none", lr=0.01, trigger_size=2,
+                     arch="doorping_alexnet", models=1, epochs=1, augment="none", lr=0.01,
                      test_subset=50, seed=0, trigger_of="doorping_distilled.fashion_mnist_dc_convnet_ipc10_naive")
     assert cross["arch"] == "doorping_alexnet" and 0 <= cross["asr"] <= 1  # cross-architecture
     assert cross["trigger"] == "naive (of doorping_distilled.fashion_mnist_dc_convnet_ipc10_naive)"
@@ -72,8 +72,19 @@ def test_eval_takes_the_image_size_from_the_set(tmp_path):
                          trigger_mask=mask)
         path = s.save(tmp_path / f"set{side}.safetensors")
         r = evaluate(str(path), "backdoor", data="fashion_mnist", arch=None, models=1, epochs=1, augment="none",
-                     lr=0.01, trigger_size=2, test_subset=20, seed=0, trigger_of=None)
+                     lr=0.01, test_subset=20, seed=0, trigger_of=None)
         assert r["n_test"] == 20 and 0 <= r["cta"] <= 1
+
+
+def test_a_set_without_a_trigger_is_scored_with_a_white_patch_of_the_trigger_size(tmp_path):
+    require_data("fashion_mnist")
+    s = DistilledSet(torch.randn(10, 1, 28, 28), torch.arange(10), dataset="fashion_mnist", mean=[0.2861],
+                     std=[0.3530], method="dc", attack="none", ipc=1, arch="doorping_convnet")
+    path = str(s.save(tmp_path / "clean.safetensors"))
+    for size, side in ((None, 2), (3, 3)):
+        r = evaluate(path, "backdoor", data="fashion_mnist", models=1, epochs=1, augment="none", test_subset=20,
+                     trigger_size=size)
+        assert r["trigger"] == f"white patch {side}x{side} (the set carries none)"
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -84,6 +95,9 @@ def test_eval_takes_the_image_size_from_the_set(tmp_path):
      "needs an attacked set of the same dataset"),
     (["--data", "fashion_mnist", "--trigger-of", "doorping_distilled.fashion_mnist_dc_convnet_ipc10_none"],
      "needs an attacked set of the same dataset"),
+    (["--data", "fashion_mnist", "--trigger-size", "3"], "--trigger-size sizes the white patch of a set without a "
+     "trigger, but this set is scored with its own doorping trigger; leave --trigger-size out"),
+    (["--data", "fashion_mnist", "--trigger-size", "0"], "argument --trigger-size: 0 is less than 1"),
 ])
 def test_eval_bad_inputs_are_one_line_errors(doorping_set, argv, needle, capsys):
     require_data("cifar10_jpeg") if "cifar10_jpeg" in argv else None

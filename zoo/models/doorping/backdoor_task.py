@@ -69,8 +69,9 @@ class BackdoorTask(EvalTask):
         parser.add_argument("--trigger-of", default=None,
                             help="score with the trigger of this other distilled set (file or key) instead of the "
                                  "set's own: e.g. networks trained on a clean set against a DOORPING trigger")
-        parser.add_argument("--trigger-size", type=int, default=2,
-                            help="white-patch side used for sets without a trigger (attack none)")
+        parser.add_argument("--trigger-size", type=positive_int, default=None,
+                            help="side of the white patch that scores a set without a trigger (attack none; "
+                                 "default 2, the paper's); a set with a trigger is scored with its own")
         parser.add_argument("--test-subset", type=positive_int, default=None,
                             help="score N >= 1 test images (seeded; default all)")
         parser.add_argument("--seed", type=int, default=0, help="seed of the networks' initialisation and batches")
@@ -109,6 +110,11 @@ class BackdoorTask(EvalTask):
             idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(o.seed))[:o.test_subset]
             test.images, test.labels = test.images[idx], test.labels[idx]
         self.test = test
+        own = f"the trigger of --trigger-of {o.trigger_of}" if o.trigger_of is not None else (
+            f"its own {synset.attack} trigger" if synset.trigger is not None else None)
+        if o.trigger_size is not None and own:
+            raise ZooError(f"--trigger-size sizes the white patch of a set without a trigger, but this set is scored "
+                           f"with {own}; leave --trigger-size out")
         if o.trigger_of is not None:
             other = load_distilled(o.trigger_of, use="--trigger-of takes a DOORPING distilled set")
             if other.trigger is None or other.shape != synset.shape or other.mean != synset.mean:
@@ -119,8 +125,9 @@ class BackdoorTask(EvalTask):
         elif synset.trigger is not None:
             self.trigger, self.mask, self.trigger_desc = synset.trigger, synset.trigger_mask, f"{synset.attack} (set's)"
         else:
-            self.trigger, self.mask = naive_trigger(h, o.trigger_size, synset.mean, synset.std)
-            self.trigger_desc = f"white patch {o.trigger_size}x{o.trigger_size} (the set carries none)"
+            side = o.trigger_size or 2
+            self.trigger, self.mask = naive_trigger(h, side, synset.mean, synset.std)
+            self.trigger_desc = f"white patch {side}x{side} (the set carries none)"
         torch.manual_seed(o.seed)
         self.augment = o.augment or AUGMENT[synset.method]
         dsa = DSA() if self.augment == "dsa" else None

@@ -57,7 +57,7 @@ def run(workdir: Path) -> list[dict]:
     published = real and PUBLISHED in load_manifest()
     source = PUBLISHED if published else str(workdir / "fit" / "distilled.safetensors")
     r = evaluate(source, "backdoor", data=data, arch=None, models=1, epochs=100, augment="none", lr=0.01,
-                 trigger_size=2, test_subset=200, seed=0, json_out=workdir / "backdoor.json", num_workers=0)
+                 test_subset=200, seed=0, json_out=workdir / "backdoor.json", num_workers=0)
     rows.append({"step": f"backdoor eval of {source if published else 'the fresh set'} (1 net, 100 epochs as the card, "
                          "200 test images)",
                  "data": desc, "result": f"CTA {100 * r['cta']:.1f} %, ASR {100 * r['asr']:.1f} % "
