@@ -184,7 +184,7 @@ def test_command_line_warmup_and_iters_override_every_row_of_a_suite(tmp_path):
     assert [(r["warmup"], r["iters"], r["latency_ms"]["iters"]) for r in results] == [(1, 2, 2), (1, 2, 2)]
 
 
-def test_a_failing_suite_job_is_recorded_and_the_others_run(tmp_path):
+def test_a_failing_suite_job_is_recorded_and_the_others_run(tmp_path, capsys):
     suite = tmp_path / "s.yaml"
     suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 0}, iters: 1, warmup: 1}\n"
                      "  - {model: doorping_convnet, model_args: {width: 4}, batch_sizes: [2], iters: 1, warmup: 1}\n")
@@ -192,6 +192,11 @@ def test_a_failing_suite_job_is_recorded_and_the_others_run(tmp_path):
     assert [r["model_args"] for r in data["results"]] == [{"width": 4}]
     assert data["failed"][0]["source"] == "doorping_convnet" and data["failed"][0]["error"]
     assert data["failed"][0]["model_args"] == {"width": 0}  # a failed row is told apart like a measured one
+    out = tmp_path / "cli.json"  # through the CLI: the file is written and the exit status says a job failed
+    assert main(["bench", "--suite", str(suite), "--device", "cpu", "--json", str(out)]) == 2
+    assert json.loads(out.read_text())["failed"][0]["model_args"] == {"width": 0}
+    assert capsys.readouterr().err == (f"zoo: error: 1 of the 2 jobs of {suite} failed; the others were measured, "
+                                       f"and {out} lists the failed ones under 'failed' with their errors\n")
     suite.write_text("name: t\nruns:\n  - {model: doorping_convnet, model_args: {width: 0}}\n")
     with pytest.raises(ZooError, match="every job"):
         run_suite(suite, device="cpu", out=tmp_path / "out2.json")

@@ -378,7 +378,8 @@ def _cuda() -> bool:
 def _bench_parser(argv):
     p = _Parser(prog="zoo bench")
     p.add_argument("model", nargs="?", help="NAME (random init), NAME.TAG or a zoo folder")
-    p.add_argument("--suite", help="configs/bench/FILE.yaml: run every job and write a results file")
+    p.add_argument("--suite", help="configs/bench/FILE.yaml: run every job and write a results file (exit status 2 "
+                                   "if any job failed; the file keeps its error)")
     p.add_argument("--mode", default=None, choices=["infer", "train", "generate"], help="default: infer")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--precision", default=None, choices=list(PRECISIONS), help="default: 32")
@@ -407,6 +408,11 @@ def _cmd_bench(a):
         path = run_suite(a.suite, device=device, out=a.json_out, batch_size=a.batch_size, iters=a.iters,
                          warmup=a.warmup)
         print(f"wrote {path}")
+        written = json.loads(path.read_text())
+        if written["failed"]:  # exit status 2, as `zoo verify`: a script or CI run should notice a lost row
+            n, jobs = len(written["failed"]), len(written["failed"]) + len(written["results"])
+            raise ZooError(f"{n} of the {jobs} jobs of {a.suite} failed; the others were measured, and {path} lists "
+                           f"the failed ones under 'failed' with their errors")
         return
     if not a.model:
         raise ZooError("name a model, or give --suite configs/bench/FILE.yaml")
