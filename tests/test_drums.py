@@ -1243,6 +1243,18 @@ def test_the_table_gives_the_fact_sheets_numbers_as_given_and_only_for_the_test_
         assert not davinci and "GPT-3" not in table
 
 
+@pytest.mark.parametrize("model", ["drums_gpt2_tiny", "drums_smollm2_scratch"])
+def test_adding_lora_warns_nothing(model):
+    """peft's notices about the base (GPT-2's Conv1D layout) and its read of transformers' deprecated
+    ``is_gradient_checkpointing`` are not the user's to act on, so building an adapter prints no warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = zoo.create_model(model, lora={"r": 4})
+    assert any("lora_A" in n for n, p in m.named_parameters() if p.requires_grad)
+
+
 def test_sampling_passes_the_cache_under_the_name_transformers_takes():
     """transformers 5.24 takes the KV cache as `cache` and warns (FutureWarning) that `past_key_values` goes in 5.40:
     the sampler uses the name forward takes, so sampling warns nothing."""

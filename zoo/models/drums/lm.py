@@ -17,6 +17,7 @@ embeddings once).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,11 @@ class DrumLM(nn.Module):
         cfg = peft.LoraConfig(r=self.lora.get("r", 16), lora_alpha=self.lora.get("alpha", 32),
                               lora_dropout=self.lora.get("dropout", 0.05),
                               target_modules=self.lora.get("target_modules"),
-                              layers_to_transform=self.lora.get("layers"), task_type="CAUSAL_LM")
-        self.lm = peft.get_peft_model(self.lm, cfg)
+                              layers_to_transform=self.lora.get("layers"), task_type="CAUSAL_LM",
+                              fan_in_fan_out=self.lm.config.model_type == "gpt2")  # GPT-2's Conv1D: [in, out] weights
+        with warnings.catch_warnings():  # peft reads transformers' deprecated property: a notice for peft, not users
+            warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
+            self.lm = peft.get_peft_model(self.lm, cfg)
 
     def _unsaved_names(self) -> set[str]:
         """State-dict keys left out of checkpoints: tied duplicates, and with LoRA on a pre-trained base the frozen
