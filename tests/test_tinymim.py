@@ -327,13 +327,24 @@ def test_converter_mae_vit_huge_encoder_has_16_heads_of_80_channels(tmp_path):
     ("TinyMIM-PT-B.pth", None, (12, 16)),  # the authors' released file name
     ("checkpoint-299.pth", argparse.Namespace(model="tinymim_vit_base_patch16"), (12, 16)),
     ("mae_pretrain_vit_base.pth", None, (12, 12)),
+    ("checkpoint-299.pth", None, (12, 12)),  # nothing tells: read as MAE, with a warning
 ])
 def test_converter_encoder_head_split_from_args_or_file_name(tmp_path, file_name, args, heads):
-    """Width-768 encoders (one block, small images: only the detection matters) are TinyMIM-B or MAE-B."""
+    """Width-768 encoders (one block, small images: only the detection matters) are TinyMIM-B or MAE-B; one whose
+    name and args do not say which is read as MAE-B with a warning that gives the TinyMIM-B override."""
+    import warnings
+
     sd = _official_vit(img_size=32, patch_size=16, embed_dim=768, depth=1, num_heads=12, num_classes=0).state_dict()
     torch.save({"state_dict": sd} if args is None else {"model": sd, "args": args}, tmp_path / file_name)
-    model = zoo.from_pretrained(convert(tmp_path / file_name, tmp_path / "zoo"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = zoo.from_pretrained(convert(tmp_path / file_name, tmp_path / "zoo"))
     assert (model.zoo_cfg["model_args"]["num_heads"], model.last_block_heads) == heads
+    told = [str(w.message) for w in caught if "is read as an MAE encoder" in str(w.message)]
+    assert told == ([f"{file_name} is read as an MAE encoder (12 heads in every block): neither its name nor saved "
+                     f"training args tell it from a TinyMIM student of width 768, whose last block has 16 heads, "
+                     f"which the weights do not show; if it is one, convert it with --model-args "
+                     f"'{{last_block_heads: 16}}'"] if file_name == "checkpoint-299.pth" and args is None else [])
 
 
 def test_converter_refuses_unknown_and_tinymim_star(tmp_path):

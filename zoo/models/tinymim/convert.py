@@ -14,7 +14,8 @@ which `TinyMIMViT` shares. The layout is recognised from the keys:
   12-head last block (ViT-T/S) or 12 heads and a 16-head last block (ViT-B); MAE encoders use ``width / 64``
   heads throughout (ViT-B 12, ViT-L 16), except ViT-H/14, 1280 wide with 16 heads of 80 channels (`WIDTH_HEADS`).
   A TinyMIM checkpoint is recognised by its saved training ``args.model`` (``tinymim_*``), by ``tinymim`` in the
-  file name, or by a width MAE never released (192, 384); anything else is read as MAE.
+  file name, or by a width MAE never released (192, 384); anything else is read as MAE, with a warning where
+  neither says MAE either (`is_unnamed_encoder`: a renamed TinyMIM-B student would get the wrong last block).
 
 **Overrides** (``model_args``; ``zoo convert tinymim ... --model-args '{num_heads: 3, last_block_heads: 12}'``): a
 checkpoint trained with another head split than the guessed one gives its heads here. Only the head counts
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -150,6 +152,14 @@ def is_tinymim_encoder(src: Path, meta: dict, dim: int) -> bool:
     return "tinymim" in src.name.lower() or dim in (192, 384)
 
 
+def is_unnamed_encoder(src: Path, meta: dict, sd: dict) -> bool:
+    """Whether an encoder read as MAE's could as well be a TinyMIM student: it has a TinyMIM student's width and
+    neither saved training args nor "mae" or "tinymim" in its file name say which it is."""
+    name = src.name.lower()
+    return (sd["patch_embed.proj.weight"].shape[0] in TINYMIM_HEADS and not meta.get("trained_as")
+            and "mae" not in name and "tinymim" not in name)
+
+
 def plan(src: Path, sd: dict, meta: dict) -> tuple[str, dict, dict, str]:
     """(architecture, model_args, zoo state dict, layout name) for a checkpoint."""
     g = geometry(sd)
@@ -204,6 +214,13 @@ def convert(src: str | Path, out_dir: str | Path, model_args: dict | None = None
         layout = f"backbone of a downstream checkpoint (under {prefix}; read as: {layout})"
     if model_args:
         args = apply_overrides(args, model_args, zoo_sd["patch_embed.proj.weight"].shape[0])
+    elif layout == "MAE pre-trained encoder" and is_unnamed_encoder(src, meta, zoo_sd):
+        dim = zoo_sd["patch_embed.proj.weight"].shape[0]
+        last = TINYMIM_HEADS[dim][1]
+        warnings.warn(f"{src.name} is read as an MAE encoder ({args['num_heads']} heads in every block): neither its "
+                      f"name nor saved training args tell it from a TinyMIM student of width {dim}, whose last block "
+                      f"has {last} heads, which the weights do not show; if it is one, convert it with --model-args "
+                      f"'{{last_block_heads: {last}}}'", stacklevel=2)
     try:
         model = create_model(arch, **args)
     except ZooError as exc:
