@@ -332,6 +332,17 @@ def test_fit_names_the_config_file_with_an_unaccepted_option_and_its_closest_nam
     assert err.count("set in") == ("set in" in needle)  # the recipe, which does not set it, is not named
 
 
+def test_a_demos_cli_without_subcommands_keeps_its_usage_error_and_gets_the_hint():
+    """The papers' demos build the CLI with ``run=False`` (no subcommands): the hint reads that parser's options."""
+    import argparse
+
+    from zoo.training.cli import ZooLightningCLI
+
+    with pytest.raises(argparse.ArgumentError, match="unrecognized arguments: --trainer.max_epoch") as exc:
+        ZooLightningCLI(run=False, args=["--config", SMALL, "--trainer.max_epoch", "1"])
+    assert exc.value.zoo_hint == "; did you mean --trainer.max_epochs?"
+
+
 def test_fit_names_its_run_folder_and_keeps_a_recipes_logs_in_it(shapes_data, tmp_path, monkeypatch, capsys):
     """A logger's relative save_dir (the drums CPU recipes' ``lightning_logs``) lands in the run folder, not in the
     directory zoo was started from."""

@@ -166,7 +166,8 @@ class ZooLightningCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except argparse.ArgumentError as exc:
-            exc.zoo_hint = option_hint(str(exc), parser, list(sys.argv[1:] if args is None else args))
+            with contextlib.suppress(Exception):  # a hint that cannot be made must not replace the error itself
+                exc.zoo_hint = option_hint(str(exc), parser, list(sys.argv[1:] if args is None else args))
             raise
 
     def before_instantiate_classes(self) -> None:

@@ -41,12 +41,14 @@ def option_hint(message: str, parser, args: list[str]) -> str:
 
 
 def _subcommand_keys(parser, args: list[str]) -> list[str]:
-    """The dotted option names (``trainer.max_epochs``, ``checkpoint.dirpath``, ...) of the subcommand in ``args``."""
-    subparsers = parser._subcommands_action._name_parser_map  # jsonargparse keeps no public map of them
-    sub = next((subparsers[a] for a in args if a in subparsers), None)
-    if sub is None:
+    """The dotted option names (``trainer.max_epochs``, ``checkpoint.dirpath``, ...) of the subcommand in ``args``,
+    or of ``parser`` itself where it has no subcommands (a demo's ``run=False`` CLI)."""
+    action = parser._subcommands_action  # jsonargparse keeps no public map of the subcommands' parsers
+    if action is not None:
+        parser = next((action._name_parser_map[a] for a in args if a in action._name_parser_map), None)
+    if parser is None:
         return []
-    return [a.dest for a in sub._actions if a.dest != "help" and not a.dest.endswith(".help")]
+    return [a.dest for a in parser._actions if a.dest != "help" and not a.dest.endswith(".help")]
 
 
 def _init_args(class_path: str) -> list[str]:
