@@ -205,3 +205,25 @@ def test_cifar10_weights_record_their_class_names_through_save_and_load(tmp_path
     again = zoo.from_pretrained(zoo.save_pretrained(model, tmp_path / "m"))
     assert again.zoo_cfg["classes"] == model.zoo_cfg["classes"]
     assert "classes" not in zoo.create_model("knn_ood_resnet20").zoo_cfg  # random weights: no names
+
+
+def test_create_model_from_a_folder_takes_its_config_as_from_pretrained_does(tmp_path):
+    """``create_model(arch, pretrained=FOLDER)`` builds the model the folder's config.json describes (its
+    ``model_args``, e.g. another normalisation, tag and classes), after the same sha256 check, with keyword
+    arguments overriding it; a folder of another model is refused. It used to read the weights alone."""
+    model = zoo.create_model("knn_ood_resnet20.cifar10", pretrained=True, mean=[0.485, 0.456, 0.406],
+                             std=[0.229, 0.224, 0.225]).eval()
+    folder = zoo.save_pretrained(model, tmp_path / "m")
+    built, loaded = zoo.create_model("knn_ood_resnet20", pretrained=str(folder)).eval(), zoo.from_pretrained(folder)
+    assert built.zoo_cfg == loaded.zoo_cfg == model.zoo_cfg
+    assert tuple(built.input_spec["mean"]) == tuple(loaded.input_spec["mean"]) == (0.485, 0.456, 0.406)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(built(x), model(x))
+    assert tuple(zoo.create_model("knn_ood_resnet20", pretrained=folder, mean=[0.5] * 3).input_spec["mean"]) == (0.5,) * 3
+    with pytest.raises(ZooError, match=f"{folder} holds a knn_ood_resnet20 model, not knn_ood_resnet56: load it with "
+                                       f"zoo.from_pretrained"):
+        zoo.create_model("knn_ood_resnet56", pretrained=folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + bytes(10))
+    with pytest.raises(ZooError, match="does not match the sha256"):
+        zoo.create_model("knn_ood_resnet20", pretrained=folder)

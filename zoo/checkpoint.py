@@ -307,23 +307,26 @@ def _check_weights_architecture(weights: Path, architecture: str) -> None:
                        f"the two files come from different models; save the model again")
 
 
+def verified_folder(directory: str | Path) -> dict:
+    """The ``config.json`` of zoo model folder ``directory`` (`check_folder`), once its weights are known to match
+    the sha256 and the architecture the config records."""
+    cfg = check_folder(directory)
+    weights = Path(directory) / WEIGHTS_NAME
+    expected = cfg.get("weights_sha256")
+    if expected and sha256_file(weights) != expected:
+        raise ZooError(f"{weights} does not match the sha256 recorded in its {CONFIG_NAME} (the file is corrupt "
+                       f"or was replaced); save the model again")
+    _check_weights_architecture(weights, cfg["architecture"])
+    return cfg
+
+
 def from_pretrained(source: str | Path):
     """A model from a folder written by `save_pretrained`, or from a manifest ``name.tag``."""
     from .registry import create_model
 
     path = Path(source)
     if path.is_dir():
-        cfg = check_folder(path)
-        weights = path / WEIGHTS_NAME
-        expected = cfg.get("weights_sha256")
-        if expected and sha256_file(weights) != expected:
-            raise ZooError(f"{weights} does not match the sha256 recorded in its {CONFIG_NAME} (the file is corrupt "
-                           f"or was replaced); save the model again")
-        _check_weights_architecture(weights, cfg["architecture"])
-        model = create_model(cfg["architecture"], pretrained=str(weights), **cfg.get("model_args", {}))
-        model.zoo_cfg = {**model.zoo_cfg, "tag": cfg.get("tag"),
-                         **{k: cfg[k] for k in ("classes", "classifier") if cfg.get(k)}}
-        return model
+        return create_model(check_folder(path)["architecture"], pretrained=path)
     if path.exists() or "/" in str(source):
         what = "does not exist" if not path.exists() else "is not a zoo model folder"
         raise ZooError(f"{source} {what}: give a folder written by zoo.save_pretrained (or `zoo fit`'s model/) or "

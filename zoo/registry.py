@@ -257,8 +257,9 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
         pretrained: ``False`` (no zoo weights: random init, except the parts a model is defined with
             pre-trained, such as the drum models' SmolLM2 base, which load their own weights), ``True`` (the tag in
             ``name`` or the default tag), a tag string, or a path to a ``.safetensors`` file or a folder written by
-            `zoo.save_pretrained`.
-        **kwargs: constructor arguments; they override the manifest's ``model_args``.
+            `zoo.save_pretrained` (of model ``name``; its config's ``model_args``, tag and classes apply, as with
+            `zoo.from_pretrained`).
+        **kwargs: constructor arguments; they override the manifest's or the folder's ``model_args``.
 
     Returns:
         The model, with ``model.zoo_cfg = {"architecture", "model_args", "tag"}`` (and ``classes``, the names of
@@ -280,6 +281,7 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     if _names_a_file(arch, pretrained):
         weights_path = Path(pretrained)
         if weights_path.is_dir():
+            entry = _folder_entry(weights_path, arch)
             weights_path = weights_path / "model.safetensors"
         if not weights_path.exists():
             raise ZooError(f"pretrained weights {pretrained} not found: expected a .safetensors file or a "
@@ -302,7 +304,10 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     except TypeError as exc:
         raise ZooError(f"bad arguments for model {arch!r}: {exc}") from None
     model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
-    if entry_key is not None and entry.get("classes") and "num_classes" not in kwargs:  # the weights' outputs, in order
+    if entry is not None and weights_path is not None:  # a folder: its config's tag and classifier state
+        model.zoo_cfg.update(tag=entry.get("tag"), **({"classifier": entry["classifier"]} if entry.get("classifier")
+                                                      else {}))
+    if loads_weights and (entry or {}).get("classes") and "num_classes" not in kwargs:  # the weights' outputs, in order
         model.zoo_cfg["classes"] = list(entry["classes"])
     if len((getattr(model, "input_spec", None) or {}).get("input_size", ())) == 3:
         model.register_forward_pre_hook(check_image_input)
@@ -320,6 +325,18 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
             source=str(weights_path),
         )
     return model
+
+
+def _folder_entry(folder: Path, arch: str) -> dict:
+    """The verified ``config.json`` of a `zoo.save_pretrained` folder given as ``create_model(arch, pretrained=...)``,
+    which must hold an ``arch`` model: it stands in for a manifest entry (``model_args``, ``classes``, ``tag``)."""
+    from .checkpoint import verified_folder
+
+    cfg = verified_folder(folder)
+    if cfg["architecture"] != arch:
+        raise ZooError(f"{folder} holds a {cfg['architecture']} model, not {arch}: load it with "
+                       f"zoo.from_pretrained({str(folder)!r})")
+    return cfg
 
 
 def check_image_input(model, args) -> None:
