@@ -1,4 +1,5 @@
 import pickle
+import re
 
 import pytest
 import torch
@@ -228,3 +229,20 @@ def test_create_model_from_a_folder_takes_its_config_as_from_pretrained_does(tmp
     weights.write_bytes(weights.read_bytes()[:-10] + bytes(10))
     with pytest.raises(ZooError, match="does not match the sha256"):
         zoo.create_model("knn_ood_resnet20", pretrained=folder)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"metadata": {"when": object()}}, "must be JSON-serialisable for config.json (not JSON serialisable: object)"),
+    ({"model_card": 5}, "model_card is the README.md text, a str; got int"),
+])
+def test_a_bad_save_argument_leaves_the_folders_model_as_it_was(tmp_path, kwargs, needle):
+    """save_pretrained checks its arguments before writing: the weights of the model already in the folder are not
+    replaced by those of a save that then fails (the folder would no longer match its config's sha256)."""
+    folder = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(ZooError, match=re.escape(needle)):
+        zoo.save_pretrained(zoo.create_model("knn_ood_resnet56"), folder, **kwargs)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    zoo.from_pretrained(folder)
+    with pytest.raises(ZooError, match="a part of that path is a file; give a folder path"):
+        zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), folder / "config.json" / "sub")

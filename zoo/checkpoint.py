@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import ZooError
 from .hub import sha256_file
-from .io import atomic_path, write_json, write_text
+from .io import atomic_path, json_text, write_json, write_text
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -245,7 +245,8 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``.
 
     The model must carry ``zoo_cfg`` (set by `zoo.create_model`), which records how to rebuild it.
-    ``metadata`` (JSON-serialisable) is stored in ``config.json`` under ``"metadata"``.
+    ``metadata`` (JSON-serialisable) is stored in ``config.json`` under ``"metadata"``. Both, the card and the folder
+    are checked before anything is written, so that a bad argument leaves a folder's earlier model as it was.
     """
     import torch
 
@@ -255,16 +256,26 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
     if not cfg:
         raise ZooError("save_pretrained needs a model built by zoo.create_model (it records the architecture "
                        "and arguments needed to rebuild it)")
+    config = {**cfg, "zoo_version": __version__, "weights_sha256": None, **({"metadata": metadata} if metadata else {})}
+    try:
+        json_text(config)
+    except (TypeError, ValueError) as exc:
+        raise ZooError(f"save_pretrained: the model's zoo_cfg and metadata must be JSON-serialisable for config.json "
+                       f"({exc}); pass plain numbers, strings, lists and dicts") from None
+    if model_card is not None and not isinstance(model_card, str):
+        raise ZooError(f"save_pretrained: model_card is the README.md text, a str; got {type(model_card).__name__}")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ZooError(f"cannot save the model into {directory}: it is a file; give a folder path")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ZooError(f"cannot save the model into {directory}: a part of that path is a file; give a folder "
+                       f"path") from None
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
                if isinstance(v, torch.Tensor)}
     save_safetensors(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt", "architecture": cfg["architecture"]})
-    config = {**cfg, "zoo_version": __version__, "weights_sha256": sha256_file(directory / WEIGHTS_NAME)}
-    if metadata:
-        config["metadata"] = metadata
+    config["weights_sha256"] = sha256_file(directory / WEIGHTS_NAME)
     card = model_card or _default_card(config)
     write_text(directory / "README.md", card)
     write_json(directory / CONFIG_NAME, config)  # last: a folder with a config is complete

@@ -127,7 +127,13 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json_text(obj))
+
+
+def json_text(obj) -> str:
+    """``obj`` as the JSON text `write_json` writes (arrays and tensors as lists, paths as strings); TypeError for
+    anything else that JSON has no form for."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
 
 
 def _json_default(o):
