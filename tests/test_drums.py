@@ -845,6 +845,13 @@ def test_bad_model_arguments():
         zoo.create_model("drums_lm", base="/no/such/folder")
     with pytest.raises(ZooError, match="not drum text"):
         zoo.create_model("drums_gpt2_tiny").tokenizer.encode("hello")
+    # transformers keeps any config key, so a typo would build the default model
+    with pytest.raises(ZooError, match=r"^config n_layers: not a setting of gpt2's GPT2Config \(n_layers: did you "
+                                       r"mean n_layer\?\)"):
+        zoo.create_model("drums_gpt2_tiny", config={"n_layers": 3})
+    with pytest.raises(ZooError, match=r"^config num_hidden_layer: not a setting of smollm2-135m's LlamaConfig"):
+        zoo.create_model("drums_smollm2_scratch", config={"num_hidden_layer": 2})
+    assert zoo.create_model("drums_gpt2_tiny", config={"n_layer": 3}).lm.config.n_layer == 3
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -46,6 +46,20 @@ def _base_folder(base: str) -> Path:
     return path
 
 
+def _check_config_keys(overrides: dict, config, base) -> None:
+    """Refuse ``config`` overrides that the base's transformers config does not have: transformers keeps any key
+    as an attribute, so a typo (``n_layers``) would build the default model without a word."""
+    import difflib
+
+    known = [*vars(config), *getattr(config, "attribute_map", {})]
+    unknown = [k for k in overrides if not hasattr(config, k)]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        hints = "; ".join(f"{k}: did you mean {c[0]}?" for k, c in close.items() if c)
+        raise ZooError(f"config {', '.join(unknown)}: not a setting of {base}'s {type(config).__name__}"
+                       f"{f' ({hints})' if hints else ''}; its settings are the fields of that class")
+
+
 class DrumLM(nn.Module):
     """A causal LM over drum text.
 
@@ -85,6 +99,7 @@ class DrumLM(nn.Module):
             if init != "scratch":
                 raise ZooError("base 'gpt2' is built from config alone: use init='scratch' (or give a folder)")
             self.tokenizer = self._tokenizer(None, vocab if vocab != "full" else "symbols")
+            _check_config_keys(overrides, transformers.GPT2Config(), base)
             cfg = transformers.GPT2Config(**{"n_positions": max_length, **overrides},
                                           vocab_size=self.tokenizer.vocab_size, bos_token_id=None,
                                           eos_token_id=None, pad_token_id=self.tokenizer.pad_id)
@@ -92,6 +107,7 @@ class DrumLM(nn.Module):
         else:
             folder = _base_folder(base)
             self.tokenizer = self._tokenizer(folder, vocab)
+            _check_config_keys(overrides, transformers.AutoConfig.from_pretrained(folder), base)
             if init == "pretrained":
                 self.lm = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **overrides)
             else:
