@@ -97,6 +97,58 @@ def test_backoff_reraises_other_errors_and_gives_up_at_one():
         with_backoff(always_oom, 4)
 
 
+def test_a_model_passed_in_is_benchmarked_as_a_copy_and_left_as_it_was():
+    """A train step on random data must not move the caller's weights or BatchNorm statistics, nor leave the model
+    in train mode or channels-last layout."""
+    m = zoo.create_model("knn_ood_resnet20").eval()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    r = benchmark(model=m, mode="train", batch_size=4, warmup=1, iters=2, channels_last=True)
+    assert r["channels_last"] and r["params"] == sum(p.numel() for p in m.parameters())
+    after = m.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    assert not m.training and not any(mod.training for mod in m.modules())
+    assert all(p.is_contiguous() for p in m.parameters())  # channels-last conv weights are not contiguous
+
+
+@pytest.fixture
+def no_model_loaded(monkeypatch):
+    """Makes `benchmark` fail the test if it loads a model (its arguments are to be refused before any work)."""
+    def load(*_args, **_kwargs):
+        raise AssertionError("benchmark loaded a model before it refused its arguments")
+
+    monkeypatch.setattr("zoo.bench.harness.load_bench_model", load)
+
+
+@pytest.mark.parametrize("flag, value", [("compile", "no"), ("channels_last", "no"), ("channels_last", 1),
+                                         ("compile", None)])
+def test_a_flag_that_is_not_a_bool_is_refused_not_recorded(flag, value, no_model_loaded):
+    """``compile="no"`` used to compile (a truthy string) and record "no"."""
+    with pytest.raises(ZooError, match=rf"^{flag} must be True or False, not {value!r}$"):
+        benchmark("knn_ood_resnet20", **{flag: value})
+
+
+@pytest.mark.parametrize("arg, value", [("batch_size", 0), ("batch_size", -4), ("batch_size", "8"),
+                                        ("batch_size", 2.5), ("batch_size", True), ("iters", "2"), ("iters", 0),
+                                        ("warmup", 0), ("warmup", 1.0)])
+def test_a_bad_count_is_one_error_naming_it_and_its_range(arg, value, no_model_loaded):
+    """``batch_size=0`` used to claim "out of memory even at batch size 1 (tried [])"; ``"8"`` and ``2.5`` raised a
+    TypeError from deep inside."""
+    with pytest.raises(ZooError) as err:
+        benchmark("knn_ood_resnet20", **{arg: value})
+    why = " (the first step, which compiles and backs off out of memory, is always an untimed warm-up)"
+    assert str(err.value) == f"{arg} must be a whole number >= 1{why if arg == 'warmup' else ''}, not {value!r}"
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({}, "as model=; got neither$"),
+    ({"source": torch.nn.Linear(2, 2)}, r"got source=Linear \(pass a model object as model=\)$"),
+    ({"model": torch.nn.Linear(2, 2)}, "^model= must be a zoo model, made by zoo.create_model or zoo.from_pretrained "
+                                       r"\(.*\); got a Linear without zoo_cfg$")])
+def test_a_benchmark_without_a_zoo_model_says_what_to_pass(kwargs, error, no_model_loaded):
+    with pytest.raises(ZooError, match=error):
+        benchmark(**kwargs)
+
+
 def test_peak_table_matches_device_names():
     assert table_peak("NVIDIA H100 80GB HBM3", "bf16")[0] == 989.5
     assert table_peak("NVIDIA H100 PCIe", "bf16")[0] == 756.5
@@ -136,7 +188,7 @@ def test_a_suite_key_the_loader_does_not_know_is_refused_before_any_job(tmp_path
                                           ("batch_sizes: 4", "batch_sizes must be a non-empty list"),
                                           ("precisions: [fp16]", "precisions has 'fp16'; choose from 32, "),
                                           ("iters: abc", "iters must be a whole number >= 1, not 'abc'"),
-                                          ("warmup: -1", "warmup must be a whole number >= 0, not -1"),
+                                          ("warmup: 0", "warmup must be a whole number >= 1, not 0"),
                                           ("compile: 'false'", "compile must be true or false, not 'false'"),
                                           ("model_args: [1]", r"model_args must be a mapping .*not \[1\]")])
 def test_a_suite_run_that_would_expand_to_no_job_or_a_wrong_one_is_refused(lists, error, tmp_path):

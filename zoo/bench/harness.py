@@ -19,6 +19,7 @@ An out-of-memory batch size halves and retries, and the result says so.
 
 from __future__ import annotations
 
+import copy
 import math
 import resource
 import time
@@ -217,18 +218,44 @@ def count_flops(step, batch) -> int:
     return counter.get_total_flops()
 
 
+def _check_arguments(source, model, mode, batch_size, warmup, iters, compile, channels_last) -> None:
+    """One ZooError for the first bad argument of `benchmark`, naming it and what to pass (the CLI's argtypes
+    allow the same: ``--batch-size``, ``--warmup`` and ``--iters`` are `zoo.argtypes.positive_int`)."""
+    if mode not in MODES:
+        raise ZooError(f"unknown mode {mode!r}; choose {', '.join(MODES)}")
+    for flag, value in (("compile", compile), ("channels_last", channels_last)):
+        if not isinstance(value, bool):
+            raise ZooError(f"{flag} must be True or False, not {value!r}")
+    first_step = " (the first step, which compiles and backs off out of memory, is always an untimed warm-up)"
+    for arg, value, why in (("batch_size", batch_size, ""), ("warmup", warmup, first_step), ("iters", iters, "")):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ZooError(f"{arg} must be a whole number >= 1{why}, not {value!r}")
+    if model is None and not isinstance(source, str):
+        got = "neither" if source is None else f"source={type(source).__name__}"
+        hint = " (pass a model object as model=)" if isinstance(source, torch.nn.Module) else ""
+        raise ZooError(f"benchmark needs a model name, name.tag or saved-model folder as source, or a zoo model as "
+                       f"model=; got {got}{hint}")
+    if model is not None and not isinstance(getattr(model, "zoo_cfg", None), dict):
+        raise ZooError(f"model= must be a zoo model, made by zoo.create_model or zoo.from_pretrained (its zoo_cfg "
+                       f"names the architecture, whose benchmark adapter builds the inputs); got a "
+                       f"{type(model).__name__} without zoo_cfg")
+
+
 def benchmark(source: str | None = None, *, model=None, mode: str = "infer", device: str = "cpu",
               precision: str = "32", batch_size: int = 32, compile: bool = False, warmup: int = 5, iters: int = 20,
               channels_last: bool = False, model_args: dict | None = None) -> dict:
     """Benchmark one model; returns the result dict (see the module docstring for what is measured).
-    ``model_args``: constructor keywords for a bare model name (`load_bench_model`)."""
-    if mode not in MODES:
-        raise ZooError(f"unknown mode {mode!r}; choose {', '.join(MODES)}")
+
+    The model is ``source`` (a name, ``name.tag`` or saved-model folder, `load_bench_model`) or ``model``, a zoo
+    model (``source`` then only names it in the result). A ``model`` passed in is benchmarked as a copy
+    (``copy.deepcopy``): its weights, buffers, train/eval mode, device and memory format are left as they were.
+    ``model_args``: constructor keywords for a bare model name. ``batch_size``, ``warmup`` and ``iters`` are whole
+    numbers >= 1; ``compile`` and ``channels_last`` are True or False. Bad arguments are refused before any work.
+    """
+    _check_arguments(source, model, mode, batch_size, warmup, iters, compile, channels_last)
     amp = autocast_dtype(precision)
-    if warmup < 1 or iters < 1:
-        raise ZooError("--warmup and --iters must be >= 1")
     dev = torch_device(device)
-    model = model if model is not None else load_bench_model(source, model_args)
+    model = copy.deepcopy(model) if model is not None else load_bench_model(source, model_args)
     name = source or model.zoo_cfg["architecture"]
     adapter = adapter_for(model)
     model.to(dev)

@@ -132,9 +132,9 @@ def check_keys(given: dict, valid: tuple[str, ...], where: str) -> None:
 
 
 def check_scalars(given: dict, where: str) -> None:
-    """``warmup`` a whole number >= 0, ``iters`` >= 1, ``compile`` true or false, ``model_args`` a mapping
-    (``compile: "false"``, a string, would be true in Python and compile the model)."""
-    checks = {"warmup": (lambda v: type(v) is int and v >= 0, "a whole number >= 0"),
+    """``warmup`` and ``iters`` whole numbers >= 1 (the harness's first step is always untimed), ``compile`` true or
+    false, ``model_args`` a mapping (``compile: "false"``, a string, would be true in Python and compile the model)."""
+    checks = {"warmup": (lambda v: type(v) is int and v >= 1, "a whole number >= 1"),
               "iters": (lambda v: type(v) is int and v >= 1, "a whole number >= 1"),
               "compile": (lambda v: type(v) is bool, "true or false"),
               "model_args": (lambda v: v is None or isinstance(v, dict), "a mapping of the model's arguments")}
