@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .argtypes import non_negative_int, positive_int
+from .argtypes import positive_int
 from .errors import ZooError
 from .precision import PRECISIONS
 
@@ -316,6 +316,7 @@ def _cmd_verify(a):
 def _eval_parser(argv):
     """The eval options, with those of the task that ``--task`` in ``argv`` names."""
     from .eval import get_task, list_tasks
+    from .eval.base import add_run_arguments
 
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--task")
@@ -328,9 +329,7 @@ def _eval_parser(argv):
     p.add_argument("--out-dir", "--out", dest="out_dir",
                    help="folder for plots and other artifacts (default: beside --json)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    p.add_argument("--precision", default="32", choices=list(PRECISIONS))
-    p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--num-workers", type=non_negative_int, default=min(4, os.cpu_count() or 1))
+    add_run_arguments(p)
     if known.task:
         get_task(known.task).add_arguments(p.add_argument_group(f"{known.task} options"))
     else:

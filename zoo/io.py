@@ -148,10 +148,13 @@ def check_outputs(files: dict | None = None, folders: dict | None = None) -> Non
     """Refuse output paths that cannot be written, before any work runs rather than after it.
 
     ``files`` and ``folders`` map an option name (``--json``) to the path given for it (None: not given). A file
-    must not be empty or an existing folder; a folder must not be an existing file; and the folder of each (the
-    file's parent) must be makeable and writable: no file among its ancestors, and a probe file can be created in
-    the nearest one that exists (so ``/proc/nope/r.json`` or a read-only mount fails here). Nothing is created.
+    must not be empty or an existing folder; a folder must not be an existing file; no other output may be a file's
+    path or lie inside it (two outputs would overwrite each other, or the file would have to be a folder); and the
+    folder of each (the file's parent) must be makeable and writable: no file among its ancestors, and a probe file
+    can be created in the nearest one that exists (so ``/proc/nope/r.json`` or a read-only mount fails here).
+    Nothing is created.
     """
+    given = {o: p for o, p in {**(files or {}), **(folders or {})}.items() if p is not None and str(p)}
     for option, path in (files or {}).items():
         if path is None:
             continue
@@ -160,6 +163,10 @@ def check_outputs(files: dict | None = None, folders: dict | None = None) -> Non
         if Path(path).is_dir():
             raise ZooError(f"{option} {path} is a folder: give a file path, e.g. {Path(path) / 'result.json'}")
         _check_folder(option, Path(path).parent)
+        for other, there in given.items():
+            if other != option and Path(there).resolve().is_relative_to(Path(path).resolve()):
+                where = "the same path as" if Path(there).resolve() == Path(path).resolve() else "a path inside"
+                raise ZooError(f"{other} {there} is {where} {option} {path} (a file): give each output its own path")
     for option, folder in (folders or {}).items():
         if folder is None or not str(folder):
             continue

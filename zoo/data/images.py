@@ -246,8 +246,8 @@ def _resolve(spec: str | Path) -> tuple[Path, str]:
     return (_lone_folder(folder) if folder.is_dir() else folder), name
 
 
-def _split_of(folder: Path, split: str, labelled: bool, name: str):
-    """Split ``split`` of the resolved ``folder`` (see the module docstring)."""
+def _split_of(folder: Path, split: str, labelled: bool, name: str, whole: str | None = None):
+    """Split ``split`` of the resolved ``folder`` (see the module docstring; ``whole``: see `open_split`)."""
     if is_idx_folder(folder):
         return idx_folder(folder, split, name=name)
     if (folder / split).is_dir():
@@ -255,13 +255,18 @@ def _split_of(folder: Path, split: str, labelled: bool, name: str):
     if labelled and any((folder / s).is_dir() for s in _SPLITS):
         there = ", ".join(s for s in _SPLITS if (folder / s).is_dir())
         raise ZooError(f"{folder} has no {split}/ folder; its splits: {there}")
+    if whole is not None and split != whole:
+        raise ZooError(f"split {split}: {folder} has no split folders ({'/, '.join(_SPLITS)}/), so it is scored "
+                       f"whole, as split {whole}: leave the split out, or give a folder holding {split}/<class>/")
     return image_folder(folder, labelled=labelled, name=name)
 
 
-def open_split(spec: str | Path, split: str = "test", *, labelled: bool = True):
-    """A dataset for ``split`` of whatever ``spec`` names (see the module docstring)."""
+def open_split(spec: str | Path, split: str = "test", *, labelled: bool = True, whole: str | None = None):
+    """A dataset for ``split`` of whatever ``spec`` names (see the module docstring). ``whole``: the one split a
+    folder without split folders stands for (another is a `ZooError` rather than the whole folder under its name);
+    None: any."""
     folder, name = _resolve(spec)
-    return _split_of(folder, split, labelled, name)
+    return _split_of(folder, split, labelled, name, whole)
 
 
 def open_train_test(spec: str | Path):

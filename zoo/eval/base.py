@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,11 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from .. import distributed
+from ..argtypes import non_negative_int, positive_int
 from ..devices import torch_device
 from ..errors import ZooError
 from ..io import atomic_path, check_outputs, write_json
-from ..precision import autocast_dtype
+from ..precision import PRECISIONS, autocast_dtype
 from ..registry import list_papers, load_object, suggest
 
 CORE_TASKS = {"classification": "zoo.eval.classification:ClassificationTask"}
@@ -69,8 +71,8 @@ class EvalTask:
 
     def __init__(self, **options):
         """``options``: the task's options by their `add_arguments` names (``id_data`` for ``--id-data``), checked
-        and converted as the CLI would (see `_option`); the ones left out or None take the defaults declared there,
-        so Python callers of `evaluate` get what the CLI gets."""
+        and converted as the CLI would (see `_convert_option`); the ones left out or None take the defaults declared
+        there, so Python callers of `evaluate` get what the CLI gets."""
         parser = argparse.ArgumentParser(add_help=False)
         self.add_arguments(parser)
         actions = {a.dest: a for a in parser._actions}
@@ -81,43 +83,9 @@ class EvalTask:
         missing = [(a.option_strings or [d])[0] for d, a in actions.items() if a.required and options.get(d) is None]
         if missing:
             raise ZooError(f"task {self.name!r} needs {', '.join(missing)}")
-        given = {d: self._option(actions[d], v) for d, v in options.items() if v is not None}
+        owner = f"task {self.name!r}"
+        given = {d: _convert_option(owner, actions[d], v) for d, v in options.items() if v is not None}
         self.options = argparse.Namespace(**{**{d: a.default for d, a in actions.items()}, **given})
-
-    def _option(self, action: argparse.Action, value):
-        """``value`` of ``action``'s option as the CLI would parse it: a flag (``store_true``) takes a bool; a list
-        option (``action="append"`` or ``nargs``) takes a list, or one value as a one-element list; every value
-        goes through the option's ``type`` as text (so ``5`` and ``"5"`` alike) and must be one of its ``choices``.
-        Anything else is a `ZooError` naming the task, the option, the value and what the option accepts.
-        """
-        def bad(why: str) -> ZooError:
-            return ZooError(f"task {self.name!r}: {action.dest}={value!r} is not accepted: {why}")
-
-        about = f" ({action.help})" if action.help else ""
-        if action.nargs == 0:
-            if not isinstance(value, bool):
-                raise bad("it is a flag, pass True or False")
-            return value
-        many = isinstance(action, argparse._AppendAction) or action.nargs not in (None, "?")
-        if isinstance(value, (list, tuple)) and not many:
-            raise bad(f"it takes one value, not a list{about}")
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        if isinstance(action.nargs, int) and len(items) != action.nargs:
-            raise bad(f"it takes {action.nargs} values{about}")
-        if not items and action.nargs != "*":
-            raise bad("it takes one or more values")
-        out = []
-        for raw in items:
-            try:
-                item = (action.type or str)(raw if isinstance(raw, str) else str(raw))
-            except argparse.ArgumentTypeError as exc:
-                raise bad(str(exc)) from None
-            except (TypeError, ValueError):  # argparse's own message for a plain type such as int or float
-                raise bad(f"invalid {getattr(action.type, '__name__', action.type)} value: {raw!r}") from None
-            if action.choices is not None and item not in action.choices:
-                raise bad(f"choose from {', '.join(map(str, action.choices))}")
-            out.append(item)
-        return out if many else out[0]
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -145,6 +113,41 @@ class EvalTask:
         return []
 
 
+def _convert_option(owner: str, action: argparse.Action, value):
+    """``value`` of ``action``'s option as the CLI would parse it: a flag (``store_true``) takes a bool; a list
+    option (``action="append"`` or ``nargs``) takes a list, or one value as a one-element list; every value goes
+    through the option's ``type`` as text (so ``5`` and ``"5"`` alike) and must be one of its ``choices``. Anything
+    else is a `ZooError` naming ``owner`` (``task 'ood'``), the option, the value and what the option accepts."""
+    def bad(why: str) -> ZooError:
+        return ZooError(f"{owner}: {action.dest}={value!r} is not accepted: {why}")
+
+    about = f" ({action.help})" if action.help else ""
+    if action.nargs == 0:
+        if not isinstance(value, bool):
+            raise bad("it is a flag, pass True or False")
+        return value
+    many = isinstance(action, argparse._AppendAction) or action.nargs not in (None, "?")
+    if isinstance(value, (list, tuple)) and not many:
+        raise bad(f"it takes one value, not a list{about}")
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if isinstance(action.nargs, int) and len(items) != action.nargs:
+        raise bad(f"it takes {action.nargs} values{about}")
+    if not items and action.nargs != "*":
+        raise bad("it takes one or more values")
+    out = []
+    for raw in items:
+        try:
+            item = (action.type or str)(raw if isinstance(raw, str) else str(raw))
+        except argparse.ArgumentTypeError as exc:
+            raise bad(str(exc)) from None
+        except (TypeError, ValueError):  # argparse's own message for a plain type such as int or float
+            raise bad(f"invalid {getattr(action.type, '__name__', action.type)} value: {raw!r}") from None
+        if action.choices is not None and item not in action.choices:
+            raise bad(f"choose from {', '.join(map(str, action.choices))}")
+        out.append(item)
+    return out if many else out[0]
+
+
 def list_tasks() -> dict[str, str]:
     """Task name -> ``"module:Class"``, from the core and every registered paper."""
     tasks = dict(CORE_TASKS)
@@ -157,9 +160,28 @@ def get_task(name: str) -> type[EvalTask]:
     """The `EvalTask` class registered as ``name`` (``classification``, or a paper's task such as ``ood``); an
     unknown name is a `ZooError` listing the tasks there are. Its options: ``get_task(name).add_arguments``."""
     tasks = list_tasks()
-    if name not in tasks:
-        raise ZooError(f"unknown eval task {name!r}{suggest(name, tasks)}; available: {', '.join(sorted(tasks))}")
+    if not isinstance(name, str) or name not in tasks:  # None or a number: as unknown as a misspelt name
+        close = suggest(name, tasks) if isinstance(name, str) else ""
+        raise ZooError(f"unknown eval task {name!r}{close}; available: {', '.join(sorted(tasks))}")
     return load_object(tasks[name])
+
+
+def add_run_arguments(parser) -> None:
+    """The options every task takes, which `evaluate` has as arguments: ``--precision``, ``--batch-size``,
+    ``--num-workers`` (``zoo eval``'s defaults)."""
+    parser.add_argument("--precision", default="32", choices=list(PRECISIONS))
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--num-workers", type=non_negative_int, default=min(4, os.cpu_count() or 1))
+
+
+def _harness_options(**values) -> argparse.Namespace:
+    """``values`` of the options `evaluate` takes for every task (``batch_size``, ``num_workers``, ``precision``)
+    checked and converted with the types and choices ``zoo eval`` declares for them (`add_run_arguments`,
+    `_convert_option`), so that `evaluate` refuses what the CLI refuses, before the model or data are loaded."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_run_arguments(parser)
+    actions = {a.dest: a for a in parser._actions}
+    return argparse.Namespace(**{d: _convert_option("evaluate", actions[d], v) for d, v in values.items()})
 
 
 def load_model(source: str):
@@ -184,11 +206,14 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
         source: zoo folder or ``name.tag`` (ignored when ``model`` is given).
         device, precision: where and how to run: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; ``32``, ``bf16-mixed``
             or ``16-mixed``.
+        batch_size, num_workers: images per batch (1 or more) and data loading processes (0 or more); these and
+            ``precision`` are checked and converted as ``zoo eval`` parses them (``"4"`` is 4).
         json_out: path of the JSON result; artifacts (plots) go beside it, or into ``out_dir``.
         save_scores: folder for raw scores, one ``<input>.npz`` per scored input.
         **options: the task's options (see ``zoo eval --task T --help``).
     """
     cls = get_task(task)
+    run = _harness_options(batch_size=batch_size, num_workers=num_workers, precision=precision)
     t = cls(**options)
     check_outputs({"--json": json_out}, {"--save-scores": save_scores, "--out-dir": out_dir})
     dev = torch_device(device)
@@ -196,7 +221,7 @@ def evaluate(source: str, task: str, *, device: str = "cpu", precision: str = "3
         if sharded and dev.type == "cuda":
             dev = torch.device("cuda", torch.cuda.current_device())
         out = Path(out_dir) if out_dir else (Path(json_out).parent if json_out else None)
-        ctx = EvalContext(dev, autocast_dtype(precision), batch_size, num_workers, out, sharded,
+        ctx = EvalContext(dev, autocast_dtype(run.precision), run.batch_size, run.num_workers, out, sharded,
                           Path(json_out) if json_out else None)
         model = model if model is not None else t.load(source)
         t.setup(model, ctx)

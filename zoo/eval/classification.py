@@ -2,7 +2,7 @@
 
 Class folders are matched to the model's outputs by name when the model records its class names; otherwise the
 labels are the sorted folder names, and the result says so (``labels_from``). A folder without train/ and test/
-splits is scored whole."""
+splits is scored whole, as split ``test`` (the default); another split of it is refused."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from ..registry import paper_of
 from .base import EvalTask
 
 
+DEFAULT_SPLIT = "test"
+
+
 class ClassificationTask(EvalTask):
     name = "classification"
 
@@ -25,12 +28,12 @@ class ClassificationTask(EvalTask):
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--data", required=True, help="catalogue name, folder or archive of labelled images "
                                                           "(<class>/ folders, or train/<class>/ and test/<class>/)")
-        parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+        parser.add_argument("--split", default=DEFAULT_SPLIT, help=f"split to evaluate (default: {DEFAULT_SPLIT})")
 
     def setup(self, model, ctx) -> None:
         super().setup(model, ctx)
         self._check_classifier(model)
-        ds = open_split(self.options.data, self.options.split)
+        ds = open_split(self.options.data, self.options.split, whole=DEFAULT_SPLIT)
         self.dataset_name = ds.name
         if getattr(model, "num_classes", None) == 0:
             name = getattr(model, "zoo_cfg", {}).get("architecture", "the model")
@@ -76,5 +79,5 @@ class ClassificationTask(EvalTask):
                 "top1": float(s["top1"].mean()), "top5": float(s["top5"].mean()), "labels_from": self.labels_from}
 
     def table(self, r) -> str:
-        return (f"{r['dataset']} {r['split']} (n={r['n']}): top-1 {100 * r['top1']:.2f} %, top-5 {100 * r['top5']:.2f} %"
-                f"{labels_note(r)}")
+        return (f"{r['dataset']} {r['split']} (n={r['n']}): top-1 {100 * r['top1']:.2f} %, "
+                f"top-5 {100 * r['top5']:.2f} %{labels_note(r)}")

@@ -22,10 +22,14 @@ and ``ood_scores_<scorer>.png`` histograms beside it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from ...argtypes import positive_int
+from ...data.catalog import catalog
+from ...data.embedded import EMBEDDED
 from ...data.images import open_ood, open_train_test
 from ...data.labels import UNMATCHED, labels_note, to_model_labels
 from ...data.transforms import eval_transform
@@ -59,8 +63,31 @@ def scorer_names(option: str, classifier: str) -> list[str]:
     return names
 
 
+def same_data(a: str, b: str) -> bool:
+    """Whether the data options ``a`` and ``b`` name one dataset: the same text, or paths of which one is, or is
+    inside, the other once resolved. A catalogue or embedded name is told apart from other names and paths by
+    name only (finding its files would verify and unpack them)."""
+    if a == b:
+        return True
+    if {a, b} & {*catalog(), *EMBEDDED}:
+        return False
+    a_path, b_path = (Path(s).expanduser().resolve() for s in (a, b))
+    return a_path.is_relative_to(b_path) or b_path.is_relative_to(a_path)
+
+
 class OODTask(EvalTask):
     name = "ood"
+
+    def __init__(self, **options):
+        """The options (`EvalTask`); an OOD set that is the ID data (`same_data`: the same dataset, or a folder
+        inside or around it, as ``DATA/test``) is refused: it would be scored against itself."""
+        super().__init__(**options)
+        o = self.options
+        for ood in map(str, o.ood):
+            if same_data(ood, str(o.id_data)):
+                raise ZooError(f"task 'ood': ood={ood!r} is the ID data id_data={o.id_data!r} (the same dataset, or "
+                               f"a folder inside or around it): it would score the ID data against itself; give OOD "
+                               f"sets other than the ID data")
 
     @classmethod
     def add_arguments(cls, parser) -> None:
