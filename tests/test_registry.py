@@ -30,6 +30,30 @@ def test_create_model_kwargs_and_cfg():
 def test_unknown_model_suggests_close_names():
     with pytest.raises(ZooError, match="did you mean knn_ood_resnet20"):
         zoo.create_model("knn_ood_resnt20")
+    with pytest.raises(ZooError, match=r"unknown model 'KNN_OOD_RESNET20' \(did you mean knn_ood_resnet20,"):
+        zoo.create_model("KNN_OOD_RESNET20")  # names are lower case; the suggestion ignores case
+
+
+@pytest.mark.parametrize("name, needle", [
+    (None, "a model name is a str, 'arch' or 'arch.tag' (`zoo list`), not NoneType None"),
+    (20, "a model name is a str, 'arch' or 'arch.tag' (`zoo list`), not int 20"),
+    ("knn_ood_resnet20.", "model name 'knn_ood_resnet20.' ends in '.': give 'knn_ood_resnet20', or"),
+])
+def test_a_model_name_that_is_no_name_is_one_error(name, needle):
+    with pytest.raises(ZooError) as exc:
+        zoo.create_model(name)
+    assert str(exc.value).startswith(needle)
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda: zoo.from_pretrained(None), "from_pretrained takes a folder path or a 'name.tag' str, not NoneType None"),
+    (lambda: zoo.model_info(3), "model_info takes a name, name.tag, paper id or folder path, not int 3"),
+    (lambda: zoo.list_models(5), "list_models takes a name pattern str (knn, knn_ood_resnet?0), not int 5"),
+])
+def test_the_lookups_refuse_what_is_no_name(call, needle):
+    with pytest.raises(ZooError) as exc:
+        call()
+    assert str(exc.value) == needle
 
 
 def test_unknown_tag_lists_available():
@@ -37,9 +61,18 @@ def test_unknown_tag_lists_available():
         zoo.create_model("knn_ood_resnet20.imagenet", pretrained=True)
 
 
-def test_bad_constructor_argument_is_a_user_error():
-    with pytest.raises(ZooError, match="bad arguments for model"):
-        zoo.create_model("knn_ood_resnet20", width=3)
+@pytest.mark.parametrize("name, kwargs, needle", [
+    ("knn_ood_resnet20", {"width": 3}, "bad arguments for model 'knn_ood_resnet20' (width=3): TypeError: "),
+    ("knn_ood_resnet20", {"num_classes": -1}, "bad arguments for model 'knn_ood_resnet20' (num_classes=-1): "
+                                              "RuntimeError: "),
+    ("tinymim_vit_tiny", {"patch_size": 0}, "bad arguments for model 'tinymim_vit_tiny' (patch_size=0): "
+                                            "ZeroDivisionError: "),
+])
+def test_bad_constructor_argument_is_a_user_error(name, kwargs, needle):
+    """Whatever the builder raises for the user's arguments is one error naming the model and those arguments."""
+    with pytest.raises(ZooError) as exc:
+        zoo.create_model(name, **kwargs)
+    assert str(exc.value).startswith(needle)
 
 
 def test_pretrained_default_tag_loads_verified_weights():

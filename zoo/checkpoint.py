@@ -335,6 +335,9 @@ def from_pretrained(source: str | Path):
     """A model from a folder written by `save_pretrained`, or from a manifest ``name.tag``."""
     from .registry import create_model
 
+    if not isinstance(source, (str, Path)):
+        raise ZooError(f"from_pretrained takes a folder path or a 'name.tag' str, not {type(source).__name__} "
+                       f"{source!r}")
     path = Path(source)
     if path.is_dir():
         return create_model(check_folder(path)["architecture"], pretrained=path)

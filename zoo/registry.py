@@ -161,14 +161,23 @@ def _natural_key(s: str):
 
 
 def suggest(name: str, choices) -> str:
-    """`` (did you mean a, b, c?)`` with the up to three ``choices`` closest to a misspelt ``name``, or ``""``."""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    """`` (did you mean a, b, c?)`` with the up to three ``choices`` closest to a misspelt ``name`` (compared
+    regardless of case, so ``KNN_OOD_RESNET20`` finds ``knn_ood_resnet20``), or ``""``."""
+    by_lower = {str(c).lower(): c for c in choices}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(by_lower[c] for c in close)}?)" if close else ""
 
 
 def split_name(name: str) -> tuple[str, str | None]:
-    """``"arch.tag"`` -> ``("arch", "tag")``; ``"arch"`` -> ``("arch", None)``."""
-    arch, _, tag = name.partition(".")
+    """``"arch.tag"`` -> ``("arch", "tag")``; ``"arch"`` -> ``("arch", None)``; anything else that is not such a
+    string (None, a number, ``"arch."``) is a `ZooError`."""
+    if not isinstance(name, str):
+        raise ZooError(f"a model name is a str, 'arch' or 'arch.tag' (`zoo list`), not {type(name).__name__} "
+                       f"{name!r}; a saved model folder loads with zoo.from_pretrained")
+    arch, dot, tag = name.partition(".")
+    if dot and not tag:
+        raise ZooError(f"model name {name!r} ends in '.': give {arch!r}, or {arch!r} with a tag after the dot "
+                       f"(`zoo list --pretrained`)")
     return arch, (tag or None)
 
 
@@ -179,6 +188,9 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     With ``pretrained=True`` the result lists ``name.tag`` for every manifest entry of a registered model instead
     (entries that are data, such as DOORPING's distilled sets, are left out).
     """
+    if not isinstance(pattern, str):
+        raise ZooError(f"list_models takes a name pattern str (knn, knn_ood_resnet?0), not {type(pattern).__name__} "
+                       f"{pattern!r}")
     if pretrained:
         from .hub import load_manifest
 
@@ -301,8 +313,11 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     build_args = {k: v for k, v in model_args.items() if not (loads_weights and k in INIT_WEIGHT_ARGS)}
     try:
         model = builder(**build_args)
-    except TypeError as exc:
-        raise ZooError(f"bad arguments for model {arch!r}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, AssertionError, IndexError, ArithmeticError) as exc:
+        if not kwargs and not isinstance(exc, TypeError):  # the manifest's or default arguments: the zoo's bug
+            raise
+        given = f" ({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})" if kwargs else ""
+        raise ZooError(f"bad arguments for model {arch!r}{given}: {type(exc).__name__}: {exc}") from None
     model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
     if entry is not None and weights_path is not None:  # a folder: its config's tag and classifier state
         model.zoo_cfg.update(tag=entry.get("tag"), **({"classifier": entry["classifier"]} if entry.get("classifier")
@@ -400,6 +415,9 @@ def model_info(name: str) -> dict:
     or a folder written by save_pretrained)."""
     from .hub import load_manifest
 
+    if not isinstance(name, (str, Path)):
+        raise ZooError(f"model_info takes a name, name.tag, paper id or folder path, not {type(name).__name__} "
+                       f"{name!r}")
     path = Path(name)
     if path.is_dir():
         from .checkpoint import read_config
