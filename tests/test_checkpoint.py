@@ -43,6 +43,12 @@ def test_save_requires_a_zoo_model(tmp_path):
         zoo.save_pretrained(torch.nn.Linear(2, 2), tmp_path)
 
 
+def test_a_path_given_as_the_state_dict_says_how_to_read_it(tmp_path):
+    with pytest.raises(ZooError, match=r"load_state_dict takes a state dict, not the path 'x.safetensors': read the "
+                                       r"file first, load_state_dict\(model, read_weights\(path\)\)"):
+        load_state_dict(zoo.create_model("knn_ood_resnet20"), "x.safetensors")
+
+
 def test_load_report_lists_every_problem():
     m = zoo.create_model("knn_ood_resnet20")
     sd = dict(m.state_dict())

@@ -68,8 +68,12 @@ def load_state_dict(model, state_dict: dict, *, allow_missing=(), allow_unexpect
     """Load ``state_dict`` into ``model`` strictly, except for keys covered by the allow-lists.
 
     Raises:
-        ZooError: naming every mis-shaped key and every missing/unexpected key outside the allow-lists.
+        ZooError: naming every mis-shaped key and every missing/unexpected key outside the allow-lists (and a
+            ``state_dict`` that is a file path: `read_weights` or `read_foreign` reads one).
     """
+    if isinstance(state_dict, (str, Path)):
+        raise ZooError(f"load_state_dict takes a state dict, not the path {str(state_dict)!r}: read the file first, "
+                       f"load_state_dict(model, read_weights(path)) (or read_foreign for .pt/.pth checkpoints)")
     own = model.state_dict()
     report = LoadReport(source=source)
     report.missing = [k for k in own if k not in state_dict]
