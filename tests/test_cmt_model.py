@@ -387,6 +387,24 @@ def test_bad_inputs_are_user_errors():
         zoo.create_model("cmt_tiny", lidar_encoder="voxelnet")
 
 
+def test_images_not_float_in_the_weights_dtype_or_without_a_batch_dimension_are_user_errors():
+    """uint8 (0-255) or float64 images, or one frame's [N, 3, H, W], are one ZooError each before the image branch
+    (were a convolution's RuntimeError); under autocast the dtype is autocast's."""
+    m = zoo.create_model("cmt_tiny", **SMALL).eval()
+    batch = _batch()
+    images, points, l2i = batch["images"], batch["points"], batch["lidar2img"]
+    with pytest.raises(ZooError, match=r"images must be float, .* got torch.uint8 \(for 0-255 BGR pixels: "):
+        m.predict(images.to(torch.uint8), points, l2i)
+    with pytest.raises(ZooError, match=r"weights are torch.float32 but the images are torch.float64: pass "
+                                       r"images.to\(torch.float32\)"):
+        m.predict(images.double(), points, l2i)
+    with pytest.raises(ZooError, match=r"got \(6, 3, 64, 96\) and \(6, 4, 4\) \(one frame: add the batch "
+                                       r"dimension, images\[None\], lidar2img\[None\]\)"):
+        m.predict(images[0], points[:1], l2i[0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert len(m.predict(images.bfloat16(), points, l2i)) == 2
+
+
 def test_sparse_encoder_spconv_and_torch_backends_agree():
     """Runs where spconv 2 is installed (the optional fast path); the plain-torch path is the reference."""
     pytest.importorskip("spconv.pytorch")

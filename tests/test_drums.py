@@ -852,6 +852,9 @@ def test_bad_model_arguments():
     with pytest.raises(ZooError, match=r"^config num_hidden_layer: not a setting of smollm2-135m's LlamaConfig"):
         zoo.create_model("drums_smollm2_scratch", config={"num_hidden_layer": 2})
     assert zoo.create_model("drums_gpt2_tiny", config={"n_layer": 3}).lm.config.n_layer == 3
+    with pytest.raises(ZooError, match="max_length 600 is longer than the base's context of 512 tokens: give "
+                                       "max_length <= 512"):  # training would fail at its first long example
+        zoo.create_model("drums_gpt2_tiny", max_length=600, config={"n_positions": 512})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1076,6 +1079,38 @@ def test_a_prompt_and_budget_longer_than_the_context_is_one_error():
     with pytest.raises(ZooError, match="context of 2048 tokens"):
         sample_ids(m, [[1] * 2000], max_new_tokens=49, decoder="static")
     assert len(sample_ids(m, [[1] * 2000], max_new_tokens=48, stop_at_end=False)[0]) == 48
+
+
+def test_a_budget_alone_past_the_context_asks_for_fewer_new_tokens_only():
+    """With max_new_tokens >= the context no prompt fits: the fix is a smaller budget (it advised shortening the
+    prompt "to at most -97952 tokens")."""
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    for budget in (100000, 2048):
+        with pytest.raises(ZooError, match=rf"a prompt of 7 tokens plus max_new_tokens={budget} .*: ask for at most "
+                                           r"2041 new tokens \(max_new_tokens\)$"):
+            continue_grooves(m, ["o-----\n"], max_new_tokens=budget)
+
+
+def test_an_example_given_as_a_prompt_is_one_error():
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    with pytest.raises(ZooError, match=r"prompts\[1\] is of type Example, not str: .*example\.prompt"):
+        continue_grooves(m, ["o-----\n", Example("x", "o-----\n", "END")], max_new_tokens=2)
+
+
+def test_forward_refuses_rows_past_the_context_and_a_mask_of_another_shape():
+    """drums_gpt2_tiny has 2048 positions: a longer row was an IndexError of the position embedding; a mask of another
+    shape than the ids ran silently ([2, 4] for [2, 5]) or failed in the attention."""
+    m = zoo.create_model("drums_gpt2_tiny").eval()
+    with pytest.raises(ZooError, match=r"input_ids holds 5000 tokens a row, more than the model's context of 2048 "
+                                       r"tokens .*: cut the rows to at most 2048 tokens"):
+        m(torch.ones(1, 5000, dtype=torch.long))
+    ids = torch.ones(2, 5, dtype=torch.long)
+    for mask in (torch.ones(2, 4, dtype=torch.long), torch.ones(5, dtype=torch.long)):
+        with pytest.raises(ZooError, match=rf"attention_mask must have input_ids' shape \[2, 5\] .* got "
+                                           rf"\[{', '.join(map(str, mask.shape))}\]"):
+            m(ids, mask)
+    with torch.no_grad():
+        assert m(torch.ones(1, 2048, dtype=torch.long)).shape == (1, 2048, 6)
 
 
 def test_drum_lm_module_docstring_has_a_summary_line():

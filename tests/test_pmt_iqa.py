@@ -807,6 +807,17 @@ def test_predict_refuses_crops_that_are_not_b_k_3_s_s_floats(lite0):
         lite0.predict(torch.zeros(1, 1, 3, 224, 224, dtype=torch.uint8))
 
 
+def test_predict_refuses_crops_in_another_dtype_than_the_weights(lite0):
+    """predict runs ``forward`` without its input hook: float64 crops for float32 weights are one ZooError (was a
+    convolution's "expected scalar type Double but found Float"); under autocast the dtype is autocast's."""
+    crops = torch.randn(1, 2, 3, 224, 224)
+    with pytest.raises(ZooError, match=r"weights are torch.float32 but the crops are torch.float64: pass "
+                                       r"crops.to\(torch.float32\), or run under torch.autocast"):
+        lite0.predict(crops.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lite0.predict(crops.bfloat16()).shape == (1,)
+
+
 def test_module_refuses_a_model_that_is_not_pmt_iqa():
     from zoo.models.pmt_iqa.module import PMTIQAModule
 

@@ -660,6 +660,22 @@ def test_bad_layer_and_module_arguments(tmp_path):
         TinyMIMDataModule(views="both")
 
 
+def test_other_image_sizes_and_bad_block_qkv_images_are_user_errors():
+    """The ViT takes img_size only (timm's patch and position embeddings, no dynamic size): another size is the zoo's
+    input error, not timm's AssertionError. block_qkv and block_tokens skip ``forward`` and its input hook, and check
+    their images as it does (were "not enough values to unpack" for [C, H, W], a convolution's error for uint8)."""
+    m = small_vit().eval()
+    with pytest.raises(ZooError, match="takes 32x32 images .* got 64x64"):
+        m(torch.randn(2, 3, 64, 64))
+    for read in (m.block_qkv, m.block_tokens):
+        with pytest.raises(ZooError, match=r"got shape \[3, 32, 32\] \(one image: add the batch dimension"):
+            read(torch.randn(3, 32, 32), 2)
+        with pytest.raises(ZooError, match="takes float images normalised .* got torch.uint8"):
+            read(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), 2)
+        with pytest.raises(ZooError, match="takes 32x32 images .* got 64x64"):
+            read(torch.randn(1, 3, 64, 64), 2)
+
+
 def test_compare_script_paths_agree_and_save(tmp_path, monkeypatch):
     """benchmarks/compare_tinymim.py at a toy size: the zoo step and the re-stated authors' step give the same loss,
     and the result is saved with both rows."""

@@ -374,8 +374,8 @@ def check_image_input(model, args) -> None:
         raise ZooError(f"{name} takes float images normalised with model.input_spec's mean and std; got "
                        f"{x.dtype} (for 0-255 pixels: (x.float() / 255 - mean) / std)")
     if model.input_spec.get("fixed_size") and tuple(x.shape[-2:]) != (h, w):
-        raise ZooError(f"{name} takes {h}x{w} images (its classifier is sized for them); got "
-                       f"{x.shape[-2]}x{x.shape[-1]}: resize them, or build the model with image_size to match")
+        raise ZooError(f"{name} takes {h}x{w} images (it is built for that size); got {x.shape[-2]}x{x.shape[-1]}: "
+                       f"resize them, or build the model for their size (its image-size argument)")
     weight = next(model.parameters(), None)
     if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise ZooError(f"{name}'s weights are {weight.dtype} but the input is {x.dtype}: pass "

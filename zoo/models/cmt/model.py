@@ -201,14 +201,26 @@ class CMT(nn.Module):
     # ---- forward --------------------------------------------------------------------------------------------
 
     def _check(self, images, points, lidar2img):
+        """One `ZooError` naming the fix for inputs `forward` cannot take: a modality's input missing, images not
+        float [B, N, 3, H, W] (H, W multiples of 16) in the image branch's dtype (unless autocast is on), lidar2img
+        not [B, N, 4, 4], points not B clouds [P_i, 5]."""
         if "camera" in self.modalities:
             if images is None or lidar2img is None:
                 raise ZooError("this CMT model uses cameras: pass images [B, N, 3, H, W] and lidar2img [B, N, 4, 4]")
             if images.dim() != 5 or images.shape[2] != 3 or lidar2img.shape != (*images.shape[:2], 4, 4):
+                hint = (" (one frame: add the batch dimension, images[None], lidar2img[None])" if images.dim() == 4
+                        else "")
                 raise ZooError(f"images must be [B, N, 3, H, W] and lidar2img [B, N, 4, 4]; got "
-                               f"{tuple(images.shape)} and {tuple(lidar2img.shape)}")
+                               f"{tuple(images.shape)} and {tuple(lidar2img.shape)}{hint}")
             if images.shape[-2] % 16 or images.shape[-1] % 16:
                 raise ZooError(f"image size {tuple(images.shape[-2:])} must be a multiple of 16 (pad to 32)")
+            if not images.is_floating_point():
+                raise ZooError(f"images must be float, normalised with input_spec's mean and std (BGR, 0-255 "
+                               f"scale); got {images.dtype} (for 0-255 BGR pixels: (images.float() - mean) / std)")
+            weight = next(self.img_backbone.parameters())
+            if images.dtype != weight.dtype and not torch.is_autocast_enabled(images.device.type):
+                raise ZooError(f"the image branch's weights are {weight.dtype} but the images are {images.dtype}: "
+                               f"pass images.to({weight.dtype}), or run under torch.autocast")
         if "lidar" in self.modalities:
             if points is None or not len(points) or any(p.dim() != 2 or p.shape[1] < 5 for p in points):
                 raise ZooError("this CMT model uses LiDAR: pass points as a list of B tensors [P_i, 5] (x, y, z, "

@@ -35,7 +35,7 @@ import torch
 
 from ...data.sampling import mixed_seed_table
 from ...errors import ZooError
-from .encoding import END
+from .encoding import END, Example
 from .kv_cache import preallocated_cache
 from .lm import DrumLM
 from .lora_fold import folded_lora
@@ -70,7 +70,7 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
         prompt_ids: B token-id lists (any lengths >= 1, ids below the tokenizer's ``vocab_size``).
         temperature: softmax temperature (> 0).
         max_new_tokens: hard cap per row (>= 1); the longest prompt plus this must fit the model's context
-            (`context_length`): no window slides over longer text.
+            (`DrumLM.context_length`): no window slides over longer text.
         max_new_lines: stop a row at its this-many-th newline (>= 1), counted in its text (a token may hold a
             newline with other characters, or two); None: no line budget. The rest of a 16-bar window after a 2-bar
             prompt is 237 lines (224 drum lines and 13 SEP lines) and its ``END`` follows the 237th newline, so a
@@ -104,23 +104,19 @@ def sample_ids(model: DrumLM, prompt_ids: list[list[int]], *, temperature: float
                        check_every=check_every)
 
 
-def context_length(model: DrumLM) -> int | None:
-    """The most tokens the LM takes (its config's ``max_position_embeddings``); None when the config sets none."""
-    return getattr(model.lm.config.get_text_config(), "max_position_embeddings", None)
-
-
 def _check_context(model: DrumLM, prompt_tokens: int, max_new_tokens: int) -> None:
     """Refuse a generation whose longest prompt plus ``max_new_tokens`` is more than the model's context: no
     position past it was ever trained (a GPT-2 has no embedding for it and fails, a rotary LM runs on untrained),
     and no window slides over the text."""
-    context = context_length(model)
+    context = model.context_length
     if context is None or prompt_tokens + max_new_tokens <= context:
         return
     if prompt_tokens >= context:
         fix = f"shorten the prompt to fewer than {context} tokens (e.g. its first bars)"
     else:
-        fix = (f"ask for at most {context - prompt_tokens} new tokens (max_new_tokens), or shorten the prompt to at "
-               f"most {context - max_new_tokens} tokens")
+        fix = f"ask for at most {context - prompt_tokens} new tokens (max_new_tokens)"
+        if max_new_tokens < context:  # else no prompt is short enough: the budget alone fills the context
+            fix += f", or shorten the prompt to at most {context - max_new_tokens} tokens"
     raise ZooError(f"a prompt of {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} is more than the "
                    f"model's context of {context} tokens (max_position_embeddings): {fix}")
 
@@ -370,6 +366,11 @@ def continue_grooves(model: DrumLM, prompts: list[str], *, batch_size: int = 64,
         raise ZooError("continue_grooves takes a list of prompt strings, got one str (wrap it: [prompt])")
     if batch_size < 1:
         raise ZooError(f"batch_size must be >= 1, got {batch_size}")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            hint = " (an Example's prompt text is example.prompt)" if isinstance(p, Example) else ""
+            raise ZooError(f"prompts[{i}] is of type {type(p).__name__}, not str: continue_grooves takes a list of "
+                           f"prompt texts{hint}")
     encoded = [model.tokenizer.encode(p) for p in prompts]
     for i, ids in enumerate(encoded):
         if not ids:

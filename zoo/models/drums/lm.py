@@ -30,6 +30,7 @@ from .tokenizer import DrumTokenizer, HFTokenizer, SubsetTokenizer, SymbolTokeni
 
 SMOLLM2 = "smollm2-135m"
 VOCABS = ("full", "drums", "symbols")
+DEFAULT_MAX_LENGTH = 2048  # the longest training sequence when neither max_length nor a shorter context says
 
 
 def _base_folder(base: str) -> Path:
@@ -72,15 +73,21 @@ class DrumLM(nn.Module):
             arguments.
         lora: ``{"r", "alpha", "dropout", "target_modules", "layers"}`` to train LoRA adapters only; ``layers``
             (indices) limits them to some blocks, so the backward pass stops at the lowest adapted block.
-        max_length: longest training sequence in tokens (longer examples are cut from the right).
+        max_length: longest training sequence in tokens (longer examples are cut from the right); at most the
+            base's context. None: the base's context, at most `DEFAULT_MAX_LENGTH` (2048; GPT-2 bases from config
+            get that many positions).
         encoding: the drum text the model reads and writes, ``paper`` or ``events`` (`zoo.models.drums.events`);
             saved with the model (``model_args``), so ``zoo eval --task drums`` reads the same text by default.
             Training checks it against the data's encoding. ``events`` text needs ``vocab="full"``.
+
+    Attributes:
+        context_length: the most tokens the LM takes (its config's ``max_position_embeddings``; None when the
+            config sets none): `forward` and `generate.sample_ids` refuse longer sequences.
     """
 
     def __init__(self, base: str = SMOLLM2, init: str = "pretrained", vocab: str = "full",
-                 config: dict[str, Any] | None = None, lora: dict[str, Any] | None = None, max_length: int = 2048,
-                 encoding: str = "paper"):
+                 config: dict[str, Any] | None = None, lora: dict[str, Any] | None = None,
+                 max_length: int | None = None, encoding: str = "paper"):
         super().__init__()
         transformers = require("transformers", "drums")
         if init not in ("pretrained", "scratch"):
@@ -93,14 +100,14 @@ class DrumLM(nn.Module):
             raise ZooError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
         if encoding == "events" and vocab != "full":
             raise ZooError(f"vocab={vocab!r} holds only the paper's drum symbols; events text needs vocab='full'")
-        self.max_length, self.encoding = max_length, encoding
+        self.encoding = encoding
         overrides = dict(config or {})
         if base == "gpt2":
             if init != "scratch":
                 raise ZooError("base 'gpt2' is built from config alone: use init='scratch' (or give a folder)")
             self.tokenizer = self._tokenizer(None, vocab if vocab != "full" else "symbols")
             _check_config_keys(overrides, transformers.GPT2Config(), base)
-            cfg = transformers.GPT2Config(**{"n_positions": max_length, **overrides},
+            cfg = transformers.GPT2Config(**{"n_positions": max_length or DEFAULT_MAX_LENGTH, **overrides},
                                           vocab_size=self.tokenizer.vocab_size, bos_token_id=None,
                                           eos_token_id=None, pad_token_id=self.tokenizer.pad_id)
             self.lm = transformers.GPT2LMHeadModel(cfg)
@@ -117,6 +124,13 @@ class DrumLM(nn.Module):
                         self.tokenizer.vocab_size, self.tokenizer.pad_id, None, None)
                 self.lm = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
         self.init = init
+        self.context_length = getattr(self.lm.config.get_text_config(), "max_position_embeddings", None)
+        if max_length is None:
+            max_length = min(DEFAULT_MAX_LENGTH, self.context_length or DEFAULT_MAX_LENGTH)
+        elif self.context_length is not None and max_length > self.context_length:
+            raise ZooError(f"max_length {max_length} is longer than the base's context of {self.context_length} "
+                           f"tokens: give max_length <= {self.context_length}")
+        self.max_length = max_length
         self.lora = dict(lora) if lora else None
         if self.lora:
             self._add_lora()
@@ -174,7 +188,8 @@ class DrumLM(nn.Module):
         return self.tokenizer.stop_ids
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids [B, T] (int64 or int32 token ids), attention_mask [B, T] -> next-token logits [B, T, V].
+        """input_ids [B, T] (int64 or int32 token ids, T at most `context_length`), attention_mask [B, T] ->
+        next-token logits [B, T, V].
 
         The ids are checked to lie in the tokenizer's vocabulary on the CPU only: on a GPU the check would make
         every training step wait for the device (`generate` calls ``lm`` directly and checks its prompts).
@@ -182,6 +197,13 @@ class DrumLM(nn.Module):
         if input_ids.dtype not in (torch.int64, torch.int32) or input_ids.dim() != 2 or not input_ids.shape[1]:
             raise ZooError(f"input_ids must be token ids: an int64 (or int32) tensor [B, T] with T >= 1, got "
                            f"{input_ids.dtype} {list(input_ids.shape)}")
+        context = self.context_length
+        if context is not None and input_ids.shape[1] > context:
+            raise ZooError(f"input_ids holds {input_ids.shape[1]} tokens a row, more than the model's context of "
+                           f"{context} tokens (max_position_embeddings): cut the rows to at most {context} tokens")
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ZooError(f"attention_mask must have input_ids' shape {list(input_ids.shape)} (1 for tokens to "
+                           f"attend to, 0 for padding), got {list(attention_mask.shape)}")
         if input_ids.device.type == "cpu" and input_ids.numel():
             low, high, vocab = int(input_ids.min()), int(input_ids.max()), self.tokenizer.vocab_size
             if low < 0 or high >= vocab:

@@ -151,11 +151,20 @@ class PMTIQA(nn.Module):
     def predict(self, crops: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """Crops [B, K, 3, S, S] -> image scores [B]: the regression head averaged over the K crops, the B*K crops
         in forwards of ``chunk`` crops (None: all at once; on CPUs one crop at a time is fastest, larger batches
-        of 224-pixel crops outgrow the caches). Without gradients, as `CMT.predict`; train through ``forward``."""
-        if crops.dim() != 5 or crops.shape[2] != 3 or crops.shape[1] < 1 or not crops.is_floating_point():
+        of 224-pixel crops outgrow the caches). Without gradients, as `CMT.predict`; train through ``forward``.
+
+        The crops are checked as ``forward``'s input hook (`zoo.registry.check_image_input`) checks images, which
+        this path does not pass through: C channels of ``input_spec``, floating, in the weights' dtype unless
+        autocast is on."""
+        c = self.input_spec["input_size"][0]
+        if crops.dim() != 5 or crops.shape[2] != c or crops.shape[1] < 1 or not crops.is_floating_point():
             hint = "; for one crop per image add the crop dimension (x[:, None])" if crops.dim() == 4 else ""
-            raise ZooError(f"PMT-IQA predict takes normalised float crops [B, K, 3, {self.image_size}, "
+            raise ZooError(f"PMT-IQA predict takes normalised float crops [B, K, {c}, {self.image_size}, "
                            f"{self.image_size}] with K >= 1, got {crops.dtype} {list(crops.shape)}{hint}")
+        weight = next(self.parameters())
+        if crops.dtype != weight.dtype and not torch.is_autocast_enabled(crops.device.type):
+            raise ZooError(f"PMT-IQA's weights are {weight.dtype} but the crops are {crops.dtype}: pass "
+                           f"crops.to({weight.dtype}), or run under torch.autocast")
         b, k = crops.shape[:2]
         flat = crops.flatten(0, 1)
         parts = flat.split(chunk) if chunk else (flat,)

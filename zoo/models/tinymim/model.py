@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ...errors import ZooError, require
+from ...registry import check_image_input
 
 require("timm", "tinymim")  # a clear error naming the extra before the imports below
 from timm.layers import DropPath  # noqa: E402
@@ -101,8 +102,10 @@ class TinyMIMViT(VisionTransformer):
                 block.drop_path1, block.drop_path2 = DropPath(drop_path_rate), DropPath(drop_path_rate)
         self.last_block_heads = last_block_heads
         self.pos_embed.requires_grad_(not fixed_pos_embed)
+        # fixed_size: timm's patch embedding and position embedding take img_size only (no dynamic_img_size);
+        # another size needs a model built for it (fine-tuning resamples the position embedding)
         self.input_spec = {"input_size": [in_chans, img_size, img_size], "mean": list(mean), "std": list(std),
-                           "interpolation": interpolation, "crop_pct": crop_pct}
+                           "interpolation": interpolation, "crop_pct": crop_pct, "fixed_size": True}
         self.init_mae_weights()
 
     @torch.no_grad()
@@ -130,7 +133,12 @@ class TinyMIMViT(VisionTransformer):
             raise ZooError(f"layer {layer} does not exist: this ViT has blocks 1..{len(self.blocks)}")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` -> tokens ``[B, N, D]`` with position embeddings (class token first)."""
+        """Images ``[B, C, H, W]`` -> tokens ``[B, N, D]`` with position embeddings (class token first).
+
+        `block_qkv` and `block_tokens` start here, not at ``forward``: the images get the check that ``forward``'s
+        input hook gives a zoo model (`zoo.registry.check_image_input`; models from `zoo.create_model`)."""
+        if getattr(self, "zoo_cfg", None):
+            check_image_input(self, (x,))
         return self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
 
     def block_tokens(self, x: torch.Tensor, layer: int) -> torch.Tensor:
