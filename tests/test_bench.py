@@ -110,6 +110,12 @@ def test_a_model_passed_in_is_benchmarked_as_a_copy_and_left_as_it_was():
     assert all(p.is_contiguous() for p in m.parameters())  # channels-last conv weights are not contiguous
 
 
+def test_a_saved_model_folder_is_benchmarked_from_a_path(tmp_path):
+    folder = zoo.save_pretrained(zoo.create_model("knn_ood_resnet20"), tmp_path / "m")
+    r = benchmark(folder, batch_size=2, warmup=1, iters=1)
+    assert r["model"] == str(folder)
+
+
 @pytest.fixture
 def no_model_loaded(monkeypatch):
     """Makes `benchmark` fail the test if it loads a model (its arguments are to be refused before any work)."""

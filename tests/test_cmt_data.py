@@ -6,6 +6,7 @@ import json
 import pickle
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from zoo.data.nuscenes import (
 )
 from zoo.errors import ZooError
 
+ROOT = Path(__file__).resolve().parents[1]
 KEYFRAME_PKL = "n015-2018-07-24-11-22-45+0800.pkl"
 
 
@@ -88,6 +90,7 @@ def test_real_kitti_frame_rays_reach_the_boxes():
     pts = np.fromfile(folder / "000008.bin", np.float32).reshape(-1, 4)
     cars = [i for i in info["instances"] if i["bbox_label_3d"] == 2]
     assert len(cars) == 6
+    counted = []
     for inst in cars:
         x, y, z, length, h, w, ry = inst["bbox_3d"]  # bottom centre (y down), KITTI camera yaw
         centre = (np.linalg.inv(lidar2cam) @ [x, y - h / 2, z, 1.0])[:3]
@@ -96,6 +99,14 @@ def test_real_kitti_frame_rays_reach_the_boxes():
         np.testing.assert_allclose(ray.numpy(), centre, atol=1e-3)
         inside = _points_in_box(pts, np.array([*centre, length, w, h, -ry - np.pi / 2])).sum()
         assert abs(inside - inst["num_lidar_pts"]) <= max(2, 0.1 * inst["num_lidar_pts"]), (inside, inst)
+        counted.append((int(inside), inst["num_lidar_pts"]))
+    # the card's sentence on these counts: the largest relative gap, the two cars furthest off by name, the
+    # largest gap of the other four
+    (a, b), (c, d), *rest = sorted(counted, key=lambda n: -abs(n[0] - n[1]))
+    share = max(abs(x - y) / y for x, y in counted)
+    card = " ".join((ROOT / "zoo" / "models" / "cmt" / "README.md").read_text().split())
+    assert (f"within {100 * share:.0f} % ({a} vs {b} for the nearest, truncated car, {c} vs {d} for the next; the "
+            f"other four within {max(abs(x - y) for x, y in rest)} points)") in card
 
 
 def _points_in_box(pts, b, margin=0.0):

@@ -852,6 +852,8 @@ def test_bad_model_arguments():
     with pytest.raises(ZooError, match=r"^config num_hidden_layer: not a setting of smollm2-135m's LlamaConfig"):
         zoo.create_model("drums_smollm2_scratch", config={"num_hidden_layer": 2})
     assert zoo.create_model("drums_gpt2_tiny", config={"n_layer": 3}).lm.config.n_layer == 3
+    eager = zoo.create_model("drums_smollm2_scratch", config={"attn_implementation": "eager"})  # kept as a private
+    assert eager.lm.config._attn_implementation == "eager"
     with pytest.raises(ZooError, match="max_length 600 is longer than the base's context of 512 tokens: give "
                                        "max_length <= 512"):  # training would fail at its first long example
         zoo.create_model("drums_gpt2_tiny", max_length=600, config={"n_positions": 512})

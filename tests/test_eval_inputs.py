@@ -76,6 +76,10 @@ def test_a_folder_without_splits_refuses_another_split(split, tmp_path):
         evaluate("unused", "classification", model=model, data=str(flat), split=split, batch_size=4, num_workers=0)
     result = evaluate("unused", "classification", model=model, data=str(flat), batch_size=4, num_workers=0)
     assert (result["split"], result["n"]) == ("test", 4)
+    only_val = _images(tmp_path / "inet", {"val/cat": 1, "val/dog": 1})  # read from inside its lone folder, val/
+    result = evaluate("unused", "classification", model=model, data=str(only_val), split="val", batch_size=4,
+                      num_workers=0)
+    assert (result["split"], result["n"]) == ("val", 2)
 
 
 @pytest.mark.parametrize("outputs, needle", [

@@ -317,7 +317,7 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
         if not kwargs and not isinstance(exc, TypeError):  # the manifest's or default arguments: the zoo's bug
             raise
         given = f" ({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})" if kwargs else ""
-        raise ZooError(f"bad arguments for model {arch!r}{given}: {type(exc).__name__}: {exc}") from None
+        raise ZooError(f"bad arguments for model {arch!r}{given}: {type(exc).__name__}: {exc}") from exc
     model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
     if entry is not None and weights_path is not None:  # a folder: its config's tag and classifier state
         model.zoo_cfg.update(tag=entry.get("tag"), **({"classifier": entry["classifier"]} if entry.get("classifier")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import resource
 import time
 from contextlib import contextmanager, nullcontext
@@ -241,7 +242,7 @@ def _check_arguments(source, model, mode, batch_size, warmup, iters, compile, ch
                        f"{type(model).__name__} without zoo_cfg")
 
 
-def benchmark(source: str | None = None, *, model=None, mode: str = "infer", device: str = "cpu",
+def benchmark(source: str | os.PathLike | None = None, *, model=None, mode: str = "infer", device: str = "cpu",
               precision: str = "32", batch_size: int = 32, compile: bool = False, warmup: int = 5, iters: int = 20,
               channels_last: bool = False, model_args: dict | None = None) -> dict:
     """Benchmark one model; returns the result dict (see the module docstring for what is measured).
@@ -252,6 +253,8 @@ def benchmark(source: str | None = None, *, model=None, mode: str = "infer", dev
     ``model_args``: constructor keywords for a bare model name. ``batch_size``, ``warmup`` and ``iters`` are whole
     numbers >= 1; ``compile`` and ``channels_last`` are True or False. Bad arguments are refused before any work.
     """
+    if isinstance(source, os.PathLike):  # a saved-model folder as a Path
+        source = os.fspath(source)
     _check_arguments(source, model, mode, batch_size, warmup, iters, compile, channels_last)
     amp = autocast_dtype(precision)
     dev = torch_device(device)

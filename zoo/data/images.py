@@ -5,8 +5,9 @@
 * a catalogue name (``cifar10_jpeg``, ``fashion_mnist``), resolved under the data root;
 * an embedded name (``shapes``, ``skimage_textures``: `zoo.data.embedded.EMBEDDED`), built into the cache;
 * a folder with ``train/<class>/`` and ``test/<class>/`` trees (split chosen by ``split``);
-* a folder of ``<class>/`` sub-folders: one split, read whatever ``split`` asks for (classification evaluation
-  of such a folder scores all of it);
+* a folder of ``<class>/`` sub-folders: one split, read whatever ``split`` asks for (unless ``whole`` names the
+  one split it stands for: classification evaluation scores such a folder whole as split ``test``, and refuses
+  another split of it, except one the folder is named after, ``val/<class>/``);
 * a ``.tar.gz`` archive of either layout (unpacked once into the cache);
 * a folder of IDX files (``train-images-idx3-ubyte[.gz]`` ...), as Fashion-MNIST and MNIST ship;
 * with ``labelled=False``, any folder of images, searched recursively (label -1), e.g. an OOD set.
@@ -255,7 +256,7 @@ def _split_of(folder: Path, split: str, labelled: bool, name: str, whole: str | 
     if labelled and any((folder / s).is_dir() for s in _SPLITS):
         there = ", ".join(s for s in _SPLITS if (folder / s).is_dir())
         raise ZooError(f"{folder} has no {split}/ folder; its splits: {there}")
-    if whole is not None and split != whole:
+    if whole is not None and split not in (whole, folder.name):
         raise ZooError(f"split {split}: {folder} has no split folders ({'/, '.join(_SPLITS)}/), so it is scored "
                        f"whole, as split {whole}: leave the split out, or give a folder holding {split}/<class>/")
     return image_folder(folder, labelled=labelled, name=name)

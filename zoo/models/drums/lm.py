@@ -48,12 +48,14 @@ def _base_folder(base: str) -> Path:
 
 
 def _check_config_keys(overrides: dict, config, base) -> None:
-    """Refuse ``config`` overrides that the base's transformers config does not have: transformers keeps any key
-    as an attribute, so a typo (``n_layers``) would build the default model without a word."""
+    """Refuse ``config`` overrides that the base's transformers config does not have, as a field, an alias
+    (``attribute_map``) or a setting it keeps privately (``attn_implementation`` as ``_attn_implementation``):
+    transformers keeps any key as an attribute, so a typo (``n_layers``) would build the default model without a
+    word."""
     import difflib
 
-    known = [*vars(config), *getattr(config, "attribute_map", {})]
-    unknown = [k for k in overrides if not hasattr(config, k)]
+    known = [k for k in [*vars(config), *getattr(config, "attribute_map", {})] if not k.startswith("_")]
+    unknown = [k for k in overrides if not hasattr(config, k) and not hasattr(config, f"_{k}")]
     if unknown:
         close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
         hints = "; ".join(f"{k}: did you mean {c[0]}?" for k, c in close.items() if c)
