@@ -178,7 +178,7 @@ def test_image_models_check_their_input(name):
            (torch.randn(2, c + 1, h, w), rf"takes images \[B, {c}, H, W\]"),
            ((x * 50).to(torch.uint8), "takes float images normalised"),
            (x.double(), "weights are torch.float32 but the input is torch.float64")]
-    if m.input_spec.get("fixed_size"):  # DOORPING's networks: the classifier is sized for the input
+    if m.input_spec.get("fixed_size"):  # DOORPING's networks and the TinyMIM ViTs: built for one input size
         bad.append((torch.randn(2, c, h - 4, w - 4), rf"takes {h}x{w} images .* got {h - 4}x{w - 4}"))
     with torch.inference_mode():
         for inp, needle in bad:
@@ -186,6 +186,8 @@ def test_image_models_check_their_input(name):
                 m(inp)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: the dtype is autocast's business
             m(x.bfloat16())
+            with pytest.raises(ZooError, match="weights are torch.float32 but the input is torch.float64"):
+                m(x.double())  # but autocast never casts float64
         m(x)
 
 

@@ -377,9 +377,19 @@ def check_image_input(model, args) -> None:
         raise ZooError(f"{name} takes {h}x{w} images (it is built for that size); got {x.shape[-2]}x{x.shape[-1]}: "
                        f"resize them, or build the model for their size (its image-size argument)")
     weight = next(model.parameters(), None)
-    if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+    if weight is not None and not runs_in_weights_dtype(x, weight):
         raise ZooError(f"{name}'s weights are {weight.dtype} but the input is {x.dtype}: pass "
                        f"x.to({weight.dtype}), or run under torch.autocast")
+
+
+def runs_in_weights_dtype(x, weight) -> bool:
+    """Whether a float input ``x`` can meet ``weight``: the same dtype, or one autocast casts (float32 and the
+    16-bit types) while autocast is on; float64 never is cast, so it fails a float32 layer even under autocast."""
+    import torch
+
+    if x.dtype == weight.dtype:
+        return True
+    return torch.is_autocast_enabled(x.device.type) and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _data_paper(prefix: str) -> Paper | None:

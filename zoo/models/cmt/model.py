@@ -31,6 +31,7 @@ from torch import nn
 
 from ...data.nuscenes import CLASSES
 from ...errors import ZooError
+from ...registry import runs_in_weights_dtype
 from .denoising import DNQueries, prepare_dn
 from .encoding import CoordinateEncoding
 from .head import TaskHead, assemble_code, decode_topk, inverse_sigmoid
@@ -218,7 +219,7 @@ class CMT(nn.Module):
                 raise ZooError(f"images must be float, normalised with input_spec's mean and std (BGR, 0-255 "
                                f"scale); got {images.dtype} (for 0-255 BGR pixels: (images.float() - mean) / std)")
             weight = next(self.img_backbone.parameters())
-            if images.dtype != weight.dtype and not torch.is_autocast_enabled(images.device.type):
+            if not runs_in_weights_dtype(images, weight):
                 raise ZooError(f"the image branch's weights are {weight.dtype} but the images are {images.dtype}: "
                                f"pass images.to({weight.dtype}), or run under torch.autocast")
         if "lidar" in self.modalities:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError
+from ...registry import runs_in_weights_dtype
 from .backbone import Backbone
 
 POOL = 7  # the authors' AvgPool2d(7, stride=7) on every tap
@@ -162,7 +163,7 @@ class PMTIQA(nn.Module):
             raise ZooError(f"PMT-IQA predict takes normalised float crops [B, K, {c}, {self.image_size}, "
                            f"{self.image_size}] with K >= 1, got {crops.dtype} {list(crops.shape)}{hint}")
         weight = next(self.parameters())
-        if crops.dtype != weight.dtype and not torch.is_autocast_enabled(crops.device.type):
+        if not runs_in_weights_dtype(crops, weight):
             raise ZooError(f"PMT-IQA's weights are {weight.dtype} but the crops are {crops.dtype}: pass "
                            f"crops.to({weight.dtype}), or run under torch.autocast")
         b, k = crops.shape[:2]
