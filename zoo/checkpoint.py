@@ -249,8 +249,8 @@ def save_pretrained(model, directory: str | Path, *, model_card: str | None = No
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``.
 
     The model must carry ``zoo_cfg`` (set by `zoo.create_model`), which records how to rebuild it.
-    ``metadata`` (JSON-serialisable) is stored in ``config.json`` under ``"metadata"``. Both, the card and the folder
-    are checked before anything is written, so that a bad argument leaves a folder's earlier model as it was.
+    ``metadata`` (JSON-serialisable) is stored in ``config.json`` under ``"metadata"``. The metadata, the card and the
+    folder are checked before anything is written, so that a bad argument leaves a folder's earlier model as it was.
     """
     import torch
 
@@ -344,7 +344,7 @@ def from_pretrained(source: str | Path):
                        f"{source!r}")
     path = Path(source)
     if path.is_dir():
-        return create_model(check_folder(path)["architecture"], pretrained=path)
+        return create_model(read_config(path)["architecture"], pretrained=path)  # which verifies the folder
     if path.exists() or "/" in str(source):
         what = "does not exist" if not path.exists() else "is not a zoo model folder"
         raise ZooError(f"{source} {what}: give a folder written by zoo.save_pretrained (or `zoo fit`'s model/) or "

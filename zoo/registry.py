@@ -287,13 +287,12 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
     if data_paper is not None:
         raise ZooError(f"{name} is data made by the {data_paper.id} code, not model weights: `zoo info {name}` "
                        f"shows it, and its model card ({data_paper.card}) says how to load it")
-    builder = _builder(arch)
-    entry_key, entry = None, None
+    entry_key, entry, folder_cfg = None, None, None
     weights_path: Path | None = None
     if _names_a_file(arch, pretrained):
         weights_path = Path(pretrained)
-        if weights_path.is_dir():
-            entry = _folder_entry(weights_path, arch)
+        if weights_path.is_dir():  # its verified config stands in for a manifest entry
+            entry = folder_cfg = _folder_entry(weights_path, arch)
             weights_path = weights_path / "model.safetensors"
         if not weights_path.exists():
             raise ZooError(f"pretrained weights {pretrained} not found: expected a .safetensors file or a "
@@ -308,6 +307,7 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
         if entry is None:
             resolve_entry(name, tag)  # raises with suggestions
 
+    builder = _builder(arch)  # after the folder check, which names a folder's unknown architecture as the folder's
     model_args = {**(entry or {}).get("model_args", {}), **kwargs}
     loads_weights = entry_key is not None or weights_path is not None
     build_args = {k: v for k, v in model_args.items() if not (loads_weights and k in INIT_WEIGHT_ARGS)}
@@ -319,9 +319,9 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs):
         given = f" ({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})" if kwargs else ""
         raise ZooError(f"bad arguments for model {arch!r}{given}: {type(exc).__name__}: {exc}") from exc
     model.zoo_cfg = {"architecture": arch, "model_args": model_args, "tag": tag if loads_weights else None}
-    if entry is not None and weights_path is not None:  # a folder: its config's tag and classifier state
-        model.zoo_cfg.update(tag=entry.get("tag"), **({"classifier": entry["classifier"]} if entry.get("classifier")
-                                                      else {}))
+    if folder_cfg is not None:  # its tag and classifier state
+        model.zoo_cfg.update(tag=folder_cfg.get("tag"),
+                             **({"classifier": folder_cfg["classifier"]} if folder_cfg.get("classifier") else {}))
     if loads_weights and (entry or {}).get("classes") and "num_classes" not in kwargs:  # the weights' outputs, in order
         model.zoo_cfg["classes"] = list(entry["classes"])
     if len((getattr(model, "input_spec", None) or {}).get("input_size", ())) == 3:
