@@ -152,12 +152,10 @@ def is_tinymim_encoder(src: Path, meta: dict, dim: int) -> bool:
     return "tinymim" in src.name.lower() or dim in (192, 384)
 
 
-def is_unnamed_encoder(src: Path, meta: dict, sd: dict) -> bool:
-    """Whether an encoder read as MAE's could as well be a TinyMIM student: it has a TinyMIM student's width and
-    neither saved training args nor "mae" or "tinymim" in its file name say which it is."""
-    name = src.name.lower()
-    return (sd["patch_embed.proj.weight"].shape[0] in TINYMIM_HEADS and not meta.get("trained_as")
-            and "mae" not in name and "tinymim" not in name)
+def is_unnamed_encoder(src: Path, meta: dict, dim: int) -> bool:
+    """Whether an encoder `plan` read as MAE's (so not named or trained as TinyMIM) could as well be a TinyMIM
+    student: it has a TinyMIM student's width, no saved training args, and no "mae" in its file name."""
+    return dim in TINYMIM_HEADS and not meta.get("trained_as") and "mae" not in src.name.lower()
 
 
 def plan(src: Path, sd: dict, meta: dict) -> tuple[str, dict, dict, str]:
@@ -212,13 +210,13 @@ def convert(src: str | Path, out_dir: str | Path, model_args: dict | None = None
     if prefix:  # trained further downstream: its position embedding was learnt, whatever the encoder's was
         args.pop("fixed_pos_embed", None)
         layout = f"backbone of a downstream checkpoint (under {prefix}; read as: {layout})"
+    width = zoo_sd["patch_embed.proj.weight"].shape[0]
     if model_args:
-        args = apply_overrides(args, model_args, zoo_sd["patch_embed.proj.weight"].shape[0])
-    elif layout == "MAE pre-trained encoder" and is_unnamed_encoder(src, meta, zoo_sd):
-        dim = zoo_sd["patch_embed.proj.weight"].shape[0]
-        last = TINYMIM_HEADS[dim][1]
+        args = apply_overrides(args, model_args, width)
+    elif layout == "MAE pre-trained encoder" and is_unnamed_encoder(src, meta, width):
+        last = TINYMIM_HEADS[width][1]
         warnings.warn(f"{src.name} is read as an MAE encoder ({args['num_heads']} heads in every block): neither its "
-                      f"name nor saved training args tell it from a TinyMIM student of width {dim}, whose last block "
+                      f"name nor saved training args tell it from a TinyMIM student of width {width}, whose last block "
                       f"has {last} heads, which the weights do not show; if it is one, convert it with --model-args "
                       f"'{{last_block_heads: {last}}}'", stacklevel=2)
     try:
