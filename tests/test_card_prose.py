@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 
-from card_tables import BENCHMARKS, CMT, DOORPING, DRUMS, table_under
+from card_tables import BENCHMARKS, CMT, DOORPING, DRUMS, MODELS, table_under
+
+from zoo.models.knn_ood.aupr_rules import check_reproduces
 
 LOGS = BENCHMARKS / "logs"
 
@@ -112,3 +114,30 @@ def test_cmt_head_init_sentence_matches_its_table():
     assert (f"the camera-only model's focal loss creeps from {loss[0]} to {loss[-1]} and its NDS stays at "
             f"{min(pytorch):.1f}-{max(pytorch):.1f} % ({min(declared):.1f}-{max(declared):.1f} % with the declared "
             f"init)") in text
+
+
+def test_knn_aupr_rule_sentence_follows_from_its_result_files():
+    """The kNN card's comparison of the two AUPR rules: the files' step-wise areas reproduce the published runs, the
+    range of the gap where the curve's first point holds over 5 % of the positives (MSP's saturated softmax), that
+    recall per model, and the range of every other gap."""
+    results = MODELS / "knn_ood" / "results"
+    models = ("knn_ood_resnet20.cifar10", "knn_ood_resnet56.cifar10", "knn_ood_resnet18.cifar10_ce")
+    top_run, other, recalls, worst = [], [], [], []
+    for model in models:
+        rules = json.loads((results / f"{model}.aupr_rules.json").read_text())
+        published = json.loads((results / f"{model}.ood.json").read_text())
+        worst.append(check_reproduces(rules["rows"], published, tol=1e-3))
+        assert rules["max_diff_from_results"] == worst[-1]
+        for row in rules["rows"]:
+            for side in ("in", "out"):
+                gap = 100 * (row[f"aupr_{side}"] - row[f"aupr_{side}_trapezoid"])
+                if row[f"first_recall_{side}"] > 0.05:
+                    top_run.append(gap)
+                    recalls.append(f"{100 * row[f'first_recall_{side}']:.2f} %")
+                else:
+                    other.append(abs(gap))
+    text = paragraph(MODELS / "knn_ood" / "README.md", "**AUPR by the zoo's rule and by the authors'.**")
+    assert f"reproduce the tables' JSON files to {max(worst):.1e}".replace("e-0", "e-") in text
+    assert f"MSP's AUPR-in is {min(top_run):.2f} to {max(top_run):.2f} points lower by the authors' rule" in text
+    assert f"because {' and '.join(sorted(set(recalls)))} of the ID test images score" in text
+    assert f"differs by {min(other):.2f} to {max(other):.2f} points" in text

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from zoo.errors import ZooError
-from zoo.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics
+from zoo.metrics.ood import (aupr_in, aupr_out, auroc, average_precision, fpr_at_tpr, ood_metrics,
+                             trapezoid_precision_recall_area)
 
 
 def _sets(seed, ties):
@@ -49,3 +50,19 @@ def test_perfect_and_bad_inputs():
         auroc([1, np.nan], [0])
     with pytest.raises(ZooError, match="at least one ID and one OOD score, got 0 ID and 1 OOD"):
         auroc([], [0])
+
+
+def test_trapezoid_area_by_hand():
+    """Positives [3, 1], negative [2]: points (recall, precision) (0, 0) start, (1/2, 1), (1/2, 1/2), (1, 2/3);
+    trapezoids 1/4 + 0 + 7/24 = 13/24, where the step-wise sum is 1/2 * 1 + 1/2 * 2/3 = 5/6."""
+    assert trapezoid_precision_recall_area([3, 1], [2]) == pytest.approx(13 / 24, abs=1e-15)
+    assert average_precision([3, 1], [2]) == pytest.approx(5 / 6, abs=1e-15)
+
+
+def test_trapezoid_area_perfect_separation_and_ties():
+    """n positives all above the negatives: the first point is (1/n, 1), so the (0, 0) start costs 1 / (2n). All
+    scores tied: one segment from (0, 0) to (1, share of positives), half of the step-wise area."""
+    for n in (1, 4, 50):
+        assert trapezoid_precision_recall_area(np.arange(n) + 10.0, [0.0, 1.0]) == pytest.approx(1 - 1 / (2 * n))
+    assert trapezoid_precision_recall_area([1, 1, 1], [1]) == pytest.approx(3 / 8)
+    assert average_precision([1, 1, 1], [1]) == pytest.approx(3 / 4)

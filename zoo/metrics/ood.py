@@ -55,20 +55,37 @@ def auroc(id_scores, ood_scores) -> float:
     return float(u / (a.size * b.size))
 
 
-def average_precision(pos_scores, neg_scores) -> float:
-    """Area under the precision-recall curve as the step-wise sum over distinct thresholds (sklearn's AP)."""
+def _precision_recall(pos_scores, neg_scores) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall [T] at each distinct threshold t, highest first (positive = score >= t)."""
     a, b = _as_arrays(pos_scores, neg_scores)
     scores = np.concatenate([a, b])
     labels = np.concatenate([np.ones(a.size), np.zeros(b.size)])
     order = np.argsort(-scores, kind="mergesort")
     scores, labels = scores[order], labels[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    last_of_run = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # tied scores enter together
     tp = np.cumsum(labels)[last_of_run]
-    fp = (last_of_run + 1) - tp
-    precision = tp / (tp + fp)
-    recall = tp / a.size
-    recall_prev = np.r_[0.0, recall[:-1]]
-    return float(np.sum((recall - recall_prev) * precision))
+    return tp / (last_of_run + 1), tp / a.size
+
+
+def average_precision(pos_scores, neg_scores) -> float:
+    """Area under the precision-recall curve as the step-wise sum over distinct thresholds (sklearn's AP)."""
+    precision, recall = _precision_recall(pos_scores, neg_scores)
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def trapezoid_precision_recall_area(pos_scores, neg_scores) -> float:
+    """Area under the precision-recall curve by the trapezoid rule, the kNN-OOD authors' AUIN / AUOUT rule.
+
+    The curve has one point per distinct threshold (as `average_precision`'s) and starts at (recall 0,
+    precision 0); consecutive points are joined by straight lines. The authors' ``util/metrics.py`` builds the
+    same curve (its other pinned end, precision 0.5 at recall 1, adds no area) and integrates it with
+    ``np.trapz``. Where the highest-scored samples are positive, the segment from the (0, 0) start gives less
+    area than `average_precision`'s step-wise sum, which holds precision flat down to recall 0; a run of tied
+    scores is one straight segment instead of one step.
+    """
+    precision, recall = _precision_recall(pos_scores, neg_scores)
+    precision, recall = np.r_[0.0, precision], np.r_[0.0, recall]
+    return float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2.0))
 
 
 def aupr_in(id_scores, ood_scores) -> float:
