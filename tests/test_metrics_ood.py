@@ -66,3 +66,14 @@ def test_trapezoid_area_perfect_separation_and_ties():
         assert trapezoid_precision_recall_area(np.arange(n) + 10.0, [0.0, 1.0]) == pytest.approx(1 - 1 / (2 * n))
     assert trapezoid_precision_recall_area([1, 1, 1], [1]) == pytest.approx(3 / 8)
     assert average_precision([1, 1, 1], [1]) == pytest.approx(3 / 4)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_auroc_is_the_trapezoid_area_under_the_roc_points(ties):
+    """The knn-ood authors' AUROC integrates the ROC's points at distinct thresholds (tied scores enter together)
+    with the trapezoid rule; that area gives a tied (ID, OOD) pair half credit, as the Mann-Whitney count does."""
+    a, b = _sets(5, ties)
+    thresholds = np.unique(np.r_[a, b])[::-1]
+    tpr = np.r_[0.0, [(a >= t).mean() for t in thresholds]]
+    fpr = np.r_[0.0, [(b >= t).mean() for t in thresholds]]
+    assert auroc(a, b) == pytest.approx(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2), abs=1e-12)
