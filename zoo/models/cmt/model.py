@@ -32,6 +32,7 @@ from torch import nn
 from ...data.nuscenes import CLASSES
 from ...errors import ZooError
 from ...registry import runs_in_weights_dtype
+from ..sizes import check_divisible, check_int_sequence, check_ints, check_positive_sequence
 from .denoising import DNQueries, prepare_dn
 from .encoding import CoordinateEncoding
 from .head import TaskHead, assemble_code, decode_topk, inverse_sigmoid
@@ -104,6 +105,41 @@ class CMT(nn.Module):
             raise ZooError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
         if lidar_encoder not in ("sparse", "pillar"):
             raise ZooError(f"lidar_encoder must be 'sparse' or 'pillar', got {lidar_encoder!r}")
+        check_ints(num_classes=num_classes, hidden_dim=hidden_dim, num_heads=num_heads, num_layers=num_layers,
+                   num_query=num_query, depth_num=depth_num, ffn_dim=ffn_dim, head_conv=head_conv,
+                   head_kernel=head_kernel, max_num=max_num, max_points_per_voxel=max_points_per_voxel,
+                   lidar_channels=lidar_channels, pillar_max_points=pillar_max_points,
+                   downsample_scale=downsample_scale)
+        check_ints(0, sweeps=sweeps, dn_groups=dn_groups)
+        check_divisible("hidden_dim", hidden_dim, "num_heads", num_heads)
+        if hidden_dim % 2:
+            raise ValueError(f"hidden_dim must be even (the BEV sine embedding pairs its channels), got {hidden_dim}")
+        if head_kernel % 2 == 0:
+            raise ValueError(f"head_kernel must be odd (the head's convolutions keep the query count), got "
+                             f"{head_kernel}")
+        if downsample_scale < 2 or downsample_scale & (downsample_scale - 1):
+            raise ValueError(f"downsample_scale must be a power of 2 of at least 2 (the BEV stride in voxels), got "
+                             f"{downsample_scale}")
+        if lidar_encoder == "pillar" and lidar_channels < downsample_scale // 4:
+            raise ValueError(f"lidar_channels must be at least {downsample_scale // 4} for downsample_scale "
+                             f"{downsample_scale} (the pillar encoder halves it for each stage before the last), got "
+                             f"{lidar_channels}")
+        check_int_sequence("image_size", image_size, length=2)
+        check_positive_sequence("voxel_size", voxel_size, length=3)
+        if grid_size is not None:
+            check_int_sequence("grid_size", grid_size, length=3)
+        check_int_sequence("max_voxels", max_voxels, length=2)
+        lows, highs = tuple(point_cloud_range)[:3], tuple(point_cloud_range)[3:]
+        if len(point_cloud_range) != 6 or not all(lo < hi for lo, hi in zip(lows, highs)):
+            raise ValueError(f"point_cloud_range must be (x0, y0, z0, x1, y1, z1) with x0 < x1, y0 < y1 and z0 < z1, "
+                             f"got {point_cloud_range!r}")
+        bev = {"bev_channels": bev_channels, "bev_layer_nums": bev_layer_nums, "bev_layer_strides": bev_layer_strides,
+               "bev_up_channels": bev_up_channels, "bev_up_strides": bev_up_strides}
+        for name, values in bev.items():
+            check_int_sequence(name, values, minimum=0 if name == "bev_layer_nums" else 1)
+        if len({len(values) for values in bev.values()}) > 1:
+            raise ValueError(f"{', '.join(bev)} must have one entry per SECOND stage each, got "
+                             f"{', '.join(f'{name}={values!r}' for name, values in bev.items())}")
         self.modalities, self.num_classes = modalities, num_classes
         self.pc_range = tuple(float(v) for v in point_cloud_range)
         self.voxel_size = tuple(float(v) for v in voxel_size)

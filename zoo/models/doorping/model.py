@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError
+from ..sizes import check_ints
 
 
 def _spec(channels: int, image_size: int, mean, std) -> dict:
@@ -69,6 +70,8 @@ class ConvNet(_Network):
     def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32, width: int = 128,
                  depth: int = 3, norm: str = "none", hidden: int = 192, mean=None, std=None):
         super().__init__()
+        check_ints(channels=channels, num_classes=num_classes, image_size=image_size, width=width, depth=depth)
+        check_ints(0, hidden=hidden)
         if norm not in ("none", "instancenorm"):
             raise ZooError(f"ConvNet norm must be 'none' or 'instancenorm', got {norm!r}")
         layers, c, side = [], channels, image_size
@@ -108,6 +111,7 @@ class AlexNetCifar(_Network):
 
     def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32, mean=None, std=None):
         super().__init__()
+        check_ints(channels=channels, num_classes=num_classes, image_size=image_size)
         self.features = nn.Sequential(
             nn.Conv2d(channels, 64, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, padding=1),
             nn.LocalResponseNorm(4, alpha=0.001 / 9.0, beta=0.75, k=1),
@@ -160,6 +164,7 @@ class VGG11(_Network):
     def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32, norm: str = "instancenorm",
                  mean=None, std=None):
         super().__init__()
+        check_ints(channels=channels, num_classes=num_classes, image_size=image_size)
         _check_norm(norm, "VGG11")
         layers, c, side = [], channels, image_size
         for i, entry in enumerate(VGG11_LAYOUT):
@@ -232,6 +237,8 @@ class ResNet18(_Network):
     def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32, norm: str = "instancenorm",
                  hidden: int = 512, mean=None, std=None):
         super().__init__()
+        check_ints(channels=channels, num_classes=num_classes, image_size=image_size)
+        check_ints(0, hidden=hidden)
         _check_norm(norm, "ResNet18")
         self.conv1 = nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False)
         self.bn1 = _norm2d(norm, 64)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ...errors import ZooError, require
+from ..sizes import check_divisible, check_ints
 from .encoding import ENCODINGS, Example
 from .tokenizer import DrumTokenizer, HFTokenizer, SubsetTokenizer, SymbolTokenizer
 
@@ -61,6 +62,28 @@ def _check_config_keys(overrides: dict, config, base) -> None:
         hints = "; ".join(f"{k}: did you mean {c[0]}?" for k, c in close.items() if c)
         raise ZooError(f"config {', '.join(unknown)}: not a setting of {base}'s {type(config).__name__}"
                        f"{f' ({hints})' if hints else ''}; its settings are the fields of that class")
+
+
+# The size fields of the LMs' transformers configs (Llama's; GPT-2's under the names of its ``attribute_map``); None
+# (GPT-2's n_inner, a field the config does not have) is not checked
+CONFIG_SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "intermediate_size", "n_inner", "max_position_embeddings")
+
+
+def _check_config_sizes(config) -> None:
+    """Refuse a config (with the ``config`` overrides applied) that builds a degenerate LM: a size below 1, a width
+    that its attention heads do not divide (unless the config sets ``head_dim``), query heads that the key-value
+    heads do not divide. Fields are named as the config's class spells them (GPT-2's ``n_layer``, ``n_embd``)."""
+    def name(key: str) -> str:
+        return f"config {getattr(config, 'attribute_map', {}).get(key, key)}"
+
+    sizes = {key: getattr(config, key, None) for key in CONFIG_SIZES}
+    check_ints(**{name(key): value for key, value in sizes.items()})
+    heads = sizes["num_attention_heads"]
+    if heads and sizes["hidden_size"] and sizes["head_dim"] is None:
+        check_divisible(name("hidden_size"), sizes["hidden_size"], name("num_attention_heads"), heads)
+    if heads and sizes["num_key_value_heads"]:
+        check_divisible(name("num_attention_heads"), heads, name("num_key_value_heads"), sizes["num_key_value_heads"])
 
 
 class DrumLM(nn.Module):
@@ -102,6 +125,7 @@ class DrumLM(nn.Module):
             raise ZooError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
         if encoding == "events" and vocab != "full":
             raise ZooError(f"vocab={vocab!r} holds only the paper's drum symbols; events text needs vocab='full'")
+        check_ints(max_length=max_length)
         self.encoding = encoding
         overrides = dict(config or {})
         if base == "gpt2":
@@ -112,15 +136,17 @@ class DrumLM(nn.Module):
             cfg = transformers.GPT2Config(**{"n_positions": max_length or DEFAULT_MAX_LENGTH, **overrides},
                                           vocab_size=self.tokenizer.vocab_size, bos_token_id=None,
                                           eos_token_id=None, pad_token_id=self.tokenizer.pad_id)
+            _check_config_sizes(cfg)
             self.lm = transformers.GPT2LMHeadModel(cfg)
         else:
             folder = _base_folder(base)
             self.tokenizer = self._tokenizer(folder, vocab)
             _check_config_keys(overrides, transformers.AutoConfig.from_pretrained(folder), base)
+            cfg = transformers.AutoConfig.from_pretrained(folder, **overrides)
+            _check_config_sizes(cfg)
             if init == "pretrained":
                 self.lm = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **overrides)
             else:
-                cfg = transformers.AutoConfig.from_pretrained(folder, **overrides)
                 if vocab != "full":
                     cfg.vocab_size, cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = (
                         self.tokenizer.vocab_size, self.tokenizer.pad_id, None, None)

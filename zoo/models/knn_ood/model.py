@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError, require
+from ..sizes import check_ints
 from ..timm_weights import timm_weights_kwargs
 
 UNTRAINED = "untrained"  # ``zoo_cfg["classifier"]`` of a model whose linear classifier was never trained
@@ -73,6 +74,7 @@ class CifarResNet(nn.Module):
     def __init__(self, blocks, widths, shortcut: str = "A", num_classes: int = 10, image_size: int = 32,
                  mean=CIFAR_MEAN, std=CIFAR_STD):
         super().__init__()
+        check_ints(num_classes=num_classes)
         if len(blocks) != len(widths):
             raise ZooError(f"blocks {blocks} and widths {widths} must have the same length")
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
@@ -150,6 +152,7 @@ class TimmBackbone(nn.Module):
     def __init__(self, model_name: str = "resnet18", num_classes: int = 10, weights_file: str | None = None,
                  image_size: int | None = None):
         super().__init__()
+        check_ints(num_classes=num_classes, image_size=image_size)
         timm = require("timm", "ood")
         try:
             self.net = timm.create_model(model_name, num_classes=num_classes, **timm_weights_kwargs(weights_file))

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ...errors import ZooError, require
+from ..sizes import check_ints
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -55,6 +56,7 @@ class Backbone(nn.Module):
 
     def __init__(self, arch: str = "resnet50", num_classes: int = 0):
         super().__init__()
+        check_ints(0, num_classes=num_classes)
         timm = require("timm", "iqa")
         self.arch = arch
         self.net = timm.create_model(timm_name(arch), pretrained=False, num_classes=num_classes)
@@ -109,5 +111,7 @@ class Backbone(nn.Module):
 
 
 def pmt_iqa_imagenet_backbone(arch: str = "efficientnet_lite0", num_classes: int = 1000) -> Backbone:
-    """The backbone as an ImageNet classifier: what `zoo convert pmt_iqa` makes of ImageNet checkpoints."""
+    """The backbone as an ImageNet classifier: what `zoo convert pmt_iqa` makes of ImageNet checkpoints (a classifier:
+    ``num_classes`` at least 1; PMT-IQA builds its classifier-less `Backbone` itself)."""
+    check_ints(num_classes=num_classes)
     return Backbone(arch, num_classes)

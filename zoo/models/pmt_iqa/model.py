@@ -27,6 +27,7 @@ from torch import nn
 
 from ...errors import ZooError
 from ...registry import runs_in_weights_dtype
+from ..sizes import check_int_sequence, check_ints
 from .backbone import Backbone
 
 POOL = 7  # the authors' AvgPool2d(7, stride=7) on every tap
@@ -48,6 +49,7 @@ class MultiScale(nn.Module):
     def __init__(self, tap_channels, lda_out: int = 28, in_size: int = 112, image_size: int = 224,
                  multi_scale: bool = True):
         super().__init__()
+        check_ints(lda_out=lda_out, in_size=in_size)
         grids = [(image_size // s) // POOL for s in STRIDES]
         if min(grids) < 1:
             raise ZooError(f"image_size {image_size} is too small: the stride-32 tap must be at least 7x7 "
@@ -86,11 +88,14 @@ class PMTHeads(nn.Module):
 
     Args:
         in_size: quality-vector length (112); hidden: trunk widths (the authors' fc1 = 112, fc4 = 14).
-        num_levels: quality levels of the classification task (10).
+        num_levels: quality levels of the classification task (10; at least 2, one level leaves nothing to classify).
     """
 
     def __init__(self, in_size: int = 112, hidden=(112, 14), num_levels: int = 10):
         super().__init__()
+        check_ints(in_size=in_size)
+        check_int_sequence("hidden", hidden, length=2)
+        check_ints(2, num_levels=num_levels)
         h1, h2 = hidden
         self.shared = nn.Sequential(nn.Linear(in_size, h1), nn.LeakyReLU(), nn.Linear(h1, h2), nn.LeakyReLU())
         self.regression = nn.Linear(h2, 1)

@@ -29,6 +29,7 @@ from torch import nn
 
 from ...errors import ZooError, require
 from ...registry import check_image_input
+from ..sizes import check_ints, check_positive
 
 require("timm", "tinymim")  # a clear error naming the extra before the imports below
 from timm.layers import DropPath  # noqa: E402
@@ -78,13 +79,17 @@ class TinyMIMViT(VisionTransformer):
                  mlp_ratio: float = 4.0, global_pool: str = "avg", drop_path_rate: float = 0.0,
                  drop_path_mode: str = "linear", fixed_pos_embed: bool = False, mean=IMAGENET_MEAN,
                  std=IMAGENET_STD, interpolation: str = "bicubic", crop_pct: float = 1.0):
+        check_ints(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
+                   num_heads=num_heads, last_block_heads=last_block_heads)
+        check_ints(0, num_classes=num_classes)
+        check_positive(mlp_ratio=mlp_ratio)
         if global_pool not in ("avg", "token"):
             raise ZooError(f"global_pool must be 'avg' or 'token', got {global_pool!r}")
         if drop_path_mode not in ("linear", "uniform"):
             raise ZooError(f"drop_path_mode must be 'linear' or 'uniform', got {drop_path_mode!r}")
         if img_size % patch_size:
             raise ZooError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
-        last_block_heads = last_block_heads or num_heads
+        last_block_heads = num_heads if last_block_heads is None else last_block_heads
         for heads in (num_heads, last_block_heads):
             if embed_dim % heads:
                 raise ZooError(f"embed_dim {embed_dim} is not divisible by {heads} heads")

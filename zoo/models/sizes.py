@@ -1,0 +1,60 @@
+"""Checks of the size arguments of the zoo's model constructors (depth, widths, head counts, classes, image sizes).
+
+A degenerate size (no blocks, a classifier with no outputs, a width its heads do not divide) would build a model
+that is useless, or one that fails later, deep inside a layer, with a message about tensors. The constructors call
+these checks first; each raises one ``ValueError`` naming the argument, its value and what is accepted, which
+`zoo.create_model` reports as a `ZooError` naming the model and the arguments given::
+
+    bad arguments for model 'tinymim_vit' (depth=0): ValueError: depth must be at least 1, got 0
+"""
+
+from __future__ import annotations
+
+import numbers
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_ints(minimum: int = 1, **sizes) -> None:
+    """Every ``name=value`` of ``sizes`` must be an integer of at least ``minimum``; a None value (an optional size
+    left to its default) is not checked. ``check_ints(depth=depth, num_heads=num_heads)``."""
+    for name, value in sizes.items():
+        if value is None:
+            continue
+        if not _is_int(value):
+            raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_positive(**values) -> None:
+    """Every ``name=value`` of ``values`` must be a number above 0 (a ratio, such as ``mlp_ratio``)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+            raise ValueError(f"{name} must be a number above 0, got {value!r}")
+
+
+def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
+    """``value`` (argument ``name``) must be a multiple of ``by`` (argument ``by_name``): a width split into heads."""
+    if value % by:
+        raise ValueError(f"{name} {value} must be divisible by {by_name} {by}")
+
+
+def check_int_sequence(name: str, values, length: int | None = None, minimum: int = 1) -> None:
+    """``values`` must be a non-empty sequence (of ``length`` entries, when given) of integers of at least
+    ``minimum``: per-stage widths, an (H, W) size."""
+    items = tuple(values) if isinstance(values, (list, tuple)) else ()
+    if not items or (length is not None and len(items) != length) or not all(
+            _is_int(v) and v >= minimum for v in items):
+        count = f"{length} integers" if length is not None else "a list of integers"
+        raise ValueError(f"{name} must be {count} of at least {minimum}, got {values!r}")
+
+
+def check_positive_sequence(name: str, values, length: int) -> None:
+    """``values`` must be a sequence of ``length`` numbers above 0 (a voxel size in metres)."""
+    items = tuple(values) if isinstance(values, (list, tuple)) else ()
+    if len(items) != length or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
+                                       for v in items):
+        raise ValueError(f"{name} must be {length} numbers above 0, got {values!r}")
