@@ -56,7 +56,8 @@ def auroc(id_scores, ood_scores) -> float:
 
 
 def _precision_recall(pos_scores, neg_scores) -> tuple[np.ndarray, np.ndarray]:
-    """Precision and recall [T] at each distinct threshold t, highest first (positive = score >= t)."""
+    """Precision and recall [T] at each of the T distinct thresholds t of the scores [N_pos] and [N_neg] together,
+    highest first (predicted positive = score >= t)."""
     a, b = _as_arrays(pos_scores, neg_scores)
     scores = np.concatenate([a, b])
     labels = np.concatenate([np.ones(a.size), np.zeros(b.size)])
@@ -68,13 +69,15 @@ def _precision_recall(pos_scores, neg_scores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def average_precision(pos_scores, neg_scores) -> float:
-    """Area under the precision-recall curve as the step-wise sum over distinct thresholds (sklearn's AP)."""
+    """Area under the precision-recall curve of positives' scores [N_pos] against negatives' [N_neg] (higher =
+    positive), as the step-wise sum over distinct thresholds (scikit-learn's average precision)."""
     precision, recall = _precision_recall(pos_scores, neg_scores)
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
 def trapezoid_precision_recall_area(pos_scores, neg_scores) -> float:
-    """Area under the precision-recall curve by the trapezoid rule, the kNN-OOD authors' AUIN / AUOUT rule.
+    """Area under the precision-recall curve of positives' scores [N_pos] against negatives' [N_neg] (higher =
+    positive) by the trapezoid rule, the kNN-OOD authors' AUIN / AUOUT rule.
 
     The curve has one point per distinct threshold (as `average_precision`'s) and starts at (recall 0,
     precision 0); consecutive points are joined by straight lines. The authors' ``util/metrics.py`` builds the
