@@ -87,7 +87,7 @@ CASES = [
                                                 "pillar encoder halves it for each stage before the last), got 1"),
     ("cmt_tiny", dict(LIDAR, downsample_scale=0), "downsample_scale must be at least 1, got 0"),
     ("cmt_tiny", dict(LIDAR, downsample_scale=3),
-     "downsample_scale must be a power of 2 of at least 2 (the BEV stride in voxels), got 3"),
+     "downsample_scale must be a power of 2 of at least 2 (the pillar encoder's BEV stride in voxels), got 3"),
     ("cmt_tiny", dict(LIDAR, voxel_size=(-0.2, 0.2, 0.2)),
      "voxel_size must be 3 numbers above 0, got (-0.2, 0.2, 0.2)"),
     ("cmt_tiny", dict(LIDAR, grid_size=(0, 320, 30)), "grid_size must be 3 integers of at least 1, got (0, 320, 30)"),
@@ -124,3 +124,9 @@ def test_a_degenerate_size_is_one_error_naming_the_argument_and_value(arch, kwar
     with pytest.raises(ZooError) as err:
         zoo.create_model(arch, **kwargs)
     assert str(err.value) == f"bad arguments for model {arch!r} ({given}): ValueError: {message}"
+
+
+def test_a_size_only_the_other_encoder_reads_is_not_checked():
+    """downsample_scale sets the pillar encoder's stride; the sparse encoder's is fixed, and it ignores the value."""
+    model = zoo.create_model("cmt_tiny", modalities=["lidar"], lidar_encoder="sparse", downsample_scale=3)
+    assert model.lidar_encoder_kind == "sparse"

@@ -74,7 +74,8 @@ class CMT(nn.Module):
             declares 1024 for a 1080-cell range, a quirk the converter reproduces for its checkpoints).
         max_points_per_voxel, max_voxels: hard voxelisation limits (10; 120 000 train / 160 000 test).
         bev_channels, bev_layer_nums, bev_layer_strides, bev_up_channels, bev_up_strides: SECOND + SECONDFPN.
-        downsample_scale: BEV stride in voxels (8).
+        downsample_scale: the pillar encoder's BEV stride in voxels (8; a power of 2); the sparse encoder's is its
+            three stride-2 stages, 8, and it ignores this.
         hidden_dim, num_query, depth_num, num_layers, num_heads, ffn_dim, dropout: the transformer.
         head_conv, head_kernel: head branches (64; 1, or 3 in the authors' LiDAR-only config); head_init: the
             heads' initialisation, ``pytorch`` (what the authors' code runs) or ``declared`` (what their head's
@@ -108,8 +109,7 @@ class CMT(nn.Module):
         check_ints(num_classes=num_classes, hidden_dim=hidden_dim, num_heads=num_heads, num_layers=num_layers,
                    num_query=num_query, depth_num=depth_num, ffn_dim=ffn_dim, head_conv=head_conv,
                    head_kernel=head_kernel, max_num=max_num, max_points_per_voxel=max_points_per_voxel,
-                   lidar_channels=lidar_channels, pillar_max_points=pillar_max_points,
-                   downsample_scale=downsample_scale)
+                   lidar_channels=lidar_channels, pillar_max_points=pillar_max_points)
         check_ints(0, sweeps=sweeps, dn_groups=dn_groups)
         check_divisible("hidden_dim", hidden_dim, "num_heads", num_heads)
         if hidden_dim % 2:
@@ -117,9 +117,11 @@ class CMT(nn.Module):
         if head_kernel % 2 == 0:
             raise ValueError(f"head_kernel must be odd (the head's convolutions keep the query count), got "
                              f"{head_kernel}")
-        if downsample_scale < 2 or downsample_scale & (downsample_scale - 1):
-            raise ValueError(f"downsample_scale must be a power of 2 of at least 2 (the BEV stride in voxels), got "
-                             f"{downsample_scale}")
+        if lidar_encoder == "pillar":
+            check_ints(downsample_scale=downsample_scale)
+            if downsample_scale < 2 or downsample_scale & (downsample_scale - 1):
+                raise ValueError(f"downsample_scale must be a power of 2 of at least 2 (the pillar encoder's BEV "
+                                 f"stride in voxels), got {downsample_scale}")
         if lidar_encoder == "pillar" and lidar_channels < downsample_scale // 4:
             raise ValueError(f"lidar_channels must be at least {downsample_scale // 4} for downsample_scale "
                              f"{downsample_scale} (the pillar encoder halves it for each stage before the last), got "

@@ -64,8 +64,8 @@ def _check_config_keys(overrides: dict, config, base) -> None:
                        f"{f' ({hints})' if hints else ''}; its settings are the fields of that class")
 
 
-# The size fields of the LMs' transformers configs (Llama's; GPT-2's under the names of its ``attribute_map``); None
-# (GPT-2's n_inner, a field the config does not have) is not checked
+# The size fields of the LMs' transformers configs (Llama's; GPT-2's under the names of its ``attribute_map``). A field
+# that is None (GPT-2's default n_inner) or that the config's class lacks (GPT-2 has no head_dim) is not checked
 CONFIG_SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
                 "intermediate_size", "n_inner", "max_position_embeddings")
 
