@@ -21,6 +21,8 @@ CASES = [
     ("tinymim_vit", dict(VIT, num_heads=-2), "num_heads must be at least 1, got -2"),
     ("tinymim_vit", dict(VIT, last_block_heads=0), "last_block_heads must be at least 1, got 0"),
     ("tinymim_vit", dict(VIT, mlp_ratio=0), "mlp_ratio must be a number above 0, got 0"),
+    ("tinymim_vit", dict(VIT, mlp_ratio=0.01), "mlp_ratio 0.01 leaves the MLP of a width-32 block no hidden units: "
+                                               "give at least 1/32"),
     ("tinymim_vit", dict(VIT, patch_size=0), "patch_size must be at least 1, got 0"),
     ("tinymim_vit", dict(VIT, img_size=0), "img_size must be at least 1, got 0"),
     ("tinymim_vit", dict(VIT, in_chans=0), "in_chans must be at least 1, got 0"),

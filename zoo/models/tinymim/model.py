@@ -83,6 +83,9 @@ class TinyMIMViT(VisionTransformer):
                    num_heads=num_heads, last_block_heads=last_block_heads)
         check_ints(0, num_classes=num_classes)
         check_positive(mlp_ratio=mlp_ratio)
+        if int(embed_dim * mlp_ratio) < 1:  # timm's MLP width
+            raise ValueError(f"mlp_ratio {mlp_ratio} leaves the MLP of a width-{embed_dim} block no hidden units: "
+                             f"give at least 1/{embed_dim}")
         if global_pool not in ("avg", "token"):
             raise ZooError(f"global_pool must be 'avg' or 'token', got {global_pool!r}")
         if drop_path_mode not in ("linear", "uniform"):
