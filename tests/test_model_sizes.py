@@ -24,6 +24,9 @@ CASES = [
     ("tinymim_vit", dict(VIT, mlp_ratio=0.01), "mlp_ratio 0.01 leaves the MLP of a width-32 block no hidden units: "
                                                "give at least 1/32"),
     ("tinymim_vit", dict(VIT, patch_size=0), "patch_size must be at least 1, got 0"),
+    ("tinymim_vit", dict(VIT, drop_path_rate=-0.1), "drop_path_rate must be a probability in [0, 1), got -0.1"),
+    ("tinymim_vit", dict(VIT, drop_path_rate=1.5), "drop_path_rate must be a probability in [0, 1), got 1.5"),
+    ("tinymim_vit", dict(VIT, crop_pct=0), "crop_pct must be a number above 0, got 0"),
     ("tinymim_vit", dict(VIT, img_size=0), "img_size must be at least 1, got 0"),
     ("tinymim_vit", dict(VIT, in_chans=0), "in_chans must be at least 1, got 0"),
     ("tinymim_vit", dict(VIT, num_classes=-1), "num_classes must be at least 0, got -1"),

@@ -82,7 +82,9 @@ class TinyMIMViT(VisionTransformer):
         check_ints(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
                    num_heads=num_heads, last_block_heads=last_block_heads)
         check_ints(0, num_classes=num_classes)
-        check_positive(mlp_ratio=mlp_ratio)
+        check_positive(mlp_ratio=mlp_ratio, crop_pct=crop_pct)
+        if not (isinstance(drop_path_rate, (int, float)) and 0 <= drop_path_rate < 1):
+            raise ValueError(f"drop_path_rate must be a probability in [0, 1), got {drop_path_rate!r}")
         if int(embed_dim * mlp_ratio) < 1:  # timm's MLP width
             raise ValueError(f"mlp_ratio {mlp_ratio} leaves the MLP of a width-{embed_dim} block no hidden units: "
                              f"give at least 1/{embed_dim}")
