@@ -66,6 +66,8 @@ CASES = [
     ("drums_smollm2_scratch", dict(config=dict(SMOL, hidden_size=0)), "config hidden_size must be at least 1, got 0"),
     ("drums_smollm2_scratch", dict(config=dict(SMOL, intermediate_size=0)),
      "config intermediate_size must be at least 1, got 0"),
+    ("drums_smollm2_scratch", dict(config=dict(SMOL, num_key_value_heads=None)),
+     "config num_key_value_heads must be an integer of at least 1, got None: leave it out to keep the base's value"),
     ("drums_smollm2_scratch", dict(config=dict(SMOL, num_attention_heads=4, num_key_value_heads=3)),
      "config num_attention_heads 4 must be divisible by config num_key_value_heads 3"),
     # CMT
@@ -135,3 +137,15 @@ def test_a_size_only_the_other_encoder_reads_is_not_checked():
     """downsample_scale sets the pillar encoder's stride; the sparse encoder's is fixed, and it ignores the value."""
     model = zoo.create_model("cmt_tiny", modalities=["lidar"], lidar_encoder="sparse", downsample_scale=3)
     assert model.lidar_encoder_kind == "sparse"
+
+
+@pytest.mark.parametrize("arch, config, field, given", [("drums_gpt2_tiny", {"n_layer": "two"}, "n_layer", "str"),
+                                                        ("drums_smollm2_scratch", dict(SMOL, hidden_size=64.0),
+                                                         "hidden_size", "float")])
+def test_a_drum_lm_config_field_of_the_wrong_type_is_one_line(arch, config, field, given):
+    """transformers' config classes validate their fields' types; the multi-line error is one ZooError naming it."""
+    with pytest.raises(ZooError) as err:
+        zoo.create_model(arch, config=config)
+    expected = f"Validation error for field '{field}': TypeError: Field '{field}' expected int, got {given}"
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value) and str(err.value).startswith("config for base ")

@@ -70,13 +70,30 @@ CONFIG_SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_
                 "intermediate_size", "n_inner", "max_position_embeddings")
 
 
-def _check_config_sizes(config) -> None:
-    """Refuse a config (with the ``config`` overrides applied) that builds a degenerate LM: a size below 1, a width
-    that its attention heads do not divide (unless the config sets ``head_dim``), query heads that the key-value
-    heads do not divide. Fields are named as the config's class spells them (GPT-2's ``n_layer``, ``n_embd``)."""
+def _make_config(make, base: str):
+    """``make()``: a transformers config with the user's ``config`` overrides. The config classes check their fields'
+    types; a field given another type (``n_layer: "2"``) is one ZooError naming it instead of huggingface_hub's
+    multi-line validation error."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        return make()
+    except StrictDataclassError as exc:
+        raise ZooError(f"config for base {base!r}: {' '.join(str(exc).split())}") from None
+
+
+def _check_config_sizes(config, overrides: dict) -> None:
+    """Refuse a config (with the ``config`` overrides applied) that builds a degenerate LM: a size below 1, a size
+    overridden with None (applied after the class's defaults, so nothing fills it in; GPT-2's n_inner excepted), a
+    width that its attention heads do not divide (unless the config sets ``head_dim``), query heads that the
+    key-value heads do not divide. Fields are named as the config's class spells them (GPT-2's ``n_layer``)."""
     def name(key: str) -> str:
         return f"config {getattr(config, 'attribute_map', {}).get(key, key)}"
 
+    for key, value in overrides.items():
+        if value is None and key in CONFIG_SIZES and key != "n_inner":
+            raise ValueError(f"config {key} must be an integer of at least 1, got None: leave it out to keep the "
+                             f"base's value")
     sizes = {key: getattr(config, key, None) for key in CONFIG_SIZES}
     check_ints(**{name(key): value for key, value in sizes.items()})
     heads = sizes["num_attention_heads"]
@@ -133,17 +150,17 @@ class DrumLM(nn.Module):
                 raise ZooError("base 'gpt2' is built from config alone: use init='scratch' (or give a folder)")
             self.tokenizer = self._tokenizer(None, vocab if vocab != "full" else "symbols")
             _check_config_keys(overrides, transformers.GPT2Config(), base)
-            cfg = transformers.GPT2Config(**{"n_positions": max_length or DEFAULT_MAX_LENGTH, **overrides},
-                                          vocab_size=self.tokenizer.vocab_size, bos_token_id=None,
-                                          eos_token_id=None, pad_token_id=self.tokenizer.pad_id)
-            _check_config_sizes(cfg)
+            cfg = _make_config(lambda: transformers.GPT2Config(
+                **{"n_positions": max_length or DEFAULT_MAX_LENGTH, **overrides}, vocab_size=self.tokenizer.vocab_size,
+                bos_token_id=None, eos_token_id=None, pad_token_id=self.tokenizer.pad_id), base)
+            _check_config_sizes(cfg, overrides)
             self.lm = transformers.GPT2LMHeadModel(cfg)
         else:
             folder = _base_folder(base)
             self.tokenizer = self._tokenizer(folder, vocab)
             _check_config_keys(overrides, transformers.AutoConfig.from_pretrained(folder), base)
-            cfg = transformers.AutoConfig.from_pretrained(folder, **overrides)
-            _check_config_sizes(cfg)
+            cfg = _make_config(lambda: transformers.AutoConfig.from_pretrained(folder, **overrides), base)
+            _check_config_sizes(cfg, overrides)
             if init == "pretrained":
                 self.lm = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **overrides)
             else:
