@@ -1,6 +1,7 @@
-"""Degenerate size arguments (0 blocks, a classifier with no outputs, a width its heads do not divide, ...) are refused
-when the model is built, with one `ZooError` naming the argument and its value (`zoo.models.sizes`); before, each of
-these built a useless model without a word, or failed with an error about tensors that named no argument."""
+"""Degenerate size arguments (0 blocks, a classifier with no outputs, a width its heads do not divide, ...), flags
+that are not bools and malformed input normalisation are refused when the model is built, with one `ZooError` naming
+the argument and its value (`zoo.models.sizes`); before, each of these built a useless model without a word, or
+failed with an error about tensors that named no argument."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ CASES = [
     ("tinymim_vit", dict(VIT, drop_path_rate=-0.1), "drop_path_rate must be a probability in [0, 1), got -0.1"),
     ("tinymim_vit", dict(VIT, drop_path_rate=1.5), "drop_path_rate must be a probability in [0, 1), got 1.5"),
     ("tinymim_vit", dict(VIT, crop_pct=0), "crop_pct must be a number above 0, got 0"),
+    # flags, names and input normalisation
+    ("tinymim_vit", dict(VIT, fixed_pos_embed="false"), "fixed_pos_embed must be True or False, got 'false'"),
+    ("tinymim_vit", dict(VIT, std=(0.2, 0.0, 0.2)),
+     "std must be 3 numbers above 0 (one per input channel), got (0.2, 0.0, 0.2)"),
+    ("tinymim_vit", dict(VIT, interpolation="lanczos"),
+     "interpolation must be one of bilinear, bicubic, nearest, got 'lanczos'"),
+    ("knn_ood_resnet20", dict(mean="cifar"), "mean must be 3 numbers (one per input channel), got 'cifar'"),
+    ("knn_ood_timm", dict(model_name=["resnet18"]),
+     "model_name must be a timm model name (a string), got ['resnet18']"),
+    ("pmt_iqa_efficientnet_lite0", dict(multi_scale="no"), "multi_scale must be True or False, got 'no'"),
+    ("doorping_convnet", dict(channels=1, mean=(0.5, 0.5, 0.5)),
+     "mean must be 1 number (one per input channel), got (0.5, 0.5, 0.5)"),
+    ("cmt_tiny", dict(LIDAR, bev_skip_empty="yes"), "bev_skip_empty must be True or False, got 'yes'"),
+    ("cmt_tiny", dict(LIDAR, img_backbone=None), "img_backbone must be a backbone name (a string), got None"),
     ("tinymim_vit", dict(VIT, img_size=0), "img_size must be at least 1, got 0"),
     ("tinymim_vit", dict(VIT, in_chans=0), "in_chans must be at least 1, got 0"),
     ("tinymim_vit", dict(VIT, num_classes=-1), "num_classes must be at least 0, got -1"),

@@ -18,6 +18,7 @@ from .images import to_eight_bit
 CROP_MODES = ("center", "squash")  # timm's names; its "border" mode is not implemented
 _INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
            "nearest": T.InterpolationMode.NEAREST}
+INTERPOLATIONS = tuple(_INTERP)  # the ``input_spec["interpolation"]`` values these transforms know
 
 
 class ConvertMode:

@@ -1,4 +1,5 @@
-"""Checks of the size arguments of the zoo's model constructors (depth, widths, head counts, classes, image sizes).
+"""Checks of the size arguments of the zoo's model constructors (depth, widths, head counts, classes, image sizes),
+and of their on/off flags and input normalisation.
 
 A degenerate size (no blocks, a classifier with no outputs, a width its heads do not divide) would build a model
 that is useless, or one that fails later, deep inside a layer, with a message about tensors. The constructors call
@@ -58,3 +59,21 @@ def check_positive_sequence(name: str, values, length: int) -> None:
     if len(items) != length or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
                                        for v in items):
         raise ValueError(f"{name} must be {length} numbers above 0, got {values!r}")
+
+
+def check_bools(**flags) -> None:
+    """Every ``name=value`` of ``flags`` must be True or False: a string such as ``"false"`` would switch it on."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_mean_std(mean, std, channels: int) -> None:
+    """``mean`` and ``std``, the input normalisation recorded in ``input_spec``: ``channels`` numbers each, std above
+    0 (a None is left to the caller's default)."""
+    for name, values in (("mean", mean), ("std", std)):
+        items = tuple(values) if isinstance(values, (list, tuple)) else None
+        if values is not None and (items is None or len(items) != channels or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and (name == "mean" or v > 0) for v in items)):
+            rule = ("number" if channels == 1 else "numbers") + ("" if name == "mean" else " above 0")
+            raise ValueError(f"{name} must be {channels} {rule} (one per input channel), got {values!r}")

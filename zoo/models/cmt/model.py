@@ -32,7 +32,7 @@ from torch import nn
 from ...data.nuscenes import CLASSES
 from ...errors import ZooError
 from ...registry import runs_in_weights_dtype
-from ..sizes import check_divisible, check_int_sequence, check_ints, check_positive_sequence
+from ..sizes import check_bools, check_divisible, check_int_sequence, check_ints, check_positive_sequence
 from .denoising import DNQueries, prepare_dn
 from .encoding import CoordinateEncoding
 from .head import TaskHead, assemble_code, decode_topk, inverse_sigmoid
@@ -111,6 +111,10 @@ class CMT(nn.Module):
                    head_kernel=head_kernel, max_num=max_num, max_points_per_voxel=max_points_per_voxel,
                    lidar_channels=lidar_channels, pillar_max_points=pillar_max_points)
         check_ints(0, sweeps=sweeps, dn_groups=dn_groups)
+        check_bools(img_norm_eval=img_norm_eval, img_ese_every_block=img_ese_every_block, grid_mask=grid_mask,
+                    bev_skip_empty=bev_skip_empty)
+        if not isinstance(img_backbone, str):
+            raise ValueError(f"img_backbone must be a backbone name (a string), got {img_backbone!r}")
         check_divisible("hidden_dim", hidden_dim, "num_heads", num_heads)
         if hidden_dim % 2:
             raise ValueError(f"hidden_dim must be even (the BEV sine embedding pairs its channels), got {hidden_dim}")

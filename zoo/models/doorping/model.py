@@ -26,16 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError
-from ..sizes import check_ints
+from ..sizes import check_ints, check_mean_std
 
 
 def _spec(channels: int, image_size: int, mean, std) -> dict:
     """``input_spec`` of a [channels, image_size, image_size] input; mean / std None: 0.5 for every channel.
     ``fixed_size``: the classifier's input width is sized for this side, so no other side works."""
+    check_mean_std(mean, std, channels)
     mean = (0.5,) * channels if mean is None else mean
     std = (0.5,) * channels if std is None else std
-    if len(mean) != channels or len(std) != channels:
-        raise ZooError(f"mean {list(mean)} and std {list(std)} need one value per channel ({channels})")
     return {"input_size": [channels, image_size, image_size], "mean": [float(m) for m in mean],
             "std": [float(s) for s in std], "interpolation": "bilinear", "crop_pct": 1.0, "fixed_size": True}
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError, require
-from ..sizes import check_ints
+from ..sizes import check_ints, check_mean_std
 from ..timm_weights import timm_weights_kwargs
 
 UNTRAINED = "untrained"  # ``zoo_cfg["classifier"]`` of a model whose linear classifier was never trained
@@ -75,6 +75,7 @@ class CifarResNet(nn.Module):
                  mean=CIFAR_MEAN, std=CIFAR_STD):
         super().__init__()
         check_ints(num_classes=num_classes)
+        check_mean_std(mean, std, 3)
         if len(blocks) != len(widths):
             raise ZooError(f"blocks {blocks} and widths {widths} must have the same length")
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
@@ -153,6 +154,8 @@ class TimmBackbone(nn.Module):
                  image_size: int | None = None):
         super().__init__()
         check_ints(num_classes=num_classes, image_size=image_size)
+        if not isinstance(model_name, str):
+            raise ValueError(f"model_name must be a timm model name (a string), got {model_name!r}")
         timm = require("timm", "ood")
         try:
             self.net = timm.create_model(model_name, num_classes=num_classes, **timm_weights_kwargs(weights_file))

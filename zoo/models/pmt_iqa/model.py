@@ -27,7 +27,7 @@ from torch import nn
 
 from ...errors import ZooError
 from ...registry import runs_in_weights_dtype
-from ..sizes import check_int_sequence, check_ints
+from ..sizes import check_bools, check_int_sequence, check_ints
 from .backbone import Backbone
 
 POOL = 7  # the authors' AvgPool2d(7, stride=7) on every tap
@@ -50,6 +50,7 @@ class MultiScale(nn.Module):
                  multi_scale: bool = True):
         super().__init__()
         check_ints(lda_out=lda_out, in_size=in_size)
+        check_bools(multi_scale=multi_scale)
         grids = [(image_size // s) // POOL for s in STRIDES]
         if min(grids) < 1:
             raise ZooError(f"image_size {image_size} is too small: the stride-32 tap must be at least 7x7 "

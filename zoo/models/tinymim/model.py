@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...data.transforms import INTERPOLATIONS
 from ...errors import ZooError, require
 from ...registry import check_image_input
-from ..sizes import check_ints, check_positive
+from ..sizes import check_bools, check_ints, check_mean_std, check_positive
 
 require("timm", "tinymim")  # a clear error naming the extra before the imports below
 from timm.layers import DropPath  # noqa: E402
@@ -83,6 +84,10 @@ class TinyMIMViT(VisionTransformer):
                    num_heads=num_heads, last_block_heads=last_block_heads)
         check_ints(0, num_classes=num_classes)
         check_positive(mlp_ratio=mlp_ratio, crop_pct=crop_pct)
+        check_bools(fixed_pos_embed=fixed_pos_embed)
+        check_mean_std(mean, std, in_chans)
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
         if not (isinstance(drop_path_rate, (int, float)) and 0 <= drop_path_rate < 1):
             raise ValueError(f"drop_path_rate must be a probability in [0, 1), got {drop_path_rate!r}")
         if int(embed_dim * mlp_ratio) < 1:  # timm's MLP width
