@@ -20,6 +20,7 @@ OPTIONAL_MODULES = {
     "timm": ("timm", None),
     "transformers": ("transformers", None),
     "tokenizers": ("tokenizers", "transformers"),
+    "huggingface_hub": ("huggingface_hub", "transformers"),
     "peft": ("peft", None),
     "gguf": ("gguf", None),
     "mido": ("mido", "pretty_midi"),
