@@ -18,6 +18,15 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _items(values) -> tuple | None:
+    """``values`` as a tuple when it is a list or tuple, else None (a string or a number is not a sequence here)."""
+    return tuple(values) if isinstance(values, (list, tuple)) else None
+
+
 def check_ints(minimum: int = 1, **sizes) -> None:
     """Every ``name=value`` of ``sizes`` must be an integer of at least ``minimum``; a None value (an optional size
     left to its default) is not checked. ``check_ints(depth=depth, num_heads=num_heads)``."""
@@ -33,7 +42,7 @@ def check_ints(minimum: int = 1, **sizes) -> None:
 def check_positive(**values) -> None:
     """Every ``name=value`` of ``values`` must be a number above 0 (a ratio, such as ``mlp_ratio``)."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        if not (_is_number(value) and value > 0):
             raise ValueError(f"{name} must be a number above 0, got {value!r}")
 
 
@@ -46,7 +55,7 @@ def check_divisible(name: str, value: int, by_name: str, by: int) -> None:
 def check_int_sequence(name: str, values, length: int | None = None, minimum: int = 1) -> None:
     """``values`` must be a non-empty sequence (of ``length`` entries, when given) of integers of at least
     ``minimum``: per-stage widths, an (H, W) size."""
-    items = tuple(values) if isinstance(values, (list, tuple)) else ()
+    items = _items(values)
     if not items or (length is not None and len(items) != length) or not all(
             _is_int(v) and v >= minimum for v in items):
         count = f"{length} integers" if length is not None else "a list of integers"
@@ -55,9 +64,8 @@ def check_int_sequence(name: str, values, length: int | None = None, minimum: in
 
 def check_positive_sequence(name: str, values, length: int) -> None:
     """``values`` must be a sequence of ``length`` numbers above 0 (a voxel size in metres)."""
-    items = tuple(values) if isinstance(values, (list, tuple)) else ()
-    if len(items) != length or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
-                                       for v in items):
+    items = _items(values)
+    if items is None or len(items) != length or not all(_is_number(v) and v > 0 for v in items):
         raise ValueError(f"{name} must be {length} numbers above 0, got {values!r}")
 
 
@@ -72,8 +80,8 @@ def check_mean_std(mean, std, channels: int) -> None:
     """``mean`` and ``std``, the input normalisation recorded in ``input_spec``: ``channels`` numbers each, std above
     0 (a None is left to the caller's default)."""
     for name, values in (("mean", mean), ("std", std)):
-        items = tuple(values) if isinstance(values, (list, tuple)) else None
+        items = _items(values)
         if values is not None and (items is None or len(items) != channels or not all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) and (name == "mean" or v > 0) for v in items)):
+                _is_number(v) and (name == "mean" or v > 0) for v in items)):
             rule = ("number" if channels == 1 else "numbers") + ("" if name == "mean" else " above 0")
             raise ValueError(f"{name} must be {channels} {rule} (one per input channel), got {values!r}")

@@ -126,10 +126,10 @@ class CMT(nn.Module):
             if downsample_scale < 2 or downsample_scale & (downsample_scale - 1):
                 raise ValueError(f"downsample_scale must be a power of 2 of at least 2 (the pillar encoder's BEV "
                                  f"stride in voxels), got {downsample_scale}")
-        if lidar_encoder == "pillar" and lidar_channels < downsample_scale // 4:
-            raise ValueError(f"lidar_channels must be at least {downsample_scale // 4} for downsample_scale "
-                             f"{downsample_scale} (the pillar encoder halves it for each stage before the last), got "
-                             f"{lidar_channels}")
+            if lidar_channels < downsample_scale // 4:
+                raise ValueError(f"lidar_channels must be at least {downsample_scale // 4} for downsample_scale "
+                                 f"{downsample_scale} (the pillar encoder halves it for each stage before the last), "
+                                 f"got {lidar_channels}")
         check_int_sequence("image_size", image_size, length=2)
         check_positive_sequence("voxel_size", voxel_size, length=3)
         if grid_size is not None:
