@@ -70,16 +70,20 @@ CONFIG_SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_
                 "intermediate_size", "n_inner", "max_position_embeddings")
 
 
-def _make_config(make, base: str):
-    """``make()``: a transformers config with the user's ``config`` overrides. The config classes check their fields'
-    types; a field given another type (``n_layer: "2"``) is one ZooError naming it instead of huggingface_hub's
-    multi-line validation error."""
+def _user_config(base: str, overrides: dict, plain, make):
+    """``make()``, the base's transformers config with the user's ``config`` ``overrides``, after checking their
+    keys against ``plain`` (the config without them, `_check_config_keys`) and before checking its sizes
+    (`_check_config_sizes`). The config classes check their fields' types; a field given another type
+    (``n_layer: "2"``) is one ZooError naming it instead of huggingface_hub's multi-line validation error."""
     from huggingface_hub.errors import StrictDataclassError
 
+    _check_config_keys(overrides, plain, base)
     try:
-        return make()
+        cfg = make()
     except StrictDataclassError as exc:
         raise ZooError(f"config for base {base!r}: {' '.join(str(exc).split())}") from None
+    _check_config_sizes(cfg, overrides)
+    return cfg
 
 
 def _check_config_sizes(config, overrides: dict) -> None:
@@ -149,18 +153,15 @@ class DrumLM(nn.Module):
             if init != "scratch":
                 raise ZooError("base 'gpt2' is built from config alone: use init='scratch' (or give a folder)")
             self.tokenizer = self._tokenizer(None, vocab if vocab != "full" else "symbols")
-            _check_config_keys(overrides, transformers.GPT2Config(), base)
-            cfg = _make_config(lambda: transformers.GPT2Config(
+            cfg = _user_config(base, overrides, transformers.GPT2Config(), lambda: transformers.GPT2Config(
                 **{"n_positions": max_length or DEFAULT_MAX_LENGTH, **overrides}, vocab_size=self.tokenizer.vocab_size,
-                bos_token_id=None, eos_token_id=None, pad_token_id=self.tokenizer.pad_id), base)
-            _check_config_sizes(cfg, overrides)
+                bos_token_id=None, eos_token_id=None, pad_token_id=self.tokenizer.pad_id))
             self.lm = transformers.GPT2LMHeadModel(cfg)
         else:
             folder = _base_folder(base)
             self.tokenizer = self._tokenizer(folder, vocab)
-            _check_config_keys(overrides, transformers.AutoConfig.from_pretrained(folder), base)
-            cfg = _make_config(lambda: transformers.AutoConfig.from_pretrained(folder, **overrides), base)
-            _check_config_sizes(cfg, overrides)
+            cfg = _user_config(base, overrides, transformers.AutoConfig.from_pretrained(folder),
+                               lambda: transformers.AutoConfig.from_pretrained(folder, **overrides))
             if init == "pretrained":
                 self.lm = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **overrides)
             else:
