@@ -162,7 +162,10 @@ def _natural_key(s: str):
 
 def suggest(name: str, choices) -> str:
     """`` (did you mean a, b, c?)`` with the up to three ``choices`` closest to a misspelt ``name`` (compared
-    regardless of case, so ``KNN_OOD_RESNET20`` finds ``knn_ood_resnet20``), or ``""``."""
+    regardless of case, so ``KNN_OOD_RESNET20`` finds ``knn_ood_resnet20``), or ``""`` (also for a ``name`` that is
+    not a string)."""
+    if not isinstance(name, str):
+        return ""
     by_lower = {str(c).lower(): c for c in choices}
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
     return f" (did you mean {', '.join(by_lower[c] for c in close)}?)" if close else ""
@@ -377,19 +380,21 @@ def check_image_input(model, args) -> None:
         raise ZooError(f"{name} takes {h}x{w} images (it is built for that size); got {x.shape[-2]}x{x.shape[-1]}: "
                        f"resize them, or build the model for their size (its image-size argument)")
     weight = next(model.parameters(), None)
-    if weight is not None and not runs_in_weights_dtype(x, weight):
-        raise ZooError(f"{name}'s weights are {weight.dtype} but the input is {x.dtype}: pass "
-                       f"x.to({weight.dtype}), or run under torch.autocast")
+    if weight is not None:
+        check_weights_dtype(x, weight, f"{name}'s", "input is", "x")
 
 
-def runs_in_weights_dtype(x, weight) -> bool:
-    """Whether a float input ``x`` can meet ``weight``: the same dtype, or one autocast casts (float32 and the
-    16-bit types) while autocast is on; float64 never is cast, so it fails a float32 layer even under autocast."""
+def check_weights_dtype(x, weight, whose: str, what: str, var: str) -> None:
+    """Refuse a float input ``x`` that cannot meet ``weight``: it must have the same dtype, or one autocast casts
+    (float32 and the 16-bit types) while autocast is on; float64 never is cast, so it fails a float32 layer even
+    under autocast. The ZooError reads "{whose} weights are W but the {what} X: pass {var}.to(W), ..."."""
     import torch
 
-    if x.dtype == weight.dtype:
-        return True
-    return torch.is_autocast_enabled(x.device.type) and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    if x.dtype == weight.dtype or (torch.is_autocast_enabled(x.device.type)
+                                   and x.dtype in (torch.float32, torch.float16, torch.bfloat16)):
+        return
+    raise ZooError(f"{whose} weights are {weight.dtype} but the {what} {x.dtype}: pass {var}.to({weight.dtype}), or "
+                   f"run under torch.autocast")
 
 
 def _data_paper(prefix: str) -> Paper | None:

@@ -161,7 +161,7 @@ def get_task(name: str) -> type[EvalTask]:
     unknown name is a `ZooError` listing the tasks there are. Its options: ``get_task(name).add_arguments``."""
     tasks = list_tasks()
     if not isinstance(name, str) or name not in tasks:  # None or a number: as unknown as a misspelt name
-        close = suggest(name, tasks) if isinstance(name, str) else ""
+        close = suggest(name, tasks)
         raise ZooError(f"unknown eval task {name!r}{close}; available: {', '.join(sorted(tasks))}")
     return load_object(tasks[name])
 

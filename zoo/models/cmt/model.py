@@ -31,7 +31,7 @@ from torch import nn
 
 from ...data.nuscenes import CLASSES
 from ...errors import ZooError
-from ...registry import runs_in_weights_dtype
+from ...registry import check_weights_dtype
 from ..sizes import check_bools, check_divisible, check_int_sequence, check_ints, check_positive_sequence
 from .denoising import DNQueries, prepare_dn
 from .encoding import CoordinateEncoding
@@ -261,9 +261,7 @@ class CMT(nn.Module):
                 raise ZooError(f"images must be float, normalised with input_spec's mean and std (BGR, 0-255 "
                                f"scale); got {images.dtype} (for 0-255 BGR pixels: (images.float() - mean) / std)")
             weight = next(self.img_backbone.parameters())
-            if not runs_in_weights_dtype(images, weight):
-                raise ZooError(f"the image branch's weights are {weight.dtype} but the images are {images.dtype}: "
-                               f"pass images.to({weight.dtype}), or run under torch.autocast")
+            check_weights_dtype(images, weight, "the image branch's", "images are", "images")
         if "lidar" in self.modalities:
             if points is None or not len(points) or any(p.dim() != 2 or p.shape[1] < 5 for p in points):
                 raise ZooError("this CMT model uses LiDAR: pass points as a list of B tensors [P_i, 5] (x, y, z, "

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ZooError
-from ...registry import runs_in_weights_dtype
+from ...registry import check_weights_dtype
 from ..sizes import check_bools, check_int_sequence, check_ints
 from .backbone import Backbone
 
@@ -169,9 +169,7 @@ class PMTIQA(nn.Module):
             raise ZooError(f"PMT-IQA predict takes normalised float crops [B, K, {c}, {self.image_size}, "
                            f"{self.image_size}] with K >= 1, got {crops.dtype} {list(crops.shape)}{hint}")
         weight = next(self.parameters())
-        if not runs_in_weights_dtype(crops, weight):
-            raise ZooError(f"PMT-IQA's weights are {weight.dtype} but the crops are {crops.dtype}: pass "
-                           f"crops.to({weight.dtype}), or run under torch.autocast")
+        check_weights_dtype(crops, weight, "PMT-IQA's", "crops are", "crops")
         b, k = crops.shape[:2]
         flat = crops.flatten(0, 1)
         parts = flat.split(chunk) if chunk else (flat,)
