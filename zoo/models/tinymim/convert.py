@@ -59,6 +59,7 @@ NAMED_SIZES = {(192, 12): "tinymim_vit_tiny", (384, 12): "tinymim_vit_small", (7
 TINYMIM_HEADS = {192: (6, 12), 384: (6, 12), 768: (12, 16)}  # (heads, last-block heads) of the distilled students
 WIDTH_HEADS = {1280: 16}  # widths whose heads are not 64 channels wide: MAE's ViT-H/14 (heads of 80)
 MAE_DECODER = ("decoder_", "mask_token")
+MAE_ENCODER = "MAE pre-trained encoder"  # the layout `plan` names an encoder not named or trained as TinyMIM
 OVERRIDABLE = ("num_heads", "last_block_heads")  # what the weights do not show
 FIXED_BY_WEIGHTS = ("embed_dim", "depth", "patch_size", "img_size", "in_chans", "mlp_ratio", "num_classes",
                     "global_pool")
@@ -177,7 +178,7 @@ def plan(src: Path, sd: dict, meta: dict) -> tuple[str, dict, dict, str]:
     if is_tinymim_encoder(src, meta, dim) and dim in TINYMIM_HEADS:
         args["num_heads"], args["last_block_heads"] = TINYMIM_HEADS[dim]
         return arch, args, sd, "TinyMIM pre-trained student"
-    return arch, args, sd, "MAE pre-trained encoder"
+    return arch, args, sd, MAE_ENCODER
 
 
 def apply_overrides(args: dict, overrides: dict, width: int) -> dict:
@@ -213,7 +214,7 @@ def convert(src: str | Path, out_dir: str | Path, model_args: dict | None = None
     width = zoo_sd["patch_embed.proj.weight"].shape[0]
     if model_args:
         args = apply_overrides(args, model_args, width)
-    elif layout == "MAE pre-trained encoder" and is_unnamed_encoder(src, meta, width):
+    elif layout == MAE_ENCODER and is_unnamed_encoder(src, meta, width):
         last = TINYMIM_HEADS[width][1]
         warnings.warn(f"{src.name} is read as an MAE encoder ({args['num_heads']} heads in every block): neither its "
                       f"name nor saved training args tell it from a TinyMIM student of width {width}, whose last block "
